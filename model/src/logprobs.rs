@@ -1,0 +1,81 @@
+//! Teacher-forced log-probabilities: log p(t[i+1] | t[..=i]) for every position of a sequence.
+//!
+//! [`token_logprobs`] is the differentiable form the learner trains through; [`score`] is the
+//! inference form behind `r1ctl logprobs`, batched and computed in f32.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::batch::PaddedBatch;
+use crate::decoder::CausalLm;
+use crate::error::{ModelError, Result};
+
+/// Log-probabilities `[batch, len - 1]` of each next token of a padded batch; column `j` is
+/// log p(token at column j+1 | columns ..=j). Columns inside a row's padding are meaningless
+/// and must be masked by the caller.
+pub fn token_logprobs<B: Backend>(model: &CausalLm<B>, batch: &PaddedBatch, device: &B::Device) -> Tensor<B, 2> {
+    let (lp, _) = token_logprobs_and_entropy(model, batch, device, false);
+    lp
+}
+
+/// As [`token_logprobs`], plus the policy's entropy at each position when `entropy` is set.
+pub fn token_logprobs_and_entropy<B: Backend>(
+    model: &CausalLm<B>,
+    batch: &PaddedBatch,
+    device: &B::Device,
+    entropy: bool,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    let (b, t) = (batch.batch, batch.len);
+    let tokens = batch.tokens::<B>(device);
+    let hidden = model.forward(tokens.clone(), batch.positions(device), batch.causal_bias(device), None);
+    let hidden = hidden.narrow(1, 0, t - 1);
+    let logp = log_softmax(model.logits(hidden), 2);
+    let targets: Tensor<B, 3, Int> = tokens.narrow(1, 1, t - 1).reshape([b, t - 1, 1]);
+    let ent = entropy.then(|| (logp.clone().exp() * logp.clone()).sum_dim(2).neg().reshape([b, t - 1]));
+    (logp.gather(2, targets).reshape([b, t - 1]), ent)
+}
+
+/// Per-token log-probs of each sequence (length `len - 1` each; empty for a 1-token
+/// sequence), in batches of at most `max_batch` sequences.
+pub fn score<B: Backend>(
+    model: &CausalLm<B>,
+    seqs: &[Vec<u32>],
+    max_batch: usize,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>> {
+    let vocab = model.config().vocab_size;
+    for (i, s) in seqs.iter().enumerate() {
+        if s.is_empty() {
+            return Err(ModelError::Input(format!("sequence {i} is empty; give at least one token")));
+        }
+        if let Some(bad) = s.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::Input(format!(
+                "sequence {i} has token id {bad}, outside the model's vocabulary of {vocab}"
+            )));
+        }
+    }
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(max_batch.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
+        let batch = PaddedBatch::new(&refs, 0);
+        if batch.len < 2 {
+            out.extend(chunk.iter().map(|_| Vec::new()));
+            continue;
+        }
+        let lp = token_logprobs(model, &batch, device);
+        let w = batch.len - 1;
+        let host: Vec<f32> = lp.into_data().convert::<f32>().into_vec().expect("f32 data");
+        for (r, s) in chunk.iter().enumerate() {
+            let pad = batch.pads[r];
+            out.push(host[r * w + pad..r * w + pad + s.len() - 1].to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// A token-id tensor from host ids, for callers building their own batches.
+pub fn ids_tensor<B: Backend>(ids: &[u32], shape: [usize; 2], device: &B::Device) -> Tensor<B, 2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}

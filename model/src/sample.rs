@@ -1,0 +1,314 @@
+//! Batched sampling with a KV cache: the actor's engine and `r1ctl generate`'s.
+//!
+//! Prompts of different lengths are left-padded into one batch and prefilled once; the cache
+//! is then forked into the G samples of each prompt, and all rows decode together, one token
+//! per step. A finished row is dropped from the batch (and the cache) at once, so the batch
+//! only ever holds rows that still generate.
+//!
+//! Sampling (temperature, top-k, top-p) runs on the host from the step's logits. Each sample
+//! draws from its own ChaCha RNG seeded by (seed, prompt index, sample index), so a sample does
+//! not depend on what else was in the batch. Temperature 0 is greedy decoding.
+//!
+//! Every sampled token comes back with its log-probability under the policy itself — the raw
+//! model distribution, before temperature, top-k or top-p — which is π_old in the GRPO ratio
+//! and equals what [`crate::logprobs::score`] computes for the same tokens.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{PaddedBatch, decode_bias};
+use crate::decoder::{CausalLm, KvCache};
+use crate::error::{ModelError, Result};
+use crate::tokenizer::TextTokenizer;
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingParams {
+    /// Softmax temperature; 0 means greedy.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`.
+    pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Most tokens generated per sample.
+    pub max_new_tokens: usize,
+    /// Token ids that end a sample (kept as its last token).
+    pub stop_token_ids: Vec<u32>,
+    /// Strings that end a sample once its decoded text contains one (kept in the text).
+    pub stop_strings: Vec<String>,
+    pub seed: u64,
+    /// Most rows decoded together; prompts are processed in chunks of `max_batch / n`.
+    pub max_batch: usize,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 256,
+            stop_token_ids: Vec::new(),
+            stop_strings: Vec::new(),
+            seed: 0,
+            max_batch: 64,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::Input(m));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad(format!("temperature {} must be a finite number >= 0", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top_p {} must be in (0, 1]", self.top_p));
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens must be at least 1".into());
+        }
+        if self.stop_strings.iter().any(String::is_empty) {
+            return bad("stop strings must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a sample ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token was sampled.
+    Stop,
+    /// The decoded text reached a stop string.
+    StopString,
+    /// `max_new_tokens` was reached.
+    Length,
+}
+
+/// One sampled completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub tokens: Vec<u32>,
+    /// log π(token) under the raw policy, one per token.
+    pub logprobs: Vec<f32>,
+    pub finish: FinishReason,
+}
+
+struct Row {
+    prompt: usize,
+    rng: ChaCha8Rng,
+    pad: usize,
+    prompt_len: usize,
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    finish: Option<FinishReason>,
+}
+
+/// SplitMix64: decorrelates the per-sample seeds.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn sample_rng(seed: u64, prompt: usize, sample: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ prompt as u64) ^ sample as u64))
+}
+
+/// Draws a token from `logits` and returns it with its raw log-probability.
+fn draw(logits: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max + logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+    let pick = if p.temperature < 1e-6 {
+        // First maximum, as torch.argmax.
+        logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best })
+    } else {
+        let t = p.temperature as f64;
+        let mut cand: Vec<(usize, f64)> =
+            logits.iter().enumerate().map(|(i, &x)| (i, ((x as f64 - max) / t).exp())).collect();
+        if p.top_k > 0 || p.top_p < 1.0 {
+            cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            if p.top_k > 0 {
+                cand.truncate(p.top_k);
+            }
+            if p.top_p < 1.0 {
+                let total: f64 = cand.iter().map(|c| c.1).sum();
+                let mut acc = 0.0;
+                let keep = cand
+                    .iter()
+                    .position(|c| {
+                        acc += c.1 / total;
+                        acc >= p.top_p as f64
+                    })
+                    .map_or(cand.len(), |i| i + 1);
+                cand.truncate(keep);
+            }
+        }
+        let total: f64 = cand.iter().map(|c| c.1).sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut chosen = cand.last().expect("non-empty vocabulary").0;
+        for &(i, w) in &cand {
+            if u < w {
+                chosen = i;
+                break;
+            }
+            u -= w;
+        }
+        chosen
+    };
+    (pick as u32, (logits[pick] as f64 - lse) as f32)
+}
+
+/// Samples `n` completions for every prompt. `tokenizer` is needed only for stop strings.
+/// `progress` is called with the number of tokens generated at each step.
+pub fn generate<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[Vec<u32>],
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Sample>>> {
+    params.validate()?;
+    if n == 0 {
+        return Err(ModelError::Input("n (samples per prompt) must be at least 1".into()));
+    }
+    if !params.stop_strings.is_empty() && tokenizer.is_none() {
+        return Err(ModelError::Input("stop strings need a tokenizer to decode text".into()));
+    }
+    let cfg = model.config();
+    for (i, p) in prompts.iter().enumerate() {
+        if p.is_empty() {
+            return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token")));
+        }
+        if let Some(bad) = p.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "prompt {i} has token id {bad}, outside the vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
+        if p.len() + params.max_new_tokens > cfg.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "prompt {i} has {} tokens; with max_new_tokens {} it exceeds the model's {} positions",
+                p.len(),
+                params.max_new_tokens,
+                cfg.max_position_embeddings
+            )));
+        }
+    }
+    let per_chunk = (params.max_batch / n).max(1);
+    let mut out = Vec::with_capacity(prompts.len());
+    for (c, chunk) in prompts.chunks(per_chunk).enumerate() {
+        let first = c * per_chunk;
+        out.extend(generate_chunk(model, chunk, first, n, params, tokenizer, device, progress)?);
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate_chunk<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[Vec<u32>],
+    first: usize,
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Sample>>> {
+    let vocab = model.config().vocab_size;
+    let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+    let batch = PaddedBatch::new(&refs, 0);
+    let mut cache = KvCache::new(model.config().num_layers);
+    let hidden = model.forward(batch.tokens(device), batch.positions(device), batch.causal_bias(device), Some(&mut cache));
+    let last = hidden.narrow(1, batch.len - 1, 1);
+    // Host logits of the current step and, for each active slot, where its row starts.
+    let mut logits = host_logits(model, last);
+
+    let mut rows: Vec<Row> = (0..prompts.len())
+        .flat_map(|p| (0..n).map(move |s| (p, s)))
+        .map(|(p, s)| Row {
+            prompt: p,
+            rng: sample_rng(params.seed, first + p, s),
+            pad: batch.pads[p],
+            prompt_len: prompts[p].len(),
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finish: None,
+        })
+        .collect();
+    // Fork each prompt's cache into its n samples.
+    let fork: Vec<i64> = rows.iter().map(|r| r.prompt as i64).collect();
+    let mut cache = cache.select_rows(Tensor::from_data(TensorData::new(fork, [rows.len()]), device));
+    let mut active: Vec<usize> = (0..rows.len()).collect();
+    let mut offsets: Vec<usize> = rows.iter().map(|r| r.prompt * vocab).collect();
+    let mut total = batch.len;
+
+    for step in 0..params.max_new_tokens {
+        for (slot, &r) in active.iter().enumerate() {
+            let row = &mut rows[r];
+            let (tok, lp) = draw(&logits[offsets[slot]..offsets[slot] + vocab], params, &mut row.rng);
+            row.tokens.push(tok);
+            row.logprobs.push(lp);
+            if params.stop_token_ids.contains(&tok) {
+                row.finish = Some(FinishReason::Stop);
+            } else if let Some(t) = tokenizer
+                && !params.stop_strings.is_empty()
+            {
+                let text = t.decode(&row.tokens)?;
+                if params.stop_strings.iter().any(|s| text.contains(s.as_str())) {
+                    row.finish = Some(FinishReason::StopString);
+                }
+            }
+        }
+        progress(active.len());
+        if step + 1 == params.max_new_tokens {
+            break;
+        }
+        let keep: Vec<usize> = (0..active.len()).filter(|&s| rows[active[s]].finish.is_none()).collect();
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() < active.len() {
+            let idx: Vec<i64> = keep.iter().map(|&s| s as i64).collect();
+            cache = cache.select_rows(Tensor::from_data(TensorData::new(idx, [keep.len()]), device));
+            active = keep.iter().map(|&s| active[s]).collect();
+        }
+        let a = active.len();
+        let toks: Vec<i64> = active.iter().map(|&r| *rows[r].tokens.last().expect("sampled") as i64).collect();
+        let pos: Vec<i64> = active.iter().map(|&r| (rows[r].prompt_len + rows[r].tokens.len() - 1) as i64).collect();
+        let pads: Vec<usize> = active.iter().map(|&r| rows[r].pad).collect();
+        total += 1;
+        let hidden = model.forward(
+            Tensor::from_data(TensorData::new(toks, [a, 1]), device),
+            Tensor::from_data(TensorData::new(pos, [a, 1]), device),
+            decode_bias(&pads, total, device),
+            Some(&mut cache),
+        );
+        logits = host_logits(model, hidden);
+        offsets = (0..a).map(|s| s * vocab).collect();
+    }
+
+    let mut out: Vec<Vec<Sample>> = (0..prompts.len()).map(|_| Vec::with_capacity(n)).collect();
+    for row in rows {
+        out[row.prompt].push(Sample {
+            tokens: row.tokens,
+            logprobs: row.logprobs,
+            finish: row.finish.unwrap_or(FinishReason::Length),
+        });
+    }
+    Ok(out)
+}
+
+/// Logits of `hidden` `[rows, 1, hidden]` as a host vector `[rows * vocab]`, in f32.
+fn host_logits<B: Backend>(model: &CausalLm<B>, hidden: Tensor<B, 3>) -> Vec<f32> {
+    model.logits(hidden).into_data().convert::<f32>().into_vec().expect("f32 data")
+}

@@ -1,0 +1,119 @@
+//! Parity with Hugging Face transformers on the committed random-weight checkpoints
+//! (`fixtures/make_fixtures.py` made them and their reference numbers).
+
+use std::path::PathBuf;
+
+use burn::tensor::Tensor;
+use r1_model::batch::PaddedBatch;
+use r1_model::{CausalLm, CpuBackend, SamplingParams, logprobs, sample};
+use safetensors::SafeTensors;
+
+type B = CpuBackend;
+
+const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny"];
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+struct Reference {
+    ids: Vec<Vec<u32>>,
+    logits: Vec<Vec<f32>>,
+    logprobs: Vec<Vec<f32>>,
+    greedy: Vec<Vec<u32>>,
+}
+
+fn reference(name: &str) -> Reference {
+    let bytes = std::fs::read(fixture(name).join("reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let f32s = |k: String| -> Vec<f32> {
+        st.tensor(&k).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    let ints = |k: String| -> Vec<u32> {
+        st.tensor(&k).unwrap().data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()
+    };
+    let n = st.names().iter().filter(|k| k.starts_with("ids.")).count();
+    Reference {
+        ids: (0..n).map(|i| ints(format!("ids.{i}"))).collect(),
+        logits: (0..n).map(|i| f32s(format!("logits.{i}"))).collect(),
+        logprobs: (0..n).map(|i| f32s(format!("logprobs.{i}"))).collect(),
+        greedy: (0..n).map(|i| ints(format!("greedy.{i}"))).collect(),
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn load(name: &str) -> CausalLm<B> {
+    r1_model::load::<B>(&fixture(name), &Default::default()).unwrap()
+}
+
+#[test]
+fn logits_match_transformers_in_one_padded_batch() {
+    for name in FIXTURES {
+        let model = load(name);
+        let r = reference(name);
+        let dev = Default::default();
+        let refs: Vec<&[u32]> = r.ids.iter().map(|s| s.as_slice()).collect();
+        let batch = PaddedBatch::new(&refs, 0);
+        let hidden = model.forward(batch.tokens(&dev), batch.positions(&dev), batch.causal_bias(&dev), None);
+        let logits: Tensor<B, 3> = model.logits(hidden);
+        let v = model.config().vocab_size;
+        let host: Vec<f32> = logits.into_data().convert::<f32>().into_vec().unwrap();
+        for (i, ids) in r.ids.iter().enumerate() {
+            let pad = batch.pads[i];
+            let row = &host[(i * batch.len + pad) * v..(i + 1) * batch.len * v];
+            let err = max_abs_diff(row, &r.logits[i]);
+            assert!(err <= 1e-4, "{name} sequence {i} ({} tokens): max |logit error| {err}", ids.len());
+        }
+    }
+}
+
+#[test]
+fn logprobs_match_transformers() {
+    for name in FIXTURES {
+        let model = load(name);
+        let r = reference(name);
+        let got = logprobs::score(&model, &r.ids, 8, &Default::default()).unwrap();
+        for (i, lp) in got.iter().enumerate() {
+            let err = max_abs_diff(lp, &r.logprobs[i]);
+            assert!(err <= 1e-4, "{name} sequence {i}: max |logprob error| {err}");
+        }
+    }
+}
+
+#[test]
+fn greedy_sampling_matches_transformers_generate() {
+    for name in FIXTURES {
+        let model = load(name);
+        let r = reference(name);
+        let params = SamplingParams { temperature: 0.0, max_new_tokens: 8, ..Default::default() };
+        let out = sample::generate(&model, &r.ids, 2, &params, None, &Default::default(), &mut |_| {}).unwrap();
+        for (i, samples) in out.iter().enumerate() {
+            for s in samples {
+                assert_eq!(s.tokens, r.greedy[i], "{name} prompt {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sampled_logprobs_equal_teacher_forced_logprobs() {
+    for name in FIXTURES {
+        let model = load(name);
+        let r = reference(name);
+        let params = SamplingParams { temperature: 1.0, top_p: 0.9, max_new_tokens: 12, seed: 7, ..Default::default() };
+        let out = sample::generate(&model, &r.ids, 3, &params, None, &Default::default(), &mut |_| {}).unwrap();
+        for (i, samples) in out.iter().enumerate() {
+            let seqs: Vec<Vec<u32>> = samples.iter().map(|s| [r.ids[i].clone(), s.tokens.clone()].concat()).collect();
+            let tf = logprobs::score(&model, &seqs, 8, &Default::default()).unwrap();
+            for (s, lp) in samples.iter().zip(&tf) {
+                let tail = &lp[r.ids[i].len() - 1..];
+                let err = max_abs_diff(&s.logprobs, tail);
+                assert!(err <= 1e-4, "{name} prompt {i}: sampled vs teacher-forced logprob error {err}");
+            }
+        }
+    }
+}
