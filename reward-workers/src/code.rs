@@ -1,7 +1,311 @@
-//! Placeholder: being written.
+//! The code verifier: runs a completion against tests inside the [`crate::sandbox`].
+//!
+//! **What code is run.** The last fenced block tagged with the language (```` ```python ````,
+//! ```` ```py ````, ...) if there is one, else the last untagged fenced block, else the whole
+//! completion as it is.
+//!
+//! **Tests.** A job carries assert-style tests (`test`), stdin/stdout cases (`tests`), or both;
+//! reward is 1 only if all of them pass (stopping at the first failure), else 0:
+//! - `test`: the program followed by the test code must run to the end and exit 0. A
+//!   trusted harness runs them and only then prints a fresh random sentinel on stdout; the
+//!   sentinel is never in the program's source, arguments or visible environment, so a
+//!   program that exits early (`sys.exit(0)`, `os._exit(0)`) scores 0 with `exited_early`.
+//!   The harness runs in the same interpreter, so code that deliberately inspects the
+//!   harness's own stack frame could find it: that is out of scope.
+//! - `tests`: each case runs the program with `stdin` and compares its stdout with `stdout`
+//!   token by token, so whitespace and line breaks do not matter.
+//!
+//! **Fields.** For `code` jobs, `language` names the programming language (default
+//! `python`), `timeout_s` bounds each program run in wall and CPU time (default 10, at most
+//! 60) and `memory_mb` its address space (default 1024, 32 to 16384).
+//!
+//! Languages plug in through [`Runner`]; Python (`python3`) is the first.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::job::{ScoreJob, ScoreResult, Status};
+use crate::sandbox::{self, Limits, RunSpec, Sandbox};
 
+/// Default and largest wall time per run, in seconds.
+pub const DEFAULT_TIMEOUT_S: f64 = 10.0;
+pub const MAX_TIMEOUT_S: f64 = 60.0;
+/// Default, smallest and largest memory per run, in MiB.
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
+pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 32..=16384;
+
+/// How to run programs of one language.
+pub trait Runner: Send + Sync {
+    /// The language as jobs name it in `language`.
+    fn name(&self) -> &'static str;
+    /// Tags of fenced blocks that hold code in this language.
+    fn fence_tags(&self) -> &'static [&'static str];
+    /// A run of `code` followed by `test` that prints `sentinel` on a line of its own, as the
+    /// last output, only after the tests returned.
+    fn assert_run(&self, code: &str, test: &str, sentinel: &str) -> RunSpec;
+    /// A run of `code` as a program reading `stdin`.
+    fn io_run(&self, code: &str, stdin: &str) -> RunSpec;
+    /// What a non-zero exit means, judged from the program's stderr; `None` for a plain failure.
+    fn classify(&self, stderr: &str) -> Option<Status>;
+}
+
+/// Python 3, run with `-I` (isolated: no user site, no `PYTHON*` variables) and `-B`.
+pub struct Python {
+    interpreter: PathBuf,
+    read_paths: Vec<PathBuf>,
+}
+
+const PYTHON_HARNESS: &str = r#"import os, sys
+def _r1_run():
+    sentinel = os.environ.pop("R1_SENTINEL", "")
+    with open(sys.argv[1], encoding="utf-8") as f:
+        source = f.read()
+    sys.argv = sys.argv[1:]
+    scope = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile(source, "solution.py", "exec"), scope)
+    sys.stdout.flush()
+    os.write(1, ("\n" + sentinel + "\n").encode())
+_r1_run()
+"#;
+
+impl Python {
+    /// Finds an interpreter: `$R1_PYTHON`, then `/usr/bin/python3`, `/usr/local/bin/python3`,
+    /// then `python3` on `PATH`. A system interpreter comes first because the sandboxed uid
+    /// cannot enter private trees such as `/root`.
+    pub fn detect() -> Result<Self, String> {
+        let mut candidates: Vec<PathBuf> = std::env::var_os("R1_PYTHON").map(PathBuf::from).into_iter().collect();
+        candidates.extend(["/usr/bin/python3", "/usr/local/bin/python3"].map(PathBuf::from));
+        candidates.push(PathBuf::from("python3"));
+        let query = "import sys; print(sys.executable); print(sys.base_prefix); print(sys.prefix)";
+        for candidate in candidates {
+            let Ok(out) = Command::new(&candidate).args(["-I", "-c", query]).output() else { continue };
+            if !out.status.success() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            let [exe, base, prefix] = lines[..] else { continue };
+            let interpreter = std::fs::canonicalize(exe).unwrap_or_else(|_| PathBuf::from(exe));
+            let read_paths = vec![interpreter.clone(), PathBuf::from(base), PathBuf::from(prefix)];
+            return Ok(Self { interpreter, read_paths });
+        }
+        Err("no python3 interpreter found; install python3 or set R1_PYTHON to one".into())
+    }
+
+    fn spec(&self, files: Vec<(String, Vec<u8>)>, args: &[&str], env: Vec<(String, String)>) -> RunSpec {
+        let mut argv: Vec<String> = ["-I", "-B", "-X", "utf8"].map(String::from).to_vec();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut env_all = vec![
+            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("HOME".to_string(), ".".to_string()),
+            ("TMPDIR".to_string(), ".".to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        env_all.extend(env);
+        RunSpec {
+            program: self.interpreter.clone(),
+            args: argv,
+            env: env_all,
+            files,
+            read_paths: self.read_paths.clone(),
+            ..RunSpec::default()
+        }
+    }
+}
+
+impl Runner for Python {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
+    fn fence_tags(&self) -> &'static [&'static str] {
+        &["python", "python3", "py"]
+    }
+
+    fn assert_run(&self, code: &str, test: &str, sentinel: &str) -> RunSpec {
+        let source = format!("{code}\n\n{test}\n");
+        let files = vec![
+            ("harness.py".to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
+            ("solution.py".to_string(), source.into_bytes()),
+        ];
+        let env = vec![("R1_SENTINEL".to_string(), sentinel.to_string())];
+        self.spec(files, &["../prog/harness.py", "../prog/solution.py"], env)
+    }
+
+    fn io_run(&self, code: &str, stdin: &str) -> RunSpec {
+        let files = vec![("solution.py".to_string(), code.as_bytes().to_vec())];
+        RunSpec { stdin: stdin.as_bytes().to_vec(), ..self.spec(files, &["../prog/solution.py"], vec![]) }
+    }
+
+    fn classify(&self, stderr: &str) -> Option<Status> {
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty())?;
+        let has = |needles: &[&str]| needles.iter().any(|n| last.contains(n));
+        if has(&["MemoryError"]) {
+            Some(Status::MemoryLimit)
+        } else if has(&["PermissionError", "[Errno 1] ", "[Errno 13] ", "[Errno 101] ", "[Errno 97] "]) {
+            Some(Status::SandboxViolation)
+        } else if has(&["[Errno 11] ", "[Errno 24] ", "[Errno 27] ", "[Errno 28] ", "[Errno 122] "]) {
+            Some(Status::ResourceLimit)
+        } else {
+            None
+        }
+    }
+}
+
+/// The runner for a language name, or `None` if no runner handles it.
+pub fn runner(language: &str) -> Option<Result<&'static dyn Runner, &'static str>> {
+    static PYTHON: OnceLock<Result<Python, String>> = OnceLock::new();
+    match language {
+        "python" | "python3" | "py" => Some(match PYTHON.get_or_init(Python::detect) {
+            Ok(p) => Ok(p as &dyn Runner),
+            Err(e) => Err(e.as_str()),
+        }),
+        _ => None,
+    }
+}
+
+/// Scores a `code` job with the shared sandbox.
 pub fn score(job: &ScoreJob) -> ScoreResult {
-    ScoreResult::new(&job.id, 0.0, Status::InternalError, "the code verifier is not built yet")
+    match sandbox::shared() {
+        Ok(sandbox) => score_with(sandbox, job),
+        Err(e) => ScoreResult::new(&job.id, 0.0, Status::InternalError, format!("sandbox unavailable: {e}")),
+    }
+}
+
+/// Scores a `code` job with the given sandbox.
+pub fn score_with(sandbox: &Sandbox, job: &ScoreJob) -> ScoreResult {
+    let (reward, status, detail) = match judge(sandbox, job) {
+        Ok(detail) => (1.0, Status::Ok, detail),
+        Err((status, detail)) => (0.0, status, detail),
+    };
+    let mut result = ScoreResult::new(&job.id, reward, status, detail);
+    result.components.insert("code".into(), reward);
+    result
+}
+
+type Verdict = Result<String, (Status, String)>;
+
+fn judge(sandbox: &Sandbox, job: &ScoreJob) -> Verdict {
+    let invalid = |msg: String| (Status::InvalidInput, msg);
+    let language = job.language.as_deref().unwrap_or("python");
+    let runner = match runner(language) {
+        None => return Err(invalid(format!("unknown code language `{language}`; use python"))),
+        Some(Err(e)) => return Err((Status::InternalError, e.to_string())),
+        Some(Ok(r)) => r,
+    };
+    let limits = limits(job).map_err(invalid)?;
+    let cases = job.tests.as_deref().unwrap_or_default();
+    if job.test.is_none() && cases.is_empty() {
+        return Err(invalid(
+            "a code job needs `test` (assert-style test code) or `tests` (stdin/stdout cases)".into(),
+        ));
+    }
+    let code = extract_code(&job.completion, runner.fence_tags());
+    let run = |mut spec: RunSpec| {
+        spec.limits = limits.clone();
+        sandbox.run(&spec).map_err(|e| (Status::InternalError, e.to_string()))
+    };
+    let mut passed = Vec::new();
+    if let Some(test) = &job.test {
+        let sentinel = nonce();
+        let out = run(runner.assert_run(code, test, &sentinel))?;
+        check_exit(runner, &out)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !stdout.ends_with(&format!("\n{sentinel}\n")) {
+            return Err((Status::ExitedEarly, "the program exited 0 before its tests finished".into()));
+        }
+        passed.push("assert tests passed".to_string());
+    }
+    for (i, case) in cases.iter().enumerate() {
+        let out = run(runner.io_run(code, &case.stdin))?;
+        check_exit(runner, &out).map_err(|(s, d)| (s, format!("case {}: {d}", i + 1)))?;
+        let got = String::from_utf8_lossy(&out.stdout);
+        if !got.split_whitespace().eq(case.stdout.split_whitespace()) {
+            return Err((
+                Status::Failed,
+                format!("case {} of {}: expected {:?}, got {:?}", i + 1, cases.len(), clip(&case.stdout), clip(&got)),
+            ));
+        }
+    }
+    if !cases.is_empty() {
+        passed.push(format!("{} of {} stdin/stdout cases passed", cases.len(), cases.len()));
+    }
+    Ok(passed.join("; "))
+}
+
+/// Turns a run's end into an error unless the program exited 0 on its own.
+fn check_exit(runner: &dyn Runner, out: &sandbox::Outcome) -> Result<(), (Status, String)> {
+    if let Some(forced) = out.forced_verdict() {
+        return Err(forced);
+    }
+    match out.code {
+        Some(0) => Ok(()),
+        code => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let status = runner.classify(&stderr).unwrap_or(Status::Failed);
+            Err((status, format!("exited with status {}: {}", code.unwrap_or(-1), clip(last))))
+        }
+    }
+}
+
+fn limits(job: &ScoreJob) -> Result<Limits, String> {
+    let timeout = job.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !(timeout > 0.0 && timeout <= MAX_TIMEOUT_S) {
+        return Err(format!("timeout_s is {timeout}; use a value in (0, {MAX_TIMEOUT_S}]"));
+    }
+    let memory = job.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+    if !MEMORY_MB_RANGE.contains(&memory) {
+        return Err(format!(
+            "memory_mb is {memory}; use a value in [{}, {}]",
+            MEMORY_MB_RANGE.start(),
+            MEMORY_MB_RANGE.end()
+        ));
+    }
+    let wall = Duration::from_secs_f64(timeout);
+    Ok(Limits { wall, cpu: wall, memory_bytes: memory << 20, ..Limits::default() })
+}
+
+/// The code to run: see the module doc.
+pub fn extract_code<'a>(completion: &'a str, tags: &[&str]) -> &'a str {
+    let mut tagged = None;
+    let mut untagged = None;
+    let mut rest = completion;
+    let mut offset = 0;
+    while let Some(open) = rest.find("```") {
+        let after = open + 3;
+        let Some(eol) = rest[after..].find('\n') else { break };
+        let tag = rest[after..after + eol].trim().to_ascii_lowercase();
+        let body_start = after + eol + 1;
+        let Some(close) = rest[body_start..].find("```") else { break };
+        let body = &completion[offset + body_start..offset + body_start + close];
+        if tags.contains(&tag.as_str()) {
+            tagged = Some(body);
+        } else if tag.is_empty() {
+            untagged = Some(body);
+        }
+        let consumed = body_start + close + 3;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    tagged.or(untagged).unwrap_or(completion)
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 300;
+    let s = s.trim();
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// 128 random bits as hex, from the kernel.
+fn nonce() -> String {
+    let mut buf = [0u8; 16];
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(n, 16, "getrandom failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,7 +1,0 @@
-//! Placeholder: being written.
-
-use crate::job::{ScoreJob, ScoreResult, Status};
-
-pub fn score(job: &ScoreJob) -> ScoreResult {
-    ScoreResult::new(&job.id, 0.0, Status::InternalError, "the math verifier is not built yet")
-}

@@ -1,0 +1,126 @@
+//! The code verifier on ordinary programs: assert-style tests, stdin/stdout cases, code
+//! extraction and the job fields it validates.
+
+use r1_reward::code::extract_code;
+use r1_reward::job::{IoCase, ScoreJob, Status, score};
+
+fn job(completion: &str, test: Option<&str>, tests: &[(&str, &str)]) -> ScoreJob {
+    ScoreJob {
+        id: serde_json::json!("t"),
+        verifier: "code".into(),
+        completion: completion.into(),
+        ground_truth: None,
+        language: None,
+        test: test.map(Into::into),
+        tests: (!tests.is_empty())
+            .then(|| tests.iter().map(|(i, o)| IoCase { stdin: i.to_string(), stdout: o.to_string() }).collect()),
+        timeout_s: Some(5.0),
+        memory_mb: None,
+    }
+}
+
+fn check(name: &str, job: ScoreJob, reward: f64, status: Status) {
+    let result = score(&job);
+    assert_eq!(
+        (result.reward, result.status),
+        (reward, status),
+        "{name}: {}",
+        result.detail
+    );
+    assert_eq!(result.components.get("code"), Some(&reward), "{name}: components");
+}
+
+const ADD: &str = "def add(a, b):\n    return a + b\n";
+
+#[test]
+fn assert_style_tests() {
+    let fenced = format!("Here is my solution:\n\n```python\n{ADD}```\n\nIt adds.");
+    let cases: Vec<(&str, ScoreJob, f64, Status)> = vec![
+        ("correct", job(ADD, Some("assert add(2, 3) == 5"), &[]), 1.0, Status::Ok),
+        ("wrong", job("def add(a, b):\n    return a - b\n", Some("assert add(2, 3) == 5"), &[]), 0.0, Status::Failed),
+        ("syntax error", job("def add(a, b)\n    return a + b\n", Some("assert add(2, 3) == 5"), &[]), 0.0, Status::Failed),
+        ("fenced block", job(&fenced, Some("assert add(2, 3) == 5"), &[]), 1.0, Status::Ok),
+        ("raw text with prose fails", job("It adds: def add(a, b): return a + b", Some("assert add(1, 1) == 2"), &[]), 0.0, Status::Failed),
+        ("check(entry_point) style", job(ADD, Some("def check(f):\n    assert f(1, 2) == 3\ncheck(add)"), &[]), 1.0, Status::Ok),
+        (
+            "the sentinel is not in the environment",
+            job("import os\nprint(os.environ.get('R1_SENTINEL'))\nos._exit(0)\n", Some("assert False"), &[]),
+            0.0,
+            Status::ExitedEarly,
+        ),
+        (
+            "the harness source holds no sentinel",
+            job("print(open('../prog/harness.py').read())\nimport os\nos._exit(0)\n", Some("pass"), &[]),
+            0.0,
+            Status::ExitedEarly,
+        ),
+        (
+            "a test that raises SystemExit(1)",
+            job(ADD, Some("import sys\nsys.exit(1)"), &[]),
+            0.0,
+            Status::Failed,
+        ),
+        ("slow past timeout_s", ScoreJob { timeout_s: Some(0.5), ..job("import time\ntime.sleep(5)\n", Some("pass"), &[]) }, 0.0, Status::Timeout),
+    ];
+    for (name, job, reward, status) in cases {
+        check(name, job, reward, status);
+    }
+}
+
+#[test]
+fn stdin_stdout_cases() {
+    let echo_sum = "a, b = map(int, input().split())\nprint(a + b)\n";
+    let cases: Vec<(&str, ScoreJob, f64, Status)> = vec![
+        ("all cases pass", job(echo_sum, None, &[("1 2\n", "3\n"), ("10 -4", "6")]), 1.0, Status::Ok),
+        ("whitespace is tolerated", job("print(' 1  2 ')\nprint()\nprint('3')", None, &[("", "1 2\n3")]), 1.0, Status::Ok),
+        ("one case wrong", job(echo_sum, None, &[("1 2\n", "3\n"), ("2 2\n", "5\n")]), 0.0, Status::Failed),
+        ("tokens must match, not just characters", job("print('12')", None, &[("", "1 2")]), 0.0, Status::Failed),
+        ("crash on input", job(echo_sum, None, &[("x y\n", "3\n")]), 0.0, Status::Failed),
+        ("early exit prints nothing", job("import sys\nsys.exit(0)\nprint(3)", None, &[("", "3")]), 0.0, Status::Failed),
+        ("both kinds: the assert run gets no stdin", job(echo_sum, Some("pass"), &[("1 1", "2")]), 0.0, Status::Failed),
+    ];
+    for (name, job, reward, status) in cases {
+        check(name, job, reward, status);
+    }
+}
+
+#[test]
+fn job_fields_are_validated_at_their_boundaries() {
+    let base = job("print(1)", Some("pass"), &[]);
+    let cases: Vec<(&str, ScoreJob, Status)> = vec![
+        ("no tests at all", job("print(1)", None, &[]), Status::InvalidInput),
+        ("empty stdin/stdout list", ScoreJob { tests: Some(vec![]), ..job("print(1)", None, &[]) }, Status::InvalidInput),
+        ("unknown language", ScoreJob { language: Some("cobol".into()), ..base.clone() }, Status::InvalidInput),
+        ("python by name", ScoreJob { language: Some("python".into()), ..base.clone() }, Status::Ok),
+        ("timeout_s = 0", ScoreJob { timeout_s: Some(0.0), ..base.clone() }, Status::InvalidInput),
+        ("timeout_s = 60", ScoreJob { timeout_s: Some(60.0), ..base.clone() }, Status::Ok),
+        ("timeout_s just over 60", ScoreJob { timeout_s: Some(60.001), ..base.clone() }, Status::InvalidInput),
+        ("timeout_s NaN", ScoreJob { timeout_s: Some(f64::NAN), ..base.clone() }, Status::InvalidInput),
+        ("memory_mb = 31", ScoreJob { memory_mb: Some(31), ..base.clone() }, Status::InvalidInput),
+        ("memory_mb = 64", ScoreJob { memory_mb: Some(64), ..base.clone() }, Status::Ok),
+        ("memory_mb = 16384", ScoreJob { memory_mb: Some(16384), ..base.clone() }, Status::Ok),
+        ("memory_mb = 16385", ScoreJob { memory_mb: Some(16385), ..base.clone() }, Status::InvalidInput),
+    ];
+    for (name, job, status) in cases {
+        let result = score(&job);
+        assert_eq!(result.status, status, "{name}: {}", result.detail);
+    }
+}
+
+#[test]
+fn code_extraction() {
+    let tags = ["python", "py"];
+    let cases = [
+        ("no fence", "print(1)", "print(1)"),
+        ("python fence", "text\n```python\nprint(1)\n```\nmore", "print(1)\n"),
+        ("last python fence wins", "```python\nprint(1)\n```\n```py\nprint(2)\n```", "print(2)\n"),
+        ("tagged beats untagged", "```python\nprint(1)\n```\n```\nprint(2)\n```", "print(1)\n"),
+        ("untagged when no tagged", "```\nprint(2)\n```", "print(2)\n"),
+        ("other language ignored", "```bash\nls\n```\nprint(3)", "```bash\nls\n```\nprint(3)"),
+        ("unclosed fence leaves the text", "```python\nprint(1)", "```python\nprint(1)"),
+        ("tag case and spaces", "``` Python \nx = 1\n```", "x = 1\n"),
+    ];
+    for (name, completion, want) in cases {
+        assert_eq!(extract_code(completion, &tags), want, "{name}");
+    }
+}

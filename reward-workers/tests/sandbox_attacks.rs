@@ -1,0 +1,223 @@
+//! The attack suite: programs that try to escape or exhaust the sandbox. Each must score 0
+//! with the status that says why, inside its time bound, leave no process behind and write
+//! nothing outside its own folder; the test process itself must survive.
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use r1_reward::code::score_with;
+use r1_reward::job::{ScoreJob, Status};
+use r1_reward::sandbox::{Sandbox, SandboxConfig};
+
+struct Attack {
+    name: &'static str,
+    /// The completion; `{outside}` is a folder outside the sandbox, `{port}` a loopback listener.
+    program: &'static str,
+    /// Test code that passes only if the attack worked (or, for early exits, that must not run).
+    test: &'static str,
+    expect: &'static [Status],
+}
+
+const ATTACKS: &[Attack] = &[
+    Attack {
+        name: "fork bomb",
+        program: "import os\nwhile True:\n    os.fork()\n",
+        test: "pass",
+        expect: &[Status::ResourceLimit],
+    },
+    Attack {
+        name: "memory bomb",
+        program: "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 1024 * 1024))\n",
+        test: "pass",
+        expect: &[Status::MemoryLimit],
+    },
+    Attack {
+        name: "infinite loop",
+        program: "while True:\n    pass\n",
+        test: "pass",
+        expect: &[Status::Timeout],
+    },
+    Attack {
+        name: "sleep",
+        program: "import time\ntime.sleep(600)\n",
+        test: "pass",
+        expect: &[Status::Timeout],
+    },
+    Attack {
+        name: "setsid daemon outlives the sample",
+        // The daemon is killed with its PID namespace; without one, seccomp kills `setsid`.
+        program: "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        \
+                  time.sleep(3)\n        open('{outside}/daemon.txt', 'w').write('alive')\n    os._exit(0)\n\
+                  time.sleep(0.3)\nos._exit(0)\n",
+        test: "pass",
+        expect: &[Status::ExitedEarly],
+    },
+    Attack {
+        name: "output flood",
+        program: "while True:\n    print('x' * 10000)\n",
+        test: "pass",
+        expect: &[Status::ResourceLimit],
+    },
+    Attack {
+        name: "disk flood, one file",
+        program: "with open('big', 'wb') as f:\n    while True:\n        f.write(b'x' * (1 << 20))\n",
+        test: "pass",
+        expect: &[Status::ResourceLimit],
+    },
+    Attack {
+        name: "disk flood, many files",
+        program: "i = 0\nwhile True:\n    with open(f'f{i}', 'wb') as f:\n        f.write(b'x' * (8 << 20))\n    i += 1\n",
+        test: "pass",
+        // With a tmpfs the flood fills it; without one only the wall time stops it.
+        expect: &[Status::ResourceLimit, Status::Timeout],
+    },
+    Attack {
+        name: "network connection to a loopback listener",
+        program: "import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\ns.sendall(b'hi')\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "read a file outside",
+        program: "secret = open('{outside}/secret.txt').read()\n",
+        test: "assert secret == 'the secret'",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "write a file outside",
+        program: "open('{outside}/pwned.txt', 'w').write('pwned')\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "write into /tmp",
+        program: "open('/tmp/r1-sandbox-pwned-{port}.txt', 'w').write('pwned')\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "read a secret from the environment",
+        program: "import os\nfound = [k for k, v in os.environ.items() if v == '{secret}']\n",
+        test: "assert found, sorted(os.environ)",
+        expect: &[Status::Failed],
+    },
+    Attack {
+        name: "sys.exit(0) before the tests",
+        program: "import sys\nsys.exit(0)\n",
+        test: "assert False",
+        expect: &[Status::ExitedEarly],
+    },
+    Attack {
+        name: "os._exit(0) before the tests",
+        program: "import os\nos._exit(0)\n",
+        test: "assert False",
+        expect: &[Status::ExitedEarly],
+    },
+    Attack {
+        name: "kill its parent",
+        program: "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "kill every process it can",
+        program: "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+];
+
+/// Processes whose cwd lies under `root` (what a sample leaves behind).
+fn leftovers(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(root) {
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
+            }
+        }
+    }
+    found
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_attack_scores_zero_with_all_layers_the_host_allows() {
+    check_attacks(true);
+}
+
+#[test]
+fn every_attack_scores_zero_with_the_unprivileged_layers_only() {
+    check_attacks(false);
+}
+
+fn check_attacks(namespaces: bool) {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "the secret").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let secret = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let sandbox = Sandbox::new(SandboxConfig { tmp_root: root.path().to_path_buf(), namespaces }).unwrap();
+    eprintln!("sandbox layers: {}", sandbox.layers());
+
+    let timeout_s = 2.0;
+    let mut failures = Vec::new();
+    for attack in ATTACKS {
+        let program = attack
+            .program
+            .replace("{outside}", &outside.path().display().to_string())
+            .replace("{port}", &port)
+            .replace("{secret}", &secret);
+        let job = ScoreJob {
+            id: attack.name.into(),
+            verifier: "code".into(),
+            completion: program,
+            ground_truth: None,
+            language: None,
+            test: Some(attack.test.into()),
+            tests: None,
+            timeout_s: Some(timeout_s),
+            memory_mb: Some(512),
+        };
+        let start = Instant::now();
+        let result = score_with(&sandbox, &job);
+        let took = start.elapsed();
+        eprintln!("{:45} {:?} in {:.2?}: {}", attack.name, result.status, took, result.detail);
+        if result.reward != 0.0 || !attack.expect.contains(&result.status) {
+            failures.push(format!("{}: expected {:?}, got {:?} ({})", attack.name, attack.expect, result.status, result.detail));
+        }
+        if took > Duration::from_secs_f64(timeout_s + 3.0) {
+            failures.push(format!("{}: took {took:?}, over its bound", attack.name));
+        }
+        let left = leftovers(root.path());
+        if !left.is_empty() {
+            failures.push(format!("{}: processes outlived the sample: {left:?}", attack.name));
+        }
+    }
+    // A daemon that escaped would write this a few seconds after its sample ended.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(listing(outside.path()), ["secret.txt"], "something was written outside");
+    let pwned = format!("/tmp/r1-sandbox-pwned-{port}.txt");
+    assert!(!Path::new(&pwned).exists(), "something was written into /tmp");
+    assert_eq!(listing(root.path()), Vec::<String>::new(), "per-run folders were left behind");
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => failures.push(format!("the loopback listener saw a connection: {other:?}")),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
