@@ -66,6 +66,14 @@ pub enum Status {
     InternalError,
 }
 
+impl Status {
+    /// Whether the sample could not be judged at all (bad job or verifier failure), as opposed
+    /// to a verdict about the sample. Composition turns such a component into an error result.
+    pub fn is_error(self) -> bool {
+        matches!(self, Status::InvalidInput | Status::InternalError)
+    }
+}
+
 /// The result of scoring one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreResult {
