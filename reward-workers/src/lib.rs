@@ -18,6 +18,4 @@ pub mod job;
 pub mod language;
 pub mod length;
 pub mod math;
-pub mod metrics;
 pub mod sandbox;
-pub mod service;
