@@ -1,0 +1,157 @@
+//! The reward service over a real gRPC channel on 127.0.0.1: scoring, limits at their
+//! boundaries (message size, pending jobs, concurrency), and verifiers that hang or panic.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use r1_proto::v1 as pb;
+use r1_proto::v1::reward_service_client::RewardServiceClient;
+use r1_reward::job::{ScoreJob, ScoreResult, Status};
+use r1_reward::service::{RewardWorker, Scorer, ServiceConfig, serve};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Starts a worker on 127.0.0.1:0 and returns a client for it.
+async fn start(worker: RewardWorker) -> RewardServiceClient<Channel> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, worker, std::future::pending()));
+    RewardServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+fn wire_job(id: &str, verifier: &str, completion: &str) -> pb::ScoreJob {
+    pb::ScoreJob { id: id.into(), verifier: verifier.into(), completion: completion.into(), ..Default::default() }
+}
+
+/// A scorer that sleeps `ms` (from the completion) and scores 1, tracking peak concurrency;
+/// `hang` blocks until `release` is set, `panic` panics.
+fn test_scorer(peak: Arc<AtomicUsize>, release: Arc<AtomicBool>) -> Scorer {
+    let running = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |job: &ScoreJob| {
+        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        match job.completion.as_str() {
+            "panic" => {
+                running.fetch_sub(1, Ordering::SeqCst);
+                panic!("verifier bug")
+            }
+            "hang" => {
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            ms => std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0))),
+        }
+        running.fetch_sub(1, Ordering::SeqCst);
+        ScoreResult::new(&job.id, 1.0, Status::Ok, "scored")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scores_real_jobs_in_order() {
+    let mut client = start(RewardWorker::new(ServiceConfig::default())).await;
+    let code = pb::ScoreJob {
+        test: Some("assert add(2, 3) == 5".into()),
+        ..wire_job("c1", "code", "def add(a, b):\n    return a + b\n")
+    };
+    let io = pb::ScoreJob {
+        tests: vec![pb::IoCase { stdin: "4\n".into(), stdout: "8".into() }],
+        ..wire_job("c2", "code", "print(int(input()) * 2)")
+    };
+    let jobs = vec![code, wire_job("u", "no-such-verifier", "x"), io];
+    let response = client.score(pb::ScoreRequest { jobs }).await.unwrap().into_inner();
+    let got: Vec<(String, f64, pb::ScoreStatus)> =
+        response.results.iter().map(|r| (r.id.clone(), r.reward, r.status())).collect();
+    assert_eq!(
+        got,
+        [
+            ("c1".to_string(), 1.0, pb::ScoreStatus::Ok),
+            ("u".to_string(), 0.0, pb::ScoreStatus::InvalidInput),
+            ("c2".to_string(), 1.0, pb::ScoreStatus::Ok),
+        ]
+    );
+    assert_eq!(response.results[0].components.get("code"), Some(&1.0));
+    let info = client.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert!(info.sandbox_layers.contains("seccomp"), "{}", info.sandbox_layers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn message_size_limit_at_its_boundary() {
+    let request = |pad: usize| pb::ScoreRequest { jobs: vec![wire_job("m", "slow", &"0".repeat(pad))] };
+    let limit = request(10_000).encoded_len();
+    let config = ServiceConfig { max_message_bytes: limit, ..ServiceConfig::default() };
+    let scorer = test_scorer(Arc::default(), Arc::default());
+    let mut client = start(RewardWorker::with_scorer(config, scorer)).await;
+    // "000…0" parses as 0 ms of sleep.
+    let cases = [(10_000, None), (10_001, Some(Code::OutOfRange))];
+    for (pad, want) in cases {
+        let req = request(pad);
+        let got = client.score(req).await.err().map(|s| s.code());
+        assert_eq!(got, want, "request of {} bytes with a limit of {limit}", request(pad).encoded_len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_and_concurrency_limits_at_their_boundaries() {
+    let peak = Arc::new(AtomicUsize::new(0));
+    let config = ServiceConfig { max_concurrent: 2, max_pending: 4, ..ServiceConfig::default() };
+    let worker = RewardWorker::with_scorer(config, test_scorer(peak.clone(), Arc::default()));
+    let metrics = worker.metrics();
+    let mut client = start(worker).await;
+    let batch = |n: usize, ms: &str| pb::ScoreRequest { jobs: (0..n).map(|i| wire_job(&i.to_string(), "slow", ms)).collect() };
+
+    // A batch of exactly max_pending is accepted; one more job is refused whole.
+    let start = Instant::now();
+    let ok = client.score(batch(4, "150")).await.unwrap().into_inner();
+    assert_eq!(ok.results.len(), 4);
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "never more than max_concurrent at once");
+    assert!(start.elapsed() >= Duration::from_millis(300), "4 jobs of 150 ms through 2 slots take 2 rounds");
+    let err = client.score(batch(5, "0")).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+
+    // While 3 jobs are pending, a batch of 1 fits and a batch of 2 does not.
+    let mut busy = client.clone();
+    let running = tokio::spawn(async move { busy.score(batch(3, "400")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(metrics.queue_depth(), 1, "3 pending through 2 slots leaves 1 queued");
+    let err = client.score(batch(2, "0")).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    client.score(batch(1, "0")).await.unwrap();
+    assert_eq!(running.await.unwrap().unwrap().into_inner().results.len(), 3);
+    assert!(metrics.render().contains("r1_reward_rejected_batches_total 2"));
+    assert_eq!(metrics.count(Status::Ok), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_or_crashing_verifier_costs_one_sample() {
+    let release = Arc::new(AtomicBool::new(false));
+    let config = ServiceConfig { max_concurrent: 4, job_deadline: Duration::from_millis(300), ..ServiceConfig::default() };
+    let worker = RewardWorker::with_scorer(config, test_scorer(Arc::default(), release.clone()));
+    let metrics = worker.metrics();
+    let mut client = start(worker).await;
+    let jobs = vec![wire_job("a", "slow", "0"), wire_job("h", "slow", "hang"), wire_job("p", "slow", "panic")];
+    let start = Instant::now();
+    let results = client.score(pb::ScoreRequest { jobs }).await.unwrap().into_inner().results;
+    assert!(start.elapsed() < Duration::from_secs(2), "answered at the deadline, took {:?}", start.elapsed());
+    let got: Vec<(&str, pb::ScoreStatus)> = results.iter().map(|r| (r.id.as_str(), r.status())).collect();
+    assert_eq!(
+        got,
+        [("a", pb::ScoreStatus::Ok), ("h", pb::ScoreStatus::Timeout), ("p", pb::ScoreStatus::InternalError)]
+    );
+    assert!(results[2].detail.contains("verifier bug"), "{}", results[2].detail);
+    // The worker still serves.
+    let again = client.score(pb::ScoreRequest { jobs: vec![wire_job("b", "slow", "0")] }).await.unwrap();
+    assert_eq!(again.into_inner().results[0].status(), pb::ScoreStatus::Ok);
+    release.store(true, Ordering::SeqCst);
+    let text = metrics.render();
+    for line in ["r1_reward_jobs_total{status=\"timeout\"} 1", "r1_reward_jobs_total{status=\"internal_error\"} 1"] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}`");
+    }
+}
