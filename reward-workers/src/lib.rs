@@ -18,4 +18,6 @@ pub mod job;
 pub mod language;
 pub mod length;
 pub mod math;
+pub mod metrics;
 pub mod sandbox;
+pub mod service;
