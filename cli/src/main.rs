@@ -1,13 +1,23 @@
 //! `r1ctl`: the r1 command line.
 //!
 //! Each subcommand lives in its own module and is a thin edge over a library crate:
-//! `logprobs`, `generate` and `bench` drive `r1-model`/`r1-learner`, `reward` drives
-//! `r1-reward`. No business logic lives here.
+//! `logprobs`, `generate`, `convert` and `bench` drive `r1-model`/`r1-learner`, `reward`
+//! drives `r1-reward`. No business logic lives here.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod backend;
+mod bench;
+mod convert;
+mod generate;
+mod jsonl;
+mod logprobs;
+mod progress;
 mod reward;
+mod shapes;
+mod train_bench;
+mod up;
 
 /// Train language models to reason with reinforcement learning (GRPO, SFT, distillation).
 #[derive(Parser, Debug)]
@@ -19,6 +29,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run coordinator, actor, reward pool and learner in one process (not built yet)
+    Up(up::UpArgs),
+    /// Sample completions (with per-token log-probs) from a model
+    Generate(generate::GenerateArgs),
+    /// Per-token log-probabilities of sequences under a model
+    Logprobs(logprobs::LogprobsArgs),
+    /// Rewrite a checkpoint in another dtype or shard size
+    Convert(convert::ConvertArgs),
+    /// Measure generation and training throughput
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Score completions offline with the reward verifiers (math, format, language, code)
     #[command(subcommand)]
     Reward(reward::RewardCommand),
@@ -32,8 +53,12 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Reward(cmd) => reward::run(cmd),
+    match Cli::parse().command {
+        Command::Up(a) => up::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Logprobs(a) => logprobs::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Bench(c) => bench::run(c),
+        Command::Reward(c) => reward::run(c),
     }
 }

@@ -38,3 +38,7 @@ pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
 pub fn load<B: burn::tensor::backend::Backend>(dir: &std::path::Path, device: &B::Device) -> Result<CausalLm<B>> {
     weights::load(dir, device)
 }
+
+/// The CUDA backend (build with `--features cuda`; CUDA is loaded at run time).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda<f32>;
