@@ -1,16 +1,214 @@
-//! `r1ctl reward ...`: offline scoring through the reward-worker code.
+//! `r1ctl reward ...`: offline scoring and the reward-worker service, thin edges over
+//! `r1-reward` (every job goes through `r1_reward::job::score`).
 
-use anyhow::{Result, bail};
-use clap::Subcommand;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use r1_reward::job::{ScoreJob, ScoreResult, Status, score};
+use r1_reward::metrics::{Metrics, status_name};
+use r1_reward::service::{RewardWorker, ServiceConfig, serve};
 
 #[derive(Subcommand, Debug)]
 pub enum RewardCommand {
-    /// Score a JSONL file of completions
-    Score,
+    /// Score a JSONL file of completions: one output line per input line, in any order
+    Score(ScoreArgs),
+    /// Serve the reward workers over gRPC (r1.v1.RewardService) until Ctrl-C
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Input JSONL ("-" for stdin), one job per line: {"id", "verifier", "completion",
+    /// "ground_truth"?, "language"?, "test"?, "tests"?: [{"stdin", "stdout"}], "timeout_s"?,
+    /// "memory_mb"?}. Blank lines are skipped
+    #[arg(long, short)]
+    input: PathBuf,
+    /// Output JSONL, one {"id", "reward", "status", "components", "detail"} per input line
+    /// (a malformed line gets status "invalid_input" with its line number) [default: stdout]
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Jobs scored in parallel [default: number of cores]
+    #[arg(long, short)]
+    jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    listen: SocketAddr,
+    /// Jobs scored at once [default: number of cores]
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Jobs accepted (running + queued) before a batch is refused with RESOURCE_EXHAUSTED
+    /// [default: 64 per core]
+    #[arg(long)]
+    max_pending: Option<usize>,
+    /// Largest request or response, in MiB
+    #[arg(long, default_value_t = 16)]
+    max_message_mb: usize,
 }
 
 pub fn run(cmd: RewardCommand) -> Result<()> {
     match cmd {
-        RewardCommand::Score => bail!("`r1ctl reward score` is not built yet"),
+        RewardCommand::Score(args) => score_file(args),
+        RewardCommand::Serve(args) => serve_workers(args),
     }
+}
+
+fn score_file(args: ScoreArgs) -> Result<()> {
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let from_stdin = args.input.as_os_str() == "-";
+    let reader: Box<dyn BufRead + Send> = if from_stdin {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot open {}; pass an existing JSONL file", args.input.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let total = if from_stdin { None } else { Some(count_lines(&args.input)?) };
+    let writer: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    if let Ok(sandbox) = r1_reward::sandbox::shared() {
+        tracing::info!(layers = %sandbox.layers(), "code sandbox");
+    }
+
+    let bar = progress(total);
+    let lines = Mutex::new(reader.lines().enumerate());
+    let writer = Mutex::new(writer);
+    let metrics = Metrics::default();
+    let start = Instant::now();
+    let worker = || -> Result<()> {
+        loop {
+            let next = lines.lock().expect("input lock").next();
+            let Some((index, line)) = next else { return Ok(()) };
+            let line = line.with_context(|| format!("cannot read line {} of the input", index + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let began = Instant::now();
+            let result = score_line(index + 1, &line);
+            metrics.record(result.status, began.elapsed());
+            let mut text = serde_json::to_string(&result).context("cannot encode a result")?;
+            text.push('\n');
+            writer.lock().expect("output lock").write_all(text.as_bytes()).context("cannot write the output")?;
+            bar.inc(1);
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..jobs).map(|_| s.spawn(worker)).collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("scoring threads do not panic"))
+    })?;
+    writer.into_inner().expect("output lock").flush().context("cannot write the output")?;
+    bar.finish_and_clear();
+    eprintln!("{}", summary(&metrics, start.elapsed()));
+    Ok(())
+}
+
+/// Parses and scores one input line; never fails: a bad line becomes an `invalid_input` result.
+fn score_line(line_no: usize, line: &str) -> ScoreResult {
+    let invalid = |id: &serde_json::Value, why: String| {
+        ScoreResult::new(id, 0.0, Status::InvalidInput, format!("line {line_no}: {why}"))
+    };
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return invalid(&serde_json::Value::Null, format!("not JSON ({e}); write one JSON object per line")),
+    };
+    let id = value.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let job: ScoreJob = match serde_json::from_value(value) {
+        Ok(job) => job,
+        Err(e) => return invalid(&id, format!("{e}; see `r1ctl reward score --help` for the fields")),
+    };
+    match std::panic::catch_unwind(|| score(&job)) {
+        Ok(result) => result,
+        Err(_) => ScoreResult::new(
+            &id,
+            0.0,
+            Status::InternalError,
+            format!("line {line_no}: the {} verifier panicked; report this bug", job.verifier),
+        ),
+    }
+}
+
+fn count_lines(path: &PathBuf) -> Result<u64> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut count = 0;
+    for line in BufReader::new(file).lines() {
+        if !line.with_context(|| format!("cannot read {}", path.display()))?.trim().is_empty() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// A bar on stderr for inputs of more than a few lines, hidden when stderr is not a terminal.
+fn progress(total: Option<u64>) -> ProgressBar {
+    if total.is_some_and(|n| n < 20) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{elapsed_precise} {bar:30} {pos}/{len} scored ({per_sec}, eta {eta})"
+    } else {
+        "{spinner} {elapsed_precise} {pos} scored ({per_sec})"
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("static template"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn summary(metrics: &Metrics, elapsed: Duration) -> String {
+    let statuses = [
+        Status::Ok,
+        Status::Failed,
+        Status::NoAnswer,
+        Status::InvalidInput,
+        Status::Timeout,
+        Status::MemoryLimit,
+        Status::ResourceLimit,
+        Status::SandboxViolation,
+        Status::ExitedEarly,
+        Status::InternalError,
+    ];
+    let total: u64 = statuses.iter().map(|s| metrics.count(*s)).sum();
+    let counts: Vec<String> = statuses
+        .iter()
+        .filter(|s| metrics.count(**s) > 0)
+        .map(|s| format!("{}={}", status_name(*s), metrics.count(*s)))
+        .collect();
+    let secs = elapsed.as_secs_f64();
+    format!("scored {total} jobs in {secs:.2}s ({:.1} jobs/s): {}", total as f64 / secs.max(1e-9), counts.join(" "))
+}
+
+fn serve_workers(args: ServeArgs) -> Result<()> {
+    let defaults = ServiceConfig::default();
+    let config = ServiceConfig {
+        max_concurrent: args.max_concurrent.unwrap_or(defaults.max_concurrent),
+        max_pending: args.max_pending.unwrap_or(defaults.max_pending),
+        max_message_bytes: args.max_message_mb << 20,
+        ..defaults
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; pick a free address with --listen", args.listen))?;
+        let layers = r1_reward::sandbox::shared().map(|s| s.layers().to_string()).unwrap_or_else(|e| e.to_string());
+        eprintln!("reward workers on {} ({config:?}); sandbox: {layers}", args.listen);
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve(listener, RewardWorker::new(config), shutdown).await?;
+        Ok(())
+    })
 }
