@@ -267,8 +267,10 @@ impl<B: Backend> Attention<B> {
         // Fold each kv head's query group into the row dimension: [b, nkv, groups * t, hd].
         let q = q.reshape([b, nkv, groups * t, hd]);
         let scale = (hd as f64).powf(-0.5);
-        let scores = q.matmul(k.swap_dims(2, 3)) * scale + bias.repeat_dim(2, groups);
-        let probs = softmax(scores, 3);
+        let tk = k.dims()[2];
+        // The bias broadcasts over the query groups instead of being repeated.
+        let scores = (q.matmul(k.swap_dims(2, 3)) * scale).reshape([b, nkv, groups, t, tk]) + bias.unsqueeze_dim::<5>(2);
+        let probs = softmax(scores, 4).reshape([b, nkv, groups * t, tk]);
         let out = probs.matmul(v).reshape([b, nh, t, hd]).swap_dims(1, 2).reshape([b, t, nh * hd]);
         self.o_proj.forward(out)
     }
