@@ -44,6 +44,8 @@ pub fn exact(n: &Node) -> Option<BigRational> {
         Node::Percent(a) => Some(exact(a)? / BigRational::from_integer(100.into())),
         Node::Func(Func::Sqrt, a) => root(&exact(a)?, 2),
         Node::Func(Func::Abs, a) => Some(exact(a)?.abs()),
+        Node::Func(Func::Floor, a) => Some(exact(a)?.floor()),
+        Node::Func(Func::Ceil, a) => Some(exact(a)?.ceil()),
         Node::Func(Func::Factorial, a) => {
             let k = small_uint(&exact(a)?, MAX_FACTORIAL)?;
             bounded(BigRational::from_integer((1..=k).map(BigInt::from).product()))
@@ -173,6 +175,8 @@ fn finite(n: &Node, env: &dyn Fn(&str) -> Option<f64>) -> Option<f64> {
                 Func::Log10 => x.log10(),
                 Func::Exp => x.exp(),
                 Func::Abs => x.abs(),
+                Func::Floor => x.floor(),
+                Func::Ceil => x.ceil(),
                 Func::Factorial => unreachable!("handled above"),
             }
         }

@@ -93,6 +93,11 @@ pub fn answers_match(gold: &Answer, pred: &Answer) -> bool {
         return choice_letter(&pred.text, true) == Some(letter);
     }
     match (&gold.node, &pred.node) {
+        // A word answer ("No") may parse differently on the other side (`no` = n·o).
+        (Some(g @ Node::Text(_)), _) => {
+            pred.node.as_ref().is_some_and(|p| equiv::equivalent(g, p))
+                || loose_text(&gold.text).to_lowercase() == loose_text(&pred.text).to_lowercase()
+        }
         (Some(g), Some(p)) => equiv::equivalent(g, p),
         _ => loose_text(&gold.text) == loose_text(&pred.text),
     }

@@ -76,6 +76,8 @@ pub enum Func {
     Log10,
     Exp,
     Abs,
+    Floor,
+    Ceil,
     Factorial,
 }
 
@@ -206,7 +208,7 @@ fn lex_into(c: &[char], out: &mut Vec<Tok>, nesting: usize) -> PResult<()> {
                 '−' | '–' => Tok::Sym('-'),
                 '×' | '·' | '⋅' => Tok::Sym('*'),
                 '÷' => Tok::Sym('/'),
-                '≤' | '≥' | '≠' | '±' | '∪' | '∈' => Tok::Sym(ch),
+                '≤' | '≥' | '≠' | '±' | '∪' | '∈' | '⌊' | '⌋' | '⌈' | '⌉' => Tok::Sym(ch),
                 'π' => Tok::Cmd("pi"),
                 '∞' => Tok::Cmd("infty"),
                 '√' => Tok::Cmd("sqrt"),
@@ -232,7 +234,7 @@ fn lex_number(c: &[char], mut i: usize, allow_groups: bool) -> (Tok, usize) {
     };
     digits(&mut i, &mut s);
     if allow_groups && (1..=3).contains(&s.len()) {
-        while c.get(i) == Some(&',')
+        while matches!(c.get(i), Some(',' | ' '))
             && c.len() > i + 3
             && c[i + 1..i + 4].iter().all(char::is_ascii_digit)
             && !c.get(i + 4).is_some_and(char::is_ascii_digit)
@@ -245,6 +247,24 @@ fn lex_number(c: &[char], mut i: usize, allow_groups: bool) -> (Tok, usize) {
         s.push('.');
         i += 1;
         digits(&mut i, &mut s);
+    }
+    // A repeating block: `0.\overline{36}`, `0.1\overline{6}`, `0.\bar{3}` → "0.(36)" etc.
+    let dot = usize::from(c.get(i) == Some(&'.') && !s.contains('.'));
+    for cmd in ["\\overline", "\\bar"] {
+        let name: Vec<char> = cmd.chars().collect();
+        if c.len() >= i + dot + name.len() && c[i + dot..i + dot + name.len()] == name[..] {
+            if let Some((rep, next)) = braced(c, i + dot + name.len()) {
+                if !rep.is_empty() && rep.iter().all(char::is_ascii_digit) {
+                    if dot == 1 {
+                        s.push('.');
+                    }
+                    s.push('(');
+                    s.extend(rep);
+                    s.push(')');
+                    return (Tok::Num(s), next);
+                }
+            }
+        }
     }
     if matches!(c.get(i), Some('e' | 'E')) {
         let mut j = i + 1;
@@ -295,14 +315,16 @@ fn lex_command(c: &[char], mut i: usize, out: &mut Vec<Tok>, nesting: usize) -> 
     }
     let name: String = c[start..i].iter().collect();
     let tok = match name.as_str() {
-        "text" | "textbf" | "mathrm" | "mbox" | "textit" | "mathbf" | "operatorname" | "textrm"
-        | "mathit" | "textnormal" | "boldsymbol" | "mathsf" => {
+        "text" | "textbf" | "mathrm" | "mbox" | "textit" | "operatorname" | "textrm" | "textnormal"
+        | "mathbf" | "mathit" | "boldsymbol" | "mathsf" => {
             let (content, next) = braced(c, i).ok_or(ParseError("unclosed text group"))?;
             let text: String = content.iter().collect::<String>().trim().to_string();
-            let wordy = text.chars().all(|ch| ch.is_alphabetic() || ch == ' ' || ch == '-');
+            let wordy = !text.is_empty() && text.chars().all(|ch| ch.is_alphabetic() || ch == ' ' || ch == '-');
+            // Text words are words (`\text{ m}` is a unit); a math font keeps its content math.
+            let font = matches!(name.as_str(), "mathbf" | "mathit" | "boldsymbol" | "mathsf");
             if text == "and" || text == "or" {
                 out.push(Tok::Sym(','));
-            } else if wordy && text.chars().filter(|ch| ch.is_alphabetic()).count() >= 2 {
+            } else if wordy && !font {
                 out.push(Tok::Text(text));
             } else {
                 lex_into(content, out, nesting + 1)?;
@@ -324,7 +346,13 @@ fn lex_command(c: &[char], mut i: usize, out: &mut Vec<Tok>, nesting: usize) -> 
             return Ok(next);
         }
         "left" | "right" | "displaystyle" | "big" | "Big" | "bigl" | "bigr" | "Bigl" | "Bigr"
-        | "quad" | "qquad" | "circ" | "degree" | "limits" | "hfill" => return Ok(i),
+        | "quad" | "qquad" | "circ" | "degree" | "limits" | "hfill" | "angle" | "measuredangle" => {
+            return Ok(i);
+        }
+        "lfloor" => Tok::Sym('⌊'),
+        "rfloor" => Tok::Sym('⌋'),
+        "lceil" => Tok::Sym('⌈'),
+        "rceil" => Tok::Sym('⌉'),
         "frac" | "dfrac" | "tfrac" | "cfrac" => Tok::Cmd("frac"),
         "binom" | "dbinom" | "tbinom" | "choose" => Tok::Cmd("binom"),
         "sqrt" => Tok::Cmd("sqrt"),
@@ -516,8 +544,11 @@ impl Parser {
     }
 
     fn starts_atom(&self) -> bool {
+        let after_num = self.pos > 0 && matches!(self.toks[self.pos - 1], Tok::Num(_));
         match self.peek() {
-            Some(Tok::Num(_) | Tok::Var(_) | Tok::SetOpen | Tok::Begin(_)) => true,
+            // `2 3` is no product: most likely a mangled number, so refuse it.
+            Some(Tok::Num(_)) => !after_num,
+            Some(Tok::Var(_) | Tok::SetOpen | Tok::Begin(_)) => true,
             Some(Tok::Cmd(c)) => *c != "empty",
             Some(Tok::Sym(c)) => matches!(c, '(' | '{'),
             _ => false,
@@ -648,10 +679,18 @@ impl Parser {
                     _ => return Err(ParseError("unknown function")),
                 };
                 let power = if self.eat_sym('^') { Some(self.script()?) } else { None };
-                let x = Node::Func(f, b(self.func_arg()?));
+                // `\sin^{-1}` is the inverse function, any other power applies to the value.
+                let minus_one = matches!(&power, Some(Node::Neg(one)) if is_one(one));
+                let inverse = match f {
+                    Func::Sin if minus_one => Some(Func::Asin),
+                    Func::Cos if minus_one => Some(Func::Acos),
+                    Func::Tan if minus_one => Some(Func::Atan),
+                    _ => None,
+                };
+                let x = Node::Func(inverse.unwrap_or(f), b(self.func_arg()?));
                 Ok(match power {
-                    Some(p) => Node::Pow(b(x), b(p)),
-                    None => x,
+                    Some(p) if inverse.is_none() => Node::Pow(b(x), b(p)),
+                    _ => x,
                 })
             }
             Tok::Sym(open @ ('(' | '[')) => {
@@ -672,10 +711,15 @@ impl Parser {
                 self.expect_sym('}')?;
                 Ok(inner)
             }
-            Tok::Sym('|') => {
+            Tok::Sym(open @ ('|' | '⌊' | '⌈')) => {
                 let inner = self.sum()?;
-                self.expect_sym('|')?;
-                Ok(Node::Func(Func::Abs, b(inner)))
+                let (close, f) = match open {
+                    '|' => ('|', Func::Abs),
+                    '⌊' => ('⌋', Func::Floor),
+                    _ => ('⌉', Func::Ceil),
+                };
+                self.expect_sym(close)?;
+                Ok(Node::Func(f, b(inner)))
             }
             Tok::SetOpen => {
                 if self.peek() == Some(&Tok::SetClose) {
@@ -738,6 +782,10 @@ fn one() -> Node {
     Node::Num(BigRational::one())
 }
 
+fn is_one(n: &Node) -> bool {
+    matches!(n, Node::Num(r) if r.is_one())
+}
+
 fn is_int_lit(n: &Node) -> bool {
     matches!(n, Node::Num(r) if r.is_integer())
 }
@@ -763,6 +811,21 @@ fn strip_neg(n: Node) -> Node {
 const MAX_SCI_EXP: i64 = 400;
 
 fn num(s: &str) -> PResult<Node> {
+    rational(s).map(Node::Num)
+}
+
+/// The value of a lexed number: `12`, `1.5`, `1.5e3`, `0.1(6)` (repeating block in brackets).
+fn rational(s: &str) -> PResult<BigRational> {
+    if let Some((fixed, rest)) = s.split_once('(') {
+        // `I.F(R)` = I.F + 0.0…0RRR… = I.F + R / (10^|F| · (10^|R| − 1)).
+        let rep = rest.trim_end_matches(')');
+        let base = rational(fixed.trim_end_matches('.'))?;
+        let shift = fixed.split_once('.').map_or(0, |(_, f)| f.len());
+        let r: BigInt = rep.parse().map_err(|_| ParseError("bad repeating block"))?;
+        let ten = BigInt::from(10);
+        let den = num_traits::pow(ten.clone(), shift) * (num_traits::pow(ten, rep.len()) - 1);
+        return Ok(base + BigRational::new(r, den));
+    }
     let (mant, exp) = match s.find('e') {
         Some(i) => (&s[..i], s[i + 1..].parse::<i64>().map_err(|_| ParseError("bad exponent"))?),
         None => (s, 0),
@@ -779,7 +842,7 @@ fn num(s: &str) -> PResult<Node> {
     } else {
         BigRational::new(digits, num_traits::pow(ten, (-scale) as usize))
     };
-    Ok(Node::Num(r))
+    Ok(r)
 }
 
 /// Replaces every `a ± b` by `a + b` (`plus`) or `a − b`; a tree with `±` becomes a
