@@ -12,6 +12,7 @@ and process CPU time are reported; on a shared machine CPU time is the fairer on
 import json
 import sys
 import time
+from collections import defaultdict
 
 from math_verify import parse, verify
 
@@ -21,14 +22,18 @@ def main():
     for warm in ["1", "\\frac{2}{3}", "(1, 2)", "x^2+1", "[0, 1)"]:
         verify(parse("$" + warm + "$"), parse("so $\\boxed{" + warm + "}$"))
     verdicts = []
+    kind_cpu, kind_n = defaultdict(float), defaultdict(int)
     start, cpu = time.perf_counter(), time.process_time()
     for p in pairs:
+        one = time.process_time()
         try:
             gold = parse("$" + p["gold"] + "$")
             pred = parse(p["completion"])
             verdicts.append(bool(verify(gold, pred)))
         except Exception:  # math-verify should not raise, but a crash counts as "not equal"
             verdicts.append(False)
+        kind_cpu[p["kind"]] += time.process_time() - one
+        kind_n[p["kind"]] += 1
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w") as f:
@@ -42,6 +47,7 @@ def main():
         "accuracy": correct / len(pairs),
         "ms_per_answer_wall": round(elapsed * 1e3 / len(pairs), 3),
         "ms_per_answer_cpu": round(cpu * 1e3 / len(pairs), 3),
+        "ms_per_answer_cpu_by_kind": {k: round(kind_cpu[k] * 1e3 / kind_n[k], 3) for k in kind_n},
     }))
 
 

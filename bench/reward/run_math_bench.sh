@@ -25,11 +25,14 @@ tmp = sys.argv[2]
 mv, r1 = json.load(open(f"{tmp}/mv.json")), json.load(open(f"{tmp}/r1.json"))
 vm = [json.loads(l)["verdict"] for l in open(f"{tmp}/mv.jsonl")]
 vr = [json.loads(l)["verdict"] for l in open(f"{tmp}/r1.jsonl")]
-mv_us, r1_us = mv["ms_per_answer_cpu"] * 1e3, r1["us_per_answer"]
-print(f"{'verifier':<16}{'agree/pairs':>14}{'accuracy':>10}{'µs/answer':>12}")
-print(f"{'math-verify':<16}{mv['agree_with_label']:>8}/{len(pairs):<5}{mv['accuracy']:>10.4f}{mv_us:>12.1f}")
-print(f"{'r1-reward':<16}{r1['agree_with_label']:>8}/{len(pairs):<5}{r1['accuracy']:>10.4f}{r1_us:>12.2f}")
-print(f"speed-up per core: {mv_us / r1_us:.0f}x (math-verify CPU time vs r1 wall time)")
+mv_us, r1_us = mv["ms_per_answer_cpu"] * 1e3, r1["us_per_answer_cpu"]
+print(f"{'verifier':<16}{'agree/pairs':>14}{'accuracy':>10}{'CPU µs/answer':>15}")
+print(f"{'math-verify':<16}{mv['agree_with_label']:>8}/{len(pairs):<5}{mv['accuracy']:>10.4f}{mv_us:>15.1f}")
+print(f"{'r1-reward':<16}{r1['agree_with_label']:>8}/{len(pairs):<5}{r1['accuracy']:>10.4f}{r1_us:>15.2f}")
+print(f"speed-up per core: {mv_us / r1_us:.0f}x (CPU time per answer, one thread each)")
+print("CPU µs per answer by kind (math-verify / r1):")
+for k, t in mv["ms_per_answer_cpu_by_kind"].items():
+    print(f"  {k:<12}{t * 1e3:>10.1f} /{r1['us_per_answer_cpu_by_kind'][k]:>7.2f}")
 print("pairs where the verifiers disagree (label, math-verify, r1):")
 for p, a, b in zip(pairs, vm, vr):
     if a != b:
