@@ -1,6 +1,19 @@
-//! r1-coordinator: the control plane.
+//! r1-coordinator: the control plane of a training run.
 //!
-//! Runs, datasets, leases, the sample buffer and policy versions, persisted in SQLite, with
-//! the dashboard and `/metrics` served from the same process.
+//! A run goes through these modules:
+//! - [`spec`]: the run spec a user submits (TOML), parsed and validated before anything runs.
+//! - [`dataset`]: JSONL and Parquet prompts with field mapping, an eval split, seeded
+//!   per-epoch shuffles and a resumable cursor; every row is checked when the run is submitted.
+//! - [`store`]: SQLite (WAL) holding runs, their state, dataset cursor, counters, policy
+//!   versions, checkpoint records and leases; each change is one transaction.
+//! - [`lease`]: the pull protocol over the store. Actors lease prompt groups, reward workers
+//!   lease scoring jobs, learners lease batches; leases expire and are handed out again,
+//!   submissions are idempotent, stale and all-equal groups are dropped and counted.
 //!
-//! Not built yet: this crate is a placeholder for the training-system issue.
+//! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
+//!
+//! Not built yet: the gRPC services for actors, reward workers and learners, evaluation
+//! scheduling, the dashboard and `/metrics`.
+
+pub mod dataset;
+pub mod spec;
