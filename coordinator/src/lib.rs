@@ -16,4 +16,6 @@
 //! scheduling, the dashboard and `/metrics`.
 
 pub mod dataset;
+pub mod lease;
 pub mod spec;
+pub mod store;

@@ -1,0 +1,586 @@
+//! The pull protocol: actors, reward workers and learners lease work from the store and
+//! submit results, for one GRPO run at a time ([`Scheduler`]).
+//!
+//! A prompt group moves through stages, each taken under a lease with a deadline:
+//! `generate` (an actor samples G completions) → `score` (a reward worker scores them) →
+//! `train` (a learner takes `prompts_per_step` groups as one batch) → `done`, or `dropped`.
+//!
+//! - **Expiry.** Work whose lease deadline has passed is available again; handing it out
+//!   counts `leases_expired` once per group. For `generate` and `score`, the first valid
+//!   submission for a group wins whoever holds the lease now; later ones are answered
+//!   [`Outcome::AlreadyDone`] and counted as `late_submissions`. A learner step is accepted
+//!   only while its batch is still its own: once any group was handed to another learner the
+//!   answer is [`Outcome::LeaseLost`] and the learner must discard that step.
+//! - **Idempotency.** Every submission carries a key. The first outcome is stored with a
+//!   digest of the submission in the same transaction as its effects; the same key and
+//!   submission again returns that outcome and changes nothing but `replays`; the same key
+//!   with a different submission is an error.
+//! - **Window.** New prompts are drawn from the dataset cursor only while fewer than
+//!   `prompts_per_step × (max_policy_lag + 1)` groups are in flight (and no more than the
+//!   remaining steps can train), so with `max_policy_lag = 0` actors sample exactly one
+//!   batch per policy version.
+//! - **Staleness.** A group made by policy v while the learner holds version c is dropped
+//!   (`dropped_stale`) when c − v > `max_policy_lag`, on submission or when a batch is formed.
+//! - **Dynamic sampling** (DAPO): a scored group whose rewards are all equal is dropped
+//!   (`dropped_equal`); its slot in the window frees, so more prompts are drawn to fill the
+//!   batch.
+//! - **End.** The run completes after `total_steps` steps, or when the dataset is exhausted
+//!   and nothing is in flight (the last batch may then be smaller).
+//!
+//! Every call is one transaction, so `prompts_drawn = groups_trained + dropped_stale +
+//! dropped_equal + groups in flight` holds at every commit.
+//!
+//! Limits: SFT runs and evaluation groups are not scheduled yet; one learner batch is
+//! leased at a time (the learner fleet's rank 0 takes it and shards it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::dataset::{Cursor, Dataset, Example};
+use crate::spec::Algorithm;
+use crate::store::{self, Millis, Run, RunId, RunState, Store, StoreError, bump};
+
+/// How long each kind of lease lasts before its work is handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTtl {
+    pub generate_ms: Millis,
+    pub score_ms: Millis,
+    pub train_ms: Millis,
+}
+
+impl Default for LeaseTtl {
+    fn default() -> Self {
+        LeaseTtl { generate_ms: 10 * 60_000, score_ms: 2 * 60_000, train_ms: 30 * 60_000 }
+    }
+}
+
+/// One completion an actor sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    /// Log-probability of each token under the policy that sampled it (π_old).
+    pub logprobs: Vec<f32>,
+    /// Stopped by the length limit rather than an end-of-sequence token.
+    pub truncated: bool,
+}
+
+/// Prompt groups leased to an actor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptLease {
+    pub lease_id: i64,
+    pub deadline_ms: Millis,
+    /// The learner's current version: the weights the actor should sample with.
+    pub policy_version: u64,
+    /// Samples to draw per prompt (G).
+    pub group_size: u32,
+    pub groups: Vec<(i64, Example)>,
+}
+
+/// An actor's samples for one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplesSubmission {
+    pub group_id: i64,
+    /// The policy version that sampled every completion of the group.
+    pub policy_version: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// A group to score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoringJob {
+    pub group_id: i64,
+    pub example: Example,
+    pub samples: Vec<Sample>,
+}
+
+/// Groups leased to a reward worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoringLease {
+    pub lease_id: i64,
+    pub deadline_ms: Millis,
+    pub jobs: Vec<ScoringJob>,
+}
+
+/// A reward worker's scores for one group, one per sample in sample order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoresSubmission {
+    pub group_id: i64,
+    pub rewards: Vec<f64>,
+    /// Each sample's reward components by name; empty, or one map per sample.
+    #[serde(default)]
+    pub components: Vec<BTreeMap<String, f64>>,
+}
+
+/// A scored group in a learner batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainGroup {
+    pub group_id: i64,
+    pub example: Example,
+    pub policy_version: u64,
+    pub samples: Vec<Sample>,
+    pub rewards: Vec<f64>,
+}
+
+/// One learner step's batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchLease {
+    pub lease_id: i64,
+    pub deadline_ms: Millis,
+    /// The step this batch makes: steps completed so far.
+    pub step: u64,
+    /// The version the learner must hold to train it (equal to `step`).
+    pub policy_version: u64,
+    pub groups: Vec<TrainGroup>,
+}
+
+/// A learner's report that it trained a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSubmission {
+    pub lease_id: i64,
+    pub step: u64,
+    /// Step metrics (reward mean, KL, ...), stored as given.
+    pub metrics: serde_json::Value,
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    /// The group lagged the learner by more than `max_policy_lag`; a new prompt replaces it.
+    DroppedStale,
+    /// Dynamic sampling: all rewards of the group were equal; a new prompt replaces it.
+    DroppedEqual,
+    /// Another worker already finished this work; nothing was counted.
+    AlreadyDone,
+    /// The batch was handed to another learner after this lease expired; discard the step.
+    LeaseLost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {id} is {state}; work is handed out only for running runs")]
+    NotRunning { id: RunId, state: RunState },
+    #[error("run {0} uses SFT, which the scheduler does not run yet; submit a GRPO run")]
+    Unsupported(RunId),
+    #[error("group {group} is not part of run {id}; submit only groups you leased")]
+    UnknownGroup { id: RunId, group: i64 },
+    #[error("lease {lease} is not a learner lease of run {id}; submit the lease id that lease_batch returned")]
+    UnknownLease { id: RunId, lease: i64 },
+    #[error("submission for group {group} {problem}")]
+    BadSubmission { group: i64, problem: String },
+    #[error("step {step} submitted while run {id} is at step {current}; submit the step of the batch you leased")]
+    FutureStep { id: RunId, step: u64, current: u64 },
+    #[error("idempotency key `{key}` was already used for a different submission; use a fresh key per submission")]
+    KeyReused { key: String },
+}
+
+impl From<rusqlite::Error> for LeaseError {
+    fn from(e: rusqlite::Error) -> Self {
+        LeaseError::Store(e.into())
+    }
+}
+
+/// The settings of one GRPO run and its dataset: hands out and takes back its work.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    pub run: RunId,
+    pub group_size: u32,
+    pub prompts_per_step: u32,
+    pub max_policy_lag: u64,
+    pub dynamic_sampling: bool,
+    pub total_steps: u64,
+    pub ttl: LeaseTtl,
+    dataset: Arc<Dataset>,
+}
+
+const GENERATE: &str = "generate";
+const SCORE: &str = "score";
+const TRAIN: &str = "train";
+
+impl Scheduler {
+    pub fn new(run: &Run, dataset: Arc<Dataset>, ttl: LeaseTtl) -> Result<Scheduler, LeaseError> {
+        let Algorithm::Grpo(g) = &run.spec.algorithm else { return Err(LeaseError::Unsupported(run.id)) };
+        Ok(Scheduler {
+            run: run.id,
+            group_size: g.group_size,
+            prompts_per_step: g.prompts_per_step,
+            max_policy_lag: g.max_policy_lag,
+            dynamic_sampling: g.dynamic_sampling,
+            total_steps: run.spec.schedule.total_steps,
+            ttl,
+            dataset,
+        })
+    }
+
+    /// Leases up to `max` prompt groups to actor `worker`: expired ones first, then new
+    /// prompts from the cursor while the window allows. Empty when there is nothing to do.
+    pub fn lease_prompts(&self, store: &mut Store, worker: &str, max: usize, now: Millis) -> Result<PromptLease, LeaseError> {
+        let tx = store.conn.transaction()?;
+        self.check_running(&tx)?;
+        let mut progress = store::read_progress(&tx, self.run)?;
+        let mut ids = self.available(&tx, GENERATE, max, now)?;
+        let inflight = self.count(&tx, &[GENERATE, SCORE, TRAIN])? as u64;
+        let pps = self.prompts_per_step as u64;
+        let window = (pps * (self.max_policy_lag + 1)).min(self.total_steps.saturating_sub(progress.step) * pps);
+        let room = window.saturating_sub(inflight).min((max - ids.len()) as u64);
+        let mut drawn = 0;
+        while drawn < room {
+            let Some((example, after)) = self.dataset.next(progress.cursor) else { break };
+            tx.execute(
+                "INSERT INTO groups (run_id, example, stage, created_ms, updated_ms) VALUES (?1, ?2, 'generate', ?3, ?3)",
+                params![self.run, example as i64, now],
+            )?;
+            ids.push(tx.last_insert_rowid());
+            progress.cursor = after;
+            drawn += 1;
+        }
+        let Cursor { epoch, index } = progress.cursor;
+        tx.execute("UPDATE progress SET epoch = ?2, idx = ?3 WHERE run_id = ?1", params![self.run, epoch, index as i64])?;
+        bump(&tx, self.run, "prompts_drawn", drawn)?;
+        let (lease_id, deadline_ms) = self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
+        let groups = ids.iter().map(|&id| Ok((id, self.example(&tx, id)?))).collect::<Result<_, LeaseError>>()?;
+        self.maybe_complete(&tx, now)?;
+        tx.commit()?;
+        Ok(PromptLease {
+            lease_id,
+            deadline_ms,
+            policy_version: progress.policy_version,
+            group_size: self.group_size,
+            groups,
+        })
+    }
+
+    /// Takes an actor's samples for one group.
+    pub fn submit_samples(&self, store: &mut Store, key: &str, sub: &SamplesSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+        self.idempotent(store, key, ("samples", sub), now, |tx| {
+            let stage = self.stage(tx, sub.group_id)?;
+            let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
+            if sub.samples.len() != self.group_size as usize {
+                return Err(bad(format!("has {} samples; send exactly G = {}", sub.samples.len(), self.group_size)));
+            }
+            if let Some((i, s)) = sub.samples.iter().enumerate().find(|(_, s)| s.token_ids.len() != s.logprobs.len()) {
+                return Err(bad(format!(
+                    "sample {i} has {} tokens but {} log-probs; send one log-prob per token",
+                    s.token_ids.len(),
+                    s.logprobs.len()
+                )));
+            }
+            let current = store::read_progress(tx, self.run)?.policy_version;
+            if sub.policy_version > current {
+                return Err(bad(format!(
+                    "claims policy version {} but the learner is at {current}; report the version that sampled",
+                    sub.policy_version
+                )));
+            }
+            if stage != GENERATE {
+                bump(tx, self.run, "late_submissions", 1)?;
+                return Ok(Outcome::AlreadyDone);
+            }
+            if current - sub.policy_version > self.max_policy_lag {
+                self.drop_group(tx, sub.group_id, "stale", now)?;
+                return Ok(Outcome::DroppedStale);
+            }
+            let samples = serde_json::to_string(&sub.samples).map_err(|e| bad(e.to_string()))?;
+            tx.execute(
+                "UPDATE groups SET stage = 'score', lease_id = NULL, policy_version = ?2, samples = ?3, updated_ms = ?4 WHERE id = ?1",
+                params![sub.group_id, sub.policy_version as i64, samples, now],
+            )?;
+            bump(tx, self.run, "groups_generated", 1)?;
+            Ok(Outcome::Accepted)
+        })
+    }
+
+    /// Leases up to `max` generated groups to reward worker `worker`.
+    pub fn lease_scoring(&self, store: &mut Store, worker: &str, max: usize, now: Millis) -> Result<ScoringLease, LeaseError> {
+        let tx = store.conn.transaction()?;
+        self.check_running(&tx)?;
+        let ids = self.available(&tx, SCORE, max, now)?;
+        let (lease_id, deadline_ms) = self.grant(&tx, SCORE, worker, &ids, now + self.ttl.score_ms, now)?;
+        let jobs = ids
+            .iter()
+            .map(|&group_id| {
+                let (_, samples, _) = self.payload(&tx, group_id)?;
+                Ok(ScoringJob { group_id, example: self.example(&tx, group_id)?, samples })
+            })
+            .collect::<Result<_, LeaseError>>()?;
+        tx.commit()?;
+        Ok(ScoringLease { lease_id, deadline_ms, jobs })
+    }
+
+    /// Takes a reward worker's scores for one group.
+    pub fn submit_scores(&self, store: &mut Store, key: &str, sub: &ScoresSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+        self.idempotent(store, key, ("scores", sub), now, |tx| {
+            let stage = self.stage(tx, sub.group_id)?;
+            let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
+            let g = self.group_size as usize;
+            if sub.rewards.len() != g {
+                return Err(bad(format!("has {} rewards; send one per sample (G = {g})", sub.rewards.len())));
+            }
+            if let Some(r) = sub.rewards.iter().find(|r| !r.is_finite()) {
+                return Err(bad(format!("has reward {r}; a reward that cannot be computed is an error status, not a number")));
+            }
+            if !sub.components.is_empty() && sub.components.len() != g {
+                return Err(bad(format!("has {} component maps; send none or one per sample", sub.components.len())));
+            }
+            if stage != SCORE {
+                bump(tx, self.run, "late_submissions", 1)?;
+                return Ok(Outcome::AlreadyDone);
+            }
+            bump(tx, self.run, "groups_scored", 1)?;
+            let all_equal = sub.rewards.iter().all(|&r| r == sub.rewards[0]);
+            if self.dynamic_sampling && all_equal {
+                self.drop_group(tx, sub.group_id, "equal", now)?;
+                return Ok(Outcome::DroppedEqual);
+            }
+            let rewards = serde_json::to_string(&sub).map_err(|e| bad(e.to_string()))?;
+            tx.execute(
+                "UPDATE groups SET stage = 'train', lease_id = NULL, rewards = ?2, updated_ms = ?3 WHERE id = ?1",
+                params![sub.group_id, rewards, now],
+            )?;
+            Ok(Outcome::Accepted)
+        })
+    }
+
+    /// Leases the next batch to learner `worker`, dropping stale groups first. `None` while
+    /// another learner holds a live batch, or fewer than `prompts_per_step` groups are scored
+    /// (unless the dataset is exhausted and nothing else is in flight), or the run is over.
+    pub fn lease_batch(&self, store: &mut Store, worker: &str, now: Millis) -> Result<Option<BatchLease>, LeaseError> {
+        let tx = store.conn.transaction()?;
+        self.check_running(&tx)?;
+        let progress = store::read_progress(&tx, self.run)?;
+        let live: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM groups g JOIN leases l ON l.id = g.lease_id
+             WHERE g.run_id = ?1 AND g.stage = 'train' AND l.deadline_ms > ?2",
+            params![self.run, now],
+            |r| r.get(0),
+        )?;
+        if live > 0 || progress.step >= self.total_steps {
+            return Ok(None);
+        }
+        let stale: Vec<i64> = {
+            let oldest_ok = progress.policy_version.saturating_sub(self.max_policy_lag) as i64;
+            let mut stmt = tx.prepare("SELECT id FROM groups WHERE run_id = ?1 AND stage = 'train' AND policy_version < ?2")?;
+            stmt.query_map(params![self.run, oldest_ok], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for &id in &stale {
+            self.drop_group(&tx, id, "stale", now)?;
+        }
+        let ids = self.available(&tx, TRAIN, self.prompts_per_step as usize, now)?;
+        let full = ids.len() == self.prompts_per_step as usize;
+        let last = self.dataset.is_exhausted(progress.cursor) && self.count(&tx, &[GENERATE, SCORE])? == 0;
+        if ids.is_empty() || !(full || last) {
+            self.maybe_complete(&tx, now)?;
+            tx.commit()?;
+            return Ok(None);
+        }
+        let (lease_id, deadline_ms) = self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
+        let groups = ids
+            .iter()
+            .map(|&group_id| {
+                let (policy_version, samples, rewards) = self.payload(&tx, group_id)?;
+                let example = self.example(&tx, group_id)?;
+                Ok(TrainGroup { group_id, example, policy_version, samples, rewards })
+            })
+            .collect::<Result<_, LeaseError>>()?;
+        tx.commit()?;
+        Ok(Some(BatchLease { lease_id, deadline_ms, step: progress.step, policy_version: progress.policy_version, groups }))
+    }
+
+    /// Takes a learner's report that it trained the batch of `sub.lease_id`: the groups are
+    /// done, the step and policy version advance, and the run completes after its last step.
+    pub fn submit_step(&self, store: &mut Store, key: &str, sub: &StepSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+        self.idempotent(store, key, ("step", sub), now, |tx| {
+            let size: Option<i64> = tx
+                .query_row(
+                    "SELECT size FROM leases WHERE id = ?1 AND run_id = ?2 AND role = 'train'",
+                    params![sub.lease_id, self.run],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let size = size.ok_or(LeaseError::UnknownLease { id: self.run, lease: sub.lease_id })?;
+            let progress = store::read_progress(tx, self.run)?;
+            if sub.step > progress.step {
+                return Err(LeaseError::FutureStep { id: self.run, step: sub.step, current: progress.step });
+            }
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'train'",
+                [sub.lease_id],
+                |r| r.get(0),
+            )?;
+            if sub.step < progress.step || held != size {
+                bump(tx, self.run, "late_submissions", 1)?;
+                let trained_by_us: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'done'", [sub.lease_id], |r| {
+                        r.get(0)
+                    })?;
+                return Ok(if trained_by_us == size { Outcome::AlreadyDone } else { Outcome::LeaseLost });
+            }
+            tx.execute(
+                "UPDATE groups SET stage = 'done', step = ?2, updated_ms = ?3 WHERE lease_id = ?1",
+                params![sub.lease_id, sub.step as i64, now],
+            )?;
+            bump(tx, self.run, "groups_trained", size as u64)?;
+            let next = progress.step + 1;
+            tx.execute(
+                "UPDATE progress SET step = ?2, policy_version = ?2 WHERE run_id = ?1",
+                params![self.run, next as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
+                params![self.run, next as i64, now],
+            )?;
+            tx.execute(
+                "INSERT INTO step_metrics (run_id, step, metrics) VALUES (?1, ?2, ?3)",
+                params![self.run, sub.step as i64, sub.metrics.to_string()],
+            )?;
+            self.maybe_complete(tx, now)?;
+            Ok(Outcome::Accepted)
+        })
+    }
+
+    /// Runs `apply` once per idempotency key: a repeat of the same submission returns the
+    /// stored outcome and counts a replay.
+    fn idempotent<T: Serialize>(
+        &self,
+        store: &mut Store,
+        key: &str,
+        submission: T,
+        now: Millis,
+        apply: impl FnOnce(&Transaction<'_>) -> Result<Outcome, LeaseError>,
+    ) -> Result<Outcome, LeaseError> {
+        let body = serde_json::to_vec(&submission).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(&body));
+        let tx = store.conn.transaction()?;
+        let seen: Option<(String, String)> = tx
+            .query_row(
+                "SELECT digest, outcome FROM submissions WHERE run_id = ?1 AND key = ?2",
+                params![self.run, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((seen_digest, outcome)) = seen {
+            if seen_digest != digest {
+                return Err(LeaseError::KeyReused { key: key.into() });
+            }
+            bump(&tx, self.run, "replays", 1)?;
+            tx.commit()?;
+            return serde_json::from_str(&outcome).map_err(|e| StoreError::Corrupt(format!("outcome of `{key}`: {e}")).into());
+        }
+        self.check_running(&tx)?;
+        let outcome = apply(&tx)?;
+        let stored = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO submissions (run_id, key, digest, outcome, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.run, key, digest, stored, now],
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn check_running(&self, tx: &Transaction<'_>) -> Result<(), LeaseError> {
+        let run = store::read_run(tx, self.run)?;
+        match run.state {
+            RunState::Running => Ok(()),
+            state => Err(LeaseError::NotRunning { id: self.run, state }),
+        }
+    }
+
+    /// Groups in `stage` with no lease or an expired one, oldest first.
+    fn available(&self, tx: &Transaction<'_>, stage: &str, max: usize, now: Millis) -> Result<Vec<i64>, LeaseError> {
+        let mut stmt = tx.prepare(
+            "SELECT g.id, g.lease_id IS NOT NULL FROM groups g LEFT JOIN leases l ON l.id = g.lease_id
+             WHERE g.run_id = ?1 AND g.stage = ?2 AND (g.lease_id IS NULL OR l.deadline_ms <= ?3)
+             ORDER BY g.id LIMIT ?4",
+        )?;
+        let rows: Vec<(i64, bool)> =
+            stmt.query_map(params![self.run, stage, now, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        bump(tx, self.run, "leases_expired", rows.iter().filter(|(_, expired)| *expired).count() as u64)?;
+        Ok(rows.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Records a lease on `ids` (none when `ids` is empty: id 0).
+    fn grant(&self, tx: &Transaction<'_>, role: &str, holder: &str, ids: &[i64], deadline: Millis, now: Millis) -> Result<(i64, Millis), LeaseError> {
+        if ids.is_empty() {
+            return Ok((0, deadline));
+        }
+        tx.execute(
+            "INSERT INTO leases (run_id, role, holder, size, deadline_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![self.run, role, holder, ids.len() as i64, deadline, now],
+        )?;
+        let lease = tx.last_insert_rowid();
+        let mut stmt = tx.prepare("UPDATE groups SET lease_id = ?2, updated_ms = ?3 WHERE id = ?1")?;
+        for &id in ids {
+            stmt.execute(params![id, lease, now])?;
+        }
+        Ok((lease, deadline))
+    }
+
+    fn count(&self, tx: &Transaction<'_>, stages: &[&str]) -> Result<i64, LeaseError> {
+        let list = stages.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let sql = format!("SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND stage IN ({list})");
+        Ok(tx.query_row(&sql, [self.run], |r| r.get(0))?)
+    }
+
+    fn stage(&self, tx: &Transaction<'_>, group: i64) -> Result<String, LeaseError> {
+        tx.query_row("SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2", params![group, self.run], |r| r.get(0))
+            .optional()?
+            .ok_or(LeaseError::UnknownGroup { id: self.run, group })
+    }
+
+    fn example(&self, tx: &Transaction<'_>, group: i64) -> Result<Example, LeaseError> {
+        let idx: i64 = tx.query_row("SELECT example FROM groups WHERE id = ?1", [group], |r| r.get(0))?;
+        self.dataset
+            .train()
+            .get(idx as usize)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("group {group} names example {idx} beyond the dataset")).into())
+    }
+
+    /// A group's policy version, samples and rewards (the latter empty before scoring).
+    fn payload(&self, tx: &Transaction<'_>, group: i64) -> Result<(u64, Vec<Sample>, Vec<f64>), LeaseError> {
+        let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) = tx.query_row(
+            "SELECT policy_version, samples, rewards FROM groups WHERE id = ?1",
+            [group],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group}: {e}"));
+        let samples = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
+        let rewards = match rewards {
+            Some(r) => serde_json::from_str::<ScoresSubmission>(&r).map_err(corrupt)?.rewards,
+            None => Vec::new(),
+        };
+        Ok((version.unwrap_or(0) as u64, samples, rewards))
+    }
+
+    fn drop_group(&self, tx: &Transaction<'_>, group: i64, reason: &str, now: Millis) -> Result<(), LeaseError> {
+        tx.execute(
+            "UPDATE groups SET stage = 'dropped', drop_reason = ?2, lease_id = NULL, updated_ms = ?3 WHERE id = ?1",
+            params![group, reason, now],
+        )?;
+        bump(tx, self.run, if reason == "stale" { "dropped_stale" } else { "dropped_equal" }, 1)?;
+        Ok(())
+    }
+
+    /// Completes the run after its last step, or when the dataset is exhausted with
+    /// nothing in flight.
+    fn maybe_complete(&self, tx: &Transaction<'_>, now: Millis) -> Result<(), LeaseError> {
+        let progress = store::read_progress(tx, self.run)?;
+        let message = if progress.step >= self.total_steps {
+            String::new()
+        } else if self.dataset.is_exhausted(progress.cursor) && self.count(tx, &[GENERATE, SCORE, TRAIN])? == 0 {
+            format!("dataset exhausted after {} of {} steps", progress.step, self.total_steps)
+        } else {
+            return Ok(());
+        };
+        store::set_state(tx, self.run, RunState::Completed, &message, now)?;
+        Ok(())
+    }
+}
