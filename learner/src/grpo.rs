@@ -105,28 +105,46 @@ impl Default for GrpoConfig {
 impl GrpoConfig {
     /// Rejects settings that would silently produce a meaningless loss.
     pub fn validate(&self) -> Result<(), LearnerError> {
-        let bad = |msg: String| Err(LearnerError::Config(msg));
-        if !(self.clip_eps_low >= 0.0 && self.clip_eps_low < 1.0) {
-            return bad(format!("clip_eps_low is {}; use a value in [0, 1)", self.clip_eps_low));
+        // Each check is written so that NaN fails it.
+        let checks = [
+            (
+                (0.0..1.0).contains(&self.clip_eps_low),
+                format!(
+                    "clip_eps_low is {}; use a value in [0, 1)",
+                    self.clip_eps_low
+                ),
+            ),
+            (
+                self.clip_eps_high >= 0.0,
+                format!("clip_eps_high is {}; use a value >= 0", self.clip_eps_high),
+            ),
+            (
+                self.beta >= 0.0,
+                format!("beta is {}; use a value >= 0", self.beta),
+            ),
+            (
+                self.token_sum_norm != Some(0),
+                "token_sum_norm is 0; use the maximum response length".into(),
+            ),
+            (
+                self.adv_eps >= 0.0,
+                format!(
+                    "adv_eps is {}; use a small value >= 0 such as 1e-6",
+                    self.adv_eps
+                ),
+            ),
+            (
+                self.tis_cap.is_none_or(|c| c >= 1.0),
+                format!(
+                    "tis_cap is {:?}; use a cap >= 1 (2 is common) or omit it",
+                    self.tis_cap
+                ),
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => Err(LearnerError::Config(msg)),
+            None => Ok(()),
         }
-        if !(self.clip_eps_high >= 0.0) {
-            return bad(format!("clip_eps_high is {}; use a value >= 0", self.clip_eps_high));
-        }
-        if !(self.beta >= 0.0) {
-            return bad(format!("beta is {}; use a value >= 0", self.beta));
-        }
-        if self.token_sum_norm == Some(0) {
-            return bad("token_sum_norm is 0; use the maximum response length".into());
-        }
-        if !(self.adv_eps >= 0.0) {
-            return bad(format!("adv_eps is {}; use a small value >= 0 such as 1e-6", self.adv_eps));
-        }
-        if let Some(c) = self.tis_cap {
-            if !(c >= 1.0) {
-                return bad(format!("tis_cap is {c}; use a cap >= 1 (2 is common) or omit it"));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -146,13 +164,19 @@ pub fn group_advantages(
     group_size: usize,
     cfg: &GrpoConfig,
 ) -> Result<GroupAdvantages, LearnerError> {
-    if group_size == 0 || rewards.len() % group_size != 0 {
-        return Err(LearnerError::RaggedGroups { rewards: rewards.len(), group_size });
+    if group_size == 0 || !rewards.len().is_multiple_of(group_size) {
+        return Err(LearnerError::RaggedGroups {
+            rewards: rewards.len(),
+            group_size,
+        });
     }
     if let Some((index, &value)) = rewards.iter().enumerate().find(|(_, r)| !r.is_finite()) {
         return Err(LearnerError::NonFiniteReward { index, value });
     }
-    let mut out = GroupAdvantages { advantages: Vec::with_capacity(rewards.len()), degenerate_groups: vec![] };
+    let mut out = GroupAdvantages {
+        advantages: Vec::with_capacity(rewards.len()),
+        degenerate_groups: vec![],
+    };
     for (g, group) in rewards.chunks(group_size).enumerate() {
         if group.iter().all(|&r| r == group[0]) {
             out.degenerate_groups.push(g);
@@ -162,8 +186,13 @@ pub fn group_advantages(
         let n = group.len() as f64;
         let mean = group.iter().sum::<f64>() / n;
         let std = (group.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-        let scale = if cfg.std_normalize { 1.0 / (std + cfg.adv_eps) } else { 1.0 };
-        out.advantages.extend(group.iter().map(|r| ((r - mean) * scale) as f32));
+        let scale = if cfg.std_normalize {
+            1.0 / (std + cfg.adv_eps)
+        } else {
+            1.0
+        };
+        out.advantages
+            .extend(group.iter().map(|r| ((r - mean) * scale) as f32));
     }
     Ok(out)
 }
@@ -181,7 +210,10 @@ pub struct Denominators {
 impl Denominators {
     /// Counts of a host-side mask of `rows` rows, as the trainer holds it before splitting.
     pub fn from_mask(mask: &[f32], rows: usize) -> Self {
-        Self { sequences: rows, tokens: mask.iter().filter(|&&m| m > 0.0).count() }
+        Self {
+            sequences: rows,
+            tokens: mask.iter().filter(|&&m| m > 0.0).count(),
+        }
     }
 }
 
@@ -236,14 +268,33 @@ pub fn grpo_loss<B: Backend>(
     denominators: Option<Denominators>,
 ) -> Result<GrpoOutput<B>, LearnerError> {
     cfg.validate()?;
-    let GrpoBatch { logp, old_logp, ref_logp, behaviour_logp, advantages, mask } = batch;
+    let GrpoBatch {
+        logp,
+        old_logp,
+        ref_logp,
+        behaviour_logp,
+        advantages,
+        mask,
+    } = batch;
     let [b, t] = logp.dims();
     let expect = |name, got: Vec<usize>, expected: Vec<usize>| {
-        if got == expected { Ok(()) } else { Err(LearnerError::Shape { name, got, expected }) }
+        if got == expected {
+            Ok(())
+        } else {
+            Err(LearnerError::Shape {
+                name,
+                got,
+                expected,
+            })
+        }
     };
     expect("mask", mask.dims().to_vec(), vec![b, t])?;
     expect("advantages", advantages.dims().to_vec(), vec![b])?;
-    for (name, x) in [("old_logp", &old_logp), ("ref_logp", &ref_logp), ("behaviour_logp", &behaviour_logp)] {
+    for (name, x) in [
+        ("old_logp", &old_logp),
+        ("ref_logp", &ref_logp),
+        ("behaviour_logp", &behaviour_logp),
+    ] {
         if let Some(x) = x {
             expect(name, x.dims().to_vec(), vec![b, t])?;
         }
@@ -260,7 +311,10 @@ pub fn grpo_loss<B: Backend>(
     let log_ratio = (logp.clone() - old_logp.clone()).mask_fill(pad.clone(), 0.0);
     let ratio = log_ratio.clone().exp();
     let unclipped = ratio.clone() * adv.clone();
-    let clipped = ratio.clone().clamp(1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high) * adv;
+    let clipped = ratio
+        .clone()
+        .clamp(1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high)
+        * adv;
     let mut per_token = unclipped.clone().min_pair(clipped.clone()).neg();
 
     // KL_k3(π_θ ‖ π_ref) = exp(ref − logp) − (ref − logp) − 1.
@@ -289,23 +343,37 @@ pub fn grpo_loss<B: Backend>(
         Aggregation::TokenMean => per_token.sum().div_scalar(den.tokens.max(1) as f64),
         Aggregation::SeqMeanTokenMean => {
             let len = mask.clone().sum_dim(1).clamp_min(1.0);
-            (per_token.sum_dim(1) / len).sum().div_scalar(den.sequences.max(1) as f64)
+            (per_token.sum_dim(1) / len)
+                .sum()
+                .div_scalar(den.sequences.max(1) as f64)
         }
         Aggregation::SeqMeanTokenSumNorm => {
             let norm = cfg.token_sum_norm.unwrap_or(t) as f64;
-            per_token.sum().div_scalar(norm * den.sequences.max(1) as f64)
+            per_token
+                .sum()
+                .div_scalar(norm * den.sequences.max(1) as f64)
         }
     };
 
     // Diagnostics, all over this batch's masked tokens.
     let n = mask.clone().sum().into_scalar_f64();
-    let masked_mean = |x: Tensor<B, 2>| if n > 0.0 { (x.detach() * mask.clone()).sum().into_scalar_f64() / n } else { 0.0 };
+    let masked_mean = |x: Tensor<B, 2>| {
+        if n > 0.0 {
+            (x.detach() * mask.clone()).sum().into_scalar_f64() / n
+        } else {
+            0.0
+        }
+    };
     let stats = GrpoStats {
         clip_frac: masked_mean(clipped.lower(unclipped).float()),
         kl_ref_mean: kl_ref.map(&masked_mean),
         approx_kl_old: masked_mean(ratio.clone() - 1.0 - log_ratio),
         ratio_mean: masked_mean(ratio.clone()),
-        ratio_max: if n > 0.0 { (ratio.detach() * mask.clone()).max().into_scalar_f64() } else { 0.0 },
+        ratio_max: if n > 0.0 {
+            (ratio.detach() * mask.clone()).max().into_scalar_f64()
+        } else {
+            0.0
+        },
         tis_capped_frac: tis_capped.map(&masked_mean).unwrap_or(0.0),
         tokens: n,
         sequences: b as f64,
@@ -320,6 +388,9 @@ pub(crate) trait ScalarExt {
 
 impl<B: Backend> ScalarExt for Tensor<B, 1> {
     fn into_scalar_f64(self) -> f64 {
-        self.into_data().convert::<f64>().to_vec::<f64>().expect("a float tensor")[0]
+        self.into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .expect("a float tensor")[0]
     }
 }

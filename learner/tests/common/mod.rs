@@ -16,7 +16,8 @@ pub fn device() -> burn::tensor::Device<B> {
 
 pub fn golden(name: &str) -> Value {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; run learner/reference/grpo_reference.py"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}; run learner/reference/grpo_reference.py"));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -62,16 +63,32 @@ impl Checker {
     pub fn check(&mut self, what: &str, got: &[f64], want: &[f64], tol: f64) {
         self.checked += 1;
         if got.len() != want.len() {
-            self.failures.push(format!("{what}: {} values, expected {}", got.len(), want.len()));
+            self.failures.push(format!(
+                "{what}: {} values, expected {}",
+                got.len(),
+                want.len()
+            ));
             return;
         }
-        if let Some((i, (g, w))) = got.iter().zip(want).enumerate().find(|(_, (g, w))| !((*g - *w).abs() <= tol)) {
-            self.failures.push(format!("{what}[{i}]: got {g}, expected {w} (tol {tol})"));
+        if let Some((i, (g, w))) = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .find(|(_, (g, w))| (*g - *w).abs().is_nan() || (*g - *w).abs() > tol)
+        {
+            self.failures
+                .push(format!("{what}[{i}]: got {g}, expected {w} (tol {tol})"));
         }
     }
 
     pub fn finish(self) -> usize {
-        assert!(self.failures.is_empty(), "{} of {} checks failed:\n{}", self.failures.len(), self.checked, self.failures.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} checks failed:\n{}",
+            self.failures.len(),
+            self.checked,
+            self.failures.join("\n")
+        );
         self.checked
     }
 }
@@ -85,7 +102,10 @@ pub struct Toy<B: Backend> {
 
 impl<B: Backend> Toy<B> {
     pub fn new(w: Tensor<B, 2>, b: Tensor<B, 1>) -> Self {
-        Self { w: Param::from_tensor(w), b: Param::from_tensor(b) }
+        Self {
+            w: Param::from_tensor(w),
+            b: Param::from_tensor(b),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
