@@ -1,7 +1,7 @@
 //! Reward composition from a spec, and the DAPO overlong penalty it can include.
 
 use r1_reward::compose::{Reward, RewardSpec, SpecError};
-use r1_reward::job::{ScoreJob, Status};
+use r1_reward::job::{ScoreJob, Status, score};
 use r1_reward::length::{OverlongConfig, overlong_penalty};
 
 fn job(completion: &str, gold: Option<&str>) -> ScoreJob {
@@ -145,4 +145,19 @@ fn overlong_penalty_at_its_boundaries() {
     assert!(OverlongConfig { max_len: 0, cache_len: 0 }.validate().is_err());
     let e = OverlongConfig { max_len: 10, cache_len: 11 }.validate().unwrap_err();
     assert!(e.to_string().contains("make cache_len at most max_len"), "{e}");
+}
+
+#[test]
+fn dispatcher_routes_by_verifier_name() {
+    let mut j = job("<think>two plus two</think><answer>\\boxed{4}</answer>", Some("4"));
+    for (verifier, component) in [("math", "math"), ("format", "format"), ("language", "language")] {
+        j.verifier = verifier.into();
+        let r = score(&j);
+        assert_eq!((r.reward, r.status), (1.0, Status::Ok), "{verifier}: {}", r.detail);
+        assert_eq!(r.components.get(component), Some(&1.0), "{verifier}");
+    }
+    j.verifier = "maths".into();
+    let r = score(&j);
+    assert_eq!((r.reward, r.status), (0.0, Status::InvalidInput));
+    assert!(r.detail.contains("unknown verifier `maths`; use one of"), "{}", r.detail);
 }

@@ -68,6 +68,21 @@ fn long_and_odd_inputs_return() {
     check(&format!("{}1", "1+".repeat(300)), "301", true);
     let big_set = format!("\\{{{}\\}}", (0..300).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
     check(&big_set, &big_set.replace("\\{0,", "\\{0, "), true);
+    let list = |n: usize, rev: bool| {
+        let mut v: Vec<String> = (1..=n).map(|i| format!("x^{{2}}+{i}x")).collect();
+        if rev {
+            v.reverse();
+        }
+        v.join(", ")
+    };
+    check(&list(60, false), &list(60, true), true); // 60 symbolic items, matched order-free
+    check(&list(60, false), &list(59, true), false);
+    // Over the item cap (64): refused, even though the lists are equal as sets.
+    let short = |n: usize| (1..=n).map(|i| format!("{i}x")).collect::<Vec<_>>();
+    let (up, mut down) = (short(70), short(70));
+    down.reverse();
+    check(&up.join(","), &down.join(","), false);
+    check(&short(64).join(","), &short(64).into_iter().rev().collect::<Vec<_>>().join(","), true);
     check("", "", true);
     check("", "5", false);
     check("\\", "\\", true);

@@ -1,6 +1,7 @@
 //! Whether a predicted answer tree equals the gold one. The gold answer decides what counts:
 //!
-//! - scalars: exact rational equality when both sides are rational; otherwise float equality
+//! - scalars: exact rational equality when both sides are rational (so a rounded decimal is not
+//!   the fraction: `0.333` ≠ `\frac13`, but `0.\overline{3}` = `\frac13`); otherwise float equality
 //!   (relative 1e-9) at deterministic pseudo-random points in (0.5, 3.5) for every variable, at
 //!   least three points defined on both sides and none disagreeing;
 //! - `x%` equals both x/100 and x (on either side): `10\%` = `0.1` = `10`;
@@ -19,8 +20,9 @@ use std::collections::BTreeSet;
 use super::eval::{exact, numeric, vars};
 use super::parse::Node;
 
-/// Largest list or set compared element-wise (the matching is quadratic).
-const MAX_ITEMS: usize = 256;
+/// Largest list or set compared element-wise (the matching is quadratic); larger ones are
+/// never equal unless their text is.
+pub const MAX_ITEMS: usize = 64;
 
 pub fn equivalent(gold: &Node, pred: &Node) -> bool {
     use Node::*;

@@ -90,7 +90,7 @@ fn pow(base: &BigRational, exp: &BigRational) -> Option<BigRational> {
 
 /// The exact `q`-th root of a rational, when it is rational.
 fn root(r: &BigRational, q: u32) -> Option<BigRational> {
-    if r.is_negative() && q % 2 == 0 {
+    if r.is_negative() && q.is_multiple_of(2) {
         return None;
     }
     let (n, d) = (r.numer().nth_root(q), r.denom().nth_root(q));

@@ -33,7 +33,7 @@ pub fn last_boxed(text: &str) -> Option<&str> {
         .iter()
         .flat_map(|cmd| text.rmatch_indices(cmd).take(MAX_BOX_TRIES).map(|(i, m)| (i, i + m.len())))
         .collect();
-    starts.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    starts.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
     starts.truncate(MAX_BOX_TRIES);
     starts.into_iter().find_map(|(_, after)| box_content(&text[after..]))
 }

@@ -7,8 +7,9 @@
 //! `\text{(B)}`) are matched by letter (`(B) 12`, `B.` and `\textbf{B}` all pick B).
 //!
 //! Limits, by design: answers longer than [`MAX_ANSWER_CHARS`] and answers the grammar does not
-//! cover are compared as normalised text only; exact arithmetic is bounded (see [`eval`]), so
-//! hostile input costs microseconds and never panics or hangs. Symbolic equality is numeric at
+//! cover are compared as normalised text only, and so are lists and sets of more than
+//! [`equiv::MAX_ITEMS`] items; exact arithmetic is bounded (see [`eval`]), so hostile input
+//! costs microseconds and never panics or hangs. Symbolic equality is numeric at
 //! random points, so it can be fooled by expressions that differ only far from (0.5, 3.5);
 //! `i` is an ordinary variable (no complex arithmetic) while a lone `e` is Euler's number.
 

@@ -252,18 +252,18 @@ fn lex_number(c: &[char], mut i: usize, allow_groups: bool) -> (Tok, usize) {
     let dot = usize::from(c.get(i) == Some(&'.') && !s.contains('.'));
     for cmd in ["\\overline", "\\bar"] {
         let name: Vec<char> = cmd.chars().collect();
-        if c.len() >= i + dot + name.len() && c[i + dot..i + dot + name.len()] == name[..] {
-            if let Some((rep, next)) = braced(c, i + dot + name.len()) {
-                if !rep.is_empty() && rep.iter().all(char::is_ascii_digit) {
-                    if dot == 1 {
-                        s.push('.');
-                    }
-                    s.push('(');
-                    s.extend(rep);
-                    s.push(')');
-                    return (Tok::Num(s), next);
-                }
+        if c.get(i + dot..i + dot + name.len()) == Some(&name[..])
+            && let Some((rep, next)) = braced(c, i + dot + name.len())
+            && !rep.is_empty()
+            && rep.iter().all(char::is_ascii_digit)
+        {
+            if dot == 1 {
+                s.push('.');
             }
+            s.push('(');
+            s.extend(rep);
+            s.push(')');
+            return (Tok::Num(s), next);
         }
     }
     if matches!(c.get(i), Some('e' | 'E')) {
@@ -283,7 +283,7 @@ fn lex_number(c: &[char], mut i: usize, allow_groups: bool) -> (Tok, usize) {
 
 fn lex_word(word: &str, out: &mut Vec<Tok>) {
     if let Some((_, f)) = FUNCS.iter().find(|(w, _)| *w == word) {
-        out.push(Tok::Cmd(*f));
+        out.push(Tok::Cmd(f));
     } else if word == "and" || word == "or" {
         out.push(Tok::Sym(','));
     } else if word == "pi" {
@@ -376,7 +376,7 @@ fn lex_command(c: &[char], mut i: usize, out: &mut Vec<Tok>, nesting: usize) -> 
         "cr" => Tok::RowSep,
         other => {
             if let Some((_, f)) = FUNCS.iter().find(|(w, _)| *w == other) {
-                Tok::Cmd(*f)
+                Tok::Cmd(f)
             } else if let Some(g) = GREEK.iter().find(|g| **g == other) {
                 Tok::Var((*g).to_string())
             } else {
@@ -628,6 +628,7 @@ impl Parser {
             Tok::Var(v) => {
                 if self.eat_sym('_') {
                     let sub = self.arg()?;
+                    // `x_1`, `x_{n+1}`: the printed subscript tree keeps names apart.
                     return Ok(Node::Var(format!("{v}_{sub:?}")));
                 }
                 Ok(if v == "e" { Node::E } else { Node::Var(v) })
