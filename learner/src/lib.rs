@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod collective;
 pub mod grpo;
 pub mod optim;
 pub mod schedule;
