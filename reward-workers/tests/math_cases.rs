@@ -381,6 +381,12 @@ const CHOICES: &[Case] = &[
     ("(D)", "\\text{D}", true),
     ("(E)", "E.", true),
     ("A", "12", false),
+    // Listing several letters picks none.
+    ("B", "B C", false),
+    ("B", "B or C", false),
+    ("B", "(B) and (C)", false),
+    ("B", "(B) or maybe (D)", false),
+    ("B", "(B) 12 cm", true),
 ];
 
 const TEXT: &[Case] = &[
@@ -394,6 +400,9 @@ const TEXT: &[Case] = &[
     ("\\text{no}", "\\text{yes}", false),
     ("\\text{odd}", "\\text{even}", false),
     ("\\text{odd}", "\\textbf{odd}", true),
+    // Extra words are not units of a word answer.
+    ("\\text{Monday}", "Monday Tuesday", false),
+    ("\\text{Monday}", "\\text{Monday} \\text{Tuesday}", false),
 ];
 
 /// Naive string matching is wrong in both directions on these: "naive" compares the strings

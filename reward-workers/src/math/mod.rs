@@ -65,7 +65,8 @@ impl Answer {
 }
 
 /// The letter of a choice answer: `B`, `(B)`, `\text{(B)}`, `\textbf{B.}`. With `leading`, also
-/// a letter that opens a longer answer: `(B) 12`, `B. 12`, `B) 12`.
+/// a letter that opens a longer answer (`(B) 12`, `B. 12`, `B) 12`) as long as no other choice
+/// letter follows (`B or C` names none).
 fn choice_letter(text: &str, leading: bool) -> Option<char> {
     let mut s = text.trim();
     for wrap in ["\\text{", "\\textbf{", "\\mathrm{", "\\mathbf{"] {
@@ -81,7 +82,10 @@ fn choice_letter(text: &str, leading: bool) -> Option<char> {
         [c, rest @ ..] if is_letter(*c) && (rest.is_empty() || leading && rest[0].is_whitespace()) => (*c, rest),
         _ => return None,
     };
-    let rest_ok = rest.iter().all(|c| c.is_whitespace() || *c == '.') || (leading && rest[0].is_whitespace());
+    let rest: String = rest.iter().collect();
+    let another = rest.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() == 1 && w.chars().all(is_letter));
+    let rest_ok = rest.trim_matches(|c: char| c.is_whitespace() || c == '.').is_empty()
+        || (leading && rest.starts_with(char::is_whitespace) && !another);
     rest_ok.then_some(letter)
 }
 

@@ -504,7 +504,7 @@ impl Parser {
                 lhs = Node::Mul(b(lhs), b(self.unary()?));
             } else if self.eat_sym('/') {
                 lhs = Node::Div(b(lhs), b(self.unary()?));
-            } else if let Some(Tok::Text(_)) = self.peek() {
+            } else if matches!(self.peek(), Some(Tok::Text(_))) && !matches!(lhs, Node::Text(_)) {
                 self.pos += 1; // a unit after a value, maybe squared
                 if self.eat_sym('^') {
                     self.script()?;
