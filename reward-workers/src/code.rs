@@ -47,6 +47,10 @@ pub trait Runner: Send + Sync {
     fn assert_run(&self, code: &str, test: &str, sentinel: &str) -> RunSpec;
     /// A run of `code` as a program reading `stdin`.
     fn io_run(&self, code: &str, stdin: &str) -> RunSpec;
+    /// The line of stderr that says why the program failed (default: the last non-empty one).
+    fn error_line<'a>(&self, stderr: &'a str) -> &'a str {
+        stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+    }
     /// What a non-zero exit means, judged from the program's stderr; `None` for a plain failure.
     fn classify(&self, stderr: &str) -> Option<Status>;
 }
@@ -139,8 +143,20 @@ impl Runner for Python {
         RunSpec { stdin: stdin.as_bytes().to_vec(), ..self.spec(files, &["../prog/solution.py"], vec![]) }
     }
 
+    /// The last exception line (`NameError: ...`): with several processes writing at once
+    /// (a fork bomb), it need not be the last line.
+    fn error_line<'a>(&self, stderr: &'a str) -> &'a str {
+        let is_exception = |line: &&str| {
+            let name = line.split(':').next().unwrap_or("");
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && ["Error", "Exception", "Exit", "Interrupt"].iter().any(|end| name.ends_with(end))
+        };
+        stderr.lines().rev().find(is_exception).unwrap_or_else(|| stderr.lines().last().unwrap_or(""))
+    }
+
     fn classify(&self, stderr: &str) -> Option<Status> {
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty())?;
+        let last = self.error_line(stderr);
         let has = |needles: &[&str]| needles.iter().any(|n| last.contains(n));
         if has(&["MemoryError"]) {
             Some(Status::MemoryLimit)
@@ -244,7 +260,7 @@ fn check_exit(runner: &dyn Runner, out: &sandbox::Outcome) -> Result<(), (Status
         Some(0) => Ok(()),
         code => {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = runner.error_line(&stderr);
             let status = runner.classify(&stderr).unwrap_or(Status::Failed);
             Err((status, format!("exited with status {}: {}", code.unwrap_or(-1), clip(last))))
         }

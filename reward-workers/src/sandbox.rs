@@ -21,9 +21,11 @@
 //! - **a scrubbed environment**: only what the caller passes.
 //!
 //! Where the host allows them (running as root here):
-//! - **namespaces**: new PID, network, mount, IPC and UTS namespaces. The program is PID 1
-//!   of its PID namespace, so when it exits or is killed the kernel kills every process it
-//!   started, `setsid` daemons included. The network namespace has no interfaces up.
+//! - **namespaces**: new PID, network, mount, IPC and UTS namespaces. The namespace's init
+//!   is a small reaper (root, outside the program's Landlock domain, so the program cannot
+//!   signal it) that exits when the program does, and the kernel then kills every process
+//!   the program started, `setsid` daemons included. The network namespace has no
+//!   interfaces up.
 //! - **a tmpfs** of bounded size mounted on `work/`, so a disk flood fills RAM-backed
 //!   scratch space of a fixed size and never the host disk.
 //! - **a dedicated uid** per run (no supplementary groups): file permissions apply, the
@@ -157,6 +159,10 @@ impl Outcome {
                     .to_string(),
             ),
             (None, Some(libc::SIGXFSZ)) => (Status::ResourceLimit, "file size limit exceeded".to_string()),
+            (None, Some(libc::SIGKILL)) => (
+                Status::ResourceLimit,
+                "killed by SIGKILL: the CPU hard limit or the kernel's out-of-memory killer".to_string(),
+            ),
             (None, Some(sig)) => (Status::Failed, format!("killed by signal {sig}")),
             (None, None) => return None,
         };
@@ -450,21 +456,24 @@ struct ChildPlan {
     work: CString,
     uid: Option<u32>,
     parent: libc::pid_t,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     landlock: Option<RawFd>,
     seccomp: Arc<[BpfProgram; 2]>,
 }
 
-fn rlimits(limits: &Limits, dedicated_uid: bool) -> Vec<(libc::__rlimit_resource_t, u64)> {
+/// (resource, soft, hard). The CPU hard limit is a second later, so the soft limit's
+/// `SIGXCPU` (which says why) comes before the hard limit's `SIGKILL`.
+fn rlimits(limits: &Limits, dedicated_uid: bool) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
+    let cpu = limits.cpu.as_secs_f64().ceil().max(1.0) as u64;
     let mut out = vec![
-        (libc::RLIMIT_CPU, limits.cpu.as_secs_f64().ceil().max(1.0) as u64),
-        (libc::RLIMIT_AS, limits.memory_bytes),
-        (libc::RLIMIT_NOFILE, limits.open_files),
-        (libc::RLIMIT_FSIZE, limits.file_size_bytes),
-        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_CPU, cpu, cpu + 1),
+        (libc::RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (libc::RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (libc::RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
+        (libc::RLIMIT_CORE, 0, 0),
     ];
     if dedicated_uid {
-        out.push((libc::RLIMIT_NPROC, limits.processes));
+        out.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
     }
     out
 }
@@ -488,13 +497,22 @@ fn child_setup(plan: &ChildPlan) -> std::io::Result<()> {
             libc::_exit(126);
         }
         if plan.namespaces {
+            // Three processes: this one stays outside and reports how the program ended; the
+            // namespace's init mounts, reaps orphans and reports the program's wait status
+            // through `status`; the program itself is an ordinary process (an init would ignore
+            // signals such as the CPU limit's SIGXCPU).
+            let mut status = [0; 2];
+            check(libc::pipe2(status.as_mut_ptr(), libc::O_CLOEXEC) as _)?;
             check(libc::unshare(NS_FLAGS) as _)?;
-            let pid = libc::fork();
-            check(pid as _)?;
-            if pid > 0 {
-                reap_and_exit(pid);
+            let init = libc::fork();
+            check(init as _)?;
+            if init > 0 {
+                libc::close(status[1]);
+                report_outside(init, status[0]);
             }
-            // PID 1 of the new namespace. Keep mounts from propagating back to the host.
+            libc::close(status[0]);
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as _)?;
+            // Keep mounts from propagating back to the host.
             check(libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
@@ -511,10 +529,17 @@ fn child_setup(plan: &ChildPlan) -> std::io::Result<()> {
                     opts.as_ptr().cast(),
                 ) as _)?;
             }
+            let program = libc::fork();
+            check(program as _)?;
+            if program > 0 {
+                reap_as_init(program, status[1]);
+            }
+            libc::close(status[1]);
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) as _)?;
         }
         check(libc::chdir(plan.work.as_ptr()) as _)?;
-        for &(resource, value) in &plan.rlimits {
-            check(libc::setrlimit(resource, &libc::rlimit { rlim_cur: value, rlim_max: value }) as _)?;
+        for &(resource, soft, hard) in &plan.rlimits {
+            check(libc::setrlimit(resource, &libc::rlimit { rlim_cur: soft, rlim_max: hard }) as _)?;
         }
         if let Some(uid) = plan.uid {
             check(libc::setgroups(0, std::ptr::null()) as _)?;
@@ -536,25 +561,65 @@ fn child_setup(plan: &ChildPlan) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The reaper outside the PID namespace: waits for its init and exits the same way, so the
-/// parent sees the program's own exit code or signal.
-unsafe fn reap_and_exit(pid: libc::pid_t) -> ! {
+/// Closes every descriptor from 3 up except `keep`, releasing the parent's exec-status pipe
+/// so `spawn` returns.
+unsafe fn close_all_but(keep: RawFd) {
     unsafe {
-        // Release the parent's exec-status pipe (and everything else) so `spawn` returns.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+    }
+}
+
+/// Waits for `pid`, retrying on EINTR; `None` if it cannot.
+unsafe fn wait_for(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status = 0;
+    loop {
+        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if got == pid {
+            return Some(status);
+        }
+        if got < 0 && unsafe { *libc::__errno_location() } != libc::EINTR {
+            return None;
+        }
+    }
+}
+
+/// The namespace's init: reaps every process until the program ends, then writes the
+/// program's wait status to `report`. Its exit ends the namespace and all that is left in it.
+unsafe fn reap_as_init(program: libc::pid_t, report: RawFd) -> ! {
+    unsafe {
+        close_all_but(report);
         let mut status = 0;
         loop {
-            if libc::waitpid(pid, &mut status, 0) == pid {
+            let mut st = 0;
+            let got = libc::waitpid(-1, &mut st, 0);
+            if got == program {
+                status = st;
                 break;
             }
-            if *libc::__errno_location() != libc::EINTR {
-                libc::_exit(125);
+            if got < 0 && *libc::__errno_location() != libc::EINTR {
+                break;
             }
         }
+        libc::write(report, (&raw const status).cast(), size_of::<libc::c_int>());
+        libc::_exit(0)
+    }
+}
+
+/// Outside the namespace: waits for its init and ends the way the program ended (same exit
+/// code or same signal), so the parent sees the program's own status.
+unsafe fn report_outside(init: libc::pid_t, report: RawFd) -> ! {
+    unsafe {
+        close_all_but(report);
+        let init_status = wait_for(init).unwrap_or(0);
+        let mut status: libc::c_int = 0;
+        let n = libc::read(report, (&raw mut status).cast(), size_of::<libc::c_int>());
+        // Without a report the init itself was killed (by the parent, or with its parent).
+        let status = if n == size_of::<libc::c_int>() as isize { status } else { init_status };
         if libc::WIFEXITED(status) {
             libc::_exit(libc::WEXITSTATUS(status));
         }
-        let sig = libc::WTERMSIG(status);
+        let sig = if libc::WIFSIGNALED(status) { libc::WTERMSIG(status) } else { libc::SIGKILL };
         libc::signal(sig, libc::SIG_DFL);
         libc::kill(libc::getpid(), sig);
         libc::_exit(128 + sig)

@@ -98,6 +98,18 @@ const ATTACKS: &[Attack] = &[
         expect: &[Status::SandboxViolation],
     },
     Attack {
+        name: "read the scorer's environment through /proc",
+        program: "import os\nenv = open('/proc/%d/environ' % os.getppid() if os.getppid() > 1 else '/proc/1/environ', 'rb').read()\n",
+        test: "assert env",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
+        name: "ptrace another process",
+        program: "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nrc = libc.ptrace(16, os.getppid() or 1, 0, 0)\n",
+        test: "assert rc == 0",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
         name: "read a secret from the environment",
         program: "import os\nfound = [k for k, v in os.environ.items() if v == '{secret}']\n",
         test: "assert found, sorted(os.environ)",
