@@ -34,7 +34,8 @@
 //!   `seq-mean-token-mean` is the paper's 1/G Σ_i 1/|o_i| Σ_t; `token-mean` (DAPO) is
 //!   Σ_i Σ_t / Σ_i |o_i|, so long outputs weigh in per token; `seq-mean-token-sum-norm`
 //!   (Dr. GRPO) is 1/G Σ_i Σ_t / L with a constant L (`token_sum_norm`, e.g. the maximum
-//!   response length), removing the length bias of 1/|o_i|.
+//!   response length), removing the length bias of 1/|o_i|. A row without completion
+//!   tokens still counts as a sequence and adds 0.
 //! - **Truncated importance sampling** (`tis_cap` = C): when the samples came from a
 //!   behaviour policy older than π_old (asynchronous actors, or an inference engine whose
 //!   numerics differ), each token's loss is multiplied by the detached weight
@@ -228,9 +229,9 @@ pub struct GrpoBatch<B: Backend> {
     pub ref_logp: Option<Tensor<B, 2>>,
     /// log-probs of the policy that actually sampled the tokens, for TIS.
     pub behaviour_logp: Option<Tensor<B, 2>>,
-    /// Â per sequence, [B].
+    /// Â per sequence, `[B]`.
     pub advantages: Tensor<B, 1>,
-    /// 1 on completion tokens, 0 on prompt and padding, [B, T].
+    /// 1 on completion tokens, 0 on prompt and padding, `[B, T]`.
     pub mask: Tensor<B, 2>,
 }
 
@@ -253,7 +254,7 @@ pub struct GrpoStats {
     pub sequences: f64,
 }
 
-/// A scalar loss to minimise (shape [1]) and its diagnostics.
+/// A scalar loss to minimise (shape `[1]`) and its diagnostics.
 #[derive(Clone, Debug)]
 pub struct GrpoOutput<B: Backend> {
     pub loss: Tensor<B, 1>,

@@ -17,7 +17,7 @@ use burn::tensor::{Int, Tensor, activation::log_softmax, backend::Backend};
 use crate::LearnerError;
 use crate::grpo::ScalarExt;
 
-/// log p(target) at every position: [B, T, V] logits and [B, T] targets → [B, T].
+/// log p(target) at every position: `[B, T, V]` logits and `[B, T]` targets → `[B, T]`.
 pub fn token_logprobs<B: Backend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
