@@ -4,7 +4,7 @@
 //! - [`job`]: the scoring contract shared by every entry point (`r1ctl reward score`, the gRPC
 //!   service, the coordinator's scoring jobs): a [`job::ScoreJob`] in, a [`job::ScoreResult`]
 //!   out, and [`job::score`], which dispatches on the verifier name.
-//! - [`math`], [`format`], [`language`], [`length`]: rule-based verifiers.
+//! - [`math`], [`format`](mod@format), [`language`], [`length`]: rule-based verifiers.
 //! - [`compose`]: a weighted reward from a spec in the run config, each component reported.
 //! - [`code`]: runs a completion against tests inside [`sandbox`].
 //!

@@ -1,6 +1,6 @@
 //! LaTeX answer text → [`Node`] tree.
 //!
-//! Two steps: [`lex`] turns the cleaned answer into tokens, folding the LaTeX that carries no
+//! Two steps: `lex` turns the cleaned answer into tokens, folding the LaTeX that carries no
 //! meaning for the value (`\left`, `\!`, `\displaystyle`, `^\circ`, `\$`, thousands separators)
 //! and mapping synonyms (`\dfrac`/`\tfrac` → `frac`, `\leq`/`≤`, `\cdot`/`×`); [`parse`] is a
 //! recursive-descent parser over those tokens with implicit multiplication (`2x`, `3\sqrt2`),
@@ -121,8 +121,8 @@ const UNITS: &[&str] = &[
     "people", "students", "ways", "times", "points", "percent",
 ];
 
-/// Whether a word is a unit [`lex`] would drop after a value.
-pub fn is_unit(word: &str) -> bool {
+/// Whether a word is a unit the parser drops after a value.
+fn is_unit(word: &str) -> bool {
     UNITS.contains(&word)
 }
 
