@@ -60,7 +60,9 @@ pub struct Example {
 }
 
 /// Where the next training example comes from: pass `epoch`, position `index` in its order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Cursor {
     pub epoch: u32,
     pub index: u64,
@@ -77,7 +79,11 @@ pub struct RowError {
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "row {} field `{}` {}", self.row, self.field, self.problem)
+        write!(
+            f,
+            "row {} field `{}` {}",
+            self.row, self.field, self.problem
+        )
     }
 }
 
@@ -86,11 +92,23 @@ pub enum DatasetError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("cannot read dataset {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("cannot read Parquet file {path}: {source}; check that it is Parquet (uncompressed, Snappy or Zstd)")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot read Parquet file {path}: {source}; check that it is Parquet (uncompressed, Snappy or Zstd)"
+    )]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
     #[error("dataset {path} has {count} bad rows: {}; fix the rows or `dataset.fields`", list(.rows))]
-    BadRows { path: PathBuf, count: usize, rows: Vec<RowError> },
+    BadRows {
+        path: PathBuf,
+        count: usize,
+        rows: Vec<RowError>,
+    },
     #[error("dataset {path} has no rows; point dataset.path at a file with data")]
     Empty { path: PathBuf },
     #[error("dataset.eval_fraction {fraction} leaves no training rows out of {rows}; lower it")]
@@ -98,7 +116,10 @@ pub enum DatasetError {
 }
 
 fn list(rows: &[RowError]) -> String {
-    rows.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
+    rows.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A loaded, checked dataset with its split and its per-epoch orders.
@@ -133,13 +154,22 @@ impl Dataset {
     /// Builds a dataset from rows already in memory (row numbers count from 1), for tests
     /// and for callers that produce rows themselves. `eval_path` is ignored.
     pub fn from_records(records: Vec<Value>, spec: &DatasetSpec) -> Result<Dataset, DatasetError> {
-        let rows = records.into_iter().enumerate().map(|(i, v)| (i as u64 + 1, Ok(v))).collect();
+        let rows = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 + 1, Ok(v)))
+            .collect();
         let mut all = map_rows(Path::new("<memory>"), rows, &spec.fields)?;
         let eval = split_off_eval(&mut all, spec.eval_fraction, spec.seed)?;
         Ok(Dataset::new(all, eval, spec, String::new()))
     }
 
-    fn new(train: Vec<Example>, eval: Vec<Example>, spec: &DatasetSpec, fingerprint: String) -> Dataset {
+    fn new(
+        train: Vec<Example>,
+        eval: Vec<Example>,
+        spec: &DatasetSpec,
+        fingerprint: String,
+    ) -> Dataset {
         Dataset {
             train,
             eval,
@@ -182,9 +212,15 @@ impl Dataset {
         }
         let order = self.order(cursor.epoch);
         let idx = order[cursor.index as usize] as usize;
-        let mut after = Cursor { epoch: cursor.epoch, index: cursor.index + 1 };
+        let mut after = Cursor {
+            epoch: cursor.epoch,
+            index: cursor.index + 1,
+        };
         if after.index == self.train.len() as u64 {
-            after = Cursor { epoch: cursor.epoch + 1, index: 0 };
+            after = Cursor {
+                epoch: cursor.epoch + 1,
+                index: 0,
+            };
         }
         Some((idx, after))
     }
@@ -210,7 +246,11 @@ impl Dataset {
 
 /// Moves a seeded `fraction` of the rows (rounded, at least one when > 0) into a new list;
 /// both lists stay in file order.
-fn split_off_eval(all: &mut Vec<Example>, fraction: f64, seed: u64) -> Result<Vec<Example>, DatasetError> {
+fn split_off_eval(
+    all: &mut Vec<Example>,
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<Example>, DatasetError> {
     if fraction <= 0.0 {
         return Ok(Vec::new());
     }
@@ -225,8 +265,10 @@ fn split_off_eval(all: &mut Vec<Example>, fraction: f64, seed: u64) -> Result<Ve
     for &i in &order[..n_eval] {
         is_eval[i as usize] = true;
     }
-    let (eval, train): (Vec<_>, Vec<_>) =
-        std::mem::take(all).into_iter().zip(is_eval).partition(|(_, e)| *e);
+    let (eval, train): (Vec<_>, Vec<_>) = std::mem::take(all)
+        .into_iter()
+        .zip(is_eval)
+        .partition(|(_, e)| *e);
     *all = train.into_iter().map(|(x, _)| x).collect();
     Ok(eval.into_iter().map(|(x, _)| x).collect())
 }
@@ -235,7 +277,10 @@ type RawRow = (u64, Result<Value, String>);
 
 /// Reads every row of a file as JSON values (or a per-row parse problem), and its SHA-256.
 fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String), DatasetError> {
-    let io = |source| DatasetError::Io { path: path.into(), source };
+    let io = |source| DatasetError::Io {
+        path: path.into(),
+        source,
+    };
     let mut hasher = Sha256::new();
     std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
     let fingerprint = hex::encode(hasher.finalize());
@@ -248,14 +293,18 @@ fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String)
                 if line.trim().is_empty() {
                     continue;
                 }
-                let parsed = serde_json::from_str(&line).map_err(|e| format!("is not valid JSON ({e})"));
+                let parsed =
+                    serde_json::from_str(&line).map_err(|e| format!("is not valid JSON ({e})"));
                 rows.push((i as u64 + 1, parsed));
             }
             rows
         }
         DatasetFormat::Parquet => {
             use parquet::file::reader::{FileReader, SerializedFileReader};
-            let pq = |source| DatasetError::Parquet { path: path.into(), source };
+            let pq = |source| DatasetError::Parquet {
+                path: path.into(),
+                source,
+            };
             let reader = SerializedFileReader::new(file).map_err(pq)?;
             let mut rows = Vec::new();
             for (i, row) in reader.get_row_iter(None).map_err(pq)?.enumerate() {
@@ -271,7 +320,11 @@ fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String)
 }
 
 /// Maps raw rows to examples, collecting every bad row.
-fn map_rows(path: &Path, rows: Vec<RawRow>, fields: &FieldMap) -> Result<Vec<Example>, DatasetError> {
+fn map_rows(
+    path: &Path,
+    rows: Vec<RawRow>,
+    fields: &FieldMap,
+) -> Result<Vec<Example>, DatasetError> {
     if rows.is_empty() {
         return Err(DatasetError::Empty { path: path.into() });
     }
@@ -288,13 +341,21 @@ fn map_rows(path: &Path, rows: Vec<RawRow>, fields: &FieldMap) -> Result<Vec<Exa
             Err((field, problem)) => {
                 count += 1;
                 if bad.len() < MAX_REPORTED {
-                    bad.push(RowError { row, field, problem });
+                    bad.push(RowError {
+                        row,
+                        field,
+                        problem,
+                    });
                 }
             }
         }
     }
     if count > 0 {
-        return Err(DatasetError::BadRows { path: path.into(), count, rows: bad });
+        return Err(DatasetError::BadRows {
+            path: path.into(),
+            count,
+            rows: bad,
+        });
     }
     Ok(out)
 }
@@ -306,22 +367,45 @@ struct FieldProblem {
 
 fn map_row(row: u64, value: Value, fields: &FieldMap) -> Result<Example, FieldProblem> {
     let Value::Object(obj) = value else {
-        return Err(FieldProblem { field: "row", problem: "is not a JSON object".into() });
+        return Err(FieldProblem {
+            field: "row",
+            problem: "is not a JSON object".into(),
+        });
     };
     let problem = |field, problem: String| FieldProblem { field, problem };
     let prompt = match lookup(&obj, &fields.prompt) {
         None | Some(Value::Null) => {
-            return Err(problem("prompt", format!("is missing (column `{}`); set dataset.fields.prompt", fields.prompt)));
+            return Err(problem(
+                "prompt",
+                format!(
+                    "is missing (column `{}`); set dataset.fields.prompt",
+                    fields.prompt
+                ),
+            ));
         }
-        Some(Value::String(s)) if s.trim().is_empty() => return Err(problem("prompt", "is empty".into())),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(problem("prompt", "is empty".into()));
+        }
         Some(Value::String(s)) => Prompt::Text(s.clone()),
         Some(v @ Value::Array(_)) => match serde_json::from_value::<Vec<ChatMessage>>(v.clone()) {
             Ok(msgs) if !msgs.is_empty() => Prompt::Chat(msgs),
-            _ => return Err(problem("prompt", "is a list but not of {role, content} messages".into())),
+            _ => {
+                return Err(problem(
+                    "prompt",
+                    "is a list but not of {role, content} messages".into(),
+                ));
+            }
         },
-        Some(_) => return Err(problem("prompt", "is neither text nor a list of chat messages".into())),
+        Some(_) => {
+            return Err(problem(
+                "prompt",
+                "is neither text nor a list of chat messages".into(),
+            ));
+        }
     };
-    let required = |field: &'static str, col: &Option<String>| -> Result<Option<Value>, FieldProblem> {
+    let required = |field: &'static str,
+                    col: &Option<String>|
+     -> Result<Option<Value>, FieldProblem> {
         let Some(col) = col else { return Ok(None) };
         match lookup(&obj, col) {
             None | Some(Value::Null) => Err(problem(field, format!("is missing (column `{col}`)"))),
@@ -340,7 +424,13 @@ fn map_row(row: u64, value: Value, fields: &FieldMap) -> Result<Example, FieldPr
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(problem("language", "is not text".into())),
     };
-    Ok(Example { row, prompt, answer, tests, language })
+    Ok(Example {
+        row,
+        prompt,
+        answer,
+        tests,
+        language,
+    })
 }
 
 /// A column by exact name, else by a dotted path into nested objects.

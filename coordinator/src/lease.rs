@@ -54,7 +54,11 @@ pub struct LeaseTtl {
 
 impl Default for LeaseTtl {
     fn default() -> Self {
-        LeaseTtl { generate_ms: 10 * 60_000, score_ms: 2 * 60_000, train_ms: 30 * 60_000 }
+        LeaseTtl {
+            generate_ms: 10 * 60_000,
+            score_ms: 2 * 60_000,
+            train_ms: 30 * 60_000,
+        }
     }
 }
 
@@ -172,13 +176,19 @@ pub enum LeaseError {
     Unsupported(RunId),
     #[error("group {group} is not part of run {id}; submit only groups you leased")]
     UnknownGroup { id: RunId, group: i64 },
-    #[error("lease {lease} is not a learner lease of run {id}; submit the lease id that lease_batch returned")]
+    #[error(
+        "lease {lease} is not a learner lease of run {id}; submit the lease id that lease_batch returned"
+    )]
     UnknownLease { id: RunId, lease: i64 },
     #[error("submission for group {group} {problem}")]
     BadSubmission { group: i64, problem: String },
-    #[error("step {step} submitted while run {id} is at step {current}; submit the step of the batch you leased")]
+    #[error(
+        "step {step} submitted while run {id} is at step {current}; submit the step of the batch you leased"
+    )]
     FutureStep { id: RunId, step: u64, current: u64 },
-    #[error("idempotency key `{key}` was already used for a different submission; use a fresh key per submission")]
+    #[error(
+        "idempotency key `{key}` was already used for a different submission; use a fresh key per submission"
+    )]
     KeyReused { key: String },
 }
 
@@ -207,7 +217,9 @@ const TRAIN: &str = "train";
 
 impl Scheduler {
     pub fn new(run: &Run, dataset: Arc<Dataset>, ttl: LeaseTtl) -> Result<Scheduler, LeaseError> {
-        let Algorithm::Grpo(g) = &run.spec.algorithm else { return Err(LeaseError::Unsupported(run.id)) };
+        let Algorithm::Grpo(g) = &run.spec.algorithm else {
+            return Err(LeaseError::Unsupported(run.id));
+        };
         Ok(Scheduler {
             run: run.id,
             group_size: g.group_size,
@@ -222,18 +234,29 @@ impl Scheduler {
 
     /// Leases up to `max` prompt groups to actor `worker`: expired ones first, then new
     /// prompts from the cursor while the window allows. Empty when there is nothing to do.
-    pub fn lease_prompts(&self, store: &mut Store, worker: &str, max: usize, now: Millis) -> Result<PromptLease, LeaseError> {
+    pub fn lease_prompts(
+        &self,
+        store: &mut Store,
+        worker: &str,
+        max: usize,
+        now: Millis,
+    ) -> Result<PromptLease, LeaseError> {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let mut progress = store::read_progress(&tx, self.run)?;
         let mut ids = self.available(&tx, GENERATE, max, now)?;
         let inflight = self.count(&tx, &[GENERATE, SCORE, TRAIN])? as u64;
         let pps = self.prompts_per_step as u64;
-        let window = (pps * (self.max_policy_lag + 1)).min(self.total_steps.saturating_sub(progress.step) * pps);
-        let room = window.saturating_sub(inflight).min((max - ids.len()) as u64);
+        let window = (pps * (self.max_policy_lag + 1))
+            .min(self.total_steps.saturating_sub(progress.step) * pps);
+        let room = window
+            .saturating_sub(inflight)
+            .min((max - ids.len()) as u64);
         let mut drawn = 0;
         while drawn < room {
-            let Some((example, after)) = self.dataset.next(progress.cursor) else { break };
+            let Some((example, after)) = self.dataset.next(progress.cursor) else {
+                break;
+            };
             tx.execute(
                 "INSERT INTO groups (run_id, example, stage, created_ms, updated_ms) VALUES (?1, ?2, 'generate', ?3, ?3)",
                 params![self.run, example as i64, now],
@@ -243,10 +266,17 @@ impl Scheduler {
             drawn += 1;
         }
         let Cursor { epoch, index } = progress.cursor;
-        tx.execute("UPDATE progress SET epoch = ?2, idx = ?3 WHERE run_id = ?1", params![self.run, epoch, index as i64])?;
+        tx.execute(
+            "UPDATE progress SET epoch = ?2, idx = ?3 WHERE run_id = ?1",
+            params![self.run, epoch, index as i64],
+        )?;
         bump(&tx, self.run, "prompts_drawn", drawn)?;
-        let (lease_id, deadline_ms) = self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
-        let groups = ids.iter().map(|&id| Ok((id, self.example(&tx, id)?))).collect::<Result<_, LeaseError>>()?;
+        let (lease_id, deadline_ms) =
+            self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
+        let groups = ids
+            .iter()
+            .map(|&id| Ok((id, self.example(&tx, id)?)))
+            .collect::<Result<_, LeaseError>>()?;
         self.maybe_complete(&tx, now)?;
         tx.commit()?;
         Ok(PromptLease {
@@ -259,7 +289,13 @@ impl Scheduler {
     }
 
     /// Takes an actor's samples for one group.
-    pub fn submit_samples(&self, store: &mut Store, key: &str, sub: &SamplesSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+    pub fn submit_samples(
+        &self,
+        store: &mut Store,
+        key: &str,
+        sub: &SamplesSubmission,
+        now: Millis,
+    ) -> Result<Outcome, LeaseError> {
         self.idempotent(store, key, ("samples", sub), now, |tx| {
             let stage = self.stage(tx, sub.group_id)?;
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
@@ -299,24 +335,45 @@ impl Scheduler {
     }
 
     /// Leases up to `max` generated groups to reward worker `worker`.
-    pub fn lease_scoring(&self, store: &mut Store, worker: &str, max: usize, now: Millis) -> Result<ScoringLease, LeaseError> {
+    pub fn lease_scoring(
+        &self,
+        store: &mut Store,
+        worker: &str,
+        max: usize,
+        now: Millis,
+    ) -> Result<ScoringLease, LeaseError> {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let ids = self.available(&tx, SCORE, max, now)?;
-        let (lease_id, deadline_ms) = self.grant(&tx, SCORE, worker, &ids, now + self.ttl.score_ms, now)?;
+        let (lease_id, deadline_ms) =
+            self.grant(&tx, SCORE, worker, &ids, now + self.ttl.score_ms, now)?;
         let jobs = ids
             .iter()
             .map(|&group_id| {
                 let (_, samples, _) = self.payload(&tx, group_id)?;
-                Ok(ScoringJob { group_id, example: self.example(&tx, group_id)?, samples })
+                Ok(ScoringJob {
+                    group_id,
+                    example: self.example(&tx, group_id)?,
+                    samples,
+                })
             })
             .collect::<Result<_, LeaseError>>()?;
         tx.commit()?;
-        Ok(ScoringLease { lease_id, deadline_ms, jobs })
+        Ok(ScoringLease {
+            lease_id,
+            deadline_ms,
+            jobs,
+        })
     }
 
     /// Takes a reward worker's scores for one group.
-    pub fn submit_scores(&self, store: &mut Store, key: &str, sub: &ScoresSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+    pub fn submit_scores(
+        &self,
+        store: &mut Store,
+        key: &str,
+        sub: &ScoresSubmission,
+        now: Millis,
+    ) -> Result<Outcome, LeaseError> {
         self.idempotent(store, key, ("scores", sub), now, |tx| {
             let stage = self.stage(tx, sub.group_id)?;
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
@@ -352,7 +409,12 @@ impl Scheduler {
     /// Leases the next batch to learner `worker`, dropping stale groups first. `None` while
     /// another learner holds a live batch, or fewer than `prompts_per_step` groups are scored
     /// (unless the dataset is exhausted and nothing else is in flight), or the run is over.
-    pub fn lease_batch(&self, store: &mut Store, worker: &str, now: Millis) -> Result<Option<BatchLease>, LeaseError> {
+    pub fn lease_batch(
+        &self,
+        store: &mut Store,
+        worker: &str,
+        now: Millis,
+    ) -> Result<Option<BatchLease>, LeaseError> {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let progress = store::read_progress(&tx, self.run)?;
@@ -368,35 +430,56 @@ impl Scheduler {
         let stale: Vec<i64> = {
             let oldest_ok = progress.policy_version.saturating_sub(self.max_policy_lag) as i64;
             let mut stmt = tx.prepare("SELECT id FROM groups WHERE run_id = ?1 AND stage = 'train' AND policy_version < ?2")?;
-            stmt.query_map(params![self.run, oldest_ok], |r| r.get(0))?.collect::<Result<_, _>>()?
+            stmt.query_map(params![self.run, oldest_ok], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
         };
         for &id in &stale {
             self.drop_group(&tx, id, "stale", now)?;
         }
         let ids = self.available(&tx, TRAIN, self.prompts_per_step as usize, now)?;
         let full = ids.len() == self.prompts_per_step as usize;
-        let last = self.dataset.is_exhausted(progress.cursor) && self.count(&tx, &[GENERATE, SCORE])? == 0;
+        let last =
+            self.dataset.is_exhausted(progress.cursor) && self.count(&tx, &[GENERATE, SCORE])? == 0;
         if ids.is_empty() || !(full || last) {
             self.maybe_complete(&tx, now)?;
             tx.commit()?;
             return Ok(None);
         }
-        let (lease_id, deadline_ms) = self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
+        let (lease_id, deadline_ms) =
+            self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
         let groups = ids
             .iter()
             .map(|&group_id| {
                 let (policy_version, samples, rewards) = self.payload(&tx, group_id)?;
                 let example = self.example(&tx, group_id)?;
-                Ok(TrainGroup { group_id, example, policy_version, samples, rewards })
+                Ok(TrainGroup {
+                    group_id,
+                    example,
+                    policy_version,
+                    samples,
+                    rewards,
+                })
             })
             .collect::<Result<_, LeaseError>>()?;
         tx.commit()?;
-        Ok(Some(BatchLease { lease_id, deadline_ms, step: progress.step, policy_version: progress.policy_version, groups }))
+        Ok(Some(BatchLease {
+            lease_id,
+            deadline_ms,
+            step: progress.step,
+            policy_version: progress.policy_version,
+            groups,
+        }))
     }
 
     /// Takes a learner's report that it trained the batch of `sub.lease_id`: the groups are
     /// done, the step and policy version advance, and the run completes after its last step.
-    pub fn submit_step(&self, store: &mut Store, key: &str, sub: &StepSubmission, now: Millis) -> Result<Outcome, LeaseError> {
+    pub fn submit_step(
+        &self,
+        store: &mut Store,
+        key: &str,
+        sub: &StepSubmission,
+        now: Millis,
+    ) -> Result<Outcome, LeaseError> {
         self.idempotent(store, key, ("step", sub), now, |tx| {
             let size: Option<i64> = tx
                 .query_row(
@@ -405,10 +488,17 @@ impl Scheduler {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let size = size.ok_or(LeaseError::UnknownLease { id: self.run, lease: sub.lease_id })?;
+            let size = size.ok_or(LeaseError::UnknownLease {
+                id: self.run,
+                lease: sub.lease_id,
+            })?;
             let progress = store::read_progress(tx, self.run)?;
             if sub.step > progress.step {
-                return Err(LeaseError::FutureStep { id: self.run, step: sub.step, current: progress.step });
+                return Err(LeaseError::FutureStep {
+                    id: self.run,
+                    step: sub.step,
+                    current: progress.step,
+                });
             }
             let held: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'train'",
@@ -417,11 +507,16 @@ impl Scheduler {
             )?;
             if sub.step < progress.step || held != size {
                 bump(tx, self.run, "late_submissions", 1)?;
-                let trained_by_us: i64 =
-                    tx.query_row("SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'done'", [sub.lease_id], |r| {
-                        r.get(0)
-                    })?;
-                return Ok(if trained_by_us == size { Outcome::AlreadyDone } else { Outcome::LeaseLost });
+                let trained_by_us: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'done'",
+                    [sub.lease_id],
+                    |r| r.get(0),
+                )?;
+                return Ok(if trained_by_us == size {
+                    Outcome::AlreadyDone
+                } else {
+                    Outcome::LeaseLost
+                });
             }
             tx.execute(
                 "UPDATE groups SET stage = 'done', step = ?2, updated_ms = ?3 WHERE lease_id = ?1",
@@ -456,7 +551,8 @@ impl Scheduler {
         now: Millis,
         apply: impl FnOnce(&Transaction<'_>) -> Result<Outcome, LeaseError>,
     ) -> Result<Outcome, LeaseError> {
-        let body = serde_json::to_vec(&submission).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&submission).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let digest = hex::encode(Sha256::digest(&body));
         let tx = store.conn.transaction()?;
         let seen: Option<(String, String)> = tx
@@ -472,11 +568,13 @@ impl Scheduler {
             }
             bump(&tx, self.run, "replays", 1)?;
             tx.commit()?;
-            return serde_json::from_str(&outcome).map_err(|e| StoreError::Corrupt(format!("outcome of `{key}`: {e}")).into());
+            return serde_json::from_str(&outcome)
+                .map_err(|e| StoreError::Corrupt(format!("outcome of `{key}`: {e}")).into());
         }
         self.check_running(&tx)?;
         let outcome = apply(&tx)?;
-        let stored = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stored =
+            serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
             "INSERT INTO submissions (run_id, key, digest, outcome, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![self.run, key, digest, stored, now],
@@ -489,25 +587,50 @@ impl Scheduler {
         let run = store::read_run(tx, self.run)?;
         match run.state {
             RunState::Running => Ok(()),
-            state => Err(LeaseError::NotRunning { id: self.run, state }),
+            state => Err(LeaseError::NotRunning {
+                id: self.run,
+                state,
+            }),
         }
     }
 
     /// Groups in `stage` with no lease or an expired one, oldest first.
-    fn available(&self, tx: &Transaction<'_>, stage: &str, max: usize, now: Millis) -> Result<Vec<i64>, LeaseError> {
+    fn available(
+        &self,
+        tx: &Transaction<'_>,
+        stage: &str,
+        max: usize,
+        now: Millis,
+    ) -> Result<Vec<i64>, LeaseError> {
         let mut stmt = tx.prepare(
             "SELECT g.id, g.lease_id IS NOT NULL FROM groups g LEFT JOIN leases l ON l.id = g.lease_id
              WHERE g.run_id = ?1 AND g.stage = ?2 AND (g.lease_id IS NULL OR l.deadline_ms <= ?3)
              ORDER BY g.id LIMIT ?4",
         )?;
-        let rows: Vec<(i64, bool)> =
-            stmt.query_map(params![self.run, stage, now, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        bump(tx, self.run, "leases_expired", rows.iter().filter(|(_, expired)| *expired).count() as u64)?;
+        let rows: Vec<(i64, bool)> = stmt
+            .query_map(params![self.run, stage, now, max as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        bump(
+            tx,
+            self.run,
+            "leases_expired",
+            rows.iter().filter(|(_, expired)| *expired).count() as u64,
+        )?;
         Ok(rows.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Records a lease on `ids` (none when `ids` is empty: id 0).
-    fn grant(&self, tx: &Transaction<'_>, role: &str, holder: &str, ids: &[i64], deadline: Millis, now: Millis) -> Result<(i64, Millis), LeaseError> {
+    fn grant(
+        &self,
+        tx: &Transaction<'_>,
+        role: &str,
+        holder: &str,
+        ids: &[i64],
+        deadline: Millis,
+        now: Millis,
+    ) -> Result<(i64, Millis), LeaseError> {
         if ids.is_empty() {
             return Ok((0, deadline));
         }
@@ -516,7 +639,8 @@ impl Scheduler {
             params![self.run, role, holder, ids.len() as i64, deadline, now],
         )?;
         let lease = tx.last_insert_rowid();
-        let mut stmt = tx.prepare("UPDATE groups SET lease_id = ?2, updated_ms = ?3 WHERE id = ?1")?;
+        let mut stmt =
+            tx.prepare("UPDATE groups SET lease_id = ?2, updated_ms = ?3 WHERE id = ?1")?;
         for &id in ids {
             stmt.execute(params![id, lease, now])?;
         }
@@ -524,48 +648,90 @@ impl Scheduler {
     }
 
     fn count(&self, tx: &Transaction<'_>, stages: &[&str]) -> Result<i64, LeaseError> {
-        let list = stages.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let list = stages
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
         let sql = format!("SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND stage IN ({list})");
         Ok(tx.query_row(&sql, [self.run], |r| r.get(0))?)
     }
 
     fn stage(&self, tx: &Transaction<'_>, group: i64) -> Result<String, LeaseError> {
-        tx.query_row("SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2", params![group, self.run], |r| r.get(0))
-            .optional()?
-            .ok_or(LeaseError::UnknownGroup { id: self.run, group })
+        tx.query_row(
+            "SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2",
+            params![group, self.run],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or(LeaseError::UnknownGroup {
+            id: self.run,
+            group,
+        })
     }
 
     fn example(&self, tx: &Transaction<'_>, group: i64) -> Result<Example, LeaseError> {
-        let idx: i64 = tx.query_row("SELECT example FROM groups WHERE id = ?1", [group], |r| r.get(0))?;
+        let idx: i64 = tx.query_row("SELECT example FROM groups WHERE id = ?1", [group], |r| {
+            r.get(0)
+        })?;
         self.dataset
             .train()
             .get(idx as usize)
             .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("group {group} names example {idx} beyond the dataset")).into())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "group {group} names example {idx} beyond the dataset"
+                ))
+                .into()
+            })
     }
 
     /// A group's policy version, samples and rewards (the latter empty before scoring).
-    fn payload(&self, tx: &Transaction<'_>, group: i64) -> Result<(u64, Vec<Sample>, Vec<f64>), LeaseError> {
-        let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) = tx.query_row(
-            "SELECT policy_version, samples, rewards FROM groups WHERE id = ?1",
-            [group],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+    fn payload(
+        &self,
+        tx: &Transaction<'_>,
+        group: i64,
+    ) -> Result<(u64, Vec<Sample>, Vec<f64>), LeaseError> {
+        let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) = tx
+            .query_row(
+                "SELECT policy_version, samples, rewards FROM groups WHERE id = ?1",
+                [group],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group}: {e}"));
         let samples = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
         let rewards = match rewards {
-            Some(r) => serde_json::from_str::<ScoresSubmission>(&r).map_err(corrupt)?.rewards,
+            Some(r) => {
+                serde_json::from_str::<ScoresSubmission>(&r)
+                    .map_err(corrupt)?
+                    .rewards
+            }
             None => Vec::new(),
         };
         Ok((version.unwrap_or(0) as u64, samples, rewards))
     }
 
-    fn drop_group(&self, tx: &Transaction<'_>, group: i64, reason: &str, now: Millis) -> Result<(), LeaseError> {
+    fn drop_group(
+        &self,
+        tx: &Transaction<'_>,
+        group: i64,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), LeaseError> {
         tx.execute(
             "UPDATE groups SET stage = 'dropped', drop_reason = ?2, lease_id = NULL, updated_ms = ?3 WHERE id = ?1",
             params![group, reason, now],
         )?;
-        bump(tx, self.run, if reason == "stale" { "dropped_stale" } else { "dropped_equal" }, 1)?;
+        bump(
+            tx,
+            self.run,
+            if reason == "stale" {
+                "dropped_stale"
+            } else {
+                "dropped_equal"
+            },
+            1,
+        )?;
         Ok(())
     }
 
@@ -575,8 +741,13 @@ impl Scheduler {
         let progress = store::read_progress(tx, self.run)?;
         let message = if progress.step >= self.total_steps {
             String::new()
-        } else if self.dataset.is_exhausted(progress.cursor) && self.count(tx, &[GENERATE, SCORE, TRAIN])? == 0 {
-            format!("dataset exhausted after {} of {} steps", progress.step, self.total_steps)
+        } else if self.dataset.is_exhausted(progress.cursor)
+            && self.count(tx, &[GENERATE, SCORE, TRAIN])? == 0
+        {
+            format!(
+                "dataset exhausted after {} of {} steps",
+                progress.step, self.total_steps
+            )
         } else {
             return Ok(());
         };

@@ -9,13 +9,18 @@
 //! - [`lease`]: the pull protocol over the store. Actors lease prompt groups, reward workers
 //!   lease scoring jobs, learners lease batches; leases expire and are handed out again,
 //!   submissions are idempotent, stale and all-equal groups are dropped and counted.
+//! - [`runs`]: the core the services share: submit (spec and every dataset row checked
+//!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
+//! - [`service`]: the `r1.v1.RunService` gRPC service over [`runs::Coordinator`].
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
 //! Not built yet: the gRPC services for actors, reward workers and learners, evaluation
-//! scheduling, the dashboard and `/metrics`.
+//! scheduling, SFT scheduling, the dashboard, `/metrics` and the bearer token.
 
 pub mod dataset;
 pub mod lease;
+pub mod runs;
+pub mod service;
 pub mod spec;
 pub mod store;

@@ -91,7 +91,12 @@ pub struct FieldMap {
 
 impl Default for FieldMap {
     fn default() -> Self {
-        FieldMap { prompt: prompt_key(), answer: None, tests: None, language: None }
+        FieldMap {
+            prompt: prompt_key(),
+            answer: None,
+            tests: None,
+            language: None,
+        }
     }
 }
 
@@ -160,7 +165,11 @@ pub struct FleetSpec {
 
 impl Default for FleetSpec {
     fn default() -> Self {
-        FleetSpec { actors: 1, reward_workers: 1, learner_ranks: 1 }
+        FleetSpec {
+            actors: 1,
+            reward_workers: 1,
+            learner_ranks: 1,
+        }
     }
 }
 
@@ -197,7 +206,15 @@ fn checkpoint_every() -> u64 {
 }
 
 /// The top-level sections, the only first segments read from `R1_*` variables.
-const SECTIONS: &[&str] = &["name", "base_model", "dataset", "rewards", "algorithm", "fleet", "schedule"];
+const SECTIONS: &[&str] = &[
+    "name",
+    "base_model",
+    "dataset",
+    "rewards",
+    "algorithm",
+    "fleet",
+    "schedule",
+];
 
 /// Limits that keep a spec sane; a value over one is a typo more often than a wish.
 const MAX_GROUP_SIZE: u32 = 1024;
@@ -206,9 +223,17 @@ const MAX_FLEET: u32 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read run spec {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("run spec {origin}: {source}; fix or remove that key (see coordinator/examples/run.toml)")]
-    Parse { origin: String, source: Box<figment::Error> },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "run spec {origin}: {source}; fix or remove that key (see coordinator/examples/run.toml)"
+    )]
+    Parse {
+        origin: String,
+        source: Box<figment::Error>,
+    },
     #[error("run spec JSON: {0}; send the JSON form of a run spec")]
     Json(serde_json::Error),
     #[error("run spec field `{field}` {problem}")]
@@ -216,20 +241,29 @@ pub enum SpecError {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
-    SpecError::Invalid { field: field.into(), problem: problem.into() }
+    SpecError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 impl RunSpec {
     /// Reads a spec file, applies `R1_*` overrides and validates the result.
     pub fn load(path: &Path) -> Result<RunSpec, SpecError> {
         if let Err(source) = std::fs::metadata(path) {
-            return Err(SpecError::Read { path: path.into(), source });
+            return Err(SpecError::Read {
+                path: path.into(),
+                source,
+            });
         }
         let env = Env::prefixed("R1_").split("__").filter(|k| {
             let first = k.as_str().split('.').next().unwrap_or("");
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(first))
         });
-        Self::extract(Figment::new().merge(Toml::file_exact(path)).merge(env), path.display().to_string())
+        Self::extract(
+            Figment::new().merge(Toml::file_exact(path)).merge(env),
+            path.display().to_string(),
+        )
     }
 
     /// Parses and validates spec text (no environment), e.g. a spec received over the wire.
@@ -245,8 +279,10 @@ impl RunSpec {
     }
 
     fn extract(figment: Figment, origin: String) -> Result<RunSpec, SpecError> {
-        let spec: RunSpec =
-            figment.extract().map_err(|e| SpecError::Parse { origin, source: Box::new(e) })?;
+        let spec: RunSpec = figment.extract().map_err(|e| SpecError::Parse {
+            origin,
+            source: Box::new(e),
+        })?;
         spec.validate()?;
         Ok(spec)
     }
@@ -257,7 +293,10 @@ impl RunSpec {
             return Err(invalid("name", "is empty; give the run a name"));
         }
         if self.base_model.as_os_str().is_empty() {
-            return Err(invalid("base_model", "is empty; set it to the base checkpoint's folder"));
+            return Err(invalid(
+                "base_model",
+                "is empty; set it to the base checkpoint's folder",
+            ));
         }
         self.dataset.validate()?;
         self.validate_rewards()?;
@@ -266,11 +305,17 @@ impl RunSpec {
                 if g.group_size < 2 || g.group_size > MAX_GROUP_SIZE {
                     return Err(invalid(
                         "algorithm.group_size",
-                        format!("is {}; GRPO compares samples within a group, use 2..={MAX_GROUP_SIZE}", g.group_size),
+                        format!(
+                            "is {}; GRPO compares samples within a group, use 2..={MAX_GROUP_SIZE}",
+                            g.group_size
+                        ),
                     ));
                 }
                 if g.prompts_per_step == 0 {
-                    return Err(invalid("algorithm.prompts_per_step", "is 0; set it to 1 or more"));
+                    return Err(invalid(
+                        "algorithm.prompts_per_step",
+                        "is 0; set it to 1 or more",
+                    ));
                 }
             }
             Algorithm::Sft(s) => {
@@ -295,7 +340,10 @@ impl RunSpec {
             }
         }
         if self.schedule.total_steps == 0 {
-            return Err(invalid("schedule.total_steps", "is 0; set it to the number of learner steps to run"));
+            return Err(invalid(
+                "schedule.total_steps",
+                "is 0; set it to the number of learner steps to run",
+            ));
         }
         Ok(())
     }
@@ -303,22 +351,40 @@ impl RunSpec {
     fn validate_rewards(&self) -> Result<(), SpecError> {
         let grpo = matches!(self.algorithm, Algorithm::Grpo(_));
         if grpo && self.rewards.is_empty() {
-            return Err(invalid("rewards", "is empty; GRPO needs at least one [[rewards]] {name, verifier, weight}"));
+            return Err(invalid(
+                "rewards",
+                "is empty; GRPO needs at least one [[rewards]] {name, verifier, weight}",
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, r) in self.rewards.iter().enumerate() {
             let field = |f: &str| format!("rewards[{i}].{f}");
             if r.name.trim().is_empty() {
-                return Err(invalid(field("name"), "is empty; name the component (it is reported under that name)"));
+                return Err(invalid(
+                    field("name"),
+                    "is empty; name the component (it is reported under that name)",
+                ));
             }
             if !names.insert(r.name.as_str()) {
-                return Err(invalid(field("name"), format!("`{}` appears twice; give each component its own name", r.name)));
+                return Err(invalid(
+                    field("name"),
+                    format!(
+                        "`{}` appears twice; give each component its own name",
+                        r.name
+                    ),
+                ));
             }
             if r.verifier.trim().is_empty() {
-                return Err(invalid(field("verifier"), "is empty; name a verifier such as math or format"));
+                return Err(invalid(
+                    field("verifier"),
+                    "is empty; name a verifier such as math or format",
+                ));
             }
             if !r.weight.is_finite() {
-                return Err(invalid(field("weight"), format!("is {}; use a finite number", r.weight)));
+                return Err(invalid(
+                    field("weight"),
+                    format!("is {}; use a finite number", r.weight),
+                ));
             }
             let fields = &self.dataset.fields;
             let needs = match r.verifier.as_str() {
@@ -329,7 +395,10 @@ impl RunSpec {
             if let Some(f) = needs {
                 return Err(invalid(
                     format!("dataset.fields.{f}"),
-                    format!("is not set but reward `{}` uses the {} verifier; name the {f} column", r.name, r.verifier),
+                    format!(
+                        "is not set but reward `{}` uses the {} verifier; name the {f} column",
+                        r.name, r.verifier
+                    ),
                 ));
             }
         }
@@ -356,14 +425,20 @@ impl DatasetSpec {
             Some("parquet") => Ok(DatasetFormat::Parquet),
             _ => Err(invalid(
                 "dataset.format",
-                format!("is not set and {} has no .jsonl or .parquet extension; set format = \"jsonl\" or \"parquet\"", path.display()),
+                format!(
+                    "is not set and {} has no .jsonl or .parquet extension; set format = \"jsonl\" or \"parquet\"",
+                    path.display()
+                ),
             )),
         }
     }
 
     fn validate(&self) -> Result<(), SpecError> {
         if self.path.as_os_str().is_empty() {
-            return Err(invalid("dataset.path", "is empty; set it to a .jsonl or .parquet file"));
+            return Err(invalid(
+                "dataset.path",
+                "is empty; set it to a .jsonl or .parquet file",
+            ));
         }
         self.resolved_format(&self.path)?;
         if let Some(eval) = &self.eval_path {
@@ -385,11 +460,17 @@ impl DatasetSpec {
             return Err(invalid("dataset.epochs", "is 0; set it to 1 or more"));
         }
         let f = &self.fields;
-        for (name, col) in
-            [("prompt", Some(&f.prompt)), ("answer", f.answer.as_ref()), ("tests", f.tests.as_ref()), ("language", f.language.as_ref())]
-        {
+        for (name, col) in [
+            ("prompt", Some(&f.prompt)),
+            ("answer", f.answer.as_ref()),
+            ("tests", f.tests.as_ref()),
+            ("language", f.language.as_ref()),
+        ] {
             if col.is_some_and(|c| c.trim().is_empty()) {
-                return Err(invalid(format!("dataset.fields.{name}"), "is empty; name a column of the dataset"));
+                return Err(invalid(
+                    format!("dataset.fields.{name}"),
+                    "is empty; name a column of the dataset",
+                ));
             }
         }
         Ok(())

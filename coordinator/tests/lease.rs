@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use r1_coordinator::dataset::Dataset;
 use r1_coordinator::lease::{
-    BatchLease, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission, Scheduler, ScoresSubmission,
-    ScoringLease, StepSubmission,
+    BatchLease, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission, Scheduler,
+    ScoresSubmission, ScoringLease, StepSubmission,
 };
 use r1_coordinator::spec::RunSpec;
 use r1_coordinator::store::{Counters, Millis, RunId, RunState, Store};
@@ -26,8 +26,15 @@ struct Settings {
     epochs: u32,
 }
 
-const BASE: Settings =
-    Settings { group_size: 2, prompts_per_step: 2, max_policy_lag: 0, dynamic_sampling: false, total_steps: 3, rows: 50, epochs: 1 };
+const BASE: Settings = Settings {
+    group_size: 2,
+    prompts_per_step: 2,
+    max_policy_lag: 0,
+    dynamic_sampling: false,
+    total_steps: 3,
+    rows: 50,
+    epochs: 1,
+};
 
 fn spec(s: &Settings) -> RunSpec {
     RunSpec::from_toml(&format!(
@@ -50,7 +57,12 @@ fn spec(s: &Settings) -> RunSpec {
         [schedule]
         total_steps = {}
         "#,
-        s.epochs, s.group_size, s.prompts_per_step, s.max_policy_lag, s.dynamic_sampling, s.total_steps
+        s.epochs,
+        s.group_size,
+        s.prompts_per_step,
+        s.max_policy_lag,
+        s.dynamic_sampling,
+        s.total_steps
     ))
     .unwrap()
 }
@@ -71,13 +83,23 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r1.db");
         let spec = spec(s);
-        let records = (0..s.rows).map(|i| serde_json::json!({"prompt": format!("p{i}")})).collect();
+        let records = (0..s.rows)
+            .map(|i| serde_json::json!({"prompt": format!("p{i}")}))
+            .collect();
         let dataset = Arc::new(Dataset::from_records(records, &spec.dataset).unwrap());
         let mut store = Store::open(&path).unwrap();
         let run = store.create_run(&spec, dataset.fingerprint(), 0).unwrap();
         let run_rec = store.set_state(run, RunState::Running, "", 0).unwrap();
         let sched = Scheduler::new(&run_rec, dataset.clone(), ttl()).unwrap();
-        Harness { _dir: dir, path, store, sched, dataset, run, now: 0 }
+        Harness {
+            _dir: dir,
+            path,
+            store,
+            sched,
+            dataset,
+            run,
+            now: 0,
+        }
     }
 
     /// Closes the database and opens it again, rebuilding the scheduler from the stored run.
@@ -95,20 +117,41 @@ impl Harness {
     fn check_books(&self, name: &str) {
         let c = self.counters();
         let stages = self.store.stage_counts(self.run).unwrap();
-        assert_eq!(c.prompts_drawn, c.groups_trained + c.dropped_stale + c.dropped_equal + stages.in_flight(), "{name}");
-        assert_eq!((c.groups_trained, c.dropped_stale, c.dropped_equal), (stages.done, stages.dropped_stale, stages.dropped_equal), "{name}");
+        assert_eq!(
+            c.prompts_drawn,
+            c.groups_trained + c.dropped_stale + c.dropped_equal + stages.in_flight(),
+            "{name}"
+        );
+        assert_eq!(
+            (c.groups_trained, c.dropped_stale, c.dropped_equal),
+            (stages.done, stages.dropped_stale, stages.dropped_equal),
+            "{name}"
+        );
         let step = self.store.progress(self.run).unwrap().step;
-        assert_eq!(self.store.policy_versions(self.run).unwrap().len() as u64, step + 1, "{name}");
+        assert_eq!(
+            self.store.policy_versions(self.run).unwrap().len() as u64,
+            step + 1,
+            "{name}"
+        );
     }
 }
 
 fn ttl() -> LeaseTtl {
-    LeaseTtl { generate_ms: TTL, score_ms: TTL, train_ms: TTL }
+    LeaseTtl {
+        generate_ms: TTL,
+        score_ms: TTL,
+        train_ms: TTL,
+    }
 }
 
 fn samples(g: u32) -> Vec<Sample> {
     (0..g)
-        .map(|i| Sample { text: format!("s{i}"), token_ids: vec![i, 1], logprobs: vec![-0.5, -1.0], truncated: false })
+        .map(|i| Sample {
+            text: format!("s{i}"),
+            token_ids: vec![i, 1],
+            logprobs: vec![-0.5, -1.0],
+            truncated: false,
+        })
         .collect()
 }
 
@@ -116,17 +159,44 @@ fn samples(g: u32) -> Vec<Sample> {
 #[derive(Debug, Clone, Copy)]
 enum Op {
     /// Actor leases up to `max` groups and must get `got`.
-    Prompts { w: &'static str, max: usize, got: usize },
+    Prompts {
+        w: &'static str,
+        max: usize,
+        got: usize,
+    },
     /// Actor submits samples for its group `g` made by policy `v`.
-    Samples { w: &'static str, g: usize, v: u64, key: &'static str, want: Result<Outcome, &'static str> },
+    Samples {
+        w: &'static str,
+        g: usize,
+        v: u64,
+        key: &'static str,
+        want: Result<Outcome, &'static str>,
+    },
     /// Reward worker leases up to `max` groups and must get `got`.
-    Scoring { w: &'static str, max: usize, got: usize },
+    Scoring {
+        w: &'static str,
+        max: usize,
+        got: usize,
+    },
     /// Reward worker submits rewards for its job `g`: `[0, 1, 0, ...]` or all equal to 1.
-    Scores { w: &'static str, g: usize, equal: bool, key: &'static str, want: Result<Outcome, &'static str> },
+    Scores {
+        w: &'static str,
+        g: usize,
+        equal: bool,
+        key: &'static str,
+        want: Result<Outcome, &'static str>,
+    },
     /// Learner leases a batch and must get one of `got` groups (`None`: no batch).
-    Batch { w: &'static str, got: Option<usize> },
+    Batch {
+        w: &'static str,
+        got: Option<usize>,
+    },
     /// Learner submits the step of its last batch.
-    Step { w: &'static str, key: &'static str, want: Result<Outcome, &'static str> },
+    Step {
+        w: &'static str,
+        key: &'static str,
+        want: Result<Outcome, &'static str>,
+    },
     Wait(Millis),
     Reopen,
 }
@@ -142,11 +212,16 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
     let mut prompts: HashMap<&str, PromptLease> = HashMap::new();
     let mut scoring: HashMap<&str, ScoringLease> = HashMap::new();
     let mut batches: HashMap<&str, BatchLease> = HashMap::new();
-    let outcome = |got: Result<Outcome, LeaseError>, want: Result<Outcome, &str>, i: usize| match (got, want) {
-        (Ok(o), Ok(w)) => assert_eq!(o, w, "{name}: op {i}"),
-        (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{name}: op {i}: `{e}` lacks `{w}`"),
-        (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
-    };
+    let outcome =
+        |got: Result<Outcome, LeaseError>, want: Result<Outcome, &str>, i: usize| match (got, want)
+        {
+            (Ok(o), Ok(w)) => assert_eq!(o, w, "{name}: op {i}"),
+            (Err(e), Err(w)) => assert!(
+                e.to_string().contains(w),
+                "{name}: op {i}: `{e}` lacks `{w}`"
+            ),
+            (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
+        };
     for (i, op) in script.iter().enumerate() {
         let now = h.now;
         match *op {
@@ -157,30 +232,58 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
             }
             Samples { w, g, v, key, want } => {
                 let group_id = prompts[w].groups[g].0;
-                let sub = SamplesSubmission { group_id, policy_version: v, samples: samples(settings.group_size) };
-                outcome(h.sched.submit_samples(&mut h.store, key, &sub, now), want, i);
+                let sub = SamplesSubmission {
+                    group_id,
+                    policy_version: v,
+                    samples: samples(settings.group_size),
+                };
+                outcome(
+                    h.sched.submit_samples(&mut h.store, key, &sub, now),
+                    want,
+                    i,
+                );
             }
             Scoring { w, max, got } => {
                 let lease = h.sched.lease_scoring(&mut h.store, w, max, now).unwrap();
                 assert_eq!(lease.jobs.len(), got, "{name}: op {i}");
                 scoring.insert(w, lease);
             }
-            Scores { w, g, equal, key, want } => {
+            Scores {
+                w,
+                g,
+                equal,
+                key,
+                want,
+            } => {
                 let group_id = scoring[w].jobs[g].group_id;
-                let rewards = (0..settings.group_size).map(|k| if equal { 1.0 } else { (k % 2) as f64 }).collect();
-                let sub = ScoresSubmission { group_id, rewards, components: vec![] };
+                let rewards = (0..settings.group_size)
+                    .map(|k| if equal { 1.0 } else { (k % 2) as f64 })
+                    .collect();
+                let sub = ScoresSubmission {
+                    group_id,
+                    rewards,
+                    components: vec![],
+                };
                 outcome(h.sched.submit_scores(&mut h.store, key, &sub, now), want, i);
             }
             Batch { w, got } => {
                 let batch = h.sched.lease_batch(&mut h.store, w, now).unwrap();
-                assert_eq!(batch.as_ref().map(|b| b.groups.len()), got, "{name}: op {i}");
+                assert_eq!(
+                    batch.as_ref().map(|b| b.groups.len()),
+                    got,
+                    "{name}: op {i}"
+                );
                 if let Some(b) = batch {
                     batches.insert(w, b);
                 }
             }
             Step { w, key, want } => {
                 let b = &batches[w];
-                let sub = StepSubmission { lease_id: b.lease_id, step: b.step, metrics: serde_json::json!({"reward_mean": 0.5}) };
+                let sub = StepSubmission {
+                    lease_id: b.lease_id,
+                    step: b.step,
+                    metrics: serde_json::json!({"reward_mean": 0.5}),
+                };
                 outcome(h.sched.submit_step(&mut h.store, key, &sub, now), want, i);
             }
             Wait(ms) => h.now += ms,
@@ -195,19 +298,72 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
 macro_rules! one_step {
     ($v:expr, $k:literal) => {
         [
-            Prompts { w: "a", max: 8, got: 2 },
-            Samples { w: "a", g: 0, v: $v, key: concat!($k, "s0"), want: OK },
-            Samples { w: "a", g: 1, v: $v, key: concat!($k, "s1"), want: OK },
-            Scoring { w: "r", max: 8, got: 2 },
-            Scores { w: "r", g: 0, equal: false, key: concat!($k, "r0"), want: OK },
-            Scores { w: "r", g: 1, equal: false, key: concat!($k, "r1"), want: OK },
-            Batch { w: "l", got: Some(2) },
-            Step { w: "l", key: concat!($k, "t"), want: OK },
+            Prompts {
+                w: "a",
+                max: 8,
+                got: 2,
+            },
+            Samples {
+                w: "a",
+                g: 0,
+                v: $v,
+                key: concat!($k, "s0"),
+                want: OK,
+            },
+            Samples {
+                w: "a",
+                g: 1,
+                v: $v,
+                key: concat!($k, "s1"),
+                want: OK,
+            },
+            Scoring {
+                w: "r",
+                max: 8,
+                got: 2,
+            },
+            Scores {
+                w: "r",
+                g: 0,
+                equal: false,
+                key: concat!($k, "r0"),
+                want: OK,
+            },
+            Scores {
+                w: "r",
+                g: 1,
+                equal: false,
+                key: concat!($k, "r1"),
+                want: OK,
+            },
+            Batch {
+                w: "l",
+                got: Some(2),
+            },
+            Step {
+                w: "l",
+                key: concat!($k, "t"),
+                want: OK,
+            },
         ]
     };
 }
 
-fn counters(drawn: u64, generated: u64, scored: u64, trained: u64, stale: u64, equal: u64, expired: u64, replays: u64, late: u64) -> Counters {
+/// Counters in declaration order: drawn, generated, scored, trained, stale, equal, expired,
+/// replays, late.
+fn counters(
+    [
+        drawn,
+        generated,
+        scored,
+        trained,
+        stale,
+        equal,
+        expired,
+        replays,
+        late,
+    ]: [u64; 9],
+) -> Counters {
     Counters {
         prompts_drawn: drawn,
         groups_generated: generated,
@@ -223,18 +379,41 @@ fn counters(drawn: u64, generated: u64, scored: u64, trained: u64, stale: u64, e
 
 #[test]
 fn scripted_sequences_end_with_exact_counters() {
-    let lag1 = Settings { max_policy_lag: 1, prompts_per_step: 1, ..BASE };
-    let dynamic = Settings { dynamic_sampling: true, ..BASE };
-    let one_step_run = Settings { total_steps: 1, ..BASE };
-    let small = Settings { rows: 3, total_steps: 5, ..BASE };
+    let lag1 = Settings {
+        max_policy_lag: 1,
+        prompts_per_step: 1,
+        ..BASE
+    };
+    let dynamic = Settings {
+        dynamic_sampling: true,
+        ..BASE
+    };
+    let one_step_run = Settings {
+        total_steps: 1,
+        ..BASE
+    };
+    let small = Settings {
+        rows: 3,
+        total_steps: 5,
+        ..BASE
+    };
     let step1 = one_step!(0, "a");
-    let cases: Vec<(&str, &Settings, Vec<Op>, Counters, u64, RunState)> = vec![
-        ("one step", &BASE, step1.to_vec(), counters(2, 2, 2, 2, 0, 0, 0, 0, 0), 1, RunState::Running),
+    // (name, settings, script, final counters, final step, final state)
+    type Case<'a> = (&'a str, &'a Settings, Vec<Op>, Counters, u64, RunState);
+    let cases: Vec<Case> = vec![
+        (
+            "one step",
+            &BASE,
+            step1.to_vec(),
+            counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
+            1,
+            RunState::Running,
+        ),
         (
             "three steps complete the run",
             &BASE,
             [step1, one_step!(1, "b"), one_step!(2, "c")].concat(),
-            counters(6, 6, 6, 6, 0, 0, 0, 0, 0),
+            counters([6, 6, 6, 6, 0, 0, 0, 0, 0]),
             3,
             RunState::Completed,
         ),
@@ -242,31 +421,65 @@ fn scripted_sequences_end_with_exact_counters() {
             "restart between every stage",
             &BASE,
             step1.iter().flat_map(|op| [*op, Reopen]).collect(),
-            counters(2, 2, 2, 2, 0, 0, 0, 0, 0),
+            counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
             1,
             RunState::Running,
         ),
         (
             "window: on-policy draws one batch per version",
             &BASE,
-            vec![Prompts { w: "a", max: 5, got: 2 }, Prompts { w: "b", max: 5, got: 0 }],
-            counters(2, 0, 0, 0, 0, 0, 0, 0, 0),
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 5,
+                    got: 2,
+                },
+                Prompts {
+                    w: "b",
+                    max: 5,
+                    got: 0,
+                },
+            ],
+            counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
         (
             "window: lag 1 draws two batches",
             &lag1,
-            vec![Prompts { w: "a", max: 5, got: 2 }, Prompts { w: "b", max: 5, got: 0 }],
-            counters(2, 0, 0, 0, 0, 0, 0, 0, 0),
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 5,
+                    got: 2,
+                },
+                Prompts {
+                    w: "b",
+                    max: 5,
+                    got: 0,
+                },
+            ],
+            counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
         (
             "lease still live one ms before its deadline",
             &BASE,
-            vec![Prompts { w: "a", max: 2, got: 2 }, Wait(TTL - 1), Prompts { w: "b", max: 2, got: 0 }],
-            counters(2, 0, 0, 0, 0, 0, 0, 0, 0),
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Wait(TTL - 1),
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 0,
+                },
+            ],
+            counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
@@ -274,15 +487,47 @@ fn scripted_sequences_end_with_exact_counters() {
             "expired at its deadline, handed out again, first submission wins",
             &BASE,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
                 Wait(TTL),
-                Prompts { w: "b", max: 2, got: 2 },
-                Samples { w: "b", g: 0, v: 0, key: "b0", want: OK },
-                Samples { w: "a", g: 0, v: 0, key: "a0", want: DONE },
-                Samples { w: "a", g: 1, v: 0, key: "a1", want: OK },
-                Samples { w: "b", g: 1, v: 0, key: "b1", want: DONE },
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "b",
+                    g: 0,
+                    v: 0,
+                    key: "b0",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "a0",
+                    want: DONE,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "a1",
+                    want: OK,
+                },
+                Samples {
+                    w: "b",
+                    g: 1,
+                    v: 0,
+                    key: "b1",
+                    want: DONE,
+                },
             ],
-            counters(2, 2, 0, 0, 0, 0, 2, 0, 2),
+            counters([2, 2, 0, 0, 0, 0, 2, 0, 2]),
             0,
             RunState::Running,
         ),
@@ -290,13 +535,35 @@ fn scripted_sequences_end_with_exact_counters() {
             "same key and submission: first outcome, counted once",
             &BASE,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
-                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "k",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "k",
+                    want: OK,
+                },
                 Reopen,
-                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "k",
+                    want: OK,
+                },
             ],
-            counters(2, 1, 0, 0, 0, 0, 0, 2, 0),
+            counters([2, 1, 0, 0, 0, 0, 0, 2, 0]),
             0,
             RunState::Running,
         ),
@@ -304,19 +571,48 @@ fn scripted_sequences_end_with_exact_counters() {
             "same key, other submission: refused",
             &BASE,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
-                Samples { w: "a", g: 1, v: 0, key: "k", want: Err("idempotency key `k`") },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "k",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "k",
+                    want: Err("idempotency key `k`"),
+                },
             ],
-            counters(2, 1, 0, 0, 0, 0, 0, 0, 0),
+            counters([2, 1, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
         (
             "a version from the future is refused",
             &BASE,
-            vec![Prompts { w: "a", max: 2, got: 2 }, Samples { w: "a", g: 0, v: 1, key: "k", want: Err("claims policy version 1") }],
-            counters(2, 0, 0, 0, 0, 0, 0, 0, 0),
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 1,
+                    key: "k",
+                    want: Err("claims policy version 1"),
+                },
+            ],
+            counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
@@ -326,13 +622,27 @@ fn scripted_sequences_end_with_exact_counters() {
             [
                 &step1[..],
                 &[
-                    Prompts { w: "a", max: 2, got: 2 },
-                    Samples { w: "a", g: 0, v: 0, key: "old", want: Ok(Outcome::DroppedStale) },
-                    Prompts { w: "b", max: 2, got: 1 },
+                    Prompts {
+                        w: "a",
+                        max: 2,
+                        got: 2,
+                    },
+                    Samples {
+                        w: "a",
+                        g: 0,
+                        v: 0,
+                        key: "old",
+                        want: Ok(Outcome::DroppedStale),
+                    },
+                    Prompts {
+                        w: "b",
+                        max: 2,
+                        got: 1,
+                    },
                 ],
             ]
             .concat(),
-            counters(5, 2, 2, 2, 1, 0, 0, 0, 0),
+            counters([5, 2, 2, 2, 1, 0, 0, 0, 0]),
             1,
             RunState::Running,
         ),
@@ -340,24 +650,94 @@ fn scripted_sequences_end_with_exact_counters() {
             "stale when the batch forms (lag 1)",
             &lag1,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
-                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
-                Scoring { w: "r", max: 1, got: 1 },
-                Scores { w: "r", g: 0, equal: false, key: "r0", want: OK },
-                Batch { w: "l", got: Some(1) },
-                Step { w: "l", key: "t0", want: OK },
-                Prompts { w: "a", max: 2, got: 1 },
-                Samples { w: "a", g: 0, v: 1, key: "s2", want: OK },
-                Scoring { w: "q", max: 1, got: 1 },
-                Scoring { w: "r", max: 1, got: 1 },
-                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
-                Batch { w: "l", got: Some(1) },
-                Step { w: "l", key: "t1", want: OK },
-                Scores { w: "q", g: 0, equal: false, key: "r1", want: OK },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "s0",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "s1",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 1,
+                    got: 1,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: false,
+                    key: "r0",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(1),
+                },
+                Step {
+                    w: "l",
+                    key: "t0",
+                    want: OK,
+                },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 1,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 1,
+                    key: "s2",
+                    want: OK,
+                },
+                Scoring {
+                    w: "q",
+                    max: 1,
+                    got: 1,
+                },
+                Scoring {
+                    w: "r",
+                    max: 1,
+                    got: 1,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: false,
+                    key: "r2",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(1),
+                },
+                Step {
+                    w: "l",
+                    key: "t1",
+                    want: OK,
+                },
+                Scores {
+                    w: "q",
+                    g: 0,
+                    equal: false,
+                    key: "r1",
+                    want: OK,
+                },
                 Batch { w: "l", got: None },
             ],
-            counters(3, 3, 3, 2, 1, 0, 0, 0, 0),
+            counters([3, 3, 3, 2, 1, 0, 0, 0, 0]),
             2,
             RunState::Running,
         ),
@@ -365,20 +745,75 @@ fn scripted_sequences_end_with_exact_counters() {
             "dynamic sampling drops all-equal groups and draws more",
             &dynamic,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
-                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
-                Scoring { w: "r", max: 2, got: 2 },
-                Scores { w: "r", g: 0, equal: true, key: "r0", want: Ok(Outcome::DroppedEqual) },
-                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "s0",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "s1",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 2,
+                    got: 2,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: true,
+                    key: "r0",
+                    want: Ok(Outcome::DroppedEqual),
+                },
+                Scores {
+                    w: "r",
+                    g: 1,
+                    equal: false,
+                    key: "r1",
+                    want: OK,
+                },
                 Batch { w: "l", got: None },
-                Prompts { w: "a", max: 2, got: 1 },
-                Samples { w: "a", g: 0, v: 0, key: "s2", want: OK },
-                Scoring { w: "r", max: 2, got: 1 },
-                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
-                Batch { w: "l", got: Some(2) },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 1,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "s2",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 2,
+                    got: 1,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: false,
+                    key: "r2",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(2),
+                },
             ],
-            counters(3, 3, 3, 0, 0, 1, 0, 0, 0),
+            counters([3, 3, 3, 0, 0, 1, 0, 0, 0]),
             0,
             RunState::Running,
         ),
@@ -386,15 +821,50 @@ fn scripted_sequences_end_with_exact_counters() {
             "without dynamic sampling all-equal groups train",
             &BASE,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
-                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
-                Scoring { w: "r", max: 2, got: 2 },
-                Scores { w: "r", g: 0, equal: true, key: "r0", want: OK },
-                Scores { w: "r", g: 1, equal: true, key: "r1", want: OK },
-                Batch { w: "l", got: Some(2) },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "s0",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "s1",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 2,
+                    got: 2,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: true,
+                    key: "r0",
+                    want: OK,
+                },
+                Scores {
+                    w: "r",
+                    g: 1,
+                    equal: true,
+                    key: "r1",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(2),
+                },
             ],
-            counters(2, 2, 2, 0, 0, 0, 0, 0, 0),
+            counters([2, 2, 2, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
         ),
@@ -404,34 +874,75 @@ fn scripted_sequences_end_with_exact_counters() {
             [
                 &step1[..6],
                 &[
-                    Batch { w: "l", got: Some(2) },
+                    Batch {
+                        w: "l",
+                        got: Some(2),
+                    },
                     Batch { w: "m", got: None },
                     Wait(TTL),
-                    Batch { w: "m", got: Some(2) },
-                    Step { w: "l", key: "tl", want: Ok(Outcome::LeaseLost) },
-                    Step { w: "m", key: "tm", want: OK },
-                    Step { w: "m", key: "tm", want: OK },
-                    Step { w: "m", key: "tm2", want: DONE },
+                    Batch {
+                        w: "m",
+                        got: Some(2),
+                    },
+                    Step {
+                        w: "l",
+                        key: "tl",
+                        want: Ok(Outcome::LeaseLost),
+                    },
+                    Step {
+                        w: "m",
+                        key: "tm",
+                        want: OK,
+                    },
+                    Step {
+                        w: "m",
+                        key: "tm",
+                        want: OK,
+                    },
+                    Step {
+                        w: "m",
+                        key: "tm2",
+                        want: DONE,
+                    },
                 ],
             ]
             .concat(),
-            counters(2, 2, 2, 2, 0, 0, 2, 1, 2),
+            counters([2, 2, 2, 2, 0, 0, 2, 1, 2]),
             1,
             RunState::Running,
         ),
         (
             "an expired batch not yet handed out is still accepted",
             &BASE,
-            [&step1[..7], &[Wait(TTL * 5), Step { w: "l", key: "t", want: OK }]].concat(),
-            counters(2, 2, 2, 2, 0, 0, 0, 0, 0),
+            [
+                &step1[..7],
+                &[
+                    Wait(TTL * 5),
+                    Step {
+                        w: "l",
+                        key: "t",
+                        want: OK,
+                    },
+                ],
+            ]
+            .concat(),
+            counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
             1,
             RunState::Running,
         ),
         (
             "the last step completes the run; its retry still answers",
             &one_step_run,
-            [&step1[..], &[Step { w: "l", key: "at", want: OK }]].concat(),
-            counters(2, 2, 2, 2, 0, 0, 0, 1, 0),
+            [
+                &step1[..],
+                &[Step {
+                    w: "l",
+                    key: "at",
+                    want: OK,
+                }],
+            ]
+            .concat(),
+            counters([2, 2, 2, 2, 0, 0, 0, 1, 0]),
             1,
             RunState::Completed,
         ),
@@ -439,23 +950,89 @@ fn scripted_sequences_end_with_exact_counters() {
             "an exhausted dataset ends with a smaller batch",
             &small,
             vec![
-                Prompts { w: "a", max: 2, got: 2 },
-                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
-                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
-                Scoring { w: "r", max: 2, got: 2 },
-                Scores { w: "r", g: 0, equal: false, key: "r0", want: OK },
-                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
-                Batch { w: "l", got: Some(2) },
-                Step { w: "l", key: "t0", want: OK },
-                Prompts { w: "a", max: 2, got: 1 },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 0,
+                    key: "s0",
+                    want: OK,
+                },
+                Samples {
+                    w: "a",
+                    g: 1,
+                    v: 0,
+                    key: "s1",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 2,
+                    got: 2,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: false,
+                    key: "r0",
+                    want: OK,
+                },
+                Scores {
+                    w: "r",
+                    g: 1,
+                    equal: false,
+                    key: "r1",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(2),
+                },
+                Step {
+                    w: "l",
+                    key: "t0",
+                    want: OK,
+                },
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 1,
+                },
                 Batch { w: "l", got: None },
-                Samples { w: "a", g: 0, v: 1, key: "s2", want: OK },
-                Scoring { w: "r", max: 2, got: 1 },
-                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
-                Batch { w: "l", got: Some(1) },
-                Step { w: "l", key: "t1", want: OK },
+                Samples {
+                    w: "a",
+                    g: 0,
+                    v: 1,
+                    key: "s2",
+                    want: OK,
+                },
+                Scoring {
+                    w: "r",
+                    max: 2,
+                    got: 1,
+                },
+                Scores {
+                    w: "r",
+                    g: 0,
+                    equal: false,
+                    key: "r2",
+                    want: OK,
+                },
+                Batch {
+                    w: "l",
+                    got: Some(1),
+                },
+                Step {
+                    w: "l",
+                    key: "t1",
+                    want: OK,
+                },
             ],
-            counters(3, 3, 3, 3, 0, 0, 0, 0, 0),
+            counters([3, 3, 3, 3, 0, 0, 0, 0, 0]),
             2,
             RunState::Completed,
         ),
@@ -537,13 +1114,26 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
         let w = rng.below(2) as usize;
         match rng.below(3) {
             0 => match &mut actors[w] {
-                None => actors[w] = Some(h.sched.lease_prompts(&mut h.store, "a", 1 + rng.below(3) as usize, now).unwrap()),
+                None => {
+                    actors[w] = Some(
+                        h.sched
+                            .lease_prompts(&mut h.store, "a", 1 + rng.below(3) as usize, now)
+                            .unwrap(),
+                    )
+                }
                 Some(lease) if lease.groups.is_empty() || rng.chance(5) => actors[w] = None,
                 Some(lease) => {
                     let (group_id, _) = lease.groups[0].clone();
-                    let sub = SamplesSubmission { group_id, policy_version: lease.policy_version, samples: samples(settings.group_size) };
+                    let sub = SamplesSubmission {
+                        group_id,
+                        policy_version: lease.policy_version,
+                        samples: samples(settings.group_size),
+                    };
                     let key = format!("s-{}-{group_id}", lease.lease_id);
-                    let outcome = h.sched.submit_samples(&mut h.store, &key, &sub, now).unwrap();
+                    let outcome = h
+                        .sched
+                        .submit_samples(&mut h.store, &key, &sub, now)
+                        .unwrap();
                     if !rng.chance(20) {
                         lease.groups.remove(0);
                     }
@@ -557,14 +1147,34 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                 }
             },
             1 => match &mut scorers[w] {
-                None => scorers[w] = Some(h.sched.lease_scoring(&mut h.store, "r", 1 + rng.below(3) as usize, now).unwrap()),
+                None => {
+                    scorers[w] = Some(
+                        h.sched
+                            .lease_scoring(&mut h.store, "r", 1 + rng.below(3) as usize, now)
+                            .unwrap(),
+                    )
+                }
                 Some(lease) if lease.jobs.is_empty() || rng.chance(5) => scorers[w] = None,
                 Some(lease) => {
                     let group_id = lease.jobs[0].group_id;
                     let equal = rng.chance(30);
-                    let rewards = (0..settings.group_size).map(|k| if equal { 1.0 } else { k as f64 }).collect();
+                    let rewards = (0..settings.group_size)
+                        .map(|k| if equal { 1.0 } else { k as f64 })
+                        .collect();
                     let key = format!("r-{}-{group_id}-{equal}", lease.lease_id);
-                    let outcome = h.sched.submit_scores(&mut h.store, &key, &ScoresSubmission { group_id, rewards, components: vec![] }, now).unwrap();
+                    let outcome = h
+                        .sched
+                        .submit_scores(
+                            &mut h.store,
+                            &key,
+                            &ScoresSubmission {
+                                group_id,
+                                rewards,
+                                components: vec![],
+                            },
+                            now,
+                        )
+                        .unwrap();
                     if !rng.chance(20) {
                         lease.jobs.remove(0);
                     }
@@ -581,7 +1191,11 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                 None => learners[w] = h.sched.lease_batch(&mut h.store, "l", now).unwrap(),
                 Some(_) if rng.chance(5) => learners[w] = None,
                 Some(batch) => {
-                    let sub = StepSubmission { lease_id: batch.lease_id, step: batch.step, metrics: serde_json::json!({}) };
+                    let sub = StepSubmission {
+                        lease_id: batch.lease_id,
+                        step: batch.step,
+                        metrics: serde_json::json!({}),
+                    };
                     let key = format!("t-{}", batch.lease_id);
                     let outcome = h.sched.submit_step(&mut h.store, &key, &sub, now).unwrap();
                     if record(key, outcome, &mut seen) && outcome == Outcome::Accepted {
@@ -601,9 +1215,26 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
 #[test]
 fn random_interleavings_keep_exact_books() {
     let variants = [
-        Settings { total_steps: 4, rows: 200, ..BASE },
-        Settings { total_steps: 4, rows: 200, max_policy_lag: 1, dynamic_sampling: true, ..BASE },
-        Settings { total_steps: 50, rows: 12, epochs: 2, group_size: 3, prompts_per_step: 3, ..BASE },
+        Settings {
+            total_steps: 4,
+            rows: 200,
+            ..BASE
+        },
+        Settings {
+            total_steps: 4,
+            rows: 200,
+            max_policy_lag: 1,
+            dynamic_sampling: true,
+            ..BASE
+        },
+        Settings {
+            total_steps: 50,
+            rows: 12,
+            epochs: 2,
+            group_size: 3,
+            prompts_per_step: 3,
+            ..BASE
+        },
     ];
     for (v, settings) in variants.iter().enumerate() {
         for seed in 0..8 {
@@ -619,18 +1250,32 @@ fn random_interleavings_keep_exact_books() {
                 late: c.late_submissions,
                 replays: c.replays,
             };
-            assert_eq!(seen, server, "variant {v} seed {seed}: the workers' tally equals the counters");
+            assert_eq!(
+                seen, server,
+                "variant {v} seed {seed}: the workers' tally equals the counters"
+            );
             assert!(c.dropped_stale >= seen.dropped_stale_on_arrival);
             let progress = h.store.progress(h.run).unwrap();
             if !settings.dynamic_sampling {
                 assert_eq!(c.dropped_equal, 0);
             }
             if progress.step == settings.total_steps {
-                assert_eq!(c.groups_trained, settings.total_steps * settings.prompts_per_step as u64, "variant {v} seed {seed}");
+                assert_eq!(
+                    c.groups_trained,
+                    settings.total_steps * settings.prompts_per_step as u64,
+                    "variant {v} seed {seed}"
+                );
             } else {
-                assert!(h.dataset.is_exhausted(progress.cursor), "variant {v} seed {seed}: ended early only when exhausted");
+                assert!(
+                    h.dataset.is_exhausted(progress.cursor),
+                    "variant {v} seed {seed}: ended early only when exhausted"
+                );
             }
-            assert_eq!(stages.in_flight(), 0, "variant {v} seed {seed}: nothing left in flight");
+            assert_eq!(
+                stages.in_flight(),
+                0,
+                "variant {v} seed {seed}: nothing left in flight"
+            );
         }
     }
 }
@@ -639,13 +1284,26 @@ fn random_interleavings_keep_exact_books() {
 fn a_restarted_coordinator_carries_on_where_it_stood() {
     // The same seeded workers against a coordinator that is closed and reopened every few
     // calls end in exactly the same state as against one that never stops.
-    let settings = Settings { total_steps: 5, rows: 100, max_policy_lag: 1, dynamic_sampling: true, ..BASE };
+    let settings = Settings {
+        total_steps: 5,
+        rows: 100,
+        max_policy_lag: 1,
+        dynamic_sampling: true,
+        ..BASE
+    };
     for seed in [3, 4] {
         let (steady, seen_steady) = simulate(seed, &settings, None);
         let (restarted, seen_restarted) = simulate(seed, &settings, Some(3));
         assert_eq!(seen_steady, seen_restarted, "seed {seed}");
-        assert_eq!(steady.store.progress(steady.run).unwrap(), restarted.store.progress(restarted.run).unwrap(), "seed {seed}");
-        assert_eq!(steady.store.stage_counts(steady.run).unwrap(), restarted.store.stage_counts(restarted.run).unwrap());
+        assert_eq!(
+            steady.store.progress(steady.run).unwrap(),
+            restarted.store.progress(restarted.run).unwrap(),
+            "seed {seed}"
+        );
+        assert_eq!(
+            steady.store.stage_counts(steady.run).unwrap(),
+            restarted.store.stage_counts(restarted.run).unwrap()
+        );
         assert_eq!(steady.store.step_metrics(steady.run).unwrap().len(), 5);
     }
 }
@@ -657,24 +1315,70 @@ fn refusals_name_what_to_fix() {
     let gid = lease.groups[0].0;
     let mut bad_tokens = samples(2);
     bad_tokens[1].logprobs.pop();
-    let sub = |group_id, samples| SamplesSubmission { group_id, policy_version: 0, samples };
+    let sub = |group_id, samples| SamplesSubmission {
+        group_id,
+        policy_version: 0,
+        samples,
+    };
     let cases: Vec<(&str, Result<Outcome, LeaseError>, &str)> = vec![
-        ("unknown group", h.sched.submit_samples(&mut h.store, "k1", &sub(999, samples(2)), 0), "group 999 is not part of run"),
-        ("too few samples", h.sched.submit_samples(&mut h.store, "k2", &sub(gid, samples(1)), 0), "has 1 samples; send exactly G = 2"),
-        ("log-probs per token", h.sched.submit_samples(&mut h.store, "k3", &sub(gid, bad_tokens), 0), "sample 1 has 2 tokens but 1 log-probs"),
+        (
+            "unknown group",
+            h.sched
+                .submit_samples(&mut h.store, "k1", &sub(999, samples(2)), 0),
+            "group 999 is not part of run",
+        ),
+        (
+            "too few samples",
+            h.sched
+                .submit_samples(&mut h.store, "k2", &sub(gid, samples(1)), 0),
+            "has 1 samples; send exactly G = 2",
+        ),
+        (
+            "log-probs per token",
+            h.sched
+                .submit_samples(&mut h.store, "k3", &sub(gid, bad_tokens), 0),
+            "sample 1 has 2 tokens but 1 log-probs",
+        ),
         (
             "scores for an unscored stage are late, bad ones refused",
-            h.sched.submit_scores(&mut h.store, "k4", &ScoresSubmission { group_id: gid, rewards: vec![f64::NAN, 1.0], components: vec![] }, 0),
+            h.sched.submit_scores(
+                &mut h.store,
+                "k4",
+                &ScoresSubmission {
+                    group_id: gid,
+                    rewards: vec![f64::NAN, 1.0],
+                    components: vec![],
+                },
+                0,
+            ),
             "has reward NaN",
         ),
         (
             "one reward per sample",
-            h.sched.submit_scores(&mut h.store, "k5", &ScoresSubmission { group_id: gid, rewards: vec![1.0], components: vec![] }, 0),
+            h.sched.submit_scores(
+                &mut h.store,
+                "k5",
+                &ScoresSubmission {
+                    group_id: gid,
+                    rewards: vec![1.0],
+                    components: vec![],
+                },
+                0,
+            ),
             "has 1 rewards",
         ),
         (
             "unknown learner lease",
-            h.sched.submit_step(&mut h.store, "k6", &StepSubmission { lease_id: lease.lease_id, step: 0, metrics: serde_json::json!({}) }, 0),
+            h.sched.submit_step(
+                &mut h.store,
+                "k6",
+                &StepSubmission {
+                    lease_id: lease.lease_id,
+                    step: 0,
+                    metrics: serde_json::json!({}),
+                },
+                0,
+            ),
             "is not a learner lease",
         ),
     ];
@@ -683,11 +1387,25 @@ fn refusals_name_what_to_fix() {
         assert!(err.contains(want), "{name}: {err}");
         assert!(!err.ends_with('.'), "{name}: {err}");
     }
-    assert_eq!(h.counters(), counters(2, 0, 0, 0, 0, 0, 0, 0, 0), "refusals count nothing");
-    h.store.set_state(h.run, RunState::Cancelled, "stopped by user", 1).unwrap();
-    let err = h.sched.lease_prompts(&mut h.store, "a", 2, 1).unwrap_err().to_string();
+    assert_eq!(
+        h.counters(),
+        counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
+        "refusals count nothing"
+    );
+    h.store
+        .set_state(h.run, RunState::Cancelled, "stopped by user", 1)
+        .unwrap();
+    let err = h
+        .sched
+        .lease_prompts(&mut h.store, "a", 2, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is cancelled"), "{err}");
-    let err = h.sched.submit_samples(&mut h.store, "k7", &sub(gid, samples(2)), 1).unwrap_err().to_string();
+    let err = h
+        .sched
+        .submit_samples(&mut h.store, "k7", &sub(gid, samples(2)), 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is cancelled"), "{err}");
 }
 
@@ -702,7 +1420,9 @@ fn sft_runs_are_not_scheduled_yet() {
     let mut store = Store::open_in_memory().unwrap();
     let id = store.create_run(&spec, "", 0).unwrap();
     let run = store.run(id).unwrap();
-    let ds = Arc::new(Dataset::from_records(vec![serde_json::json!({"prompt": "x"})], &spec.dataset).unwrap());
+    let ds = Arc::new(
+        Dataset::from_records(vec![serde_json::json!({"prompt": "x"})], &spec.dataset).unwrap(),
+    );
     let err = Scheduler::new(&run, ds, ttl()).unwrap_err().to_string();
     assert!(err.contains("uses SFT"), "{err}");
 }

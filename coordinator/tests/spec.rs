@@ -30,7 +30,11 @@ fn set(text: &str, key: &str, value: &str) -> String {
     let parts: Vec<&str> = key.split('.').collect();
     let mut table = &mut doc;
     for p in &parts[..parts.len() - 1] {
-        table = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(Default::default())).as_table_mut().unwrap();
+        table = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .unwrap();
     }
     let last = parts[parts.len() - 1].to_string();
     if value.is_empty() {
@@ -48,8 +52,14 @@ fn check(name: &str, text: &str, expected: Result<(), &str>) {
         (Ok(_), Ok(())) => {}
         (Err(e), Err(want)) => {
             let msg = e.to_string();
-            assert!(msg.contains(want), "{name}: error `{msg}` does not mention `{want}`");
-            assert!(!msg.ends_with('.'), "{name}: message ends with a period: {msg}");
+            assert!(
+                msg.contains(want),
+                "{name}: error `{msg}` does not mention `{want}`"
+            );
+            assert!(
+                !msg.ends_with('.'),
+                "{name}: message ends with a period: {msg}"
+            );
         }
         (got, want) => panic!("{name}: expected {want:?}, got {got:?}"),
     }
@@ -59,57 +69,197 @@ fn check(name: &str, text: &str, expected: Result<(), &str>) {
 fn specs_accepted_and_refused() {
     let cases: &[(&str, String, Result<(), &str>)] = &[
         ("base", BASE.into(), Ok(())),
-        ("unknown top-level key", format!("{BASE}\nnmae = \"x\""), Err("nmae")),
-        ("unknown nested key", edit("dataset.fields.promt", "\"x\""), Err("promt")),
-        ("unknown algorithm", edit("algorithm.kind", "\"ppo\""), Err("ppo")),
-        ("unknown grpo key", edit("algorithm.groupsize", "4"), Err("groupsize")),
+        (
+            "unknown top-level key",
+            format!("{BASE}\nnmae = \"x\""),
+            Err("nmae"),
+        ),
+        (
+            "unknown nested key",
+            edit("dataset.fields.promt", "\"x\""),
+            Err("promt"),
+        ),
+        (
+            "unknown algorithm",
+            edit("algorithm.kind", "\"ppo\""),
+            Err("ppo"),
+        ),
+        (
+            "unknown grpo key",
+            edit("algorithm.groupsize", "4"),
+            Err("groupsize"),
+        ),
         ("missing schedule", edit("schedule", ""), Err("schedule")),
         ("missing name", edit("name", ""), Err("name")),
         ("blank name", edit("name", "\" \""), Err("`name`")),
-        ("group size 1", edit("algorithm.group_size", "1"), Err("algorithm.group_size")),
+        (
+            "group size 1",
+            edit("algorithm.group_size", "1"),
+            Err("algorithm.group_size"),
+        ),
         ("group size 2", edit("algorithm.group_size", "2"), Ok(())),
-        ("group size 1024", edit("algorithm.group_size", "1024"), Ok(())),
-        ("group size 1025", edit("algorithm.group_size", "1025"), Err("algorithm.group_size")),
-        ("negative group size", edit("algorithm.group_size", "-4"), Err("`-4`, expected u32 for key \"default.algorithm\"")),
-        ("no prompts per step", edit("algorithm.prompts_per_step", "0"), Err("algorithm.prompts_per_step")),
-        ("no rewards for grpo", edit("rewards", "[]"), Err("`rewards`")),
+        (
+            "group size 1024",
+            edit("algorithm.group_size", "1024"),
+            Ok(()),
+        ),
+        (
+            "group size 1025",
+            edit("algorithm.group_size", "1025"),
+            Err("algorithm.group_size"),
+        ),
+        (
+            "negative group size",
+            edit("algorithm.group_size", "-4"),
+            Err("`-4`, expected u32 for key \"default.algorithm\""),
+        ),
+        (
+            "no prompts per step",
+            edit("algorithm.prompts_per_step", "0"),
+            Err("algorithm.prompts_per_step"),
+        ),
+        (
+            "no rewards for grpo",
+            edit("rewards", "[]"),
+            Err("`rewards`"),
+        ),
         (
             "duplicate reward name",
-            format!("{BASE}\n[[rewards]]\nname = \"accuracy\"\nverifier = \"format\"\nweight = 1.0"),
+            format!(
+                "{BASE}\n[[rewards]]\nname = \"accuracy\"\nverifier = \"format\"\nweight = 1.0"
+            ),
             Err("rewards[1].name"),
         ),
-        ("nan weight", edit("rewards", "[{name = \"a\", verifier = \"format\", weight = nan}]"), Err("rewards[0].weight")),
-        ("reward without weight", edit("rewards", "[{name = \"a\", verifier = \"format\"}]"), Err("weight")),
-        ("reward with options", edit("rewards", "[{name = \"a\", verifier = \"format\", weight = 1.0, options = {x = 1}}]"), Ok(())),
-        ("math needs an answer column", edit("dataset.fields", "{ prompt = \"q\" }"), Err("dataset.fields.answer")),
-        ("code needs a tests column", edit("rewards", "[{name = \"c\", verifier = \"code\", weight = 1.0}]"), Err("dataset.fields.tests")),
-        ("empty column name", edit("dataset.fields.answer", "\"\""), Err("dataset.fields.answer")),
-        ("eval fraction 0.999", edit("dataset.eval_fraction", "0.999"), Ok(())),
-        ("eval fraction 1", edit("dataset.eval_fraction", "1.0"), Err("dataset.eval_fraction")),
-        ("negative eval fraction", edit("dataset.eval_fraction", "-0.1"), Err("dataset.eval_fraction")),
-        ("eval file", edit("dataset.eval_path", "\"e.parquet\""), Ok(())),
         (
-            "eval file and fraction",
-            edit("dataset.eval_path", "\"e.jsonl\"").replace("[dataset]", "[dataset]\neval_fraction = 0.1"),
-            Err("dataset.eval_fraction"),
+            "nan weight",
+            edit(
+                "rewards",
+                "[{name = \"a\", verifier = \"format\", weight = nan}]",
+            ),
+            Err("rewards[0].weight"),
         ),
-        ("no epochs", edit("dataset.epochs", "0"), Err("dataset.epochs")),
-        ("no extension, no format", edit("dataset.path", "\"data/train\""), Err("dataset.format")),
-        ("no extension, format given", edit("dataset.format", "\"parquet\"").replace("d.jsonl", "data/train"), Ok(())),
-        ("unknown format", edit("dataset.format", "\"csv\""), Err("csv")),
-        ("no actors", edit("fleet.actors", "0"), Err("fleet.actors")),
-        ("4096 reward workers", edit("fleet.reward_workers", "4096"), Ok(())),
-        ("4097 learner ranks", edit("fleet.learner_ranks", "4097"), Err("fleet.learner_ranks")),
-        ("no steps", edit("schedule.total_steps", "0"), Err("schedule.total_steps")),
-        ("sft", edit("algorithm", "{kind = \"sft\", batch_size = 8}"), Ok(())),
-        ("sft without rewards", set(&edit("algorithm", "{kind = \"sft\"}"), "rewards", ""), Ok(())),
         (
-            "sft without answer",
-            set(&set(&edit("algorithm", "{kind = \"sft\"}"), "rewards", ""), "dataset.fields", "{prompt = \"q\"}"),
+            "reward without weight",
+            edit("rewards", "[{name = \"a\", verifier = \"format\"}]"),
+            Err("weight"),
+        ),
+        (
+            "reward with options",
+            edit(
+                "rewards",
+                "[{name = \"a\", verifier = \"format\", weight = 1.0, options = {x = 1}}]",
+            ),
+            Ok(()),
+        ),
+        (
+            "math needs an answer column",
+            edit("dataset.fields", "{ prompt = \"q\" }"),
             Err("dataset.fields.answer"),
         ),
-        ("sft batch 0", edit("algorithm", "{kind = \"sft\", batch_size = 0}"), Err("algorithm.batch_size")),
-        ("grpo key under sft", edit("algorithm", "{kind = \"sft\", group_size = 4}"), Err("group_size")),
+        (
+            "code needs a tests column",
+            edit(
+                "rewards",
+                "[{name = \"c\", verifier = \"code\", weight = 1.0}]",
+            ),
+            Err("dataset.fields.tests"),
+        ),
+        (
+            "empty column name",
+            edit("dataset.fields.answer", "\"\""),
+            Err("dataset.fields.answer"),
+        ),
+        (
+            "eval fraction 0.999",
+            edit("dataset.eval_fraction", "0.999"),
+            Ok(()),
+        ),
+        (
+            "eval fraction 1",
+            edit("dataset.eval_fraction", "1.0"),
+            Err("dataset.eval_fraction"),
+        ),
+        (
+            "negative eval fraction",
+            edit("dataset.eval_fraction", "-0.1"),
+            Err("dataset.eval_fraction"),
+        ),
+        (
+            "eval file",
+            edit("dataset.eval_path", "\"e.parquet\""),
+            Ok(()),
+        ),
+        (
+            "eval file and fraction",
+            edit("dataset.eval_path", "\"e.jsonl\"")
+                .replace("[dataset]", "[dataset]\neval_fraction = 0.1"),
+            Err("dataset.eval_fraction"),
+        ),
+        (
+            "no epochs",
+            edit("dataset.epochs", "0"),
+            Err("dataset.epochs"),
+        ),
+        (
+            "no extension, no format",
+            edit("dataset.path", "\"data/train\""),
+            Err("dataset.format"),
+        ),
+        (
+            "no extension, format given",
+            edit("dataset.format", "\"parquet\"").replace("d.jsonl", "data/train"),
+            Ok(()),
+        ),
+        (
+            "unknown format",
+            edit("dataset.format", "\"csv\""),
+            Err("csv"),
+        ),
+        ("no actors", edit("fleet.actors", "0"), Err("fleet.actors")),
+        (
+            "4096 reward workers",
+            edit("fleet.reward_workers", "4096"),
+            Ok(()),
+        ),
+        (
+            "4097 learner ranks",
+            edit("fleet.learner_ranks", "4097"),
+            Err("fleet.learner_ranks"),
+        ),
+        (
+            "no steps",
+            edit("schedule.total_steps", "0"),
+            Err("schedule.total_steps"),
+        ),
+        (
+            "sft",
+            edit("algorithm", "{kind = \"sft\", batch_size = 8}"),
+            Ok(()),
+        ),
+        (
+            "sft without rewards",
+            set(&edit("algorithm", "{kind = \"sft\"}"), "rewards", ""),
+            Ok(()),
+        ),
+        (
+            "sft without answer",
+            set(
+                &set(&edit("algorithm", "{kind = \"sft\"}"), "rewards", ""),
+                "dataset.fields",
+                "{prompt = \"q\"}",
+            ),
+            Err("dataset.fields.answer"),
+        ),
+        (
+            "sft batch 0",
+            edit("algorithm", "{kind = \"sft\", batch_size = 0}"),
+            Err("algorithm.batch_size"),
+        ),
+        (
+            "grpo key under sft",
+            edit("algorithm", "{kind = \"sft\", group_size = 4}"),
+            Err("group_size"),
+        ),
     ];
     for (name, text, expected) in cases {
         check(name, text, *expected);
@@ -119,13 +269,41 @@ fn specs_accepted_and_refused() {
 #[test]
 fn defaults_fill_what_the_file_leaves_out() {
     let spec = RunSpec::from_toml(BASE).unwrap();
-    let Algorithm::Grpo(g) = &spec.algorithm else { panic!("not grpo") };
-    let got = (g.group_size, g.prompts_per_step, g.max_policy_lag, g.dynamic_sampling);
+    let Algorithm::Grpo(g) = &spec.algorithm else {
+        panic!("not grpo")
+    };
+    let got = (
+        g.group_size,
+        g.prompts_per_step,
+        g.max_policy_lag,
+        g.dynamic_sampling,
+    );
     assert_eq!(got, (16, 32, 0, false));
-    assert_eq!((spec.fleet.actors, spec.fleet.reward_workers, spec.fleet.learner_ranks), (1, 1, 1));
-    assert_eq!((spec.dataset.epochs, spec.dataset.shuffle, spec.dataset.seed, spec.dataset.eval_fraction), (1, true, 0, 0.0));
-    assert_eq!((spec.schedule.checkpoint_every, spec.schedule.eval_every), (100, 0));
-    assert_eq!(spec.dataset.resolved_format(&spec.dataset.path).unwrap(), DatasetFormat::Jsonl);
+    assert_eq!(
+        (
+            spec.fleet.actors,
+            spec.fleet.reward_workers,
+            spec.fleet.learner_ranks
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        (
+            spec.dataset.epochs,
+            spec.dataset.shuffle,
+            spec.dataset.seed,
+            spec.dataset.eval_fraction
+        ),
+        (1, true, 0, 0.0)
+    );
+    assert_eq!(
+        (spec.schedule.checkpoint_every, spec.schedule.eval_every),
+        (100, 0)
+    );
+    assert_eq!(
+        spec.dataset.resolved_format(&spec.dataset.path).unwrap(),
+        DatasetFormat::Jsonl
+    );
     assert_eq!(spec.group_size(), 16);
 }
 
@@ -134,19 +312,26 @@ fn example_spec_loads_and_round_trips_through_json() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/run.toml");
     let spec = RunSpec::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(spec.dataset.fields.prompt, "question");
-    let Algorithm::Grpo(g) = &spec.algorithm else { panic!("not grpo") };
+    let Algorithm::Grpo(g) = &spec.algorithm else {
+        panic!("not grpo")
+    };
     assert_eq!(g.learner["lr"], serde_json::json!(3e-6));
     let json = serde_json::to_string(&spec).unwrap();
     assert_eq!(RunSpec::from_json(&json).unwrap(), spec);
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
 fn environment_overrides_the_file() {
     // (variables, Ok(group_size) or Err(text in the error))
-    let cases: &[(&[(&str, &str)], Result<u32, &str>)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], Result<u32, &'a str>);
+    let cases: &[Case] = &[
         (&[], Ok(16)),
         (&[("R1_ALGORITHM__GROUP_SIZE", "8")], Ok(8)),
-        (&[("R1_LOG", "debug"), ("R1_COORDINATOR", "http://x")], Ok(16)),
+        (
+            &[("R1_LOG", "debug"), ("R1_COORDINATOR", "http://x")],
+            Ok(16),
+        ),
         (&[("R1_FLEET__ACTORS", "0")], Err("fleet.actors")),
         (&[("R1_DATASET__NOPE", "1")], Err("nope")),
     ];
@@ -166,5 +351,8 @@ fn environment_overrides_the_file() {
         });
     }
     let missing = RunSpec::load(std::path::Path::new("/nonexistent/run.toml")).unwrap_err();
-    assert!(missing.to_string().contains("/nonexistent/run.toml"), "{missing}");
+    assert!(
+        missing.to_string().contains("/nonexistent/run.toml"),
+        "{missing}"
+    );
 }

@@ -1,0 +1,190 @@
+//! The coordinator's core: submit, get, list and cancel runs, and keep one [`Scheduler`]
+//! per running run. The gRPC services are thin layers over [`Coordinator`].
+//!
+//! Submitting checks the spec and loads the whole dataset (every row is validated) before
+//! anything is recorded, so a bad run is refused, never started. A submitted GRPO run
+//! starts at once: it is `running` and its work is handed out to whoever leases it.
+//! [`Coordinator::open`] resumes every run that was running: its dataset is loaded again
+//! and must have the fingerprint recorded at submission, otherwise the run is failed with a
+//! message saying why (resuming on a changed file would silently change the prompts).
+//!
+//! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
+//!
+//! Limits: SFT runs are refused (`Unsupported`) until the scheduler runs them; runs are
+//! not queued for capacity (`pending` is only the instant between recording and start).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::dataset::{Dataset, DatasetError};
+use crate::lease::{LeaseError, LeaseTtl, Scheduler};
+use crate::spec::{Algorithm, RunSpec, SpecError};
+use crate::store::{Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError};
+
+/// A run with where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStatus {
+    pub run: Run,
+    pub progress: Progress,
+    pub stages: StageCounts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("{0} runs are not scheduled yet; submit a GRPO run")]
+    Unsupported(&'static str),
+    #[error("run {0} is not running; submit a new run or check `r1ctl status {0}`")]
+    NotRunning(RunId),
+}
+
+/// Runs and their schedulers over one store.
+pub struct Coordinator {
+    store: Mutex<Store>,
+    clock: Arc<dyn Clock>,
+    ttl: LeaseTtl,
+    schedulers: Mutex<HashMap<RunId, Arc<Scheduler>>>,
+}
+
+impl Coordinator {
+    /// Opens the database at `path` and resumes its running runs.
+    pub fn open(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        ttl: LeaseTtl,
+    ) -> Result<Coordinator, RunsError> {
+        Coordinator::with_store(Store::open(path)?, clock, ttl)
+    }
+
+    /// Takes an open store and resumes its running runs.
+    pub fn with_store(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        ttl: LeaseTtl,
+    ) -> Result<Coordinator, RunsError> {
+        let core = Coordinator {
+            store: Mutex::new(store),
+            clock,
+            ttl,
+            schedulers: Mutex::new(HashMap::new()),
+        };
+        let running: Vec<Run> = core
+            .store()
+            .runs()?
+            .into_iter()
+            .filter(|r| r.state == RunState::Running)
+            .collect();
+        for run in running {
+            let resumed = Dataset::load(&run.spec.dataset).map_err(|e| e.to_string()).and_then(|ds| {
+                if ds.fingerprint() == run.dataset_fingerprint {
+                    Ok(ds)
+                } else {
+                    Err(format!(
+                        "dataset {} changed since the run was submitted; restore it or submit a new run",
+                        run.spec.dataset.path.display()
+                    ))
+                }
+            });
+            match resumed {
+                Ok(ds) => {
+                    let sched = Scheduler::new(&run, Arc::new(ds), ttl)?;
+                    tracing::info!(run = run.id, "resumed");
+                    core.schedulers().insert(run.id, Arc::new(sched));
+                }
+                Err(why) => {
+                    tracing::warn!(run = run.id, %why, "cannot resume; failing the run");
+                    core.store()
+                        .set_state(run.id, RunState::Failed, &why, core.clock.now())?;
+                }
+            }
+        }
+        Ok(core)
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn schedulers(&self) -> MutexGuard<'_, HashMap<RunId, Arc<Scheduler>>> {
+        self.schedulers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks the spec and the whole dataset, records the run and starts it.
+    pub fn submit(&self, spec: RunSpec) -> Result<RunStatus, RunsError> {
+        spec.validate()?;
+        if let Algorithm::Sft(_) = spec.algorithm {
+            return Err(RunsError::Unsupported("SFT"));
+        }
+        let dataset = Arc::new(Dataset::load(&spec.dataset)?);
+        let now = self.clock.now();
+        let mut store = self.store();
+        let id = store.create_run(&spec, dataset.fingerprint(), now)?;
+        let run = store.set_state(id, RunState::Running, "", now)?;
+        self.schedulers()
+            .insert(id, Arc::new(Scheduler::new(&run, dataset, self.ttl)?));
+        tracing::info!(run = id, name = %run.spec.name, "submitted");
+        status(&store, id)
+    }
+
+    pub fn get(&self, id: RunId) -> Result<RunStatus, RunsError> {
+        status(&self.store(), id)
+    }
+
+    /// Every run, newest first.
+    pub fn list(&self) -> Result<Vec<RunStatus>, RunsError> {
+        let store = self.store();
+        store
+            .runs()?
+            .into_iter()
+            .map(|r| status(&store, r.id))
+            .collect()
+    }
+
+    /// Cancels a pending or running run; its leases are refused from then on.
+    pub fn cancel(&self, id: RunId, reason: &str) -> Result<RunStatus, RunsError> {
+        let mut store = self.store();
+        let reason = if reason.is_empty() {
+            "cancelled by request"
+        } else {
+            reason
+        };
+        store.set_state(id, RunState::Cancelled, reason, self.clock.now())?;
+        self.schedulers().remove(&id);
+        tracing::info!(run = id, reason, "cancelled");
+        status(&store, id)
+    }
+
+    /// The scheduler of a running run, for the worker-facing services.
+    pub fn scheduler(&self, id: RunId) -> Result<Arc<Scheduler>, RunsError> {
+        if let Some(s) = self.schedulers().get(&id) {
+            return Ok(s.clone());
+        }
+        self.store().run(id)?;
+        Err(RunsError::NotRunning(id))
+    }
+
+    /// Runs `f` with the store locked, e.g. to lease with a [`Scheduler`].
+    pub fn with_store_locked<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.store())
+    }
+
+    pub fn now(&self) -> crate::store::Millis {
+        self.clock.now()
+    }
+}
+
+fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
+    Ok(RunStatus {
+        run: store.run(id)?,
+        progress: store.progress(id)?,
+        stages: store.stage_counts(id)?,
+    })
+}

@@ -1,0 +1,195 @@
+//! The coordinator core: submissions refused before anything is recorded, cancel, and a
+//! restarted coordinator resuming its running runs (or failing one whose dataset changed).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use r1_coordinator::lease::{LeaseTtl, Sample, SamplesSubmission};
+use r1_coordinator::runs::{Coordinator, RunsError};
+use r1_coordinator::spec::RunSpec;
+use r1_coordinator::store::{Clock, Millis, RunState, Store, StoreError};
+
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn spec(data: &Path, extra: &str) -> RunSpec {
+    RunSpec::from_toml(&format!(
+        "name = 'r'\nbase_model = 'm'\n{extra}\n[dataset]\npath = '{}'\nfields = {{prompt = 'q', answer = 'a'}}\n[[rewards]]\nname = 'acc'\nverifier = 'math'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\ngroup_size = 2\nprompts_per_step = 2\n[schedule]\ntotal_steps = 2",
+        data.display()
+    ))
+    .unwrap()
+}
+
+fn write(path: &Path, rows: &[&str]) {
+    std::fs::write(path, rows.join("\n")).unwrap();
+}
+
+fn open(db: &Path) -> Coordinator {
+    Coordinator::open(
+        db,
+        Arc::new(TestClock(AtomicI64::new(1000))),
+        LeaseTtl::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn bad_submissions_are_refused_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    write(
+        &good,
+        &[r#"{"q": "1+1", "a": "2"}"#, r#"{"q": "2+2", "a": "4"}"#],
+    );
+    let bad = dir.path().join("bad.jsonl");
+    write(&bad, &[r#"{"q": "1+1", "a": "2"}"#, r#"{"q": "2+2"}"#]);
+    let core = open(&dir.path().join("r1.db"));
+    let mut sft = spec(&good, "");
+    sft.algorithm = RunSpec::from_toml(&format!(
+        "name='s'\nbase_model='m'\n[dataset]\npath='{}'\nfields={{prompt='q', answer='a'}}\n[algorithm]\nkind='sft'\n[schedule]\ntotal_steps=1",
+        good.display()
+    ))
+    .unwrap()
+    .algorithm;
+    let mut zero_steps = spec(&good, "");
+    zero_steps.schedule.total_steps = 0;
+    // (spec, expected error text)
+    let cases: Vec<(RunSpec, &str)> = vec![
+        (spec(&bad, ""), "row 2 field `answer` is missing"),
+        (
+            spec(&dir.path().join("missing.jsonl"), ""),
+            "cannot read dataset",
+        ),
+        (sft, "SFT runs are not scheduled yet"),
+        (zero_steps, "schedule.total_steps"),
+    ];
+    for (spec, want) in cases {
+        let err = core.submit(spec).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    assert!(core.list().unwrap().is_empty(), "nothing recorded");
+    let ok = core.submit(spec(&good, "")).unwrap();
+    assert_eq!(
+        (ok.run.state, ok.progress.step, ok.run.created_ms),
+        (RunState::Running, 0, 1000)
+    );
+    assert_eq!(core.list().unwrap().len(), 1);
+}
+
+#[test]
+fn cancel_stops_the_handing_out_of_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    write(
+        &data,
+        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
+    );
+    let core = open(&dir.path().join("r1.db"));
+    let id = core.submit(spec(&data, "")).unwrap().run.id;
+    let sched = core.scheduler(id).unwrap();
+    core.with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000))
+        .unwrap();
+    let cancelled = core.cancel(id, "").unwrap();
+    assert_eq!(
+        (cancelled.run.state, cancelled.run.message.as_str()),
+        (RunState::Cancelled, "cancelled by request")
+    );
+    assert!(matches!(core.scheduler(id), Err(RunsError::NotRunning(_))));
+    let err = core
+        .with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000))
+        .unwrap_err();
+    assert!(err.to_string().contains("is cancelled"), "{err}");
+    assert!(matches!(
+        core.cancel(id, "again"),
+        Err(RunsError::Store(StoreError::BadTransition { .. }))
+    ));
+    assert!(matches!(
+        core.cancel(42, ""),
+        Err(RunsError::Store(StoreError::RunNotFound(42)))
+    ));
+    assert!(matches!(
+        core.scheduler(42),
+        Err(RunsError::Store(StoreError::RunNotFound(42)))
+    ));
+}
+
+#[test]
+fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r1.db");
+    let (kept, changed) = (
+        dir.path().join("kept.jsonl"),
+        dir.path().join("changed.jsonl"),
+    );
+    for p in [&kept, &changed] {
+        write(
+            p,
+            &[
+                r#"{"q": "x", "a": "1"}"#,
+                r#"{"q": "y", "a": "2"}"#,
+                r#"{"q": "z", "a": "3"}"#,
+            ],
+        );
+    }
+    let (a, b, group) = {
+        let core = open(&db);
+        let a = core.submit(spec(&kept, "")).unwrap().run.id;
+        let b = core.submit(spec(&changed, "")).unwrap().run.id;
+        let sched = core.scheduler(a).unwrap();
+        let lease = core
+            .with_store_locked(|s| sched.lease_prompts(s, "a", 2, 1000))
+            .unwrap();
+        (a, b, lease.groups[0].0)
+    };
+    write(&changed, &[r#"{"q": "x", "a": "1"}"#]);
+    let core = open(&db);
+    let failed = core.get(b).unwrap();
+    assert_eq!(failed.run.state, RunState::Failed);
+    assert!(
+        failed
+            .run
+            .message
+            .contains("changed since the run was submitted"),
+        "{}",
+        failed.run.message
+    );
+    // The resumed run takes the samples for the group leased before the restart.
+    let sched = core.scheduler(a).unwrap();
+    let samples = (0..2)
+        .map(|_| Sample {
+            text: "4".into(),
+            token_ids: vec![1],
+            logprobs: vec![-0.1],
+            truncated: false,
+        })
+        .collect();
+    let sub = SamplesSubmission {
+        group_id: group,
+        policy_version: 0,
+        samples,
+    };
+    let outcome = core
+        .with_store_locked(|s| sched.submit_samples(s, "k", &sub, 1001))
+        .unwrap();
+    assert_eq!(outcome, r1_coordinator::lease::Outcome::Accepted);
+    let status = core.get(a).unwrap();
+    assert_eq!(
+        (
+            status.progress.counters.prompts_drawn,
+            status.progress.counters.groups_generated
+        ),
+        (2, 1)
+    );
+    assert_eq!((status.stages.generate, status.stages.score), (1, 1));
+    drop(core);
+    assert_eq!(
+        Store::open(&db).unwrap().run(a).unwrap().state,
+        RunState::Running
+    );
+}
