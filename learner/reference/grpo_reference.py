@@ -125,7 +125,7 @@ def grpo_golden():
             "token_sum_norm": None, "std_normalize": True, "adv_eps": 1e-6, "tis_cap": None}
     add("dr-grpo with T as normaliser", {**base, "aggregation": "seq-mean-token-sum-norm", "std_normalize": False})
     add("on-policy single update", base, on_policy=True)
-    add("r1 clip eps=10", {**base, "clip_eps_low": 0.9, "clip_eps_high": 10.0})
+    add("r1 clip eps=10", {**base, "clip_eps_low": 10.0, "clip_eps_high": 10.0})
     add("tight clip binds often", {**base, "clip_eps_low": 0.05, "clip_eps_high": 0.05, "tis_cap": 1.2})
     return {"inputs": inputs, "cases": cases}
 

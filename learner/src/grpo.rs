@@ -21,7 +21,8 @@
 //!   Default ε = 0.2, the PPO/DeepSeekMath value. The R1 paper used ε = 10 for R1 (large,
 //!   on-policy batches, so clipping hardly ever binds); we default to the tighter bound
 //!   because r1 also trains on stale samples (`max_policy_lag` > 0), where the clip is
-//!   what keeps an update trust-region-like. Set 10 to reproduce R1.
+//!   what keeps an update trust-region-like. [`GrpoConfig::r1`] sets 10 to reproduce R1;
+//!   ε_low ≥ 1 means no lower clip (ρ is always positive).
 //! - **KL penalty**: β·KL_k3 against a frozen reference policy's log-probs, R1's
 //!   β = 0.001 by default. β = 0 skips the term and `ref_logp` may be absent.
 //! - **Advantage std-normalisation**: on by default (paper); off is Dr. GRPO, which
@@ -70,7 +71,7 @@ pub enum Aggregation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
-    /// Lower clip bound: ρ is clipped below at 1 − ε_low.
+    /// Lower clip bound: ρ is clipped below at 1 − ε_low (ε_low ≥ 1: no lower clip).
     pub clip_eps_low: f64,
     /// Upper clip bound: ρ is clipped above at 1 + ε_high (DAPO uses 0.28).
     pub clip_eps_high: f64,
@@ -104,16 +105,44 @@ impl Default for GrpoConfig {
 }
 
 impl GrpoConfig {
+    /// DeepSeek-R1's settings: ε = 10 (clipping practically off), β = 0.001.
+    pub fn r1() -> Self {
+        Self {
+            clip_eps_low: 10.0,
+            clip_eps_high: 10.0,
+            ..Self::default()
+        }
+    }
+
+    /// DAPO: clip-higher (ε_low 0.2, ε_high 0.28), token-mean, no KL term. Pair it with
+    /// dynamic sampling (drop [`GroupAdvantages::degenerate_groups`]) and overlong shaping.
+    pub fn dapo() -> Self {
+        Self {
+            clip_eps_high: 0.28,
+            beta: 0.0,
+            aggregation: Aggregation::TokenMean,
+            ..Self::default()
+        }
+    }
+
+    /// Dr. GRPO: no std division, per-sequence token sums over a constant `max_len`, no KL.
+    pub fn dr_grpo(max_len: usize) -> Self {
+        Self {
+            beta: 0.0,
+            aggregation: Aggregation::SeqMeanTokenSumNorm,
+            token_sum_norm: Some(max_len),
+            std_normalize: false,
+            ..Self::default()
+        }
+    }
+
     /// Rejects settings that would silently produce a meaningless loss.
     pub fn validate(&self) -> Result<(), LearnerError> {
         // Each check is written so that NaN fails it.
         let checks = [
             (
-                (0.0..1.0).contains(&self.clip_eps_low),
-                format!(
-                    "clip_eps_low is {}; use a value in [0, 1)",
-                    self.clip_eps_low
-                ),
+                self.clip_eps_low >= 0.0,
+                format!("clip_eps_low is {}; use a value >= 0", self.clip_eps_low),
             ),
             (
                 self.clip_eps_high >= 0.0,

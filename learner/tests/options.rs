@@ -78,73 +78,25 @@ fn config_parses_paper_names_and_rejects_unknown_keys() {
 
 #[test]
 fn config_limits_are_checked_at_their_boundary() {
-    let d = GrpoConfig::default;
-    let cases: Vec<(GrpoConfig, bool)> = vec![
-        (
-            GrpoConfig {
-                clip_eps_low: 0.999,
-                ..d()
-            },
-            true,
-        ),
-        (
-            GrpoConfig {
-                clip_eps_low: 1.0,
-                ..d()
-            },
-            false,
-        ),
-        (
-            GrpoConfig {
-                clip_eps_low: -0.01,
-                ..d()
-            },
-            false,
-        ),
-        (
-            GrpoConfig {
-                clip_eps_high: 10.0,
-                ..d()
-            },
-            true,
-        ),
-        (
-            GrpoConfig {
-                clip_eps_high: f64::NAN,
-                ..d()
-            },
-            false,
-        ),
-        (GrpoConfig { beta: 0.0, ..d() }, true),
-        (GrpoConfig { beta: -1e-9, ..d() }, false),
-        (
-            GrpoConfig {
-                tis_cap: Some(1.0),
-                ..d()
-            },
-            true,
-        ),
-        (
-            GrpoConfig {
-                tis_cap: Some(0.99),
-                ..d()
-            },
-            false,
-        ),
-        (
-            GrpoConfig {
-                token_sum_norm: Some(1),
-                ..d()
-            },
-            true,
-        ),
-        (
-            GrpoConfig {
-                token_sum_norm: Some(0),
-                ..d()
-            },
-            false,
-        ),
+    let with = |f: fn(&mut GrpoConfig)| {
+        let mut c = GrpoConfig::default();
+        f(&mut c);
+        c
+    };
+    // (config, valid?) with each limit just inside and just outside.
+    let cases = [
+        (with(|c| c.clip_eps_low = 0.0), true),
+        (with(|c| c.clip_eps_low = -0.01), false),
+        (GrpoConfig::r1(), true),
+        (with(|c| c.clip_eps_high = f64::NAN), false),
+        (with(|c| c.beta = 0.0), true),
+        (with(|c| c.beta = -1e-9), false),
+        (with(|c| c.tis_cap = Some(1.0)), true),
+        (with(|c| c.tis_cap = Some(0.99)), false),
+        (GrpoConfig::dr_grpo(1), true),
+        (GrpoConfig::dr_grpo(0), false),
+        (GrpoConfig::dapo(), true),
+        (with(|c| c.adv_eps = f64::NAN), false),
     ];
     for (cfg, ok) in cases {
         let got = cfg.validate();
