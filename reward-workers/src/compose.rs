@@ -52,7 +52,7 @@ pub enum SpecError {
     DuplicateName(String),
     #[error("reward component `{name}` has weight {weight}; use a finite number")]
     BadWeight { name: String, weight: f64 },
-    #[error("reward component `{name}` has invalid options for `{verifier}`: {source}")]
+    #[error("reward component `{name}` has invalid options for `{verifier}` ({source}); fix its `options` table")]
     BadOptions { name: String, verifier: String, source: serde_json::Error },
     #[error("reward component `{name}`: {source}")]
     Format { name: String, source: FormatError },

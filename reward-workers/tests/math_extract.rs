@@ -36,6 +36,11 @@ fn answer_tags_and_order() {
     assert_eq!(last_answer_tag("<answer>so $\\boxed{9}$</answer>"), Some("9"));
     assert_eq!(last_answer_tag("<answer></answer>"), None);
     assert_eq!(last_answer_tag("<answer>7"), None);
+    assert_eq!(last_answer_tag("<answer>So $x = 5$.</answer>"), Some("x = 5"));
+    assert_eq!(last_answer_tag("<answer>$1$ or rather $2$</answer>"), Some("2"));
+    // FIXME: two currency dollars pair up as a math span.
+    assert_eq!(last_answer_tag("<answer>costs $5 and $6</answer>"), Some("5 and"));
+    assert_eq!(last_answer_tag("<answer>costs $5</answer>"), Some("costs $5"));
     let both = "\\boxed{1} <answer>2</answer>";
     assert_eq!(answer(both, &[AnswerSource::Boxed, AnswerSource::AnswerTag]), Some("1"));
     assert_eq!(answer(both, &[AnswerSource::AnswerTag, AnswerSource::Boxed]), Some("2"));
@@ -79,6 +84,17 @@ fn scoring_math_jobs() {
 
     let r = score(&job("\\boxed{5}", Some("  ")));
     assert_eq!(r.status, Status::InvalidInput);
+
+    // R1-style answers are often sentences.
+    for (completion, gold) in [
+        ("<think>…</think><answer>The answer is 5.</answer>", "5"),
+        ("<think>…</think><answer>The final answer is $\\frac{1}{2}$</answer>", "0.5"),
+        ("<think>…</think><answer>Answer: (3, 4)</answer>", "(3,4)"),
+        ("<think>…</think><answer>So $x = 7$.</answer>", "7"),
+    ] {
+        let r = score(&job(completion, Some(gold)));
+        assert_eq!(r.reward, 1.0, "{completion}: {}", r.detail);
+    }
 
     let cfg = MathConfig { sources: vec![AnswerSource::AnswerTag] };
     let r = score_with(&job("\\boxed{5}<answer>4</answer>", Some("4")), &cfg);

@@ -69,10 +69,19 @@ fn box_content(rest: &str) -> Option<&str> {
     (!content.is_empty()).then_some(content)
 }
 
-/// The content of the last `<answer>…</answer>`, or of its box if it has one.
+/// The content of the last `<answer>…</answer>`: its box if it has one, else its last `$…$`
+/// span (`<answer>So $x = 5$.</answer>`), else all of it.
 pub fn last_answer_tag(text: &str) -> Option<&str> {
     let end = text.rfind("</answer>")?;
     let start = text[..end].rfind("<answer>")? + "<answer>".len();
     let content = text[start..end].trim();
-    last_boxed(content).or((!content.is_empty()).then_some(content))
+    last_boxed(content).or_else(|| last_dollar_span(content)).or((!content.is_empty()).then_some(content))
+}
+
+/// The last non-empty `$…$` in `text`, when the dollars pair up.
+fn last_dollar_span(text: &str) -> Option<&str> {
+    let close = text.rfind('$')?;
+    let open = text[..close].rfind('$')?;
+    let inner = text[open + 1..close].trim();
+    (text.matches('$').count() % 2 == 0 && !inner.is_empty()).then_some(inner)
 }

@@ -146,7 +146,14 @@ pub fn clean(s: &str) -> String {
             out = out.replace(from, to);
         }
     }
-    let trimmed = out.trim().trim_end_matches(['.', ' ']).trim();
+    let mut trimmed = out.trim().trim_end_matches(['.', ' ']).trim();
+    // A sentence around the answer, as `<answer>` tags often hold: "The answer is 5".
+    for lead in ["the final answer is", "the answer is", "final answer:", "answer:"] {
+        if trimmed.len() > lead.len() && trimmed.is_char_boundary(lead.len()) && trimmed[..lead.len()].eq_ignore_ascii_case(lead) {
+            trimmed = trimmed[lead.len()..].trim_start_matches([' ', ':']).trim();
+            break;
+        }
+    }
     trimmed.to_string()
 }
 
