@@ -11,6 +11,10 @@
 //!   [`Outcome::AlreadyDone`] and counted as `late_submissions`. A learner step is accepted
 //!   only while its batch is still its own: once any group was handed to another learner the
 //!   answer is [`Outcome::LeaseLost`] and the learner must discard that step.
+//! - **Renewal.** [`Scheduler::renew`] extends a lease (a heartbeat for long generations);
+//!   an expired lease revives while its work was not handed to anyone else. A learner that
+//!   asks for a batch while its own is live gets that batch again (a restart under the same
+//!   name resumes at once instead of waiting for the deadline).
 //! - **Idempotency.** Every submission carries a key. The first outcome is stored with a
 //!   digest of the submission in the same transaction as its effects; the same key and
 //!   submission again returns that outcome and changes nothing but `replays`; the same key
@@ -177,7 +181,7 @@ pub enum LeaseError {
     #[error("group {group} is not part of run {id}; submit only groups you leased")]
     UnknownGroup { id: RunId, group: i64 },
     #[error(
-        "lease {lease} is not a learner lease of run {id}; submit the lease id that lease_batch returned"
+        "lease {lease} is not a lease of run {id} of the right kind; use the lease id you were given"
     )]
     UnknownLease { id: RunId, lease: i64 },
     #[error("submission for group {group} {problem}")]
@@ -409,6 +413,7 @@ impl Scheduler {
     /// Leases the next batch to learner `worker`, dropping stale groups first. `None` while
     /// another learner holds a live batch, or fewer than `prompts_per_step` groups are scored
     /// (unless the dataset is exhausted and nothing else is in flight), or the run is over.
+    /// The learner holding the live batch gets that same batch again.
     pub fn lease_batch(
         &self,
         store: &mut Store,
@@ -418,13 +423,32 @@ impl Scheduler {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let progress = store::read_progress(&tx, self.run)?;
-        let live: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM groups g JOIN leases l ON l.id = g.lease_id
-             WHERE g.run_id = ?1 AND g.stage = 'train' AND l.deadline_ms > ?2",
-            params![self.run, now],
-            |r| r.get(0),
-        )?;
-        if live > 0 || progress.step >= self.total_steps {
+        let live: Option<(i64, String, Millis)> = tx
+            .query_row(
+                "SELECT l.id, l.holder, l.deadline_ms FROM groups g JOIN leases l ON l.id = g.lease_id
+                 WHERE g.run_id = ?1 AND g.stage = 'train' AND l.deadline_ms > ?2 LIMIT 1",
+                params![self.run, now],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((lease_id, holder, deadline_ms)) = live {
+            // A learner that restarted under the same name gets its batch back at once.
+            if holder != worker {
+                return Ok(None);
+            }
+            let mut stmt = tx.prepare("SELECT id FROM groups WHERE lease_id = ?1 ORDER BY id")?;
+            let ids: Vec<i64> = stmt
+                .query_map([lease_id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            return Ok(Some(self.batch(
+                &tx,
+                lease_id,
+                deadline_ms,
+                &progress,
+                &ids,
+            )?));
+        }
+        if progress.step >= self.total_steps {
             return Ok(None);
         }
         let stale: Vec<i64> = {
@@ -447,11 +471,24 @@ impl Scheduler {
         }
         let (lease_id, deadline_ms) =
             self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
+        let batch = self.batch(&tx, lease_id, deadline_ms, &progress, &ids)?;
+        tx.commit()?;
+        Ok(Some(batch))
+    }
+
+    fn batch(
+        &self,
+        tx: &Transaction<'_>,
+        lease_id: i64,
+        deadline_ms: Millis,
+        progress: &store::Progress,
+        ids: &[i64],
+    ) -> Result<BatchLease, LeaseError> {
         let groups = ids
             .iter()
             .map(|&group_id| {
-                let (policy_version, samples, rewards) = self.payload(&tx, group_id)?;
-                let example = self.example(&tx, group_id)?;
+                let (policy_version, samples, rewards) = self.payload(tx, group_id)?;
+                let example = self.example(tx, group_id)?;
                 Ok(TrainGroup {
                     group_id,
                     example,
@@ -461,14 +498,57 @@ impl Scheduler {
                 })
             })
             .collect::<Result<_, LeaseError>>()?;
-        tx.commit()?;
-        Ok(Some(BatchLease {
+        Ok(BatchLease {
             lease_id,
             deadline_ms,
             step: progress.step,
             policy_version: progress.policy_version,
             groups,
-        }))
+        })
+    }
+
+    /// Extends a lease by its role's TTL from `now` (a heartbeat for long generations and
+    /// steps). An expired lease is revived while none of its work was handed to another
+    /// worker; `None` when nothing it held is still its own (finished or handed out again).
+    pub fn renew(
+        &self,
+        store: &mut Store,
+        lease_id: i64,
+        now: Millis,
+    ) -> Result<Option<Millis>, LeaseError> {
+        let tx = store.conn.transaction()?;
+        self.check_running(&tx)?;
+        let lease: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT role, size FROM leases WHERE id = ?1 AND run_id = ?2",
+                params![lease_id, self.run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (role, size) = lease.ok_or(LeaseError::UnknownLease {
+            id: self.run,
+            lease: lease_id,
+        })?;
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = ?2",
+            params![lease_id, role],
+            |r| r.get(0),
+        )?;
+        // A batch is trained whole: once part of it went to another learner it is lost.
+        if held == 0 || (role == TRAIN && held != size) {
+            return Ok(None);
+        }
+        let ttl = match role.as_str() {
+            GENERATE => self.ttl.generate_ms,
+            SCORE => self.ttl.score_ms,
+            _ => self.ttl.train_ms,
+        };
+        tx.execute(
+            "UPDATE leases SET deadline_ms = ?2 WHERE id = ?1",
+            params![lease_id, now + ttl],
+        )?;
+        tx.commit()?;
+        Ok(Some(now + ttl))
     }
 
     /// Takes a learner's report that it trained the batch of `sub.lease_id`: the groups are

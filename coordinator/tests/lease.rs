@@ -197,8 +197,20 @@ enum Op {
         key: &'static str,
         want: Result<Outcome, &'static str>,
     },
+    /// Worker `w` renews its last lease of `role`; `live` is whether it is still its own.
+    Renew {
+        w: &'static str,
+        role: Role,
+        live: bool,
+    },
     Wait(Millis),
     Reopen,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Actor,
+    Learner,
 }
 
 use Op::*;
@@ -285,6 +297,14 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
                     metrics: serde_json::json!({"reward_mean": 0.5}),
                 };
                 outcome(h.sched.submit_step(&mut h.store, key, &sub, now), want, i);
+            }
+            Renew { w, role, live } => {
+                let lease_id = match role {
+                    Role::Actor => prompts[w].lease_id,
+                    Role::Learner => batches[w].lease_id,
+                };
+                let renewed = h.sched.renew(&mut h.store, lease_id, now).unwrap();
+                assert_eq!(renewed, live.then_some(now + TTL), "{name}: op {i}");
             }
             Wait(ms) => h.now += ms,
             Reopen => h.reopen(),
@@ -912,6 +932,145 @@ fn scripted_sequences_end_with_exact_counters() {
             RunState::Running,
         ),
         (
+            "renewing keeps a lease from expiring",
+            &BASE,
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Wait(TTL - 1),
+                Renew {
+                    w: "a",
+                    role: Role::Actor,
+                    live: true,
+                },
+                Wait(TTL - 1),
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 0,
+                },
+                Wait(1),
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 2,
+                },
+            ],
+            counters([2, 0, 0, 0, 0, 0, 2, 0, 0]),
+            0,
+            RunState::Running,
+        ),
+        (
+            "an expired lease revives until its work is handed out, finished work cannot be renewed",
+            &BASE,
+            vec![
+                Prompts {
+                    w: "a",
+                    max: 2,
+                    got: 2,
+                },
+                Wait(TTL),
+                Renew {
+                    w: "a",
+                    role: Role::Actor,
+                    live: true,
+                },
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 0,
+                },
+                Wait(TTL),
+                Prompts {
+                    w: "b",
+                    max: 2,
+                    got: 2,
+                },
+                Renew {
+                    w: "a",
+                    role: Role::Actor,
+                    live: false,
+                },
+                Samples {
+                    w: "b",
+                    g: 0,
+                    v: 0,
+                    key: "s0",
+                    want: OK,
+                },
+                Samples {
+                    w: "b",
+                    g: 1,
+                    v: 0,
+                    key: "s1",
+                    want: OK,
+                },
+                Renew {
+                    w: "b",
+                    role: Role::Actor,
+                    live: false,
+                },
+            ],
+            counters([2, 2, 0, 0, 0, 0, 2, 0, 0]),
+            0,
+            RunState::Running,
+        ),
+        (
+            "a learner asking again gets its own batch back; a lost batch cannot be renewed",
+            &BASE,
+            [
+                &step1[..6],
+                &[
+                    Batch {
+                        w: "l",
+                        got: Some(2),
+                    },
+                    Reopen,
+                    Batch {
+                        w: "l",
+                        got: Some(2),
+                    },
+                    Renew {
+                        w: "l",
+                        role: Role::Learner,
+                        live: true,
+                    },
+                    Wait(TTL),
+                    Batch {
+                        w: "m",
+                        got: Some(2),
+                    },
+                    Renew {
+                        w: "l",
+                        role: Role::Learner,
+                        live: false,
+                    },
+                    Step {
+                        w: "l",
+                        key: "tl",
+                        want: Ok(Outcome::LeaseLost),
+                    },
+                    Renew {
+                        w: "m",
+                        role: Role::Learner,
+                        live: true,
+                    },
+                    Step {
+                        w: "m",
+                        key: "tm",
+                        want: OK,
+                    },
+                ],
+            ]
+            .concat(),
+            counters([2, 2, 2, 2, 0, 0, 2, 0, 1]),
+            1,
+            RunState::Running,
+        ),
+        (
             "an expired batch not yet handed out is still accepted",
             &BASE,
             [
@@ -1379,7 +1538,7 @@ fn refusals_name_what_to_fix() {
                 },
                 0,
             ),
-            "is not a learner lease",
+            "is not a lease of run",
         ),
     ];
     for (name, got, want) in cases {
