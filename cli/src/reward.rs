@@ -203,8 +203,9 @@ fn serve_workers(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}; pick a free address with --listen", args.listen))?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
         let layers = r1_reward::sandbox::shared().map(|s| s.layers().to_string()).unwrap_or_else(|e| e.to_string());
-        eprintln!("reward workers on {} ({config:?}); sandbox: {layers}", args.listen);
+        eprintln!("reward workers on {addr} ({config:?}); sandbox: {layers}");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
