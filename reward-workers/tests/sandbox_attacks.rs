@@ -149,11 +149,11 @@ fn leftovers(root: &Path) -> Vec<String> {
         if !pid.chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-            if cwd.starts_with(root) {
-                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
-            }
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd"))
+            && cwd.starts_with(root)
+        {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd).replace('\0', " ")));
         }
     }
     found
