@@ -359,3 +359,30 @@ fn sft_masks_prompt_tokens_and_checks_shapes() {
         })
     ));
 }
+
+#[test]
+fn a_tied_parameter_counts_once_in_the_global_norm() {
+    // One parameter reachable through two fields, as a tied LM head is.
+    let p = Param::from_tensor(Tensor::<B, 1>::zeros([2], &device()));
+    let m = Two { a: p.clone(), b: p };
+    let loss =
+        m.a.val()
+            .mul(Tensor::from_floats([3.0, 0.0], &device()))
+            .sum()
+            + m.b
+                .val()
+                .mul(Tensor::from_floats([0.0, 4.0], &device()))
+                .sum();
+    let mut grads = GradientsParams::from_grads::<B, Two<B>>(loss.backward(), &m);
+    let norm = global_grad_norm::<B, Two<B>>(&m, &mut grads);
+    assert!(
+        (norm - 5.0).abs() < 1e-6,
+        "counted twice would be 7.07, got {norm}"
+    );
+    let (mut g, _) = clip_grad_norm::<B, Two<B>>(&m, grads, 1.0);
+    let got = values(g.remove::<Inner, 1>(m.a.id).unwrap());
+    let s = 1.0 / (5.0 + 1e-6);
+    let mut c = Checker::default();
+    c.check("tied grad scaled once", &got, &[3.0 * s, 4.0 * s], 1e-6);
+    c.finish();
+}
