@@ -20,6 +20,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod collective;
+pub mod flat;
 pub mod grpo;
 pub mod optim;
 pub mod schedule;

@@ -26,7 +26,13 @@ pub struct PaddedBatch {
 impl PaddedBatch {
     /// Pads `seqs` on the left with `pad_id` (any valid id: padding is masked out).
     pub fn new(seqs: &[&[u32]], pad_id: u32) -> Self {
-        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        Self::padded_to(seqs, pad_id, 0)
+    }
+
+    /// As [`PaddedBatch::new`], at least `min_len` columns wide. Shards of one batch padded to
+    /// the same width compute bit-identical rows, which data-parallel training relies on.
+    pub fn padded_to(seqs: &[&[u32]], pad_id: u32, min_len: usize) -> Self {
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(min_len);
         let mut tokens = Vec::with_capacity(seqs.len() * len);
         let mut positions = Vec::with_capacity(seqs.len() * len);
         let mut pads = Vec::with_capacity(seqs.len());
