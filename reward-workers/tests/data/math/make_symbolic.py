@@ -16,7 +16,7 @@ x, y = sp.symbols("x y")
 
 
 def atom(rng):
-    k = rng.randrange(6)
+    k = rng.randrange(8)
     if k == 0:
         return sp.Integer(rng.randint(1, 9))
     if k == 1:
@@ -27,6 +27,10 @@ def atom(rng):
         return rng.choice([x, y])
     if k == 4:
         return sp.pi
+    if k == 5:
+        return rng.choice([sp.sin(x), sp.cos(x), sp.sin(2 * x), sp.exp(y), sp.sqrt(x)])
+    if k == 6:
+        return sp.Integer(rng.randint(1, 9)) ** sp.Rational(1, rng.choice([2, 3]))
     return rng.choice([x, y]) + rng.randint(1, 5)
 
 
@@ -44,7 +48,7 @@ def main():
         e = term(rng, 2)
         if e.is_number and e == 0:
             continue
-        forms = {sp.latex(f) for f in (e, sp.expand(e), sp.factor(e), sp.simplify(e), sp.together(e))}
+        forms = {sp.latex(f) for f in (e, sp.expand(e), sp.factor(e), sp.simplify(e), sp.together(e), sp.expand_trig(e))}
         forms = sorted(forms)
         if len(forms) < 2:
             continue
