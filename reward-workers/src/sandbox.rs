@@ -3,8 +3,7 @@
 //!
 //! # Layers
 //! Always (no privileges needed, so they also work in an unprivileged Kubernetes pod):
-//! - **rlimits**: CPU time, address space, open files, file size, no core dumps; processes
-//!   too, where the program runs under a uid of its own (below).
+//! - **rlimits**: CPU time, address space, open files, file size, processes, no core dumps.
 //! - **Landlock** (when the kernel has it): read and execute only beneath the interpreter's
 //!   tree, the system library folders and the run's own `prog/` folder; full access only
 //!   beneath the run's `work/` folder (its cwd, `HOME` and `TMPDIR`); no TCP bind/connect
@@ -43,7 +42,10 @@
 //! - Connecting to a pathname unix socket reachable beneath the allowed trees.
 //! - Without namespaces (an unprivileged host): no PID namespace (cleanup relies on the
 //!   session kill), no tmpfs (disk writes are bounded per file by `RLIMIT_FSIZE` and in
-//!   total only by the wall time), and `RLIMIT_NPROC` counts the calling user's processes.
+//!   total only by the wall time), and the process limit is the calling user's current
+//!   count plus the run's allowance, so concurrent runs share it.
+//! - Without root and without Landlock ABI 6 (Linux 6.12), the program runs as the scorer's
+//!   uid and could signal the scorer.
 //! - 32-bit or x32 syscall entry points are not filtered separately by seccomp.
 //!
 //! The child-side setup runs between `fork` and `exec` and uses only async-signal-safe
@@ -449,6 +451,13 @@ impl RunDir {
     }
 }
 
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // Without root, a read-only `prog/` cannot be emptied: make it writable again first.
+        let _ = std::fs::set_permissions(&self.prog, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
 /// Everything the child needs, prepared before the fork.
 struct ChildPlan {
     namespaces: bool,
@@ -472,10 +481,30 @@ fn rlimits(limits: &Limits, dedicated_uid: bool) -> Vec<(libc::__rlimit_resource
         (libc::RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
         (libc::RLIMIT_CORE, 0, 0),
     ];
-    if dedicated_uid {
-        out.push((libc::RLIMIT_NPROC, limits.processes, limits.processes));
-    }
+    // Under the caller's own uid the limit counts all of that uid's processes: allow the
+    // ones that exist now on top of the program's own.
+    let nproc = if dedicated_uid { limits.processes } else { limits.processes + processes_of_this_uid() };
+    out.push((libc::RLIMIT_NPROC, nproc, nproc));
     out
+}
+
+/// Processes and threads of the calling uid, from `/proc` (what `RLIMIT_NPROC` counts).
+fn processes_of_this_uid() -> u64 {
+    let uid = unsafe { libc::getuid() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut count = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+        let owner = field("Uid:").and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<u32>().ok());
+        if owner == Some(uid) {
+            count += field("Threads:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        }
+    }
+    count
 }
 
 fn last_err() -> std::io::Error {
