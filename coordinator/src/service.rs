@@ -1,5 +1,6 @@
-//! The `r1.v1.RunService` gRPC service over [`Coordinator`]: Submit, Get, List, Cancel and
-//! Watch (a stream of status changes).
+//! The gRPC services over [`Coordinator`]: `r1.v1.RunService` (Submit, Get, List, Cancel,
+//! and Watch, a stream of status changes) for people and `r1ctl`, and `r1.v1.WorkService`
+//! (lease, submit, renew) for actors, reward workers and learners.
 //!
 //! Errors become `tonic::Status` in one place ([`status_of`]). Every RPC runs in a
 //! tracing span named `rpc` with its path (set on the server in [`serve`]). Blocking work
@@ -8,7 +9,9 @@
 //! every kind of change (leases, steps, cancel) with no notification plumbing; it ends
 //! after sending a finished run's final status, or when the client goes away.
 //!
-//! Limits: no authentication yet (the bearer token of issue 4 is still to come).
+//! Limits: no authentication yet (the bearer token of issue 4 is still to come). WorkService
+//! accepts and sends messages up to [`MAX_MESSAGE_BYTES`]: a GRPO batch (32 prompts × 16
+//! samples × 8k tokens with log-probs) is about 40 MiB.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,10 +19,12 @@ use std::time::Duration;
 
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_server::{RunService, RunServiceServer};
+use r1_proto::v1::work_service_server::{WorkService, WorkServiceServer};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::dataset::DatasetError;
+use crate::dataset::{DatasetError, Example, Prompt};
+use crate::lease::{self, LeaseError, Outcome};
 use crate::runs::{Coordinator, RunStatus, RunsError};
 use crate::spec::RunSpec;
 use crate::store::{RunState, StoreError};
@@ -35,7 +40,16 @@ pub fn status_of(e: RunsError) -> Status {
         RunsError::Store(StoreError::BadTransition { .. }) => Status::failed_precondition(message),
         RunsError::Store(StoreError::SchemaTooNew { .. }) => Status::failed_precondition(message),
         RunsError::Store(_) => Status::internal(message),
-        RunsError::Lease(_) => Status::failed_precondition(message),
+        RunsError::Lease(LeaseError::Store(e)) => status_of(RunsError::Store(e)),
+        RunsError::Lease(LeaseError::UnknownGroup { .. } | LeaseError::UnknownLease { .. }) => {
+            Status::not_found(message)
+        }
+        RunsError::Lease(LeaseError::BadSubmission { .. }) => Status::invalid_argument(message),
+        RunsError::Lease(LeaseError::KeyReused { .. }) => Status::already_exists(message),
+        RunsError::Lease(LeaseError::Unsupported(_)) => Status::unimplemented(message),
+        RunsError::Lease(LeaseError::NotRunning { .. } | LeaseError::FutureStep { .. }) => {
+            Status::failed_precondition(message)
+        }
         RunsError::NotRunning(_) => Status::failed_precondition(message),
         RunsError::Unsupported(_) => Status::unimplemented(message),
     }
@@ -237,7 +251,11 @@ pub struct ServeError {
     source: tonic::transport::Error,
 }
 
-/// Serves the RunService on `listener` until `shutdown` completes, one `rpc` span per call.
+/// The largest request or response either service accepts or sends.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Serves RunService and WorkService on `listener` until `shutdown` completes, one `rpc`
+/// span per call.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runs: Runs,
@@ -248,10 +266,302 @@ pub async fn serve(
         .map(|a: SocketAddr| a.to_string())
         .unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let work = Work::new(runs.core.clone()).into_server();
     tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
         .add_service(runs.into_server())
+        .add_service(work)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
+}
+
+/// The WorkService implementation: each call is one scheduler call on the blocking pool.
+#[derive(Clone)]
+pub struct Work {
+    core: Arc<Coordinator>,
+}
+
+type SchedCall<T> = Box<
+    dyn FnOnce(&lease::Scheduler, &mut crate::store::Store, i64) -> Result<T, LeaseError> + Send,
+>;
+
+impl Work {
+    pub fn new(core: Arc<Coordinator>) -> Work {
+        Work { core }
+    }
+
+    pub fn into_server(self) -> WorkServiceServer<Self> {
+        WorkServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Runs `f` with the run's scheduler, the locked store and the time, on the blocking pool.
+    async fn with<T: Send + 'static>(&self, run: u64, f: SchedCall<T>) -> Result<T, Status> {
+        let run = run_id(run)?;
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || {
+            let sched = core.scheduler(run)?;
+            let now = core.now();
+            core.with_store_locked(|store| f(&sched, store, now))
+                .map_err(RunsError::from)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+        .map_err(status_of)
+    }
+}
+
+fn id_of(id: u64, what: &str) -> Result<i64, Status> {
+    i64::try_from(id).map_err(|_| Status::invalid_argument(format!("{what} {id} is out of range")))
+}
+
+fn example_to_wire(x: Example) -> pb::Example {
+    use pb::example::Prompt as P;
+    let prompt = match x.prompt {
+        Prompt::Text(t) => P::Text(t),
+        Prompt::Chat(m) => P::Chat(pb::ChatTurns {
+            messages: m
+                .into_iter()
+                .map(|m| pb::ChatMessage {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect(),
+        }),
+    };
+    pb::Example {
+        row: x.row,
+        prompt: Some(prompt),
+        answer: x.answer,
+        tests_json: x.tests.map(|t| t.to_string()),
+        language: x.language,
+    }
+}
+
+fn sample_to_wire(s: lease::Sample) -> pb::Sample {
+    pb::Sample {
+        text: s.text,
+        token_ids: s.token_ids,
+        logprobs: s.logprobs,
+        truncated: s.truncated,
+    }
+}
+
+fn sample_from_wire(s: pb::Sample) -> lease::Sample {
+    lease::Sample {
+        text: s.text,
+        token_ids: s.token_ids,
+        logprobs: s.logprobs,
+        truncated: s.truncated,
+    }
+}
+
+fn outcome_to_wire(o: Outcome) -> Response<pb::SubmitResponse> {
+    let outcome = match o {
+        Outcome::Accepted => pb::SubmitOutcome::Accepted,
+        Outcome::DroppedStale => pb::SubmitOutcome::DroppedStale,
+        Outcome::DroppedEqual => pb::SubmitOutcome::DroppedEqual,
+        Outcome::AlreadyDone => pb::SubmitOutcome::AlreadyDone,
+        Outcome::LeaseLost => pb::SubmitOutcome::LeaseLost,
+    };
+    Response::new(pb::SubmitResponse {
+        outcome: outcome as i32,
+    })
+}
+
+fn key(k: String) -> Result<String, Status> {
+    if k.is_empty() {
+        return Err(Status::invalid_argument(
+            "idempotency_key is empty; send a key unique to this submission and reuse it on retry",
+        ));
+    }
+    Ok(k)
+}
+
+fn group_to_wire(group_id: i64, example: Example) -> pb::Group {
+    pb::Group {
+        group_id: group_id as u64,
+        example: Some(example_to_wire(example)),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl WorkService for Work {
+    async fn lease_prompts(
+        &self,
+        request: Request<pb::LeasePromptsRequest>,
+    ) -> Result<Response<pb::PromptLease>, Status> {
+        let r = request.into_inner();
+        let max = r.max_groups.max(1) as usize;
+        let lease = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now)),
+            )
+            .await?;
+        Ok(Response::new(pb::PromptLease {
+            lease_id: lease.lease_id as u64,
+            deadline_ms: lease.deadline_ms,
+            policy_version: lease.policy_version,
+            group_size: lease.group_size,
+            groups: lease
+                .groups
+                .into_iter()
+                .map(|(id, x)| group_to_wire(id, x))
+                .collect(),
+        }))
+    }
+
+    async fn submit_samples(
+        &self,
+        request: Request<pb::SubmitSamplesRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.into_inner();
+        let key = key(r.idempotency_key)?;
+        let sub = lease::SamplesSubmission {
+            group_id: id_of(r.group_id, "group")?,
+            policy_version: r.policy_version,
+            samples: r.samples.into_iter().map(sample_from_wire).collect(),
+        };
+        let o = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.submit_samples(st, &key, &sub, now)),
+            )
+            .await?;
+        Ok(outcome_to_wire(o))
+    }
+
+    async fn lease_scoring(
+        &self,
+        request: Request<pb::LeaseScoringRequest>,
+    ) -> Result<Response<pb::ScoringLease>, Status> {
+        let r = request.into_inner();
+        let max = r.max_groups.max(1) as usize;
+        let lease = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now)),
+            )
+            .await?;
+        let groups = lease
+            .jobs
+            .into_iter()
+            .map(|j| pb::Group {
+                samples: j.samples.into_iter().map(sample_to_wire).collect(),
+                ..group_to_wire(j.group_id, j.example)
+            })
+            .collect();
+        Ok(Response::new(pb::ScoringLease {
+            lease_id: lease.lease_id as u64,
+            deadline_ms: lease.deadline_ms,
+            groups,
+        }))
+    }
+
+    async fn submit_scores(
+        &self,
+        request: Request<pb::SubmitScoresRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.into_inner();
+        let key = key(r.idempotency_key)?;
+        let sub = lease::ScoresSubmission {
+            group_id: id_of(r.group_id, "group")?,
+            rewards: r.rewards,
+            components: r
+                .components
+                .into_iter()
+                .map(|c| c.components.into_iter().collect())
+                .collect(),
+        };
+        let o = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.submit_scores(st, &key, &sub, now)),
+            )
+            .await?;
+        Ok(outcome_to_wire(o))
+    }
+
+    async fn lease_batch(
+        &self,
+        request: Request<pb::LeaseBatchRequest>,
+    ) -> Result<Response<pb::BatchLease>, Status> {
+        let r = request.into_inner();
+        let batch = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.lease_batch(st, &r.worker, now)),
+            )
+            .await?;
+        let Some(b) = batch else {
+            return Ok(Response::new(pb::BatchLease::default()));
+        };
+        let groups = b
+            .groups
+            .into_iter()
+            .map(|g| pb::Group {
+                policy_version: g.policy_version,
+                samples: g.samples.into_iter().map(sample_to_wire).collect(),
+                rewards: g.rewards,
+                ..group_to_wire(g.group_id, g.example)
+            })
+            .collect();
+        Ok(Response::new(pb::BatchLease {
+            lease_id: b.lease_id as u64,
+            deadline_ms: b.deadline_ms,
+            step: b.step,
+            policy_version: b.policy_version,
+            groups,
+        }))
+    }
+
+    async fn submit_step(
+        &self,
+        request: Request<pb::SubmitStepRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.into_inner();
+        let key = key(r.idempotency_key)?;
+        let metrics = match r.metrics_json.trim() {
+            "" => serde_json::json!({}),
+            text => serde_json::from_str(text).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "metrics_json is not JSON ({e}); send a JSON object"
+                ))
+            })?,
+        };
+        let sub = lease::StepSubmission {
+            lease_id: id_of(r.lease_id, "lease")?,
+            step: r.step,
+            metrics,
+        };
+        let o = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.submit_step(st, &key, &sub, now)),
+            )
+            .await?;
+        Ok(outcome_to_wire(o))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
+        let r = request.into_inner();
+        let lease = id_of(r.lease_id, "lease")?;
+        let deadline = self
+            .with(
+                r.run_id,
+                Box::new(move |s, st, now| s.renew(st, lease, now)),
+            )
+            .await?;
+        Ok(Response::new(pb::RenewResponse {
+            held: deadline.is_some(),
+            deadline_ms: deadline.unwrap_or(0),
+        }))
+    }
 }

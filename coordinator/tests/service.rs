@@ -1,5 +1,5 @@
-//! The RunService over gRPC on 127.0.0.1:0: submit, get, list, cancel, watch, and each
-//! error's status code.
+//! RunService and WorkService over gRPC on 127.0.0.1:0: submit, get, list, cancel, watch,
+//! one GRPO step driven through the worker protocol, and each error's status code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use r1_coordinator::service::{Runs, serve};
 use r1_coordinator::store::SystemClock;
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
+use r1_proto::v1::work_service_client::WorkServiceClient;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -23,6 +24,17 @@ fn spec_toml(data: &Path) -> String {
 }
 
 async fn start(dir: &Path) -> (RunServiceClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+    let (runs, _, stop) = start_both(dir).await;
+    (runs, stop)
+}
+
+async fn start_both(
+    dir: &Path,
+) -> (
+    RunServiceClient<Channel>,
+    WorkServiceClient<Channel>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let core = Coordinator::open(
         &dir.join("r1.db"),
         Arc::new(SystemClock),
@@ -36,10 +48,16 @@ async fn start(dir: &Path) -> (RunServiceClient<Channel>, tokio::sync::oneshot::
     tokio::spawn(serve(listener, runs, async move {
         let _ = stopped.await;
     }));
-    let client = RunServiceClient::connect(format!("http://{addr}"))
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
-    (client, stop)
+    (
+        RunServiceClient::new(channel.clone()),
+        WorkServiceClient::new(channel),
+        stop,
+    )
 }
 
 fn submit(toml: &str) -> pb::SubmitRunRequest {
@@ -235,6 +253,281 @@ async fn errors_carry_the_code_a_client_can_act_on() {
             "is cancelled",
         ),
     ];
+    for (what, got, code, text) in cases {
+        let status = got.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert!(
+            status.message().contains(text),
+            "{what}: {}",
+            status.message()
+        );
+    }
+    let _ = stop.send(());
+}
+
+fn sample(text: &str) -> pb::Sample {
+    pb::Sample {
+        text: text.into(),
+        token_ids: vec![7, 8],
+        logprobs: vec![-0.25, -1.5],
+        truncated: false,
+    }
+}
+
+#[tokio::test]
+async fn one_grpo_step_through_the_worker_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n").unwrap();
+    let (mut runs, mut work, stop) = start_both(dir.path()).await;
+    let toml = spec_toml(&data)
+        .replace("total_steps = 5", "total_steps = 1")
+        .replace(
+            "kind = 'grpo'",
+            "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
+        );
+    let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
+
+    let lease = work
+        .lease_prompts(pb::LeasePromptsRequest {
+            run_id: run,
+            worker: "actor-0".into(),
+            max_groups: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (lease.groups.len(), lease.group_size, lease.policy_version),
+        (1, 2, 0)
+    );
+    let group = &lease.groups[0];
+    let example = group.example.clone().unwrap();
+    assert_eq!(
+        example.prompt,
+        Some(pb::example::Prompt::Text("1+1".into()))
+    );
+    assert_eq!(example.answer.as_deref(), Some("2"));
+    let renewed = work
+        .renew(pb::RenewRequest {
+            run_id: run,
+            lease_id: lease.lease_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(renewed.held && renewed.deadline_ms >= lease.deadline_ms);
+
+    let samples = |key: &str, n: usize| pb::SubmitSamplesRequest {
+        run_id: run,
+        idempotency_key: key.into(),
+        group_id: group.group_id,
+        policy_version: 0,
+        samples: (0..n).map(|i| sample(&format!("s{i}"))).collect(),
+    };
+    let accepted = pb::SubmitOutcome::Accepted as i32;
+    for _ in 0..2 {
+        let r = work
+            .submit_samples(samples("gen-1", 2))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.outcome, accepted,
+            "a retry with the same key returns the first outcome"
+        );
+    }
+
+    let jobs = work
+        .lease_scoring(pb::LeaseScoringRequest {
+            run_id: run,
+            worker: "reward-0".into(),
+            max_groups: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(jobs.groups[0].samples, vec![sample("s0"), sample("s1")]);
+    let scores = pb::SubmitScoresRequest {
+        run_id: run,
+        idempotency_key: "score-1".into(),
+        group_id: group.group_id,
+        rewards: vec![1.0, 0.0],
+        components: vec![],
+    };
+    assert_eq!(
+        work.submit_scores(scores)
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome,
+        accepted
+    );
+
+    let batch = work
+        .lease_batch(pb::LeaseBatchRequest {
+            run_id: run,
+            worker: "learner-0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((batch.step, batch.groups.len()), (0, 1));
+    assert_eq!(batch.groups[0].rewards, vec![1.0, 0.0]);
+    let none = work
+        .lease_batch(pb::LeaseBatchRequest {
+            run_id: run,
+            worker: "learner-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.groups.is_empty(), "one batch at a time");
+    let step = pb::SubmitStepRequest {
+        run_id: run,
+        idempotency_key: "step-0".into(),
+        lease_id: batch.lease_id,
+        step: 0,
+        metrics_json: r#"{"reward_mean": 0.5}"#.into(),
+    };
+    assert_eq!(
+        work.submit_step(step).await.unwrap().into_inner().outcome,
+        accepted
+    );
+
+    let status = runs
+        .get(pb::GetRunRequest { id: run })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = status.counters.unwrap();
+    assert_eq!(
+        (status.state, status.step, status.policy_version),
+        (pb::RunState::Completed as i32, 1, 1)
+    );
+    let got = (
+        c.prompts_drawn,
+        c.groups_generated,
+        c.groups_scored,
+        c.groups_trained,
+        c.replays,
+    );
+    assert_eq!(got, (1, 1, 1, 1, 1));
+    assert_eq!(status.queues.unwrap().done, 1);
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn worker_errors_carry_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(
+        &data,
+        "{\"q\": \"1+1\", \"a\": 2}\n{\"q\": \"2+2\", \"a\": 4}\n",
+    )
+    .unwrap();
+    let (mut runs, mut work, stop) = start_both(dir.path()).await;
+    let toml = spec_toml(&data).replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2");
+    let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
+    let lease = work
+        .lease_prompts(pb::LeasePromptsRequest {
+            run_id: run,
+            worker: "a".into(),
+            max_groups: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let gid = lease.groups[0].group_id;
+    let samples = |key: &str, group_id: u64, n: usize| pb::SubmitSamplesRequest {
+        run_id: run,
+        idempotency_key: key.into(),
+        group_id,
+        policy_version: 0,
+        samples: (0..n).map(|_| sample("x")).collect(),
+    };
+    work.submit_samples(samples("k", gid, 2)).await.unwrap();
+    // (what, the call's result, expected code, expected text)
+    let mut cases: Vec<(&str, Result<(), tonic::Status>, Code, &str)> = vec![
+        (
+            "empty key",
+            work.submit_samples(samples("", gid, 2)).await.map(drop),
+            Code::InvalidArgument,
+            "idempotency_key",
+        ),
+        (
+            "key reused",
+            work.submit_samples(samples("k", gid, 1)).await.map(drop),
+            Code::AlreadyExists,
+            "key `k`",
+        ),
+        (
+            "unknown group",
+            work.submit_samples(samples("k2", 999, 2)).await.map(drop),
+            Code::NotFound,
+            "group 999",
+        ),
+        (
+            "wrong sample count",
+            work.submit_samples(samples("k3", gid, 3)).await.map(drop),
+            Code::InvalidArgument,
+            "has 3 samples",
+        ),
+        (
+            "unknown lease",
+            work.renew(pb::RenewRequest {
+                run_id: run,
+                lease_id: 999,
+            })
+            .await
+            .map(drop),
+            Code::NotFound,
+            "lease 999",
+        ),
+        (
+            "unknown run",
+            work.lease_batch(pb::LeaseBatchRequest {
+                run_id: 999,
+                worker: "l".into(),
+            })
+            .await
+            .map(drop),
+            Code::NotFound,
+            "run 999",
+        ),
+        (
+            "bad metrics",
+            work.submit_step(pb::SubmitStepRequest {
+                run_id: run,
+                idempotency_key: "s".into(),
+                lease_id: 1,
+                step: 0,
+                metrics_json: "{".into(),
+            })
+            .await
+            .map(drop),
+            Code::InvalidArgument,
+            "metrics_json",
+        ),
+    ];
+    runs.cancel(pb::CancelRunRequest {
+        id: run,
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    cases.push((
+        "cancelled run",
+        work.lease_prompts(pb::LeasePromptsRequest {
+            run_id: run,
+            worker: "a".into(),
+            max_groups: 1,
+        })
+        .await
+        .map(drop),
+        Code::FailedPrecondition,
+        "is not running",
+    ));
     for (what, got, code, text) in cases {
         let status = got.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {status:?}");
