@@ -83,5 +83,5 @@ fn last_dollar_span(text: &str) -> Option<&str> {
     let close = text.rfind('$')?;
     let open = text[..close].rfind('$')?;
     let inner = text[open + 1..close].trim();
-    (text.matches('$').count() % 2 == 0 && !inner.is_empty()).then_some(inner)
+    (text.matches('$').count().is_multiple_of(2) && !inner.is_empty()).then_some(inner)
 }
