@@ -233,3 +233,35 @@ fn check_attacks(namespaces: bool) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The same suite from an unprivileged uid, as on a host (or pod) without root: no dedicated
+/// uid, no namespaces, the process limit shared with the caller's uid. Runs this test binary
+/// again as `nobody`.
+#[test]
+fn every_attack_scores_zero_when_the_scorer_is_not_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: the two tests above are this check.
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("attacks");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
+        .args(["--exact", "every_attack_scores_zero_with_all_layers_the_host_allows", "--test-threads", "1"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", "/tmp")
+        .env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"))
+        .current_dir(dir.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}

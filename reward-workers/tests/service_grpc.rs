@@ -65,7 +65,13 @@ async fn scores_real_jobs_in_order() {
         tests: vec![pb::IoCase { stdin: "4\n".into(), stdout: "8".into() }],
         ..wire_job("c2", "code", "print(int(input()) * 2)")
     };
-    let jobs = vec![code, wire_job("u", "no-such-verifier", "x"), io];
+    let hang = pb::ScoreJob {
+        test: Some("pass".into()),
+        timeout_s: Some(1.0),
+        ..wire_job("h", "code", "import time\ntime.sleep(600)\n")
+    };
+    let jobs = vec![code, wire_job("u", "no-such-verifier", "x"), io, hang];
+    let start = Instant::now();
     let response = client.score(pb::ScoreRequest { jobs }).await.unwrap().into_inner();
     let got: Vec<(String, f64, pb::ScoreStatus)> =
         response.results.iter().map(|r| (r.id.clone(), r.reward, r.status())).collect();
@@ -75,8 +81,10 @@ async fn scores_real_jobs_in_order() {
             ("c1".to_string(), 1.0, pb::ScoreStatus::Ok),
             ("u".to_string(), 0.0, pb::ScoreStatus::InvalidInput),
             ("c2".to_string(), 1.0, pb::ScoreStatus::Ok),
+            ("h".to_string(), 0.0, pb::ScoreStatus::Timeout),
         ]
     );
+    assert!(start.elapsed() < Duration::from_secs(4), "the sandbox killed the hung program at 1 s");
     assert_eq!(response.results[0].components.get("code"), Some(&1.0));
     let info = client.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert!(info.sandbox_layers.contains("seccomp"), "{}", info.sandbox_layers);
