@@ -589,10 +589,14 @@ impl Parser {
         Ok(self.suffixes(n))
     }
 
-    /// An exponent or subscript: a `{…}` group, a signed atom, or one digit of a number.
+    /// An exponent: a `{…}` group, a signed atom, or a whole number. LaTeX would raise `2^10` to
+    /// the 1 and append a 0, but whoever types it means 2^{10}, so the number is taken whole.
     fn script(&mut self) -> PResult<Node> {
         if self.eat_sym('-') {
             return Ok(Node::Neg(b(self.script()?)));
+        }
+        if matches!(self.peek(), Some(Tok::Num(_))) {
+            return self.atom();
         }
         self.arg()
     }
