@@ -50,6 +50,7 @@ use crate::store::{self, Millis, Run, RunId, RunState, Store, StoreError, bump};
 
 /// How long each kind of lease lasts before its work is handed out again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LeaseTtl {
     pub generate_ms: Millis,
     pub score_ms: Millis,

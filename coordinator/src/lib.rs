@@ -11,13 +11,16 @@
 //!   submissions are idempotent, stale and all-equal groups are dropped and counted.
 //! - [`runs`]: the core the services share: submit (spec and every dataset row checked
 //!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
-//! - [`service`]: the `r1.v1.RunService` gRPC service over [`runs::Coordinator`].
+//! - [`service`]: the gRPC services over [`runs::Coordinator`]: `r1.v1.RunService` for
+//!   people and `r1ctl`, `r1.v1.WorkService` for actors, reward workers and learners.
+//! - [`config`]: the coordinator service's own config, and [`config::run`] to serve with it.
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: the gRPC services for actors, reward workers and learners, evaluation
-//! scheduling, SFT scheduling, the dashboard, `/metrics` and the bearer token.
+//! Not built yet: evaluation scheduling, SFT scheduling, run folders with `metrics.jsonl`,
+//! the dashboard, `/metrics`, OpenTelemetry export and the bearer token.
 
+pub mod config;
 pub mod dataset;
 pub mod lease;
 pub mod runs;

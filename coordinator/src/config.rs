@@ -1,0 +1,138 @@
+//! The coordinator service's own config (not a run spec): where it listens, where it keeps
+//! its database, how long leases last, and [`run`], which serves with it.
+//!
+//! Layered like every r1 config: the defaults here < a TOML file < `R1_COORDINATOR_*`
+//! environment variables (`R1_COORDINATOR_LISTEN=0.0.0.0:7070`,
+//! `R1_COORDINATOR_LEASES__GENERATE_MS=900000`) < whatever the caller sets afterwards
+//! (command-line flags). Unknown keys are refused.
+//!
+//! Limits: no TLS and no bearer token yet; listen on loopback unless the network is trusted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::lease::LeaseTtl;
+use crate::runs::{Coordinator, RunsError};
+use crate::service::{Runs, ServeError, serve};
+use crate::store::SystemClock;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address to serve RunService and WorkService on.
+    pub listen: String,
+    /// Folder of the database (`coordinator.db`) and run folders.
+    pub data_dir: PathBuf,
+    pub leases: LeaseTtl,
+    /// How often a Watch stream looks for changes.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            listen: "127.0.0.1:7070".into(),
+            data_dir: "r1-data".into(),
+            leases: LeaseTtl::default(),
+            watch_interval_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("coordinator config: {0}; fix or remove that key")]
+    Parse(Box<figment::Error>),
+    #[error("coordinator config `{field}` is {value}; use a positive number")]
+    NotPositive { field: &'static str, value: i64 },
+    #[error("cannot create the data folder {path}: {source}; pick a writable data_dir")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}; pick a free address for `listen`")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Open(#[from] RunsError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+impl CoordinatorConfig {
+    /// Defaults < `file` (if given; it must exist) < `R1_COORDINATOR_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<CoordinatorConfig, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(CoordinatorConfig::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: CoordinatorConfig = figment
+            .merge(Env::prefixed("R1_COORDINATOR_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.leases;
+        for (field, value) in [
+            ("leases.generate_ms", l.generate_ms),
+            ("leases.score_ms", l.score_ms),
+            ("leases.train_ms", l.train_ms),
+            ("watch_interval_ms", self.watch_interval_ms as i64),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::NotPositive { field, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// The database file under `data_dir`.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("coordinator.db")
+    }
+}
+
+/// Opens (or creates) the data folder and database, resumes running runs, and serves until
+/// `shutdown` completes.
+pub async fn run(
+    config: CoordinatorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ConfigError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let db = config.db_path();
+    let ttl = config.leases;
+    let core =
+        tokio::task::spawn_blocking(move || Coordinator::open(&db, Arc::new(SystemClock), ttl))
+            .await
+            .map_err(|e| ConfigError::DataDir {
+                path: config.db_path(),
+                source: std::io::Error::other(e),
+            })??;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ConfigError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "coordinator serving");
+    let runs = Runs::new(
+        Arc::new(core),
+        Duration::from_millis(config.watch_interval_ms),
+    );
+    serve(listener, runs, shutdown).await?;
+    Ok(())
+}

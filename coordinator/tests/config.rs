@@ -1,0 +1,150 @@
+//! The coordinator service config (defaults < file < environment, unknown keys refused) and
+//! `config::run`: serve, stop, serve again on the same data folder and find the run going.
+
+use std::path::Path;
+use std::time::Duration;
+
+use r1_coordinator::config::{CoordinatorConfig, run};
+use r1_proto::v1 as pb;
+use r1_proto::v1::run_service_client::RunServiceClient;
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+fn layers_and_refusals() {
+    // (file, variables, Ok((listen, generate_ms)) or Err(text in the error))
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Result<(&'a str, i64), &'a str>,
+    );
+    let cases: &[Case] = &[
+        ("", &[], Ok(("127.0.0.1:7070", 600_000))),
+        (
+            "listen = '0.0.0.0:1'\n[leases]\ngenerate_ms = 5",
+            &[],
+            Ok(("0.0.0.0:1", 5)),
+        ),
+        (
+            "listen = '0.0.0.0:1'",
+            &[("R1_COORDINATOR_LISTEN", "127.0.0.1:2")],
+            Ok(("127.0.0.1:2", 600_000)),
+        ),
+        (
+            "",
+            &[("R1_COORDINATOR_LEASES__GENERATE_MS", "7")],
+            Ok(("127.0.0.1:7070", 7)),
+        ),
+        (
+            "",
+            &[("R1_COORDINATOR", "http://x"), ("R1_LOG", "debug")],
+            Ok(("127.0.0.1:7070", 600_000)),
+        ),
+        ("lisen = 'x'", &[], Err("lisen")),
+        ("[leases]\nscore = 1", &[], Err("score")),
+        ("[leases]\ntrain_ms = 0", &[], Err("`leases.train_ms` is 0")),
+        (
+            "watch_interval_ms = 0",
+            &[],
+            Err("`watch_interval_ms` is 0"),
+        ),
+    ];
+    for (file, vars, expected) in cases {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", file)?;
+            for (k, v) in *vars {
+                jail.set_env(k, v);
+            }
+            let got = CoordinatorConfig::load(Some(Path::new("c.toml")));
+            match (got, expected) {
+                (Ok(c), Ok((listen, gen_ms))) => {
+                    assert_eq!(
+                        (c.listen.as_str(), c.leases.generate_ms),
+                        (*listen, *gen_ms),
+                        "{file}"
+                    )
+                }
+                (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{file}: {e}"),
+                (got, want) => panic!("{file} {vars:?}: expected {want:?}, got {got:?}"),
+            }
+            Ok(())
+        });
+    }
+    let err = CoordinatorConfig::load(Some(Path::new("/nonexistent/c.toml"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/c.toml"), "{err}");
+}
+
+/// Serves `config` until the returned sender fires; returns the address it listens on.
+async fn start(
+    mut config: CoordinatorConfig,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    // Take a free port, then hand it to the server.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.listen = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let addr = config.listen.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        run(config, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap()
+    });
+    (addr, stop, server)
+}
+
+async fn connect(addr: &str) -> RunServiceClient<tonic::transport::Channel> {
+    for _ in 0..100 {
+        if let Ok(c) = RunServiceClient::connect(format!("http://{addr}")).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the coordinator at {addr} did not come up");
+}
+
+#[tokio::test]
+async fn a_served_run_survives_a_restart_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"1+1\"}\n").unwrap();
+    let config = CoordinatorConfig {
+        data_dir: dir.path().join("state"),
+        ..CoordinatorConfig::default()
+    };
+    let spec = format!(
+        "name = 'keep'\nbase_model = 'm'\n[dataset]\npath = '{}'\n[[rewards]]\nname = 'f'\nverifier = 'format'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\n[schedule]\ntotal_steps = 3",
+        data.display()
+    );
+
+    let (addr, stop, server) = start(config.clone()).await;
+    let mut client = connect(&addr).await;
+    let submitted = client
+        .submit(pb::SubmitRunRequest {
+            spec: Some(pb::submit_run_request::Spec::Toml(spec)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    assert!(config.db_path().exists());
+
+    let (addr, stop, server) = start(config).await;
+    let mut client = connect(&addr).await;
+    let again = client
+        .get(pb::GetRunRequest { id: submitted.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (again.name.as_str(), again.state),
+        ("keep", pb::RunState::Running as i32)
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
