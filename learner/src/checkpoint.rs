@@ -6,7 +6,7 @@
 //! - `optimizer.mpk`: AdamW moments keyed by parameter path (Burn `NamedMpkFileRecorder`,
 //!   full precision, so state round-trips bit for bit), and `optimizer.json` (steps taken);
 //! - `trainer_state.json`: step, RNG state, data cursor, counters ([`TrainerState`]);
-//! - `config.json`: the resolved run config.
+//! - `run_config.json`: the resolved run config (`config.json` is the model's HF config).
 //!
 //! Everything is written into `<dir>/.tmp-step-N`, every file and the folder are fsynced,
 //! then the folder is renamed to `step-N` and `<dir>` is fsynced. A crash leaves at most a
@@ -75,7 +75,9 @@ pub struct TrainerState {
 const OPTIMIZER: &str = "optimizer";
 const OPTIMIZER_JSON: &str = "optimizer.json";
 const TRAINER_STATE: &str = "trainer_state.json";
-const CONFIG: &str = "config.json";
+/// The resolved run config. Not `config.json`: that name belongs to the HF model config the
+/// weights writer puts beside it, so a checkpoint folder loads as a Hugging Face model.
+const CONFIG: &str = "run_config.json";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
