@@ -26,7 +26,7 @@ use crate::store::SystemClock;
 pub struct CoordinatorConfig {
     /// Address to serve RunService and WorkService on.
     pub listen: String,
-    /// Folder of the database (`coordinator.db`) and run folders.
+    /// Folder of the database (`coordinator.db`) and the run folders (`runs/<id>/`).
     pub data_dir: PathBuf,
     pub leases: LeaseTtl,
     /// How often a Watch stream looks for changes.
@@ -114,14 +114,17 @@ pub async fn run(
         source,
     })?;
     let db = config.db_path();
-    let ttl = config.leases;
-    let core =
-        tokio::task::spawn_blocking(move || Coordinator::open(&db, Arc::new(SystemClock), ttl))
-            .await
-            .map_err(|e| ConfigError::DataDir {
-                path: config.db_path(),
-                source: std::io::Error::other(e),
-            })??;
+    let (ttl, runs) = (config.leases, config.data_dir.join("runs"));
+    let core = tokio::task::spawn_blocking(move || {
+        Ok::<_, RunsError>(
+            Coordinator::open(&db, Arc::new(SystemClock), ttl)?.with_run_folders(runs),
+        )
+    })
+    .await
+    .map_err(|e| ConfigError::DataDir {
+        path: config.db_path(),
+        source: std::io::Error::other(e),
+    })??;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ConfigError::Bind {

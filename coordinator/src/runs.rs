@@ -8,13 +8,17 @@
 //! and must have the fingerprint recorded at submission, otherwise the run is failed with a
 //! message saying why (resuming on a changed file would silently change the prompts).
 //!
+//! With run folders ([`Coordinator::with_run_folders`]) each run gets `<id>/spec.json`, its
+//! resolved spec, and `<id>/metrics.jsonl`, one line per learner step.
+//!
 //! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
 //!
 //! Limits: SFT runs are refused (`Unsupported`) until the scheduler runs them; runs are
 //! not queued for capacity (`pending` is only the instant between recording and start).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::dataset::{Dataset, DatasetError};
@@ -42,6 +46,13 @@ pub enum RunsError {
     Lease(#[from] LeaseError),
     #[error("{0} runs are not scheduled yet; submit a GRPO run")]
     Unsupported(&'static str),
+    #[error(
+        "cannot write run folder {path}: {source}; check the data folder's disk and permissions"
+    )]
+    RunFolder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("run {0} is not running; submit a new run or check `r1ctl status {0}`")]
     NotRunning(RunId),
 }
@@ -52,6 +63,7 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     ttl: LeaseTtl,
     schedulers: Mutex<HashMap<RunId, Arc<Scheduler>>>,
+    run_folders: Option<PathBuf>,
 }
 
 impl Coordinator {
@@ -75,6 +87,7 @@ impl Coordinator {
             clock,
             ttl,
             schedulers: Mutex::new(HashMap::new()),
+            run_folders: None,
         };
         let running: Vec<Run> = core
             .store()
@@ -130,6 +143,10 @@ impl Coordinator {
         let run = store.set_state(id, RunState::Running, "", now)?;
         self.schedulers()
             .insert(id, Arc::new(Scheduler::new(&run, dataset, self.ttl)?));
+        if let Some(dir) = self.run_folder(id)? {
+            let spec = serde_json::to_string_pretty(&run.spec).unwrap_or_default();
+            write_atomic(&dir.join("spec.json"), spec.as_bytes())?;
+        }
         tracing::info!(run = id, name = %run.spec.name, "submitted");
         status(&store, id)
     }
@@ -171,6 +188,48 @@ impl Coordinator {
         Err(RunsError::NotRunning(id))
     }
 
+    /// Keeps a folder per run under `dir`: `<dir>/<id>/spec.json` (the resolved spec,
+    /// written on submit) and `metrics.jsonl` (see [`Coordinator::write_metrics`]).
+    pub fn with_run_folders(mut self, dir: PathBuf) -> Coordinator {
+        self.run_folders = Some(dir);
+        self
+    }
+
+    /// The run's folder, created if needed; `None` without run folders.
+    pub fn run_folder(&self, id: RunId) -> Result<Option<PathBuf>, RunsError> {
+        let Some(root) = &self.run_folders else {
+            return Ok(None);
+        };
+        let dir = root.join(id.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| RunsError::RunFolder {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Some(dir))
+    }
+
+    /// Rewrites the run's `metrics.jsonl` from the store: one JSON object per completed
+    /// learner step, in order, holding the learner's metrics plus `step`, the number of
+    /// updates done (the first update's line is step 1; step 0 is the state before any
+    /// update). The store is the source of truth, so replays and restarts never duplicate
+    /// or lose a line.
+    pub fn write_metrics(&self, id: RunId) -> Result<(), RunsError> {
+        let Some(dir) = self.run_folder(id)? else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        for (step, metrics) in self.store().step_metrics(id)? {
+            let mut line = serde_json::Map::new();
+            line.insert("step".into(), (step + 1).into());
+            if let serde_json::Value::Object(m) = metrics {
+                line.extend(m.into_iter().filter(|(k, _)| k != "step"));
+            }
+            serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
+            out.push(b'\n');
+        }
+        write_atomic(&dir.join("metrics.jsonl"), &out)
+    }
+
     /// Runs `f` with the store locked, e.g. to lease with a [`Scheduler`].
     pub fn with_store_locked<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.store())
@@ -187,4 +246,16 @@ fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
         progress: store.progress(id)?,
         stages: store.stage_counts(id)?,
     })
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
+    let tmp = path.with_extension("tmp");
+    let err = |source| RunsError::RunFolder {
+        path: path.into(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }

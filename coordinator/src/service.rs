@@ -51,6 +51,7 @@ pub fn status_of(e: RunsError) -> Status {
             Status::failed_precondition(message)
         }
         RunsError::NotRunning(_) => Status::failed_precondition(message),
+        RunsError::RunFolder { .. } => Status::internal(message),
         RunsError::Unsupported(_) => Status::unimplemented(message),
     }
 }
@@ -544,6 +545,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.submit_step(st, &key, &sub, now)),
             )
             .await?;
+        if o == Outcome::Accepted {
+            let core = self.core.clone();
+            let run = run_id(r.run_id)?;
+            tokio::task::spawn_blocking(move || core.write_metrics(run))
+                .await
+                .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+                .map_err(status_of)?;
+        }
         Ok(outcome_to_wire(o))
     }
 

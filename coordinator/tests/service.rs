@@ -40,7 +40,8 @@ async fn start_both(
         Arc::new(SystemClock),
         LeaseTtl::default(),
     )
-    .unwrap();
+    .unwrap()
+    .with_run_folders(dir.join("runs"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -390,10 +391,21 @@ async fn one_grpo_step_through_the_worker_protocol() {
         step: 0,
         metrics_json: r#"{"reward_mean": 0.5}"#.into(),
     };
-    assert_eq!(
-        work.submit_step(step).await.unwrap().into_inner().outcome,
-        accepted
-    );
+    for _ in 0..2 {
+        let r = work.submit_step(step.clone()).await.unwrap().into_inner();
+        assert_eq!(r.outcome, accepted);
+    }
+    let folder = dir.path().join("runs").join(run.to_string());
+    let metrics = std::fs::read_to_string(folder.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want = vec![serde_json::json!({"step": 1, "reward_mean": 0.5})];
+    assert_eq!(lines, want, "one line per step, replays add none");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("spec.json")).unwrap()).unwrap();
+    assert_eq!(spec["algorithm"]["group_size"], 2);
 
     let status = runs
         .get(pb::GetRunRequest { id: run })
@@ -412,7 +424,7 @@ async fn one_grpo_step_through_the_worker_protocol() {
         c.groups_trained,
         c.replays,
     );
-    assert_eq!(got, (1, 1, 1, 1, 1));
+    assert_eq!(got, (1, 1, 1, 1, 2));
     assert_eq!(status.queues.unwrap().done, 1);
     let _ = stop.send(());
 }
