@@ -34,8 +34,12 @@
 //! Every call is one transaction, so `prompts_drawn = groups_trained + dropped_stale +
 //! dropped_equal + groups in flight` holds at every commit.
 //!
-//! Limits: SFT runs and evaluation groups are not scheduled yet; one learner batch is
-//! leased at a time (the learner fleet's rank 0 takes it and shards it).
+//! **SFT** runs skip generation and scoring: a learner's batch lease draws `batch_size`
+//! examples straight from the cursor (groups with no samples), with the same expiry,
+//! idempotency and end-of-run rules.
+//!
+//! Limits: evaluation groups are not scheduled yet; one learner batch is leased at a time
+//! (the learner fleet's rank 0 takes it and shards it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,8 +181,8 @@ pub enum LeaseError {
     Store(#[from] StoreError),
     #[error("run {id} is {state}; work is handed out only for running runs")]
     NotRunning { id: RunId, state: RunState },
-    #[error("run {0} uses SFT, which the scheduler does not run yet; submit a GRPO run")]
-    Unsupported(RunId),
+    #[error("run {id} is an SFT run: it has no {role} work, only learner batches")]
+    WrongRole { id: RunId, role: &'static str },
     #[error("group {group} is not part of run {id}; submit only groups you leased")]
     UnknownGroup { id: RunId, group: i64 },
     #[error(
@@ -203,10 +207,12 @@ impl From<rusqlite::Error> for LeaseError {
     }
 }
 
-/// The settings of one GRPO run and its dataset: hands out and takes back its work.
+/// The settings of one run and its dataset: hands out and takes back its work.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     pub run: RunId,
+    /// SFT: learners lease batches of examples straight from the cursor, nothing else.
+    pub sft: bool,
     pub group_size: u32,
     pub prompts_per_step: u32,
     pub max_policy_lag: u64,
@@ -222,19 +228,70 @@ const TRAIN: &str = "train";
 
 impl Scheduler {
     pub fn new(run: &Run, dataset: Arc<Dataset>, ttl: LeaseTtl) -> Result<Scheduler, LeaseError> {
-        let Algorithm::Grpo(g) = &run.spec.algorithm else {
-            return Err(LeaseError::Unsupported(run.id));
-        };
+        let (sft, group_size, prompts_per_step, max_policy_lag, dynamic_sampling) =
+            match &run.spec.algorithm {
+                Algorithm::Grpo(g) => (
+                    false,
+                    g.group_size,
+                    g.prompts_per_step,
+                    g.max_policy_lag,
+                    g.dynamic_sampling,
+                ),
+                // Examples never go stale: they carry no samples from an older policy.
+                Algorithm::Sft(s) => (true, 1, s.batch_size, u64::MAX, false),
+            };
         Ok(Scheduler {
             run: run.id,
-            group_size: g.group_size,
-            prompts_per_step: g.prompts_per_step,
-            max_policy_lag: g.max_policy_lag,
-            dynamic_sampling: g.dynamic_sampling,
+            sft,
+            group_size,
+            prompts_per_step,
+            max_policy_lag,
+            dynamic_sampling,
             total_steps: run.spec.schedule.total_steps,
             ttl,
             dataset,
         })
+    }
+
+    fn grpo_only(&self, role: &'static str) -> Result<(), LeaseError> {
+        match self.sft {
+            true => Err(LeaseError::WrongRole { id: self.run, role }),
+            false => Ok(()),
+        }
+    }
+
+    /// Draws up to `n` new groups from the cursor into `stage`, saving the cursor and
+    /// counting them; stops early when the dataset is exhausted.
+    fn draw(
+        &self,
+        tx: &Transaction<'_>,
+        progress: &mut store::Progress,
+        n: u64,
+        stage: &str,
+        now: Millis,
+    ) -> Result<Vec<i64>, LeaseError> {
+        let mut ids = Vec::new();
+        while (ids.len() as u64) < n {
+            let Some((example, after)) = self.dataset.next(progress.cursor) else {
+                break;
+            };
+            // An SFT example is "made" by the current policy, so it is never stale.
+            let version = (stage == TRAIN).then_some(progress.policy_version as i64);
+            tx.execute(
+                "INSERT INTO groups (run_id, example, stage, policy_version, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![self.run, example as i64, stage, version, now],
+            )?;
+            ids.push(tx.last_insert_rowid());
+            progress.cursor = after;
+        }
+        let Cursor { epoch, index } = progress.cursor;
+        tx.execute(
+            "UPDATE progress SET epoch = ?2, idx = ?3 WHERE run_id = ?1",
+            params![self.run, epoch, index as i64],
+        )?;
+        bump(tx, self.run, "prompts_drawn", ids.len() as u64)?;
+        Ok(ids)
     }
 
     /// Leases up to `max` prompt groups to actor `worker`: expired ones first, then new
@@ -246,6 +303,7 @@ impl Scheduler {
         max: usize,
         now: Millis,
     ) -> Result<PromptLease, LeaseError> {
+        self.grpo_only("generation")?;
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let mut progress = store::read_progress(&tx, self.run)?;
@@ -257,25 +315,7 @@ impl Scheduler {
         let room = window
             .saturating_sub(inflight)
             .min((max - ids.len()) as u64);
-        let mut drawn = 0;
-        while drawn < room {
-            let Some((example, after)) = self.dataset.next(progress.cursor) else {
-                break;
-            };
-            tx.execute(
-                "INSERT INTO groups (run_id, example, stage, created_ms, updated_ms) VALUES (?1, ?2, 'generate', ?3, ?3)",
-                params![self.run, example as i64, now],
-            )?;
-            ids.push(tx.last_insert_rowid());
-            progress.cursor = after;
-            drawn += 1;
-        }
-        let Cursor { epoch, index } = progress.cursor;
-        tx.execute(
-            "UPDATE progress SET epoch = ?2, idx = ?3 WHERE run_id = ?1",
-            params![self.run, epoch, index as i64],
-        )?;
-        bump(&tx, self.run, "prompts_drawn", drawn)?;
+        ids.extend(self.draw(&tx, &mut progress, room, GENERATE, now)?);
         let (lease_id, deadline_ms) =
             self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
         let groups = ids
@@ -301,6 +341,7 @@ impl Scheduler {
         sub: &SamplesSubmission,
         now: Millis,
     ) -> Result<Outcome, LeaseError> {
+        self.grpo_only("generation")?;
         self.idempotent(store, key, ("samples", sub), now, |tx| {
             let stage = self.stage(tx, sub.group_id)?;
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
@@ -347,6 +388,7 @@ impl Scheduler {
         max: usize,
         now: Millis,
     ) -> Result<ScoringLease, LeaseError> {
+        self.grpo_only("scoring")?;
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let ids = self.available(&tx, SCORE, max, now)?;
@@ -379,6 +421,7 @@ impl Scheduler {
         sub: &ScoresSubmission,
         now: Millis,
     ) -> Result<Outcome, LeaseError> {
+        self.grpo_only("scoring")?;
         self.idempotent(store, key, ("scores", sub), now, |tx| {
             let stage = self.stage(tx, sub.group_id)?;
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
@@ -460,6 +503,12 @@ impl Scheduler {
         };
         for &id in &stale {
             self.drop_group(&tx, id, "stale", now)?;
+        }
+        let mut progress = progress;
+        if self.sft {
+            let waiting = self.count(&tx, &[TRAIN])? as u64;
+            let room = (self.prompts_per_step as u64).saturating_sub(waiting);
+            self.draw(&tx, &mut progress, room, TRAIN, now)?;
         }
         let ids = self.available(&tx, TRAIN, self.prompts_per_step as usize, now)?;
         let full = ids.len() == self.prompts_per_step as usize;

@@ -17,8 +17,8 @@
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: evaluation scheduling, SFT scheduling, run folders with `metrics.jsonl`,
-//! the dashboard, `/metrics`, OpenTelemetry export and the bearer token.
+//! Not built yet: evaluation scheduling, the dashboard, `/metrics`, OpenTelemetry export and
+//! the bearer token.
 
 pub mod config;
 pub mod dataset;

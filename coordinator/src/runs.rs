@@ -13,8 +13,8 @@
 //!
 //! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
 //!
-//! Limits: SFT runs are refused (`Unsupported`) until the scheduler runs them; runs are
-//! not queued for capacity (`pending` is only the instant between recording and start).
+//! Limits: runs are not queued for capacity (`pending` is only the instant between
+//! recording and start).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
-use crate::spec::{Algorithm, RunSpec, SpecError};
+use crate::spec::{RunSpec, SpecError};
 use crate::store::{Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError};
 
 /// A run with where it stands.
@@ -44,8 +44,6 @@ pub enum RunsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("{0} runs are not scheduled yet; submit a GRPO run")]
-    Unsupported(&'static str),
     #[error(
         "cannot write run folder {path}: {source}; check the data folder's disk and permissions"
     )]
@@ -133,9 +131,6 @@ impl Coordinator {
     /// Checks the spec and the whole dataset, records the run and starts it.
     pub fn submit(&self, spec: RunSpec) -> Result<RunStatus, RunsError> {
         spec.validate()?;
-        if let Algorithm::Sft(_) = spec.algorithm {
-            return Err(RunsError::Unsupported("SFT"));
-        }
         let dataset = Arc::new(Dataset::load(&spec.dataset)?);
         let now = self.clock.now();
         let mut store = self.store();

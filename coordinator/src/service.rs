@@ -46,13 +46,13 @@ pub fn status_of(e: RunsError) -> Status {
         }
         RunsError::Lease(LeaseError::BadSubmission { .. }) => Status::invalid_argument(message),
         RunsError::Lease(LeaseError::KeyReused { .. }) => Status::already_exists(message),
-        RunsError::Lease(LeaseError::Unsupported(_)) => Status::unimplemented(message),
-        RunsError::Lease(LeaseError::NotRunning { .. } | LeaseError::FutureStep { .. }) => {
-            Status::failed_precondition(message)
-        }
+        RunsError::Lease(
+            LeaseError::NotRunning { .. }
+            | LeaseError::FutureStep { .. }
+            | LeaseError::WrongRole { .. },
+        ) => Status::failed_precondition(message),
         RunsError::NotRunning(_) => Status::failed_precondition(message),
         RunsError::RunFolder { .. } => Status::internal(message),
-        RunsError::Unsupported(_) => Status::unimplemented(message),
     }
 }
 

@@ -1569,19 +1569,83 @@ fn refusals_name_what_to_fix() {
 }
 
 #[test]
-fn sft_runs_are_not_scheduled_yet() {
-    let mut spec = spec(&BASE);
-    spec.algorithm = RunSpec::from_toml(
-        "name='t'\nbase_model='m'\n[dataset]\npath='d.jsonl'\nfields={prompt='q', answer='a'}\n[algorithm]\nkind='sft'\n[schedule]\ntotal_steps=1",
+fn sft_runs_lease_batches_of_examples_straight_from_the_cursor() {
+    let spec = RunSpec::from_toml(
+        "name='t'\nbase_model='m'\n[dataset]\npath='d.jsonl'\nfields={prompt='q', answer='a'}\n[algorithm]\nkind='sft'\nbatch_size=2\n[schedule]\ntotal_steps=5",
     )
-    .unwrap()
-    .algorithm;
+    .unwrap();
     let mut store = Store::open_in_memory().unwrap();
     let id = store.create_run(&spec, "", 0).unwrap();
-    let run = store.run(id).unwrap();
-    let ds = Arc::new(
-        Dataset::from_records(vec![serde_json::json!({"prompt": "x"})], &spec.dataset).unwrap(),
+    let run = store.set_state(id, RunState::Running, "", 0).unwrap();
+    let records = (0..3)
+        .map(|i| serde_json::json!({"q": format!("q{i}"), "a": format!("a{i}")}))
+        .collect();
+    let ds = Arc::new(Dataset::from_records(records, &spec.dataset).unwrap());
+    let sched = Scheduler::new(&run, ds, ttl()).unwrap();
+    let err = sched
+        .lease_prompts(&mut store, "a", 1, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("run 1 is an SFT run: it has no generation work"),
+        "{err}"
     );
-    let err = Scheduler::new(&run, ds, ttl()).unwrap_err().to_string();
-    assert!(err.contains("uses SFT"), "{err}");
+    let err = sched
+        .lease_scoring(&mut store, "r", 1, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no scoring work"), "{err}");
+
+    // (time, expected batch size or none, submit the step)
+    let script: &[(Millis, Option<usize>, bool)] = &[
+        (0, Some(2), false),
+        (1, None, false),
+        (TTL, Some(2), true),
+        (TTL, Some(1), true),
+    ];
+    let mut answers = Vec::new();
+    for (i, &(now, size, step)) in script.iter().enumerate() {
+        let batch = sched
+            .lease_batch(&mut store, if i == 1 { "other" } else { "l" }, now)
+            .unwrap();
+        assert_eq!(batch.as_ref().map(|b| b.groups.len()), size, "lease {i}");
+        let Some(batch) = batch else { continue };
+        assert!(
+            batch
+                .groups
+                .iter()
+                .all(|g| g.samples.is_empty() && g.rewards.is_empty())
+        );
+        if step {
+            answers.extend(
+                batch
+                    .groups
+                    .iter()
+                    .map(|g| g.example.answer.clone().unwrap()),
+            );
+            let sub = StepSubmission {
+                lease_id: batch.lease_id,
+                step: batch.step,
+                metrics: serde_json::json!({}),
+            };
+            assert_eq!(
+                sched
+                    .submit_step(&mut store, &format!("t{i}"), &sub, now)
+                    .unwrap(),
+                Outcome::Accepted
+            );
+        }
+    }
+    answers.sort();
+    assert_eq!(answers, ["a0", "a1", "a2"], "every example trained once");
+    let run = store.run(id).unwrap();
+    assert_eq!(
+        (run.state, run.message.as_str()),
+        (RunState::Completed, "dataset exhausted after 2 of 5 steps")
+    );
+    let c = store.progress(id).unwrap().counters;
+    assert_eq!(
+        (c.prompts_drawn, c.groups_trained, c.leases_expired),
+        (3, 3, 2)
+    );
 }

@@ -66,7 +66,6 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
             spec(&dir.path().join("missing.jsonl"), ""),
             "cannot read dataset",
         ),
-        (sft, "SFT runs are not scheduled yet"),
         (zero_steps, "schedule.total_steps"),
     ];
     for (spec, want) in cases {
@@ -74,12 +73,18 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
         assert!(err.contains(want), "{err}");
     }
     assert!(core.list().unwrap().is_empty(), "nothing recorded");
+    assert_eq!(
+        core.submit(sft).unwrap().run.state,
+        RunState::Running,
+        "SFT runs are scheduled"
+    );
+    assert_eq!(core.list().unwrap().len(), 1);
     let ok = core.submit(spec(&good, "")).unwrap();
     assert_eq!(
         (ok.run.state, ok.progress.step, ok.run.created_ms),
         (RunState::Running, 0, 1000)
     );
-    assert_eq!(core.list().unwrap().len(), 1);
+    assert_eq!(core.list().unwrap().len(), 2);
 }
 
 #[test]

@@ -173,7 +173,6 @@ async fn errors_carry_the_code_a_client_can_act_on() {
         .await
         .unwrap();
 
-    let sft = spec_toml(&good).replace("kind = 'grpo'", "kind = 'sft'");
     // (what, the call's result, expected code, expected text)
     let cases: Vec<(&str, Result<(), tonic::Status>, Code, &str)> = vec![
         (
@@ -216,12 +215,6 @@ async fn errors_carry_the_code_a_client_can_act_on() {
                 .map(drop),
             Code::FailedPrecondition,
             "cannot read dataset",
-        ),
-        (
-            "sft",
-            client.submit(submit(&sft)).await.map(drop),
-            Code::Unimplemented,
-            "SFT",
         ),
         (
             "unknown run",
@@ -522,6 +515,20 @@ async fn worker_errors_carry_their_codes() {
             "metrics_json",
         ),
     ];
+    let sft = spec_toml(&data).replace("kind = 'grpo'", "kind = 'sft'");
+    let sft = runs.submit(submit(&sft)).await.unwrap().into_inner().id;
+    cases.push((
+        "generation for an SFT run",
+        work.lease_prompts(pb::LeasePromptsRequest {
+            run_id: sft,
+            worker: "a".into(),
+            max_groups: 1,
+        })
+        .await
+        .map(drop),
+        Code::FailedPrecondition,
+        "is an SFT run",
+    ));
     runs.cancel(pb::CancelRunRequest {
         id: run,
         reason: String::new(),
