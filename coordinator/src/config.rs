@@ -6,7 +6,7 @@
 //! `R1_COORDINATOR_LEASES__GENERATE_MS=900000`) < whatever the caller sets afterwards
 //! (command-line flags). Unknown keys are refused.
 //!
-//! Limits: no TLS and no bearer token yet; listen on loopback unless the network is trusted.
+//! Limits: no TLS; set `token` (`R1_COORDINATOR_TOKEN`) whenever `listen` is not loopback.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lease::LeaseTtl;
 use crate::runs::{Coordinator, RunsError};
-use crate::service::{Runs, ServeError, serve};
+use crate::service::{Auth, Runs, ServeError, serve};
 use crate::store::SystemClock;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,9 @@ pub struct CoordinatorConfig {
     pub leases: LeaseTtl,
     /// How often a Watch stream looks for changes.
     pub watch_interval_ms: u64,
+    /// Bearer token every call must carry; none lets every call in (loopback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -40,6 +43,7 @@ impl Default for CoordinatorConfig {
             data_dir: "r1-data".into(),
             leases: LeaseTtl::default(),
             watch_interval_ms: 500,
+            token: None,
         }
     }
 }
@@ -50,6 +54,8 @@ pub enum ConfigError {
     Parse(Box<figment::Error>),
     #[error("coordinator config `{field}` is {value}; use a positive number")]
     NotPositive { field: &'static str, value: i64 },
+    #[error("coordinator config `token` is empty; set a secret or remove the key")]
+    EmptyToken,
     #[error("cannot create the data folder {path}: {source}; pick a writable data_dir")]
     DataDir {
         path: PathBuf,
@@ -82,6 +88,9 @@ impl CoordinatorConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::EmptyToken);
+        }
         let l = &self.leases;
         for (field, value) in [
             ("leases.generate_ms", l.generate_ms),
@@ -136,6 +145,10 @@ pub async fn run(
         Arc::new(core),
         Duration::from_millis(config.watch_interval_ms),
     );
-    serve(listener, runs, shutdown).await?;
+    let auth = match config.token.as_deref() {
+        Some(token) => Auth::bearer(token),
+        None => Auth::open(),
+    };
+    serve(listener, runs, auth, shutdown).await?;
     Ok(())
 }

@@ -18,7 +18,7 @@
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
 //! Not built yet: evaluation scheduling, the dashboard, `/metrics`, OpenTelemetry export and
-//! the bearer token.
+//! TLS.
 
 pub mod config;
 pub mod dataset;

@@ -9,7 +9,9 @@
 //! every kind of change (leases, steps, cancel) with no notification plumbing; it ends
 //! after sending a finished run's final status, or when the client goes away.
 //!
-//! Limits: no authentication yet (the bearer token of issue 4 is still to come). WorkService
+//! When a token is configured every call must carry it ([`Auth`]); without one (loopback)
+//! every call is allowed. Limits: no TLS, so a token on an untrusted network is only as
+//! safe as the network. WorkService
 //! accepts and sends messages up to [`MAX_MESSAGE_BYTES`]: a GRPO batch (32 prompts × 16
 //! samples × 8k tokens with log-probs) is about 40 MiB.
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_server::{RunService, RunServiceServer};
 use r1_proto::v1::work_service_server::{WorkService, WorkServiceServer};
+use sha2::{Digest, Sha256};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::dataset::{DatasetError, Example, Prompt};
@@ -255,11 +259,12 @@ pub struct ServeError {
 /// The largest request or response either service accepts or sends.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// Serves RunService and WorkService on `listener` until `shutdown` completes, one `rpc`
-/// span per call.
+/// Serves RunService and WorkService on `listener` behind `auth` until `shutdown`
+/// completes, one `rpc` span per call.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runs: Runs,
+    auth: Auth,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener
@@ -270,11 +275,58 @@ pub async fn serve(
     let work = Work::new(runs.core.clone()).into_server();
     tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
-        .add_service(runs.into_server())
-        .add_service(work)
+        .add_service(InterceptedService::new(runs.into_server(), auth.clone()))
+        .add_service(InterceptedService::new(work, auth))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
+}
+
+/// Requires `authorization: Bearer <token>` on every call when a token is set. Tokens are
+/// compared as SHA-256 digests in constant time, so neither their bytes nor their length
+/// leak through timing.
+#[derive(Clone, Default)]
+pub struct Auth {
+    digest: Option<[u8; 32]>,
+}
+
+impl Auth {
+    /// No token: every call is allowed (loopback `r1ctl up`).
+    pub fn open() -> Auth {
+        Auth { digest: None }
+    }
+
+    /// Calls must carry `token`.
+    pub fn bearer(token: &str) -> Auth {
+        Auth {
+            digest: Some(Sha256::digest(token.as_bytes()).into()),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(want) = &self.digest else {
+            return Ok(request);
+        };
+        let sent = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let Some(token) = sent.and_then(|v| v.strip_prefix("Bearer ")) else {
+            return Err(Status::unauthenticated(
+                "this coordinator requires a bearer token; send `authorization: Bearer <token>`",
+            ));
+        };
+        let got: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let diff = got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        match diff {
+            0 => Ok(request),
+            _ => Err(Status::unauthenticated(
+                "the bearer token is wrong; use the coordinator's token",
+            )),
+        }
+    }
 }
 
 /// The WorkService implementation: each call is one scheduler call on the blocking pool.

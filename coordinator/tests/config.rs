@@ -47,6 +47,7 @@ fn layers_and_refusals() {
             &[],
             Err("`watch_interval_ms` is 0"),
         ),
+        ("token = ' '", &[], Err("`token` is empty")),
     ];
     for (file, vars, expected) in cases {
         figment::Jail::expect_with(|jail| {
@@ -145,6 +146,57 @@ async fn a_served_run_survives_a_restart_of_the_server() {
         (again.name.as_str(), again.state),
         ("keep", pb::RunState::Running as i32)
     );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_configured_token_is_required_on_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CoordinatorConfig {
+        data_dir: dir.path().join("state"),
+        token: Some("s3cret".into()),
+        ..CoordinatorConfig::default()
+    };
+    let (addr, stop, server) = start(config).await;
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    // (authorization header sent, expected: Ok or Err(text))
+    let cases: &[(Option<&str>, Result<(), &str>)] = &[
+        (None, Err("requires a bearer token")),
+        (Some("Bearer s3cret"), Ok(())),
+        (Some("Bearer s3cre"), Err("token is wrong")),
+        (Some("Bearer s3cret "), Err("token is wrong")),
+        (Some("Basic s3cret"), Err("requires a bearer token")),
+    ];
+    for (header, expected) in cases {
+        let value = header.map(|h| h.parse::<tonic::metadata::MetadataValue<_>>().unwrap());
+        let mut client = RunServiceClient::with_interceptor(
+            channel.clone(),
+            move |mut req: tonic::Request<()>| {
+                if let Some(h) = &value {
+                    req.metadata_mut().insert("authorization", h.clone());
+                }
+                Ok(req)
+            },
+        );
+        match (client.list(pb::ListRunsRequest {}).await, expected) {
+            (Ok(_), Ok(())) => {}
+            (Err(status), Err(want)) => {
+                assert_eq!(status.code(), tonic::Code::Unauthenticated);
+                assert!(status.message().contains(want), "{}", status.message());
+            }
+            (got, want) => panic!("{header:?}: expected {want:?}, got {got:?}"),
+        }
+    }
     stop.send(()).unwrap();
     server.await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use r1_coordinator::lease::LeaseTtl;
 use r1_coordinator::runs::Coordinator;
-use r1_coordinator::service::{Runs, serve};
+use r1_coordinator::service::{Auth, Runs, serve};
 use r1_coordinator::store::SystemClock;
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
@@ -46,7 +46,7 @@ async fn start_both(
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runs = Runs::new(Arc::new(core), Duration::from_millis(20));
-    tokio::spawn(serve(listener, runs, async move {
+    tokio::spawn(serve(listener, runs, Auth::open(), async move {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}"))
