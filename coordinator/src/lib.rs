@@ -13,16 +13,17 @@
 //!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
 //! - [`service`]: the gRPC services over [`runs::Coordinator`]: `r1.v1.RunService` for
 //!   people and `r1ctl`, `r1.v1.WorkService` for actors, reward workers and learners.
+//! - [`metrics`]: the Prometheus page (`GET /metrics` on the same port).
 //! - [`config`]: the coordinator service's own config, and [`config::run`] to serve with it.
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: evaluation scheduling, the dashboard, `/metrics`, OpenTelemetry export and
-//! TLS.
+//! Not built yet: evaluation scheduling, the dashboard, OpenTelemetry export and TLS.
 
 pub mod config;
 pub mod dataset;
 pub mod lease;
+pub mod metrics;
 pub mod runs;
 pub mod service;
 pub mod spec;

@@ -24,6 +24,7 @@ use r1_proto::v1::run_service_server::{RunService, RunServiceServer};
 use r1_proto::v1::work_service_server::{WorkService, WorkServiceServer};
 use sha2::{Digest, Sha256};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -259,8 +260,8 @@ pub struct ServeError {
 /// The largest request or response either service accepts or sends.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// Serves RunService and WorkService on `listener` behind `auth` until `shutdown`
-/// completes, one `rpc` span per call.
+/// Serves RunService and WorkService on `listener` behind `auth`, and `GET /metrics` (HTTP/1
+/// on the same port), until `shutdown` completes, one `rpc` span per call.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runs: Runs,
@@ -273,13 +274,33 @@ pub async fn serve(
         .unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let work = Work::new(runs.core.clone()).into_server();
+    let core = runs.core.clone();
+    let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
+        .add_service(InterceptedService::new(work, auth));
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.route(
+        "/metrics",
+        axum::routing::get(move || metrics_page(core.clone())),
+    );
     tonic::transport::Server::builder()
+        .accept_http1(true)
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
-        .add_service(InterceptedService::new(runs.into_server(), auth.clone()))
-        .add_service(InterceptedService::new(work, auth))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
+}
+
+/// The Prometheus page; a store failure is a 500 with the error's message.
+async fn metrics_page(core: Arc<Coordinator>) -> (axum::http::StatusCode, String) {
+    let page =
+        tokio::task::spawn_blocking(move || core.list().map(|runs| crate::metrics::render(&runs)))
+            .await;
+    match page {
+        Ok(Ok(text)) => (axum::http::StatusCode::OK, text),
+        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Requires `authorization: Bearer <token>` on every call when a token is set. Tokens are

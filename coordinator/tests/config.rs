@@ -200,3 +200,56 @@ async fn a_configured_token_is_required_on_every_call() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+/// `GET path` over HTTP/1.1; returns the status line and the body.
+async fn http_get(addr: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn metrics_page_shows_each_run_in_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"1+1\"}\n{\"prompt\": \"2+2\"}\n").unwrap();
+    let config = CoordinatorConfig {
+        data_dir: dir.path().join("state"),
+        ..CoordinatorConfig::default()
+    };
+    let (addr, stop, server) = start(config).await;
+    let mut client = connect(&addr).await;
+    let spec = format!(
+        "name = 'say \"hi\"'\nbase_model = 'm'\n[dataset]\npath = '{}'\n[[rewards]]\nname = 'f'\nverifier = 'format'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\n[schedule]\ntotal_steps = 3",
+        data.display()
+    );
+    client
+        .submit(pb::SubmitRunRequest {
+            spec: Some(pb::submit_run_request::Spec::Toml(spec)),
+        })
+        .await
+        .unwrap();
+    let (status, body) = http_get(&addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let run = r#"run="1",name="say \"hi\"""#;
+    for line in [
+        "# TYPE r1_run_step gauge".to_string(),
+        format!("r1_run_info{{{run},state=\"running\"}} 1"),
+        format!("r1_run_step{{{run}}} 0"),
+        format!("r1_run_queue_depth{{{run},stage=\"generate\"}} 0"),
+        format!("r1_run_events_total{{{run},event=\"prompts_drawn\"}} 0"),
+        "# TYPE r1_run_events_total counter".to_string(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing `{line}` in\n{body}"
+        );
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
