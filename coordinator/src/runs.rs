@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
 use crate::spec::{RunSpec, SpecError};
-use crate::store::{Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError};
+use crate::store::{
+    CheckpointRecord, Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
+};
 
 /// A run with where it stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +183,23 @@ impl Coordinator {
         }
         self.store().run(id)?;
         Err(RunsError::NotRunning(id))
+    }
+
+    /// Records a checkpoint the learner wrote after `step` (see [`Store::record_checkpoint`]).
+    pub fn record_checkpoint(
+        &self,
+        id: RunId,
+        step: u64,
+        path: &str,
+    ) -> Result<CheckpointRecord, RunsError> {
+        Ok(self
+            .store()
+            .record_checkpoint(id, step, path, self.clock.now())?)
+    }
+
+    /// A run's checkpoint records, oldest first.
+    pub fn checkpoints(&self, id: RunId) -> Result<Vec<CheckpointRecord>, RunsError> {
+        Ok(self.store().checkpoints(id)?)
     }
 
     /// Keeps a folder per run under `dir`: `<dir>/<id>/spec.json` (the resolved spec,

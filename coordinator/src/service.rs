@@ -43,7 +43,9 @@ pub fn status_of(e: RunsError) -> Status {
         RunsError::Dataset(_) => Status::invalid_argument(message),
         RunsError::Store(StoreError::RunNotFound(_)) => Status::not_found(message),
         RunsError::Store(StoreError::BadTransition { .. }) => Status::failed_precondition(message),
-        RunsError::Store(StoreError::SchemaTooNew { .. }) => Status::failed_precondition(message),
+        RunsError::Store(StoreError::SchemaTooNew { .. } | StoreError::CheckpointStep { .. }) => {
+            Status::failed_precondition(message)
+        }
         RunsError::Store(_) => Status::internal(message),
         RunsError::Lease(LeaseError::Store(e)) => status_of(RunsError::Store(e)),
         RunsError::Lease(LeaseError::UnknownGroup { .. } | LeaseError::UnknownLease { .. }) => {
@@ -645,5 +647,50 @@ impl WorkService for Work {
             held: deadline.is_some(),
             deadline_ms: deadline.unwrap_or(0),
         }))
+    }
+
+    async fn record_checkpoint(
+        &self,
+        request: Request<pb::RecordCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let r = request.into_inner();
+        let run = run_id(r.run_id)?;
+        if r.path.is_empty() {
+            return Err(Status::invalid_argument(
+                "path is empty; send where the checkpoint was written",
+            ));
+        }
+        let core = self.core.clone();
+        let rec = tokio::task::spawn_blocking(move || core.record_checkpoint(run, r.step, &r.path))
+            .await
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)?;
+        Ok(Response::new(checkpoint_to_wire(rec)))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        let run = run_id(request.into_inner().run_id)?;
+        let core = self.core.clone();
+        let all = tokio::task::spawn_blocking(move || core.checkpoints(run))
+            .await
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)?;
+        Ok(Response::new(pb::ListCheckpointsResponse {
+            checkpoints: all.into_iter().map(checkpoint_to_wire).collect(),
+        }))
+    }
+}
+
+fn checkpoint_to_wire(c: crate::store::CheckpointRecord) -> pb::Checkpoint {
+    pb::Checkpoint {
+        step: c.step,
+        path: c.path,
+        created_ms: c.created_ms,
+        policy_version: c.progress.policy_version,
+        epoch: c.progress.cursor.epoch,
+        index: c.progress.cursor.index,
     }
 }

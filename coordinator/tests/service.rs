@@ -400,6 +400,41 @@ async fn one_grpo_step_through_the_worker_protocol() {
         serde_json::from_str(&std::fs::read_to_string(folder.join("spec.json")).unwrap()).unwrap();
     assert_eq!(spec["algorithm"]["group_size"], 2);
 
+    // (step, path, Ok(()) or Err(code)): only the step the run stands at can be recorded.
+    let cases = [
+        (1, "ckpt/1", Ok(())),
+        (0, "ckpt/0", Err(Code::FailedPrecondition)),
+        (1, "", Err(Code::InvalidArgument)),
+    ];
+    for (step, path, want) in cases {
+        let req = pb::RecordCheckpointRequest {
+            run_id: run,
+            step,
+            path: path.into(),
+        };
+        let got = work
+            .record_checkpoint(req)
+            .await
+            .map(drop)
+            .map_err(|s| s.code());
+        assert_eq!(got, want, "checkpoint of step {step} at `{path}`");
+    }
+    let all = work
+        .list_checkpoints(pb::ListCheckpointsRequest { run_id: run })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoints;
+    let got: Vec<_> = all
+        .iter()
+        .map(|c| (c.step, c.path.as_str(), c.policy_version, c.epoch))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, "ckpt/1", 1, 1)],
+        "the checkpoint carries the progress of its step"
+    );
+
     let status = runs
         .get(pb::GetRunRequest { id: run })
         .await
