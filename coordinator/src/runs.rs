@@ -6,7 +6,9 @@
 //! starts at once: it is `running` and its work is handed out to whoever leases it.
 //! [`Coordinator::open`] resumes every run that was running: its dataset is loaded again
 //! and must have the fingerprint recorded at submission, otherwise the run is failed with a
-//! message saying why (resuming on a changed file would silently change the prompts).
+//! message saying why (resuming on a changed file would silently change the prompts). A
+//! dataset that cannot be read at that moment (a volume not mounted yet) fails nothing: the
+//! run is resumed on its next lease.
 //!
 //! With run folders ([`Coordinator::with_run_folders`]) each run gets `<id>/spec.json`, its
 //! resolved spec, and `<id>/metrics.jsonl`, one line per learner step.
@@ -89,34 +91,17 @@ impl Coordinator {
             schedulers: Mutex::new(HashMap::new()),
             run_folders: None,
         };
-        let running: Vec<Run> = core
+        let running: Vec<RunId> = core
             .store()
             .runs()?
             .into_iter()
             .filter(|r| r.state == RunState::Running)
+            .map(|r| r.id)
             .collect();
-        for run in running {
-            let resumed = Dataset::load(&run.spec.dataset).map_err(|e| e.to_string()).and_then(|ds| {
-                if ds.fingerprint() == run.dataset_fingerprint {
-                    Ok(ds)
-                } else {
-                    Err(format!(
-                        "dataset {} changed since the run was submitted; restore it or submit a new run",
-                        run.spec.dataset.path.display()
-                    ))
-                }
-            });
-            match resumed {
-                Ok(ds) => {
-                    let sched = Scheduler::new(&run, Arc::new(ds), ttl)?;
-                    tracing::info!(run = run.id, "resumed");
-                    core.schedulers().insert(run.id, Arc::new(sched));
-                }
-                Err(why) => {
-                    tracing::warn!(run = run.id, %why, "cannot resume; failing the run");
-                    core.store()
-                        .set_state(run.id, RunState::Failed, &why, core.clock.now())?;
-                }
+        for id in running {
+            // A dataset that cannot be read now is retried on the run's next lease.
+            if let Err(e) = core.scheduler(id) {
+                tracing::warn!(run = id, error = %e, "not resumed yet");
             }
         }
         Ok(core)
@@ -181,8 +166,36 @@ impl Coordinator {
         if let Some(s) = self.schedulers().get(&id) {
             return Ok(s.clone());
         }
-        self.store().run(id)?;
-        Err(RunsError::NotRunning(id))
+        let run = self.store().run(id)?;
+        if run.state != RunState::Running {
+            return Err(RunsError::NotRunning(id));
+        }
+        // Resuming after a restart: the dataset must be the one the run was submitted with.
+        // An unreadable file is an error for this call only; a changed one fails the run.
+        let changed = |detail: String| {
+            format!(
+                "dataset {} changed since the run was submitted{detail}; restore it or submit a new run",
+                run.spec.dataset.path.display()
+            )
+        };
+        let checked = match Dataset::load(&run.spec.dataset) {
+            Err(e @ DatasetError::Io { .. }) => return Err(e.into()),
+            Err(e) => Err(changed(format!(" and no longer loads ({e})"))),
+            Ok(ds) if ds.fingerprint() != run.dataset_fingerprint => Err(changed(String::new())),
+            Ok(ds) => Ok(ds),
+        };
+        let dataset = match checked {
+            Ok(ds) => ds,
+            Err(why) => {
+                tracing::warn!(run = id, %why, "failing the run");
+                self.store()
+                    .set_state(id, RunState::Failed, &why, self.clock.now())?;
+                return Err(RunsError::NotRunning(id));
+            }
+        };
+        let sched = Arc::new(Scheduler::new(&run, Arc::new(dataset), self.ttl)?);
+        tracing::info!(run = id, "resumed");
+        Ok(self.schedulers().entry(id).or_insert(sched).clone())
     }
 
     /// Records a checkpoint the learner wrote after `step` (see [`Store::record_checkpoint`]).

@@ -126,13 +126,16 @@ fn cancel_stops_the_handing_out_of_work() {
 
 #[test]
 fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
+    // kept: resumed at once; changed: failed; moved: unreadable at restart, so still running
+    // and resumed on the first lease after the file is back.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r1.db");
-    let (kept, changed) = (
+    let (kept, changed, moved) = (
         dir.path().join("kept.jsonl"),
         dir.path().join("changed.jsonl"),
+        dir.path().join("moved.jsonl"),
     );
-    for p in [&kept, &changed] {
+    for p in [&kept, &changed, &moved] {
         write(
             p,
             &[
@@ -146,6 +149,7 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
         let core = open(&db);
         let a = core.submit(spec(&kept, "")).unwrap().run.id;
         let b = core.submit(spec(&changed, "")).unwrap().run.id;
+        core.submit(spec(&moved, "")).unwrap();
         let sched = core.scheduler(a).unwrap();
         let lease = core
             .with_store_locked(|s| sched.lease_prompts(s, "a", 2, 1000))
@@ -153,7 +157,18 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
         (a, b, lease.groups[0].0)
     };
     write(&changed, &[r#"{"q": "x", "a": "1"}"#]);
+    let aside = dir.path().join("aside");
+    std::fs::rename(&moved, &aside).unwrap();
     let core = open(&db);
+    let m = b + 1;
+    assert_eq!(core.get(m).unwrap().run.state, RunState::Running);
+    let err = core
+        .scheduler(m)
+        .expect_err("no dataset, no scheduler")
+        .to_string();
+    assert!(err.contains("cannot read dataset"), "{err}");
+    std::fs::rename(&aside, &moved).unwrap();
+    assert!(core.scheduler(m).is_ok(), "resumed once the file is back");
     let failed = core.get(b).unwrap();
     assert_eq!(failed.run.state, RunState::Failed);
     assert!(
