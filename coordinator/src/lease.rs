@@ -34,12 +34,21 @@
 //! Every call is one transaction, so `prompts_drawn = groups_trained + dropped_stale +
 //! dropped_equal + groups in flight` holds at every commit.
 //!
+//! **Evaluation.** At every policy version that is a multiple of `schedule.eval_every`
+//! (version 0 included, the last step's too) each example of the eval split becomes an eval
+//! group with its own `eval_version`. Actors get eval groups before training prompts; their
+//! samples must come from exactly that version (others are answered `DroppedStale` and the
+//! group is handed out again); the learner does not step past a version until its eval
+//! groups are sampled; scored eval groups are done at once and, when all are in, the
+//! evaluation's pass@1 is stored ([`Outcome::Evaluated`]). Eval groups touch no training
+//! counter and the run completes only after its last evaluation.
+//!
 //! **SFT** runs skip generation and scoring: a learner's batch lease draws `batch_size`
 //! examples straight from the cursor (groups with no samples), with the same expiry,
 //! idempotency and end-of-run rules.
 //!
-//! Limits: evaluation groups are not scheduled yet; one learner batch is leased at a time
-//! (the learner fleet's rank 0 takes it and shards it).
+//! Limits: one learner batch is leased at a time (the learner fleet's rank 0 takes it and
+//! shards it); evaluation samples G per example with the training sampler settings.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -173,6 +182,8 @@ pub enum Outcome {
     AlreadyDone,
     /// The batch was handed to another learner after this lease expired; discard the step.
     LeaseLost,
+    /// The scores of an evaluation group were recorded.
+    Evaluated,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +229,8 @@ pub struct Scheduler {
     pub max_policy_lag: u64,
     pub dynamic_sampling: bool,
     pub total_steps: u64,
+    /// Evaluate the policy at every version that is a multiple of this (0: never).
+    pub eval_every: u64,
     pub ttl: LeaseTtl,
     dataset: Arc<Dataset>,
 }
@@ -248,6 +261,7 @@ impl Scheduler {
             max_policy_lag,
             dynamic_sampling,
             total_steps: run.spec.schedule.total_steps,
+            eval_every: if sft { 0 } else { run.spec.schedule.eval_every },
             ttl,
             dataset,
         })
@@ -307,6 +321,7 @@ impl Scheduler {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let mut progress = store::read_progress(&tx, self.run)?;
+        self.ensure_eval(&tx, progress.policy_version, now)?;
         let mut ids = self.available(&tx, GENERATE, max, now)?;
         let inflight = self.count(&tx, &[GENERATE, SCORE, TRAIN])? as u64;
         let pps = self.prompts_per_step as u64;
@@ -366,7 +381,13 @@ impl Scheduler {
                 bump(tx, self.run, "late_submissions", 1)?;
                 return Ok(Outcome::AlreadyDone);
             }
-            if current - sub.policy_version > self.max_policy_lag {
+            let eval = self.eval_version(tx, sub.group_id)?;
+            if eval.is_some_and(|v| v != sub.policy_version) {
+                // An evaluation needs samples of exactly its version: hand the group out again.
+                tx.execute("UPDATE groups SET lease_id = NULL WHERE id = ?1", [sub.group_id])?;
+                return Ok(Outcome::DroppedStale);
+            }
+            if eval.is_none() && current - sub.policy_version > self.max_policy_lag {
                 self.drop_group(tx, sub.group_id, "stale", now)?;
                 return Ok(Outcome::DroppedStale);
             }
@@ -375,7 +396,9 @@ impl Scheduler {
                 "UPDATE groups SET stage = 'score', lease_id = NULL, policy_version = ?2, samples = ?3, updated_ms = ?4 WHERE id = ?1",
                 params![sub.group_id, sub.policy_version as i64, samples, now],
             )?;
-            bump(tx, self.run, "groups_generated", 1)?;
+            if eval.is_none() {
+                bump(tx, self.run, "groups_generated", 1)?;
+            }
             Ok(Outcome::Accepted)
         })
     }
@@ -439,6 +462,10 @@ impl Scheduler {
                 bump(tx, self.run, "late_submissions", 1)?;
                 return Ok(Outcome::AlreadyDone);
             }
+            if let Some(version) = self.eval_version(tx, sub.group_id)? {
+                self.record_eval(tx, sub, version, now)?;
+                return Ok(Outcome::Evaluated);
+            }
             bump(tx, self.run, "groups_scored", 1)?;
             let all_equal = sub.rewards.iter().all(|&r| r == sub.rewards[0]);
             if self.dynamic_sampling && all_equal {
@@ -493,6 +520,15 @@ impl Scheduler {
             )?));
         }
         if progress.step >= self.total_steps {
+            return Ok(None);
+        }
+        // The learner waits until the evaluation of its version has been sampled.
+        let unsampled: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND eval_version = ?2 AND stage = 'generate'",
+            params![self.run, progress.policy_version as i64],
+            |r| r.get(0),
+        )?;
+        if unsampled > 0 {
             return Ok(None);
         }
         let stale: Vec<i64> = {
@@ -662,6 +698,7 @@ impl Scheduler {
                 "INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
                 params![self.run, next as i64, now],
             )?;
+            self.ensure_eval(tx, next, now)?;
             tx.execute(
                 "INSERT INTO step_metrics (run_id, step, metrics) VALUES (?1, ?2, ?3)",
                 params![self.run, sub.step as i64, sub.metrics.to_string()],
@@ -724,7 +761,8 @@ impl Scheduler {
         }
     }
 
-    /// Groups in `stage` with no lease or an expired one, oldest first.
+    /// Groups in `stage` with no lease or an expired one, evaluation groups first, then
+    /// oldest first.
     fn available(
         &self,
         tx: &Transaction<'_>,
@@ -735,7 +773,7 @@ impl Scheduler {
         let mut stmt = tx.prepare(
             "SELECT g.id, g.lease_id IS NOT NULL FROM groups g LEFT JOIN leases l ON l.id = g.lease_id
              WHERE g.run_id = ?1 AND g.stage = ?2 AND (g.lease_id IS NULL OR l.deadline_ms <= ?3)
-             ORDER BY g.id LIMIT ?4",
+             ORDER BY g.eval_version IS NULL, g.id LIMIT ?4",
         )?;
         let rows: Vec<(i64, bool)> = stmt
             .query_map(params![self.run, stage, now, max as i64], |r| {
@@ -783,7 +821,9 @@ impl Scheduler {
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(",");
-        let sql = format!("SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND stage IN ({list})");
+        let sql = format!(
+            "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND eval_version IS NULL AND stage IN ({list})"
+        );
         Ok(tx.query_row(&sql, [self.run], |r| r.get(0))?)
     }
 
@@ -801,19 +841,22 @@ impl Scheduler {
     }
 
     fn example(&self, tx: &Transaction<'_>, group: i64) -> Result<Example, LeaseError> {
-        let idx: i64 = tx.query_row("SELECT example FROM groups WHERE id = ?1", [group], |r| {
-            r.get(0)
-        })?;
-        self.dataset
-            .train()
-            .get(idx as usize)
-            .cloned()
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "group {group} names example {idx} beyond the dataset"
-                ))
-                .into()
-            })
+        let (idx, eval): (i64, Option<i64>) = tx.query_row(
+            "SELECT example, eval_version FROM groups WHERE id = ?1",
+            [group],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let rows = if eval.is_some() {
+            self.dataset.eval()
+        } else {
+            self.dataset.train()
+        };
+        rows.get(idx as usize).cloned().ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "group {group} names example {idx} beyond the dataset"
+            ))
+            .into()
+        })
     }
 
     /// A group's policy version, samples and rewards (the latter empty before scoring).
@@ -881,7 +924,106 @@ impl Scheduler {
         } else {
             return Ok(());
         };
-        store::set_state(tx, self.run, RunState::Completed, &message, now)?;
+        let evaluating: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND eval_version IS NOT NULL AND stage != 'done'",
+            [self.run],
+            |r| r.get(0),
+        )?;
+        if evaluating == 0 {
+            store::set_state(tx, self.run, RunState::Completed, &message, now)?;
+        }
         Ok(())
+    }
+
+    /// Creates the evaluation of `version` (one group per eval example) when it is due and
+    /// does not exist yet.
+    fn ensure_eval(
+        &self,
+        tx: &Transaction<'_>,
+        version: u64,
+        now: Millis,
+    ) -> Result<(), LeaseError> {
+        let n = self.dataset.eval().len();
+        if self.eval_every == 0
+            || !version.is_multiple_of(self.eval_every)
+            || version > self.total_steps
+            || n == 0
+        {
+            return Ok(());
+        }
+        let created = tx.execute(
+            "INSERT OR IGNORE INTO evals (run_id, version, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![self.run, version as i64, n as i64, now],
+        )?;
+        if created == 0 {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare(
+            "INSERT INTO groups (run_id, example, stage, eval_version, created_ms, updated_ms)
+             VALUES (?1, ?2, 'generate', ?3, ?4, ?4)",
+        )?;
+        for i in 0..n {
+            stmt.execute(params![self.run, i as i64, version as i64, now])?;
+        }
+        Ok(())
+    }
+
+    fn eval_version(&self, tx: &Transaction<'_>, group: i64) -> Result<Option<u64>, LeaseError> {
+        let v: Option<i64> = tx.query_row(
+            "SELECT eval_version FROM groups WHERE id = ?1",
+            [group],
+            |r| r.get(0),
+        )?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// Records an eval group's scores; once the whole evaluation is scored, its pass@1:
+    /// the fraction of samples judged correct, a sample being correct when its `accuracy`
+    /// component (or, without one, its reward) is positive.
+    fn record_eval(
+        &self,
+        tx: &Transaction<'_>,
+        sub: &ScoresSubmission,
+        version: u64,
+        now: Millis,
+    ) -> Result<(), LeaseError> {
+        let json = serde_json::to_string(sub).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE groups SET stage = 'done', lease_id = NULL, rewards = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![sub.group_id, json, now],
+        )?;
+        let scored: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT COALESCE(rewards, '') FROM groups WHERE run_id = ?1 AND eval_version = ?2",
+            )?;
+            stmt.query_map(params![self.run, version as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        if scored.iter().any(|r| r.is_empty()) {
+            return Ok(());
+        }
+        let (mut correct, mut total) = (0u64, 0u64);
+        for r in &scored {
+            let s: ScoresSubmission = serde_json::from_str(r)
+                .map_err(|e| StoreError::Corrupt(format!("eval scores: {e}")))?;
+            for (i, reward) in s.rewards.iter().enumerate() {
+                let judged = s
+                    .components
+                    .get(i)
+                    .and_then(|c| c.get("accuracy"))
+                    .unwrap_or(reward);
+                correct += (*judged > 0.0) as u64;
+                total += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE evals SET accuracy = ?3 WHERE run_id = ?1 AND version = ?2",
+            params![
+                self.run,
+                version as i64,
+                correct as f64 / total.max(1) as f64
+            ],
+        )?;
+        self.maybe_complete(tx, now)
     }
 }

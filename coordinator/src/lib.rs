@@ -18,7 +18,7 @@
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: evaluation scheduling, the dashboard, OpenTelemetry export and TLS.
+//! Not built yet: the dashboard, OpenTelemetry export and TLS.
 
 pub mod config;
 pub mod dataset;

@@ -235,22 +235,40 @@ impl Coordinator {
         Ok(Some(dir))
     }
 
-    /// Rewrites the run's `metrics.jsonl` from the store: one JSON object per completed
-    /// learner step, in order, holding the learner's metrics plus `step`, the number of
-    /// updates done (the first update's line is step 1; step 0 is the state before any
-    /// update). The store is the source of truth, so replays and restarts never duplicate
+    /// Rewrites the run's `metrics.jsonl` from the store: one JSON object per step, in
+    /// order, holding `step` (the number of updates done: the first update's line is step 1,
+    /// step 0 is the state before any update), the learner's metrics of that update, and
+    /// `eval_accuracy` (pass@1) on the steps whose evaluation is complete. The store is the source of truth, so replays and restarts never duplicate
     /// or lose a line.
     pub fn write_metrics(&self, id: RunId) -> Result<(), RunsError> {
         let Some(dir) = self.run_folder(id)? else {
             return Ok(());
         };
-        let mut out = Vec::new();
-        for (step, metrics) in self.store().step_metrics(id)? {
-            let mut line = serde_json::Map::new();
-            line.insert("step".into(), (step + 1).into());
+        let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
+            Default::default();
+        let (steps, evals) = {
+            let store = self.store();
+            (store.step_metrics(id)?, store.evals(id)?)
+        };
+        for (step, metrics) in steps {
             if let serde_json::Value::Object(m) = metrics {
-                line.extend(m.into_iter().filter(|(k, _)| k != "step"));
+                lines
+                    .entry(step + 1)
+                    .or_default()
+                    .extend(m.into_iter().filter(|(k, _)| k != "step"));
             }
+        }
+        for (version, _, accuracy) in evals {
+            if let Some(a) = accuracy {
+                lines
+                    .entry(version)
+                    .or_default()
+                    .insert("eval_accuracy".into(), a.into());
+            }
+        }
+        let mut out = Vec::new();
+        for (step, mut line) in lines {
+            line.insert("step".into(), step.into());
             serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
             out.push(b'\n');
         }

@@ -441,6 +441,7 @@ fn outcome_to_wire(o: Outcome) -> Response<pb::SubmitResponse> {
         Outcome::DroppedEqual => pb::SubmitOutcome::DroppedEqual,
         Outcome::AlreadyDone => pb::SubmitOutcome::AlreadyDone,
         Outcome::LeaseLost => pb::SubmitOutcome::LeaseLost,
+        Outcome::Evaluated => pb::SubmitOutcome::Evaluated,
     };
     Response::new(pb::SubmitResponse {
         outcome: outcome as i32,
@@ -559,6 +560,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.submit_scores(st, &key, &sub, now)),
             )
             .await?;
+        if o == Outcome::Evaluated {
+            let core = self.core.clone();
+            let run = run_id(r.run_id)?;
+            tokio::task::spawn_blocking(move || core.write_metrics(run))
+                .await
+                .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+                .map_err(status_of)?;
+        }
         Ok(outcome_to_wire(o))
     }
 

@@ -339,6 +339,20 @@ impl RunSpec {
                 return Err(invalid(field, format!("is {n}; use 1..={MAX_FLEET}")));
             }
         }
+        if self.schedule.eval_every > 0 {
+            if matches!(self.algorithm, Algorithm::Sft(_)) {
+                return Err(invalid(
+                    "schedule.eval_every",
+                    "is set for an SFT run; evaluation runs for GRPO only, set it to 0",
+                ));
+            }
+            if self.dataset.eval_fraction == 0.0 && self.dataset.eval_path.is_none() {
+                return Err(invalid(
+                    "schedule.eval_every",
+                    "is set but the dataset has no eval split; set dataset.eval_fraction or dataset.eval_path",
+                ));
+            }
+        }
         if self.schedule.total_steps == 0 {
             return Err(invalid(
                 "schedule.total_steps",

@@ -1,6 +1,6 @@
 //! The coordinator's state in SQLite: runs, their progress (dataset cursor, step, policy
-//! version, exact counters), policy versions, checkpoint records, prompt groups, leases and
-//! the idempotency log of submissions.
+//! version, exact counters), policy versions, checkpoint records, prompt groups, leases,
+//! evaluations and the idempotency log of submissions.
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a committed change survives
 //! a crash of the process or the machine. The schema is versioned with `PRAGMA
@@ -160,7 +160,7 @@ pub struct Progress {
     pub counters: Counters,
 }
 
-/// Groups of a run by stage.
+/// Training groups of a run by stage (evaluation groups are not counted here).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageCounts {
     /// Waiting for or held by an actor.
@@ -215,7 +215,8 @@ pub enum StoreError {
 }
 
 /// The forward migrations; entry i takes the schema from version i to i + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     spec TEXT NOT NULL,
@@ -293,7 +294,22 @@ CREATE TABLE step_metrics (
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, step)
 );
-"#];
+"#,
+    // v2: evaluation. An eval group names an example of the eval split and the policy
+    // version it evaluates; `evals` holds one row per evaluation and, once every group
+    // is scored, its pass@1.
+    r#"
+ALTER TABLE groups ADD COLUMN eval_version INTEGER;
+CREATE TABLE evals (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    version INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    accuracy REAL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, version)
+);
+"#,
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -474,7 +490,8 @@ impl Store {
     pub fn stage_counts(&self, id: RunId) -> Result<StageCounts, StoreError> {
         read_run(&self.conn, id)?;
         let mut stmt = self.conn.prepare(
-            "SELECT stage || COALESCE('/' || drop_reason, ''), COUNT(*) FROM groups WHERE run_id = ?1 GROUP BY 1",
+            "SELECT stage || COALESCE('/' || drop_reason, ''), COUNT(*) FROM groups
+             WHERE run_id = ?1 AND eval_version IS NULL GROUP BY 1",
         )?;
         let mut c = StageCounts::default();
         for row in stmt.query_map([id], |r| {
@@ -492,6 +509,22 @@ impl Store {
             }
         }
         Ok(c)
+    }
+
+    /// Evaluations of a run by policy version: (version, eval groups, pass@1 once every
+    /// group is scored).
+    pub fn evals(&self, id: RunId) -> Result<Vec<(u64, u64, Option<f64>)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT version, size, accuracy FROM evals WHERE run_id = ?1 ORDER BY version",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The metrics the learner reported for each step, in step order.

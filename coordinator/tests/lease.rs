@@ -24,6 +24,8 @@ struct Settings {
     total_steps: u64,
     rows: usize,
     epochs: u32,
+    eval_fraction: f64,
+    eval_every: u64,
 }
 
 const BASE: Settings = Settings {
@@ -34,6 +36,8 @@ const BASE: Settings = Settings {
     total_steps: 3,
     rows: 50,
     epochs: 1,
+    eval_fraction: 0.0,
+    eval_every: 0,
 };
 
 fn spec(s: &Settings) -> RunSpec {
@@ -44,6 +48,7 @@ fn spec(s: &Settings) -> RunSpec {
         [dataset]
         path = "d.jsonl"
         epochs = {}
+        eval_fraction = {}
         [[rewards]]
         name = "format"
         verifier = "format"
@@ -56,13 +61,16 @@ fn spec(s: &Settings) -> RunSpec {
         dynamic_sampling = {}
         [schedule]
         total_steps = {}
+        eval_every = {}
         "#,
         s.epochs,
+        s.eval_fraction,
         s.group_size,
         s.prompts_per_step,
         s.max_policy_lag,
         s.dynamic_sampling,
-        s.total_steps
+        s.total_steps,
+        s.eval_every
     ))
     .unwrap()
 }
@@ -1648,4 +1656,156 @@ fn sft_runs_lease_batches_of_examples_straight_from_the_cursor() {
         (c.prompts_drawn, c.groups_trained, c.leases_expired),
         (3, 3, 2)
     );
+}
+
+#[test]
+fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
+    // 10 rows, 2 held out; evaluate at versions 0 and 2 (the last), G = 2, one prompt per step.
+    let settings = Settings {
+        prompts_per_step: 1,
+        total_steps: 2,
+        rows: 10,
+        eval_fraction: 0.2,
+        eval_every: 2,
+        ..BASE
+    };
+    let mut h = Harness::new(&settings);
+    let eval_rows: Vec<u64> = h.dataset.eval().iter().map(|x| x.row).collect();
+    let sub = |group_id, v| SamplesSubmission {
+        group_id,
+        policy_version: v,
+        samples: samples(2),
+    };
+    let scores =
+        |group_id, rewards: Vec<f64>, components: Vec<std::collections::BTreeMap<String, f64>>| {
+            ScoresSubmission {
+                group_id,
+                rewards,
+                components,
+            }
+        };
+    let (s, st) = (&h.sched, &mut h.store);
+
+    // Version 0: the two eval groups come before the training prompt.
+    let lease = s.lease_prompts(st, "a", 8, 0).unwrap();
+    let rows: Vec<u64> = lease.groups.iter().map(|(_, x)| x.row).collect();
+    assert_eq!(&rows[..2], &eval_rows[..], "eval groups first");
+    assert!(!eval_rows.contains(&rows[2]), "then a training prompt");
+    let (e1, e2, t1) = (lease.groups[0].0, lease.groups[1].0, lease.groups[2].0);
+    assert_eq!(
+        s.submit_samples(st, "t1", &sub(t1, 0), 0).unwrap(),
+        Outcome::Accepted
+    );
+    s.lease_scoring(st, "r", 1, 0).unwrap();
+    assert_eq!(
+        s.submit_scores(st, "rt1", &scores(t1, vec![1.0, 0.0], vec![]), 0)
+            .unwrap(),
+        Outcome::Accepted
+    );
+    assert!(
+        s.lease_batch(st, "l", 0).unwrap().is_none(),
+        "the learner waits for the evaluation's samples"
+    );
+    for (k, g) in [("e1", e1), ("e2", e2)] {
+        assert_eq!(
+            s.submit_samples(st, k, &sub(g, 0), 0).unwrap(),
+            Outcome::Accepted
+        );
+    }
+    let batch = s
+        .lease_batch(st, "l", 0)
+        .unwrap()
+        .expect("a batch once the eval is sampled");
+    let step = StepSubmission {
+        lease_id: batch.lease_id,
+        step: 0,
+        metrics: serde_json::json!({}),
+    };
+    assert_eq!(
+        s.submit_step(st, "step0", &step, 0).unwrap(),
+        Outcome::Accepted
+    );
+    let jobs = s.lease_scoring(st, "r", 8, 0).unwrap();
+    assert_eq!(
+        jobs.jobs.iter().map(|j| j.group_id).collect::<Vec<_>>(),
+        vec![e1, e2]
+    );
+    // pass@1: the `accuracy` component when present, else the reward, judged > 0.
+    let acc = |a: f64| std::collections::BTreeMap::from([("accuracy".to_string(), a)]);
+    assert_eq!(
+        s.submit_scores(st, "re1", &scores(e1, vec![1.0, 0.0], vec![]), 0)
+            .unwrap(),
+        Outcome::Evaluated
+    );
+    assert_eq!(
+        st.evals(h.run).unwrap(),
+        vec![(0, 2, None)],
+        "not complete with one group left"
+    );
+    let with_components = scores(e2, vec![0.5, 0.5], vec![acc(1.0), acc(0.0)]);
+    assert_eq!(
+        s.submit_scores(st, "re2", &with_components, 0).unwrap(),
+        Outcome::Evaluated
+    );
+    assert_eq!(st.evals(h.run).unwrap(), vec![(0, 2, Some(0.5))]);
+
+    // Version 1 trains; version 2 is the last and its evaluation must finish the run.
+    let lease = s.lease_prompts(st, "a", 8, 1).unwrap();
+    assert_eq!(lease.groups.len(), 1, "no evaluation at version 1");
+    let t2 = lease.groups[0].0;
+    s.submit_samples(st, "t2", &sub(t2, 1), 1).unwrap();
+    s.lease_scoring(st, "r", 1, 1).unwrap();
+    s.submit_scores(st, "rt2", &scores(t2, vec![0.0, 1.0], vec![]), 1)
+        .unwrap();
+    let batch = s.lease_batch(st, "l", 1).unwrap().unwrap();
+    let step = StepSubmission {
+        lease_id: batch.lease_id,
+        step: 1,
+        metrics: serde_json::json!({}),
+    };
+    s.submit_step(st, "step1", &step, 1).unwrap();
+    assert_eq!(
+        st.run(h.run).unwrap().state,
+        RunState::Running,
+        "the final evaluation is pending"
+    );
+    let lease = s.lease_prompts(st, "a", 8, 2).unwrap();
+    assert_eq!(lease.groups.len(), 2, "only the evaluation is left");
+    let (e3, e4) = (lease.groups[0].0, lease.groups[1].0);
+    assert_eq!(
+        s.submit_samples(st, "old", &sub(e3, 1), 2).unwrap(),
+        Outcome::DroppedStale,
+        "wrong version"
+    );
+    let again = s.lease_prompts(st, "b", 8, 2).unwrap();
+    assert_eq!(
+        again.groups.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![e3],
+        "handed out again at once"
+    );
+    for (k, g) in [("e3", e3), ("e4", e4)] {
+        assert_eq!(
+            s.submit_samples(st, k, &sub(g, 2), 2).unwrap(),
+            Outcome::Accepted
+        );
+    }
+    s.lease_scoring(st, "r", 8, 2).unwrap();
+    for (k, g) in [("re3", e3), ("re4", e4)] {
+        assert_eq!(
+            s.submit_scores(st, k, &scores(g, vec![1.0, 1.0], vec![]), 2)
+                .unwrap(),
+            Outcome::Evaluated
+        );
+    }
+    assert_eq!(
+        st.evals(h.run).unwrap(),
+        vec![(0, 2, Some(0.5)), (2, 2, Some(1.0))]
+    );
+    assert_eq!(st.run(h.run).unwrap().state, RunState::Completed);
+    assert_eq!(
+        h.counters(),
+        counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
+        "evaluation counts no training event"
+    );
+    h.check_books("after evaluations");
 }

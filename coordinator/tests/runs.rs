@@ -213,3 +213,101 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
         RunState::Running
     );
 }
+
+#[test]
+fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
+    use r1_coordinator::lease::{Outcome, ScoresSubmission, StepSubmission};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    write(
+        &data,
+        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
+    );
+    let core = open(&dir.path().join("r1.db")).with_run_folders(dir.path().join("runs"));
+    let mut spec = spec(&data, "");
+    spec.dataset.eval_fraction = 0.5;
+    spec.schedule.eval_every = 1;
+    spec.schedule.total_steps = 1;
+    if let r1_coordinator::spec::Algorithm::Grpo(g) = &mut spec.algorithm {
+        g.prompts_per_step = 1;
+    }
+    let id = core.submit(spec).unwrap().run.id;
+    let sched = core.scheduler(id).unwrap();
+    let samples = |group_id, v| SamplesSubmission {
+        group_id,
+        policy_version: v,
+        samples: (0..2)
+            .map(|_| Sample {
+                text: "1".into(),
+                token_ids: vec![1],
+                logprobs: vec![-0.1],
+                truncated: false,
+            })
+            .collect(),
+    };
+    let scores = |group_id, rewards| ScoresSubmission {
+        group_id,
+        rewards,
+        components: vec![],
+    };
+    // Each round: generate and score every group leased at version `v`, then train if a batch is ready.
+    for v in 0..2u64 {
+        core.with_store_locked(|st| {
+            let lease = sched.lease_prompts(st, "a", 8, 1000).unwrap();
+            for (g, _) in &lease.groups {
+                sched
+                    .submit_samples(st, &format!("s{g}"), &samples(*g, v), 1000)
+                    .unwrap();
+            }
+            for job in sched.lease_scoring(st, "r", 8, 1000).unwrap().jobs {
+                let rewards = if v == 0 {
+                    vec![1.0, 0.0]
+                } else {
+                    vec![1.0, 1.0]
+                };
+                sched
+                    .submit_scores(
+                        st,
+                        &format!("r{}", job.group_id),
+                        &scores(job.group_id, rewards),
+                        1000,
+                    )
+                    .unwrap();
+            }
+            if st.run(id).unwrap().state != RunState::Running {
+                return; // the last evaluation completed the run
+            }
+            if let Some(b) = sched.lease_batch(st, "l", 1000).unwrap() {
+                let sub = StepSubmission {
+                    lease_id: b.lease_id,
+                    step: b.step,
+                    metrics: serde_json::json!({"kl": 0.01}),
+                };
+                assert_eq!(
+                    sched.submit_step(st, "t", &sub, 1000).unwrap(),
+                    Outcome::Accepted
+                );
+            }
+        });
+    }
+    core.write_metrics(id).unwrap();
+    assert_eq!(core.get(id).unwrap().run.state, RunState::Completed);
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join("runs")
+            .join(id.to_string())
+            .join("metrics.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"step": 0, "eval_accuracy": 0.5}),
+            serde_json::json!({"step": 1, "kl": 0.01, "eval_accuracy": 1.0}),
+        ]
+    );
+}

@@ -232,6 +232,29 @@ fn specs_accepted_and_refused() {
             Err("schedule.total_steps"),
         ),
         (
+            "eval without an eval split",
+            edit("schedule.eval_every", "10"),
+            Err("has no eval split"),
+        ),
+        (
+            "eval with a split",
+            set(
+                &edit("schedule.eval_every", "10"),
+                "dataset.eval_fraction",
+                "0.1",
+            ),
+            Ok(()),
+        ),
+        (
+            "eval for sft",
+            set(
+                &edit("algorithm", "{kind = \"sft\"}"),
+                "schedule.eval_every",
+                "1",
+            ),
+            Err("GRPO only"),
+        ),
+        (
             "sft",
             edit("algorithm", "{kind = \"sft\", batch_size = 8}"),
             Ok(()),

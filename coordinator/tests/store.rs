@@ -153,3 +153,24 @@ fn the_system_clock_reads_unix_milliseconds() {
         "{now}"
     );
 }
+
+#[test]
+fn a_version_1_database_is_migrated_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r1.db");
+    let id = Store::open(&path)
+        .unwrap()
+        .create_run(&spec("old"), "fp", 1)
+        .unwrap();
+    // Take the schema back to v1: no eval column, no evals table.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.run(id).unwrap().spec.name, "old");
+    assert_eq!(store.evals(id).unwrap(), vec![]);
+}
