@@ -264,6 +264,13 @@ pub struct GrpoBatch<B: Backend> {
     pub mask: Tensor<B, 2>,
 }
 
+impl<B: Backend> GrpoBatch<B> {
+    /// An on-policy batch (π_old = π_θ detached) without reference or behaviour log-probs.
+    pub fn on_policy(logp: Tensor<B, 2>, advantages: Tensor<B, 1>, mask: Tensor<B, 2>) -> Self {
+        Self { logp, old_logp: None, ref_logp: None, behaviour_logp: None, advantages, mask }
+    }
+}
+
 /// Diagnostics of one loss evaluation, over the masked tokens of this batch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GrpoStats {

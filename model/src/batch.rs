@@ -9,6 +9,21 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::decoder::MASKED;
+use crate::error::{ModelError, Result};
+
+/// Checks that every sequence is non-empty and inside the vocabulary; `what` names a
+/// sequence in the error ("prompt", "sequence").
+pub fn check_sequences(seqs: &[Vec<u32>], vocab: usize, what: &str) -> Result<()> {
+    for (i, s) in seqs.iter().enumerate() {
+        if s.is_empty() {
+            return Err(ModelError::Input(format!("{what} {i} is empty; give at least one token")));
+        }
+        if let Some(bad) = s.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::Input(format!("{what} {i} has token id {bad}, outside the model's vocabulary of {vocab}")));
+        }
+    }
+    Ok(())
+}
 
 /// A left-padded batch on the host.
 #[derive(Debug, Clone)]

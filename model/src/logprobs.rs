@@ -5,11 +5,11 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use crate::batch::PaddedBatch;
 use crate::decoder::CausalLm;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 
 /// Log-probabilities `[batch, len - 1]` of each next token of a padded batch; column `j` is
 /// log p(token at column j+1 | columns ..=j). Columns inside a row's padding are meaningless
@@ -44,17 +44,7 @@ pub fn score<B: Backend>(
     max_batch: usize,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>> {
-    let vocab = model.config().vocab_size;
-    for (i, s) in seqs.iter().enumerate() {
-        if s.is_empty() {
-            return Err(ModelError::Input(format!("sequence {i} is empty; give at least one token")));
-        }
-        if let Some(bad) = s.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::Input(format!(
-                "sequence {i} has token id {bad}, outside the model's vocabulary of {vocab}"
-            )));
-        }
-    }
+    crate::batch::check_sequences(seqs, model.config().vocab_size, "sequence")?;
     let mut out = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(max_batch.max(1)) {
         let refs: Vec<&[u32]> = chunk.iter().map(|s| s.as_slice()).collect();
@@ -72,10 +62,4 @@ pub fn score<B: Backend>(
         }
     }
     Ok(out)
-}
-
-/// A token-id tensor from host ids, for callers building their own batches.
-pub fn ids_tensor<B: Backend>(ids: &[u32], shape: [usize; 2], device: &B::Device) -> Tensor<B, 2, Int> {
-    let v: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
 }

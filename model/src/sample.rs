@@ -185,16 +185,8 @@ pub fn generate<B: Backend>(
         return Err(ModelError::Input("stop strings need a tokenizer to decode text".into()));
     }
     let cfg = model.config();
+    crate::batch::check_sequences(prompts, cfg.vocab_size, "prompt")?;
     for (i, p) in prompts.iter().enumerate() {
-        if p.is_empty() {
-            return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token")));
-        }
-        if let Some(bad) = p.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "prompt {i} has token id {bad}, outside the vocabulary of {}",
-                cfg.vocab_size
-            )));
-        }
         if p.len() + params.max_new_tokens > cfg.max_position_embeddings {
             return Err(ModelError::Input(format!(
                 "prompt {i} has {} tokens; with max_new_tokens {} it exceeds the model's {} positions",

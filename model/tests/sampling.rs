@@ -72,7 +72,7 @@ fn bad_requests_are_named() {
         (prompts(), 1, SamplingParams { max_new_tokens: 0, ..ok.clone() }, "max_new_tokens must be at least 1"),
         (prompts(), 0, ok.clone(), "n (samples per prompt) must be at least 1"),
         (vec![vec![]], 1, ok.clone(), "prompt 0 is empty"),
-        (vec![vec![1], vec![320]], 1, ok.clone(), "prompt 1 has token id 320, outside the vocabulary of 320"),
+        (vec![vec![1], vec![320]], 1, ok.clone(), "prompt 1 has token id 320, outside the model's vocabulary of 320"),
         (vec![vec![1; 250]], 1, SamplingParams { max_new_tokens: 7, ..ok.clone() }, "exceeds the model's 256 positions"),
         (prompts(), 1, SamplingParams { stop_strings: vec!["x".into()], ..ok.clone() }, "stop strings need a tokenizer"),
     ];
