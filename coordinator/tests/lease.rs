@@ -1253,6 +1253,9 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
     let mut scorers: [Option<ScoringLease>; 2] = [None, None];
     let mut learners: [Option<BatchLease>; 2] = [None, None];
     let mut seen = Seen::default();
+    // Eval groups count no training event: the workers tell them by their example's row.
+    let eval_rows: std::collections::HashSet<u64> =
+        h.dataset.eval().iter().map(|x| x.row).collect();
     let mut keys: HashMap<String, Outcome> = HashMap::new();
     // Records an outcome under its key; returns true when it is the key's first outcome.
     let mut record = |key: String, outcome: Outcome, seen: &mut Seen| match keys.get(&key) {
@@ -1290,7 +1293,8 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                 }
                 Some(lease) if lease.groups.is_empty() || rng.chance(5) => actors[w] = None,
                 Some(lease) => {
-                    let (group_id, _) = lease.groups[0].clone();
+                    let (group_id, example) = lease.groups[0].clone();
+                    let is_eval = eval_rows.contains(&example.row);
                     let sub = SamplesSubmission {
                         group_id,
                         policy_version: lease.policy_version,
@@ -1306,8 +1310,8 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                     }
                     if record(key, outcome, &mut seen) {
                         match outcome {
-                            Outcome::Accepted => seen.generated += 1,
-                            Outcome::DroppedStale => seen.dropped_stale_on_arrival += 1,
+                            Outcome::Accepted if !is_eval => seen.generated += 1,
+                            Outcome::DroppedStale if !is_eval => seen.dropped_stale_on_arrival += 1,
                             _ => {}
                         }
                     }
@@ -1395,6 +1399,14 @@ fn random_interleavings_keep_exact_books() {
             ..BASE
         },
         Settings {
+            total_steps: 4,
+            rows: 60,
+            max_policy_lag: 1,
+            eval_fraction: 0.1,
+            eval_every: 2,
+            ..BASE
+        },
+        Settings {
             total_steps: 50,
             rows: 12,
             epochs: 2,
@@ -1422,6 +1434,21 @@ fn random_interleavings_keep_exact_books() {
                 "variant {v} seed {seed}: the workers' tally equals the counters"
             );
             assert!(c.dropped_stale >= seen.dropped_stale_on_arrival);
+            if settings.eval_every > 0 {
+                let evals = h.store.evals(h.run).unwrap();
+                let want: Vec<u64> = (0..=settings.total_steps)
+                    .step_by(settings.eval_every as usize)
+                    .collect();
+                assert_eq!(
+                    evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+                    want,
+                    "variant {v} seed {seed}"
+                );
+                assert!(
+                    evals.iter().all(|e| e.2.is_some()),
+                    "variant {v} seed {seed}: every evaluation finished"
+                );
+            }
             let progress = h.store.progress(h.run).unwrap();
             if !settings.dynamic_sampling {
                 assert_eq!(c.dropped_equal, 0);
