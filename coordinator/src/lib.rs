@@ -13,12 +13,13 @@
 //!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
 //! - [`service`]: the gRPC services over [`runs::Coordinator`]: `r1.v1.RunService` for
 //!   people and `r1ctl`, `r1.v1.WorkService` for actors, reward workers and learners.
-//! - [`metrics`]: the Prometheus page (`GET /metrics` on the same port).
+//! - [`metrics`]: the Prometheus page (`GET /metrics`) and the dashboard (`GET /`), served
+//!   on the gRPC port.
 //! - [`config`]: the coordinator service's own config, and [`config::run`] to serve with it.
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: the dashboard, OpenTelemetry export and TLS.
+//! Not built yet: OpenTelemetry export and TLS.
 
 pub mod config;
 pub mod dataset;

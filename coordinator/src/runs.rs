@@ -36,6 +36,8 @@ pub struct RunStatus {
     pub run: Run,
     pub progress: Progress,
     pub stages: StageCounts,
+    /// The latest finished evaluation: (policy version, pass@1).
+    pub last_eval: Option<(u64, f64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +292,11 @@ fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
         run: store.run(id)?,
         progress: store.progress(id)?,
         stages: store.stage_counts(id)?,
+        last_eval: store
+            .evals(id)?
+            .into_iter()
+            .filter_map(|(v, _, a)| Some((v, a?)))
+            .next_back(),
     })
 }
 

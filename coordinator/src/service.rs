@@ -217,6 +217,7 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
     };
     let c = s.progress.counters;
     let q = s.stages;
+    let (eval_step, eval_accuracy) = s.last_eval.unzip();
     pb::RunStatus {
         id: s.run.id as u64,
         name: s.run.spec.name.clone(),
@@ -249,6 +250,8 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
             dropped_equal: q.dropped_equal,
         }),
         spec_json: serde_json::to_string(&s.run.spec).unwrap_or_default(),
+        eval_step,
+        eval_accuracy,
     }
 }
 
@@ -280,10 +283,16 @@ pub async fn serve(
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
         .add_service(InterceptedService::new(work, auth));
     let router = std::mem::take(routes.axum_router_mut());
-    *routes.axum_router_mut() = router.route(
-        "/metrics",
-        axum::routing::get(move || metrics_page(core.clone())),
-    );
+    let page = core.clone();
+    *routes.axum_router_mut() = router
+        .route(
+            "/metrics",
+            axum::routing::get(move || metrics_page(core.clone())),
+        )
+        .route(
+            "/",
+            axum::routing::get(move || dashboard_page(page.clone())),
+        );
     tonic::transport::Server::builder()
         .accept_http1(true)
         .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
@@ -302,6 +311,27 @@ async fn metrics_page(core: Arc<Coordinator>) -> (axum::http::StatusCode, String
         Ok(Ok(text)) => (axum::http::StatusCode::OK, text),
         Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The dashboard: an HTML table of every run, refreshed by the browser.
+async fn dashboard_page(
+    core: Arc<Coordinator>,
+) -> (axum::http::StatusCode, axum::response::Html<String>) {
+    let page = tokio::task::spawn_blocking(move || {
+        core.list().map(|runs| crate::metrics::dashboard(&runs))
+    })
+    .await;
+    match page {
+        Ok(Ok(html)) => (axum::http::StatusCode::OK, axum::response::Html(html)),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::response::Html(e.to_string()),
+        ),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::response::Html(e.to_string()),
+        ),
     }
 }
 

@@ -214,7 +214,7 @@ async fn http_get(addr: &str, path: &str) -> (String, String) {
 }
 
 #[tokio::test]
-async fn metrics_page_shows_each_run_in_prometheus_text() {
+async fn metrics_and_dashboard_pages_show_each_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"prompt\": \"1+1\"}\n{\"prompt\": \"2+2\"}\n").unwrap();
@@ -249,6 +249,19 @@ async fn metrics_page_shows_each_run_in_prometheus_text() {
             body.lines().any(|l| l == line),
             "missing `{line}` in\n{body}"
         );
+    }
+    assert!(
+        !body.contains("r1_run_eval_accuracy{"),
+        "no evaluation has finished"
+    );
+    let (status, page) = http_get(&addr, "/").await;
+    assert!(status.contains("200"), "{status}");
+    for cell in [
+        "<td>say &quot;hi&quot;</td>",
+        "<td>running</td>",
+        "<td>0/3</td>",
+    ] {
+        assert!(page.contains(cell), "missing `{cell}` in\n{page}");
     }
     stop.send(()).unwrap();
     server.await.unwrap();

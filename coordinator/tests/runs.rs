@@ -291,7 +291,16 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
         });
     }
     core.write_metrics(id).unwrap();
-    assert_eq!(core.get(id).unwrap().run.state, RunState::Completed);
+    let status = core.get(id).unwrap();
+    assert_eq!(
+        (status.run.state, status.last_eval),
+        (RunState::Completed, Some((1, 1.0)))
+    );
+    let page = r1_coordinator::metrics::render(&[status]);
+    assert!(
+        page.contains("r1_run_eval_accuracy{run=\"1\",name=\"r\",step=\"1\"} 1\n"),
+        "{page}"
+    );
     let text = std::fs::read_to_string(
         dir.path()
             .join("runs")
