@@ -417,6 +417,16 @@ impl Work {
         .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
         .map_err(status_of)
     }
+
+    /// Appends the run's new step metrics to its `metrics.jsonl`, on the blocking pool.
+    async fn write_metrics(&self, run: u64) -> Result<(), Status> {
+        let run = run_id(run)?;
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.write_metrics(run))
+            .await
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)
+    }
 }
 
 fn id_of(id: u64, what: &str) -> Result<i64, Status> {
@@ -591,12 +601,7 @@ impl WorkService for Work {
             )
             .await?;
         if o == Outcome::Evaluated {
-            let core = self.core.clone();
-            let run = run_id(r.run_id)?;
-            tokio::task::spawn_blocking(move || core.write_metrics(run))
-                .await
-                .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
-                .map_err(status_of)?;
+            self.write_metrics(r.run_id).await?;
         }
         Ok(outcome_to_wire(o))
     }
@@ -660,12 +665,7 @@ impl WorkService for Work {
             )
             .await?;
         if o == Outcome::Accepted {
-            let core = self.core.clone();
-            let run = run_id(r.run_id)?;
-            tokio::task::spawn_blocking(move || core.write_metrics(run))
-                .await
-                .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
-                .map_err(status_of)?;
+            self.write_metrics(r.run_id).await?;
         }
         Ok(outcome_to_wire(o))
     }
