@@ -20,6 +20,27 @@ pub enum RewardCommand {
     Score(ScoreArgs),
     /// Serve the reward workers over gRPC (r1.v1.RewardService) until Ctrl-C
     Serve(ServeArgs),
+    /// Lease scoring jobs of one run from the coordinator and score them until the run ends
+    Work(WorkArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkArgs {
+    /// The coordinator's address
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+    /// The run whose samples to score
+    #[arg(long)]
+    run: u64,
+    /// This worker's name in leases (default: reward-<pid>)
+    #[arg(long)]
+    worker: Option<String>,
+    /// Groups leased at a time
+    #[arg(long, default_value_t = 4)]
+    max_groups: u32,
+    /// Wait between empty leases, in milliseconds
+    #[arg(long, default_value_t = 500)]
+    idle_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -59,7 +80,20 @@ pub fn run(cmd: RewardCommand) -> Result<()> {
     match cmd {
         RewardCommand::Score(args) => score_file(args),
         RewardCommand::Serve(args) => serve_workers(args),
+        RewardCommand::Work(args) => lease_work(args),
     }
+}
+
+fn lease_work(args: WorkArgs) -> Result<()> {
+    let worker = args.worker.unwrap_or_else(|| format!("reward-{}", std::process::id()));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let mut w = r1_reward::lease_worker::LeaseWorker::connect(&args.coordinator, args.run, &worker, args.max_groups).await?;
+        eprintln!("{worker}: scoring run {} from {}", args.run, args.coordinator);
+        let scored = w.run(std::time::Duration::from_millis(args.idle_ms)).await?;
+        eprintln!("{worker}: run {} has ended; scored {scored} groups", args.run);
+        Ok(())
+    })
 }
 
 fn score_file(args: ScoreArgs) -> Result<()> {

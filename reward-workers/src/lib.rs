@@ -16,6 +16,7 @@ pub mod compose;
 pub mod format;
 pub mod job;
 pub mod language;
+pub mod lease_worker;
 pub mod length;
 pub mod math;
 pub mod metrics;

@@ -1,0 +1,97 @@
+//! Reward workers leasing from a real coordinator over gRPC: groups are scored with the run's
+//! reward spec, and a worker that dies holding a lease loses nothing — the lease expires and
+//! another worker scores the group, counted once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use r1_coordinator::lease::LeaseTtl;
+use r1_coordinator::runs::Coordinator;
+use r1_coordinator::service::{Auth, Runs, serve};
+use r1_coordinator::store::SystemClock;
+use r1_proto::v1 as pb;
+use r1_proto::v1::run_service_client::RunServiceClient;
+use r1_proto::v1::work_service_client::WorkServiceClient;
+use r1_reward::lease_worker::LeaseWorker;
+use tonic::transport::Channel;
+
+const SPEC: &str = "name = 'lease'\nbase_model = 'm'\n[dataset]\npath = 'DATA'\nfields = {prompt = 'q', answer = 'a'}\n\
+[[rewards]]\nname = 'accuracy'\nverifier = 'math'\nweight = 1.0\n[[rewards]]\nname = 'format'\nverifier = 'format'\nweight = 0.5\n\
+[algorithm]\nkind = 'grpo'\ngroup_size = 2\nprompts_per_step = 2\n[schedule]\ntotal_steps = 1";
+
+fn sample(text: &str) -> pb::Sample {
+    pb::Sample { text: text.into(), token_ids: vec![7, 8, 9], logprobs: vec![-0.5; 3], truncated: false }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_score_leased_groups_and_a_dead_workers_lease_is_scored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"3*3\", \"a\": \"9\"}\n").unwrap();
+    let ttl = LeaseTtl { score_ms: 300, ..LeaseTtl::default() };
+    let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), ttl).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), async move {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let (mut runs, mut work) = (RunServiceClient::new(channel.clone()), WorkServiceClient::new(channel.clone()));
+    let spec = SPEC.replace("DATA", &data.display().to_string());
+    let run = runs
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+
+    // An actor samples both prompts: one right answer in the R1 format, one wrong without it.
+    let prompts = work
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "actor".into(), max_groups: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(prompts.groups.len(), 2);
+    for g in &prompts.groups {
+        let answer = g.example.as_ref().unwrap().answer.clone().unwrap();
+        let right = format!("<think>easy</think> <answer>{answer}</answer>");
+        work.submit_samples(pb::SubmitSamplesRequest {
+            run_id: run,
+            idempotency_key: format!("gen-{}", g.group_id),
+            group_id: g.group_id,
+            policy_version: 0,
+            samples: vec![sample(&right), sample("the answer is \\boxed{5}")],
+        })
+        .await
+        .unwrap();
+    }
+
+    // A worker leases one group and dies without submitting.
+    let dead = work
+        .lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "dead".into(), max_groups: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dead.groups.len(), 1);
+
+    // A live worker scores the other group now and the dead worker's once its lease expires.
+    let mut worker = LeaseWorker::from_channel(channel, run, "reward-0", 4).await.unwrap();
+    assert_eq!(worker.step().await.unwrap(), 1);
+    assert_eq!(worker.step().await.unwrap(), 0, "the dead worker's lease still holds");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(worker.step().await.unwrap(), 1);
+
+    // The learner gets both groups, each scored once, with the composed rewards.
+    let batch = work
+        .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.groups.len(), 2);
+    for g in &batch.groups {
+        assert_eq!(g.rewards, vec![1.5, 0.0], "group {}: right+formatted, then wrong+unformatted", g.group_id);
+    }
+    let counters = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner().counters.unwrap();
+    assert_eq!((counters.groups_scored, counters.leases_expired), (2, 1));
+}
