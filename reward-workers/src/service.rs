@@ -230,8 +230,22 @@ pub async fn serve(
 ) -> Result<(), ServiceError> {
     let addr = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // `GET /metrics` (Prometheus text) on the same port as the gRPC service: the queue depth
+    // there is what an autoscaler watches.
+    let metrics = worker.metrics();
+    let mut routes = tonic::service::Routes::new(worker.into_server());
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
     tonic::transport::Server::builder()
-        .add_service(worker.into_server())
+        .accept_http1(true)
+        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServiceError::Transport { addr, source })

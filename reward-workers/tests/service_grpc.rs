@@ -163,3 +163,22 @@ async fn a_hung_or_crashing_verifier_costs_one_sample() {
         assert!(text.lines().any(|l| l == line), "missing `{line}`");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_over_http_on_the_grpc_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, RewardWorker::new(ServiceConfig::default()), std::future::pending()));
+    let mut client = RewardServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let jobs = vec![wire_job("a", "format", "<think>x</think> <answer>1</answer>"), wire_job("b", "nope", "x")];
+    client.score(pb::ScoreRequest { jobs }).await.unwrap();
+    let mut http = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: r1\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    for line in ["r1_reward_jobs_total{status=\"ok\"} 1", "r1_reward_jobs_total{status=\"invalid_input\"} 1", "r1_reward_queue_depth 0"] {
+        assert!(page.contains(line), "/metrics lacks `{line}`:\n{page}");
+    }
+}
