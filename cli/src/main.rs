@@ -15,6 +15,7 @@ mod jsonl;
 mod logprobs;
 mod progress;
 mod reward;
+mod runs;
 mod shapes;
 mod train_bench;
 mod up;
@@ -43,6 +44,19 @@ enum Command {
     /// Score completions offline with the reward verifiers (math, format, language, code)
     #[command(subcommand)]
     Reward(reward::RewardCommand),
+    /// Submit a run spec to the coordinator
+    SubmitRun(runs::SubmitArgs),
+    /// Show one run
+    Status(runs::RunArgs),
+    /// List runs
+    Runs(runs::Remote),
+    /// Cancel a run
+    Cancel(runs::CancelArgs),
+    /// Show a run's status, or follow its changes with --follow
+    Logs(runs::LogsArgs),
+    /// Run a service on its own (for a cluster)
+    #[command(subcommand)]
+    Serve(runs::ServeCommand),
 }
 
 fn main() -> Result<()> {
@@ -60,5 +74,11 @@ fn main() -> Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Reward(c) => reward::run(c),
+        Command::SubmitRun(a) => runs::submit(a),
+        Command::Status(a) => runs::status(a),
+        Command::Runs(r) => runs::list(r),
+        Command::Cancel(a) => runs::cancel(a),
+        Command::Logs(a) => runs::logs(a),
+        Command::Serve(c) => runs::serve(c),
     }
 }

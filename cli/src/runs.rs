@@ -1,0 +1,254 @@
+//! `r1ctl submit-run`, `status`, `runs`, `cancel`, `logs` against a coordinator, and
+//! `r1ctl serve coordinator` to run one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use r1_coordinator::config::CoordinatorConfig;
+use r1_coordinator::spec::RunSpec;
+use r1_proto::v1 as pb;
+use r1_proto::v1::run_service_client::RunServiceClient;
+use serde_json::json;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// The coordinator's address
+    #[arg(long, env = "R1_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+    /// Bearer token, when the coordinator requires one
+    #[arg(long, env = "R1_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// Run spec (TOML; see coordinator/examples/run.toml). `R1_*` variables override it
+    file: PathBuf,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run id
+    run: u64,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// Run id
+    run: u64,
+    /// Recorded as the run's message
+    #[arg(long, default_value = "cancelled with r1ctl")]
+    reason: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Run id
+    run: u64,
+    /// Keep printing changes until the run ends
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServeCommand {
+    /// The coordinator: runs, datasets, leases, /metrics and the dashboard, until Ctrl-C
+    Coordinator(ServeCoordinatorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeCoordinatorArgs {
+    /// Config file (TOML); `R1_COORDINATOR_*` variables override it, flags override both
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on
+    #[arg(long)]
+    listen: Option<String>,
+    /// Folder of the database and run folders
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = RunServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+}
+
+async fn client(r: &Remote) -> Result<Client> {
+    let channel = Channel::from_shared(r.coordinator.clone())
+        .with_context(|| format!("`{}` is not a URL; use http://host:port", r.coordinator))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {}; is `r1ctl serve coordinator` running?", r.coordinator))?;
+    let bearer = match &r.token {
+        Some(t) => Some(format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?),
+        None => None,
+    };
+    Ok(RunServiceClient::with_interceptor(channel, Bearer(bearer)))
+}
+
+fn state_name(s: i32) -> &'static str {
+    match pb::RunState::try_from(s).unwrap_or(pb::RunState::Unspecified) {
+        pb::RunState::Pending => "pending",
+        pb::RunState::Running => "running",
+        pb::RunState::Completed => "completed",
+        pb::RunState::Failed => "failed",
+        pb::RunState::Cancelled => "cancelled",
+        pb::RunState::Unspecified => "unknown",
+    }
+}
+
+fn status_json(s: &pb::RunStatus) -> serde_json::Value {
+    let c = s.counters.clone().unwrap_or_default();
+    let q = s.queues.clone().unwrap_or_default();
+    json!({
+        "id": s.id, "name": s.name, "state": state_name(s.state), "message": s.message,
+        "step": s.step, "total_steps": s.total_steps, "policy_version": s.policy_version,
+        "epoch": s.epoch, "index": s.index, "eval_step": s.eval_step, "eval_accuracy": s.eval_accuracy,
+        "counters": {"prompts_drawn": c.prompts_drawn, "groups_generated": c.groups_generated,
+            "groups_scored": c.groups_scored, "groups_trained": c.groups_trained, "dropped_stale": c.dropped_stale,
+            "dropped_equal": c.dropped_equal, "leases_expired": c.leases_expired},
+        "queues": {"generate": q.generate, "score": q.score, "train": q.train},
+    })
+}
+
+fn status_line(s: &pb::RunStatus) -> String {
+    let eval = s.eval_accuracy.map(|a| format!(", eval accuracy {a:.3}")).unwrap_or_default();
+    let msg = if s.message.is_empty() { String::new() } else { format!(" — {}", s.message) };
+    format!("run {} `{}`: {} at step {}/{}{eval}{msg}", s.id, s.name, state_name(s.state), s.step, s.total_steps)
+}
+
+fn print(remote: &Remote, s: &pb::RunStatus) {
+    if remote.json {
+        println!("{}", status_json(s));
+    } else {
+        println!("{}", status_line(s));
+    }
+}
+
+/// Paths in a spec are relative to the spec file; the coordinator needs them absolute.
+fn absolute(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+pub fn submit(a: SubmitArgs) -> Result<()> {
+    let mut spec = RunSpec::load(&a.file).with_context(|| format!("{} is not a valid run spec", a.file.display()))?;
+    let base = std::path::absolute(a.file.parent().unwrap_or(Path::new(".")))?;
+    absolute(&base, &mut spec.base_model);
+    absolute(&base, &mut spec.dataset.path);
+    if let Some(p) = spec.dataset.eval_path.as_mut() {
+        absolute(&base, p);
+    }
+    let json = serde_json::to_string(&spec)?;
+    runtime()?.block_on(async {
+        let status = client(&a.remote)
+            .await?
+            .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Json(json)) })
+            .await
+            .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?
+            .into_inner();
+        print(&a.remote, &status);
+        Ok(())
+    })
+}
+
+pub fn status(a: RunArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let s = client(&a.remote).await?.get(pb::GetRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        print(&a.remote, &s.into_inner());
+        Ok(())
+    })
+}
+
+pub fn list(r: Remote) -> Result<()> {
+    runtime()?.block_on(async {
+        let runs = client(&r).await?.list(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().runs;
+        if r.json {
+            println!("{}", serde_json::Value::Array(runs.iter().map(status_json).collect()));
+        } else if runs.is_empty() {
+            println!("no runs; submit one with `r1ctl submit-run FILE`");
+        } else {
+            runs.iter().for_each(|s| println!("{}", status_line(s)));
+        }
+        Ok(())
+    })
+}
+
+pub fn cancel(a: CancelArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let s = client(&a.remote)
+            .await?
+            .cancel(pb::CancelRunRequest { id: a.run, reason: a.reason.clone() })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        print(&a.remote, &s.into_inner());
+        Ok(())
+    })
+}
+
+pub fn logs(a: LogsArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let mut c = client(&a.remote).await?;
+        if !a.follow {
+            let s = c.get(pb::GetRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+            print(&a.remote, &s.into_inner());
+            return Ok(());
+        }
+        let mut stream = c.watch(pb::WatchRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+        while let Some(s) = stream.message().await.map_err(|s| anyhow::anyhow!("watch ended: {}", s.message()))? {
+            print(&a.remote, &s);
+        }
+        Ok(())
+    })
+}
+
+pub fn serve(cmd: ServeCommand) -> Result<()> {
+    let ServeCommand::Coordinator(a) = cmd;
+    let mut config = CoordinatorConfig::load(a.config.as_deref())?;
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        config.data_dir = d;
+    }
+    if config.token.is_none() && !config.listen.starts_with("127.") && !config.listen.starts_with("localhost") {
+        bail!("listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN", config.listen);
+    }
+    eprintln!("coordinator on {} (data in {})", config.listen, config.data_dir.display());
+    runtime()?.block_on(async {
+        r1_coordinator::config::run(config, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok(())
+    })
+}
