@@ -202,18 +202,7 @@ fn progress(total: Option<u64>) -> ProgressBar {
 }
 
 fn summary(metrics: &Metrics, elapsed: Duration) -> String {
-    let statuses = [
-        Status::Ok,
-        Status::Failed,
-        Status::NoAnswer,
-        Status::InvalidInput,
-        Status::Timeout,
-        Status::MemoryLimit,
-        Status::ResourceLimit,
-        Status::SandboxViolation,
-        Status::ExitedEarly,
-        Status::InternalError,
-    ];
+    let statuses = r1_reward::metrics::STATUSES;
     let total: u64 = statuses.iter().map(|s| metrics.count(*s)).sum();
     let counts: Vec<String> = statuses
         .iter()

@@ -35,11 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             verifier: "math".into(),
             completion: p.completion.clone(),
             ground_truth: Some(p.gold.clone()),
-            language: None,
-            test: None,
-            tests: None,
-            timeout_s: None,
-            memory_mb: None,
+            ..Default::default()
         })
         .collect();
 

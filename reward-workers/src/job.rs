@@ -19,7 +19,7 @@ pub struct IoCase {
 }
 
 /// One completion to score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreJob {
     pub id: serde_json::Value,

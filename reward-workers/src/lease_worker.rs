@@ -151,7 +151,6 @@ fn job_for(example: &pb::Example, sample: &pb::Sample, i: usize) -> ScoreJob {
         language: example.language.clone(),
         test,
         tests,
-        timeout_s: None,
-        memory_mb: None,
+        ..Default::default()
     }
 }

@@ -17,7 +17,8 @@ pub const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 const RATE_WINDOW_S: u64 = 60;
 
 /// Every status, in the order they are rendered.
-const STATUSES: [Status; 10] = [
+/// Every status, in the order metrics report them.
+pub const STATUSES: [Status; 10] = [
     Status::Ok,
     Status::InvalidInput,
     Status::NoAnswer,

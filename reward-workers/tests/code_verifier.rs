@@ -15,7 +15,7 @@ fn job(completion: &str, test: Option<&str>, tests: &[(&str, &str)]) -> ScoreJob
         tests: (!tests.is_empty())
             .then(|| tests.iter().map(|(i, o)| IoCase { stdin: i.to_string(), stdout: o.to_string() }).collect()),
         timeout_s: Some(5.0),
-        memory_mb: None,
+        ..Default::default()
     }
 }
 

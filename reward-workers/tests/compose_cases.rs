@@ -11,10 +11,7 @@ fn job(completion: &str, gold: Option<&str>) -> ScoreJob {
         completion: completion.into(),
         ground_truth: gold.map(Into::into),
         language: Some("en".into()),
-        test: None,
-        tests: None,
-        timeout_s: None,
-        memory_mb: None,
+        ..Default::default()
     }
 }
 

@@ -10,10 +10,7 @@ fn job(completion: &str, language: Option<&str>) -> ScoreJob {
         completion: completion.into(),
         ground_truth: None,
         language: language.map(Into::into),
-        test: None,
-        tests: None,
-        timeout_s: None,
-        memory_mb: None,
+        ..Default::default()
     }
 }
 

@@ -53,11 +53,7 @@ fn job(completion: &str, gold: Option<&str>) -> ScoreJob {
         verifier: "math".into(),
         completion: completion.into(),
         ground_truth: gold.map(Into::into),
-        language: None,
-        test: None,
-        tests: None,
-        timeout_s: None,
-        memory_mb: None,
+        ..Default::default()
     }
 }
 

@@ -26,11 +26,7 @@ fn benchmark_pairs_match_their_labels() {
                 verifier: "math".into(),
                 completion: p.completion.clone(),
                 ground_truth: Some(p.gold.clone()),
-                language: None,
-                test: None,
-                tests: None,
-                timeout_s: None,
-                memory_mb: None,
+                ..Default::default()
             };
             (r1_reward::math::score(&job).reward == 1.0) != p.label
         })
