@@ -146,6 +146,8 @@ pub struct TrainGroup {
     pub policy_version: u64,
     pub samples: Vec<Sample>,
     pub rewards: Vec<f64>,
+    /// Each sample's reward components by name, as the reward worker sent them (may be empty).
+    pub components: Vec<BTreeMap<String, f64>>,
 }
 
 /// One learner step's batch.
@@ -573,14 +575,15 @@ impl Scheduler {
         let groups = ids
             .iter()
             .map(|&group_id| {
-                let (policy_version, samples, rewards) = self.payload(tx, group_id)?;
+                let (policy_version, samples, scores) = self.payload(tx, group_id)?;
                 let example = self.example(tx, group_id)?;
                 Ok(TrainGroup {
                     group_id,
                     example,
                     policy_version,
                     samples,
-                    rewards,
+                    rewards: scores.rewards,
+                    components: scores.components,
                 })
             })
             .collect::<Result<_, LeaseError>>()?;
@@ -859,12 +862,12 @@ impl Scheduler {
         })
     }
 
-    /// A group's policy version, samples and rewards (the latter empty before scoring).
+    /// A group's policy version, samples and scores (empty before scoring).
     fn payload(
         &self,
         tx: &Transaction<'_>,
         group: i64,
-    ) -> Result<(u64, Vec<Sample>, Vec<f64>), LeaseError> {
+    ) -> Result<(u64, Vec<Sample>, ScoresSubmission), LeaseError> {
         let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) = tx
             .query_row(
                 "SELECT policy_version, samples, rewards FROM groups WHERE id = ?1",
@@ -873,15 +876,11 @@ impl Scheduler {
             )?;
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group}: {e}"));
         let samples = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
-        let rewards = match rewards {
-            Some(r) => {
-                serde_json::from_str::<ScoresSubmission>(&r)
-                    .map_err(corrupt)?
-                    .rewards
-            }
-            None => Vec::new(),
+        let scores = match rewards {
+            Some(r) => serde_json::from_str::<ScoresSubmission>(&r).map_err(corrupt)?,
+            None => ScoresSubmission { group_id: group, rewards: Vec::new(), components: Vec::new() },
         };
-        Ok((version.unwrap_or(0) as u64, samples, rewards))
+        Ok((version.unwrap_or(0) as u64, samples, scores))
     }
 
     fn drop_group(

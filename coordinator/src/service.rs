@@ -627,6 +627,11 @@ impl WorkService for Work {
                 policy_version: g.policy_version,
                 samples: g.samples.into_iter().map(sample_to_wire).collect(),
                 rewards: g.rewards,
+                components: g
+                    .components
+                    .into_iter()
+                    .map(|c| pb::ComponentScores { components: c.into_iter().collect() })
+                    .collect(),
                 ..group_to_wire(g.group_id, g.example)
             })
             .collect();

@@ -135,9 +135,58 @@ pub struct GrpoSpec {
     /// DAPO dynamic sampling: drop groups whose rewards are all equal, draw more prompts.
     #[serde(default)]
     pub dynamic_sampling: bool,
+    /// How actors sample and how prompts are rendered.
+    #[serde(default)]
+    pub sampling: SamplingSpec,
     /// Loss and optimizer options for the learner (ε, β, lr, ...), checked by the learner.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub learner: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a dataset prompt becomes model input; the same names as `r1_model::PromptTemplate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Template {
+    /// The prompt as given.
+    Raw,
+    /// DeepSeek-R1-Zero's template (`<think>`/`<answer>` instructions around the question).
+    #[default]
+    R1,
+    /// The base model's chat template, with the prompt as one user message.
+    Chat,
+}
+
+/// Sampling settings the actors use for every group of a GRPO run (and evaluation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingSpec {
+    pub template: Template,
+    /// Softmax temperature; R1-Zero samples at 1.0.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 keeps every token.
+    pub top_k: u32,
+    /// Most tokens in one completion; longer ones are cut and marked truncated.
+    pub max_new_tokens: u32,
+    /// Strings that end a completion (kept in its text), e.g. "</answer>".
+    pub stop: Vec<String>,
+    /// Seeds each group's samples together with the group id, so a re-leased group
+    /// samples the same way.
+    pub seed: u64,
+}
+
+impl Default for SamplingSpec {
+    fn default() -> Self {
+        SamplingSpec {
+            template: Template::R1,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 1024,
+            stop: Vec::new(),
+            seed: 0,
+        }
+    }
 }
 
 /// Supervised fine-tuning on the dataset's prompt/answer pairs.
@@ -147,6 +196,9 @@ pub struct SftSpec {
     /// Examples in one learner batch.
     #[serde(default = "prompts_per_step")]
     pub batch_size: u32,
+    /// How the prompt is rendered before its answer is appended.
+    #[serde(default)]
+    pub template: Template,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub learner: serde_json::Map<String, serde_json::Value>,
 }
@@ -317,6 +369,7 @@ impl RunSpec {
                         "is 0; set it to 1 or more",
                     ));
                 }
+                g.sampling.validate()?;
             }
             Algorithm::Sft(s) => {
                 if s.batch_size == 0 {
@@ -425,6 +478,25 @@ impl RunSpec {
             Algorithm::Grpo(g) => g.group_size,
             Algorithm::Sft(_) => 1,
         }
+    }
+}
+
+impl SamplingSpec {
+    fn validate(&self) -> Result<(), SpecError> {
+        let field = |f: &str| format!("algorithm.sampling.{f}");
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(invalid(field("temperature"), format!("is {}; use a finite number >= 0", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(invalid(field("top_p"), format!("is {}; use a value in (0, 1]", self.top_p)));
+        }
+        if self.max_new_tokens == 0 {
+            return Err(invalid(field("max_new_tokens"), "is 0; set it to 1 or more"));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(invalid(field("stop"), "holds an empty string; remove it"));
+        }
+        Ok(())
     }
 }
 

@@ -27,7 +27,7 @@ pub use config::{Architecture, ModelConfig};
 pub use decoder::{CausalLm, KvCache};
 pub use error::{ModelError, Result};
 pub use sample::{FinishReason, Sample, SamplingParams};
-pub use tokenizer::{PromptTemplate, TextTokenizer};
+pub use tokenizer::{Prompt, PromptTemplate, TextTokenizer};
 
 /// The CPU backend r1 runs on by default.
 pub type CpuBackend = burn::backend::NdArray<f32>;

@@ -118,8 +118,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn sample_rng(seed: u64, prompt: usize, sample: usize) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ prompt as u64) ^ sample as u64))
+fn sample_rng(seed: u64, key: u64, sample: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ key) ^ sample as u64))
 }
 
 /// Draws a token from `logits` and returns it with its raw log-probability.
@@ -177,7 +177,28 @@ pub fn generate<B: Backend>(
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Sample>>> {
+    let keys: Vec<u64> = (0..prompts.len() as u64).collect();
+    generate_keyed(model, prompts, &keys, n, params, tokenizer, device, progress)
+}
+
+/// As [`generate`], with each prompt's samples seeded by `(params.seed, keys[i], sample)`
+/// instead of its position, so a prompt samples the same way in any batch (an actor keys
+/// prompts by group id). [`generate`] is this with `keys = 0, 1, 2, ...`.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_keyed<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[Vec<u32>],
+    keys: &[u64],
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Sample>>> {
     params.validate()?;
+    if keys.len() != prompts.len() {
+        return Err(ModelError::Input(format!("{} seed keys for {} prompts; pass one per prompt", keys.len(), prompts.len())));
+    }
     if n == 0 {
         return Err(ModelError::Input("n (samples per prompt) must be at least 1".into()));
     }
@@ -198,9 +219,8 @@ pub fn generate<B: Backend>(
     }
     let per_chunk = (params.max_batch / n).max(1);
     let mut out = Vec::with_capacity(prompts.len());
-    for (c, chunk) in prompts.chunks(per_chunk).enumerate() {
-        let first = c * per_chunk;
-        out.extend(generate_chunk(model, chunk, first, n, params, tokenizer, device, progress)?);
+    for (chunk, keys) in prompts.chunks(per_chunk).zip(keys.chunks(per_chunk)) {
+        out.extend(generate_chunk(model, chunk, keys, n, params, tokenizer, device, progress)?);
     }
     Ok(out)
 }
@@ -209,7 +229,7 @@ pub fn generate<B: Backend>(
 fn generate_chunk<B: Backend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],
-    first: usize,
+    keys: &[u64],
     n: usize,
     params: &SamplingParams,
     tokenizer: Option<&TextTokenizer>,
@@ -229,7 +249,7 @@ fn generate_chunk<B: Backend>(
         .flat_map(|p| (0..n).map(move |s| (p, s)))
         .map(|(p, s)| Row {
             prompt: p,
-            rng: sample_rng(params.seed, first + p, s),
+            rng: sample_rng(params.seed, keys[p], s),
             pad: batch.pads[p],
             prompt_len: prompts[p].len(),
             tokens: Vec::new(),

@@ -29,6 +29,13 @@ pub enum PromptTemplate {
     Chat,
 }
 
+/// A dataset prompt: plain text, or chat turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<Message>),
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -140,6 +147,23 @@ impl TextTokenizer {
         env.get_template("chat")
             .and_then(|t| t.render(ctx))
             .map_err(|e| ModelError::Template(format!("cannot render the chat template: {e}")))
+    }
+
+    /// Turns a dataset prompt (text or chat turns) into model input text with `template`.
+    /// Chat turns need the chat template; text works with every template.
+    pub fn render_prompt(&self, template: PromptTemplate, prompt: &Prompt) -> Result<String> {
+        match (prompt, template) {
+            (Prompt::Text(text), t) => self.render(t, text),
+            (Prompt::Chat(messages), PromptTemplate::Chat) => self.apply_chat_template(messages, true),
+            (Prompt::Chat(_), t) => Err(ModelError::Template(format!(
+                "the prompt is a list of chat messages but the template is `{}`; use the chat template",
+                match t {
+                    PromptTemplate::Raw => "raw",
+                    PromptTemplate::R1 => "r1",
+                    PromptTemplate::Chat => "chat",
+                }
+            ))),
+        }
     }
 
     /// Turns a question into model input text with `template`.

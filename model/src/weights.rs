@@ -88,16 +88,22 @@ fn read_checkpoint(dir: &Path) -> Result<BTreeMap<String, (HostTensor, PathBuf)>
     let mut out = BTreeMap::new();
     for file in files {
         let bytes = std::fs::read(&file).map_err(|e| ModelError::io(&file, e))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| ModelError::checkpoint(&file, format!("is not a valid safetensors file: {e}")))?;
-        for (name, view) in st.tensors() {
-            let data = to_f32(view.dtype(), view.data())
-                .map_err(|m| ModelError::checkpoint(&file, format!("tensor `{name}`: {m}")))?;
-            let t = HostTensor { shape: view.shape().to_vec(), data };
-            out.insert(name, (t, file.clone()));
-        }
+        read_safetensors(&bytes, &file, &mut out)?;
     }
     Ok(out)
+}
+
+/// Adds the tensors of one safetensors file (`origin` names it in errors) to `out`.
+fn read_safetensors(bytes: &[u8], origin: &Path, out: &mut BTreeMap<String, (HostTensor, PathBuf)>) -> Result<()> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::checkpoint(origin, format!("is not a valid safetensors file: {e}")))?;
+    for (name, view) in st.tensors() {
+        let data = to_f32(view.dtype(), view.data())
+            .map_err(|m| ModelError::checkpoint(origin, format!("tensor `{name}`: {m}")))?;
+        let t = HostTensor { shape: view.shape().to_vec(), data };
+        out.insert(name, (t, origin.to_path_buf()));
+    }
+    Ok(())
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
@@ -168,7 +174,42 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<CausalLm<B>> {
 
 /// Loads weights for an already parsed config.
 pub fn load_with_config<B: Backend>(dir: &Path, cfg: ModelConfig, device: &B::Device) -> Result<CausalLm<B>> {
-    let mut l = Loader::<B> { tensors: read_checkpoint(dir)?, dir, device };
+    build(read_checkpoint(dir)?, dir, cfg, device)
+}
+
+/// Builds a model from one in-memory safetensors file (what [`to_safetensors_bytes`] makes),
+/// e.g. weights streamed from the learner. `origin` names the source in errors.
+pub fn from_safetensors_bytes<B: Backend>(
+    bytes: &[u8],
+    origin: &str,
+    cfg: ModelConfig,
+    device: &B::Device,
+) -> Result<CausalLm<B>> {
+    let origin = Path::new(origin);
+    let mut tensors = BTreeMap::new();
+    read_safetensors(bytes, origin, &mut tensors)?;
+    build(tensors, origin, cfg, device)
+}
+
+/// All weights as one safetensors file in memory, in Hugging Face naming and layout.
+pub fn to_safetensors_bytes<B: Backend>(model: &CausalLm<B>, dtype: SaveDtype) -> Result<Vec<u8>> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+        hf_tensors(model).into_iter().map(|(n, s, d)| (n, s, encode(dtype, &d))).collect();
+    let views = tensors.iter().map(|(n, s, b)| {
+        let view = safetensors::tensor::TensorView::new(dtype.safetensors(), s.clone(), b).expect("shape matches data");
+        (n.clone(), view)
+    });
+    safetensors::serialize(views, None)
+        .map_err(|e| ModelError::Input(format!("cannot serialize weights: {e}")))
+}
+
+fn build<B: Backend>(
+    tensors: BTreeMap<String, (HostTensor, PathBuf)>,
+    dir: &Path,
+    cfg: ModelConfig,
+    device: &B::Device,
+) -> Result<CausalLm<B>> {
+    let mut l = Loader::<B> { tensors, dir, device };
     let (h, q, kv, eps) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.rms_norm_eps);
     let embed = l.take("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
     let embed_tokens = Embedding {
