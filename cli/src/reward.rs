@@ -27,8 +27,15 @@ pub enum RewardCommand {
 #[derive(Args, Debug)]
 pub struct WorkArgs {
     /// The coordinator's address
-    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    #[arg(long, env = "R1_COORDINATOR", default_value = "http://127.0.0.1:7070")]
     coordinator: String,
+    /// Bearer token, when the coordinator requires one
+    #[arg(long, env = "R1_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Keep retrying a failed coordinator call (coordinator down or restarting) this long
+    /// before giving up, in seconds
+    #[arg(long, default_value_t = 600)]
+    retry_secs: u64,
     /// The run whose samples to score
     #[arg(long)]
     run: u64,
@@ -88,7 +95,12 @@ fn lease_work(args: WorkArgs) -> Result<()> {
     let worker = args.worker.unwrap_or_else(|| format!("reward-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
-        let mut w = r1_reward::lease_worker::LeaseWorker::connect(&args.coordinator, args.run, &worker, args.max_groups).await?;
+        let cfg = r1_proto::client::ClientConfig::new(args.coordinator.clone()).with_token(args.token.clone());
+        let retry = r1_proto::client::RetryPolicy {
+            max_elapsed: Duration::from_secs(args.retry_secs),
+            ..r1_reward::lease_worker::default_retry()
+        };
+        let mut w = r1_reward::lease_worker::LeaseWorker::connect(&cfg, args.run, &worker, args.max_groups).await?.with_retry(retry);
         eprintln!("{worker}: scoring run {} from {}", args.run, args.coordinator);
         let scored = w.run(std::time::Duration::from_millis(args.idle_ms)).await?;
         eprintln!("{worker}: run {} has ended; scored {scored} groups", args.run);

@@ -10,8 +10,7 @@ use r1_coordinator::spec::RunSpec;
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 use serde_json::json;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
@@ -68,6 +67,10 @@ pub struct LogsArgs {
 pub enum ServeCommand {
     /// The coordinator: runs, datasets, leases, /metrics and the dashboard, until Ctrl-C
     Coordinator(ServeCoordinatorArgs),
+    /// An actor: leases prompts of one run, samples G completions each, pulls new weights
+    Actor(crate::serve::ServeActorArgs),
+    /// A learner rank: trains one run's batches (rank 0 also serves weights and checkpoints)
+    Learner(crate::serve::ServeLearnerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,35 +86,30 @@ pub struct ServeCoordinatorArgs {
     data_dir: Option<PathBuf>,
 }
 
-#[derive(Clone)]
-struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-type Client = RunServiceClient<InterceptedService<Channel, Bearer>>;
+type Client = RunServiceClient<AuthChannel>;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
 }
 
+impl Remote {
+    /// How to reach the coordinator: the shared connector's defaults with this token.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.coordinator.clone()).with_token(self.token.clone())
+    }
+}
+
 async fn client(r: &Remote) -> Result<Client> {
-    let channel = Channel::from_shared(r.coordinator.clone())
-        .with_context(|| format!("`{}` is not a URL; use http://host:port", r.coordinator))?
-        .connect()
+    let cfg = r.client_config();
+    let channel = client::connect(&cfg)
         .await
-        .with_context(|| format!("cannot reach the coordinator at {}; is `r1ctl serve coordinator` running?", r.coordinator))?;
-    let bearer = match &r.token {
-        Some(t) => Some(format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?),
-        None => None,
-    };
-    Ok(RunServiceClient::with_interceptor(channel, Bearer(bearer)))
+        .context("is `r1ctl serve coordinator` running, and is --coordinator/R1_COORDINATOR its address?")?;
+    Ok(client::run_client(channel, cfg.max_message_bytes))
+}
+
+/// Reads are retried for a short while (a coordinator restarting); changes are sent once.
+fn read_retry() -> RetryPolicy {
+    RetryPolicy { max_elapsed: std::time::Duration::from_secs(15), ..RetryPolicy::idempotent() }
 }
 
 fn state_name(s: i32) -> &'static str {
@@ -183,15 +181,34 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
 
 pub fn status(a: RunArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let s = client(&a.remote).await?.get(pb::GetRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-        print(&a.remote, &s.into_inner());
+        let c = client(&a.remote).await?;
+        let s = get(&c, a.run).await?;
+        print(&a.remote, &s);
         Ok(())
     })
 }
 
+async fn get(c: &Client, id: u64) -> Result<pb::RunStatus> {
+    let s = client::retry("Get", &read_retry(), || {
+        let mut c = c.clone();
+        async move { c.get(pb::GetRunRequest { id }).await }
+    })
+    .await
+    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    Ok(s.into_inner())
+}
+
 pub fn list(r: Remote) -> Result<()> {
     runtime()?.block_on(async {
-        let runs = client(&r).await?.list(pb::ListRunsRequest {}).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().runs;
+        let c = client(&r).await?;
+        let runs = client::retry("List", &read_retry(), || {
+            let mut c = c.clone();
+            async move { c.list(pb::ListRunsRequest {}).await }
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner()
+        .runs;
         if r.json {
             println!("{}", serde_json::Value::Array(runs.iter().map(status_json).collect()));
         } else if runs.is_empty() {
@@ -219,8 +236,7 @@ pub fn logs(a: LogsArgs) -> Result<()> {
     runtime()?.block_on(async {
         let mut c = client(&a.remote).await?;
         if !a.follow {
-            let s = c.get(pb::GetRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-            print(&a.remote, &s.into_inner());
+            print(&a.remote, &get(&c, a.run).await?);
             return Ok(());
         }
         let mut stream = c.watch(pb::WatchRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
@@ -232,7 +248,11 @@ pub fn logs(a: LogsArgs) -> Result<()> {
 }
 
 pub fn serve(cmd: ServeCommand) -> Result<()> {
-    let ServeCommand::Coordinator(a) = cmd;
+    let a = match cmd {
+        ServeCommand::Coordinator(a) => a,
+        ServeCommand::Actor(a) => return crate::serve::actor(a),
+        ServeCommand::Learner(a) => return crate::serve::learner(a),
+    };
     let mut config = CoordinatorConfig::load(a.config.as_deref())?;
     if let Some(l) = a.listen {
         config.listen = l;

@@ -11,27 +11,32 @@
 //! with the reward the composition gives it and logged at `warn` with the reason; the
 //! coordinator's protocol carries rewards, not statuses.
 //!
-//! Not covered yet: bearer-token authentication towards the coordinator and reconnecting
-//! with backoff; a worker whose coordinator goes away stops with an error.
+//! Talking to the coordinator goes through [`r1_proto::client`]: the bearer token is sent on
+//! every call, and every call is retried on transient failures (`UNAVAILABLE`, a reset
+//! connection, a deadline) with exponential backoff for up to the worker's
+//! [`RetryPolicy::max_elapsed`] (10 minutes by default). A coordinator that restarts or
+//! crashes mid-run therefore does not stop the worker: its calls fail, are retried, and
+//! succeed once the coordinator is back, on a fresh connection. Repeating any of its calls is
+//! safe: reads change nothing, a submission carries its idempotency key (a retry of one that
+//! was applied before the crash answers `ALREADY_DONE`), and a lease granted to a call whose
+//! answer was lost expires and is handed out again. A worker whose coordinator stays away
+//! longer than that stops with an error naming the call.
 
 use std::time::Duration;
 
+use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 use r1_proto::v1::work_service_client::WorkServiceClient;
-use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::compose::{Reward, RewardSpec};
 use crate::job::{IoCase, ScoreJob};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseWorkerError {
-    #[error("cannot reach the coordinator at {url}: {source}; check the address and that it is running")]
-    Connect {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Connect(#[from] client::ClientError),
     #[error("coordinator call {call} failed: {} ({:?})", status.message(), status.code())]
     Rpc { call: &'static str, status: Box<tonic::Status> },
     #[error("run {run}: {message}")]
@@ -42,10 +47,17 @@ fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> LeaseWorkerError {
     move |status| LeaseWorkerError::Rpc { call, status: Box::new(status) }
 }
 
+/// How long a worker keeps retrying a call before it gives up: long enough for a coordinator
+/// to be restarted by hand.
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy { max_elapsed: Duration::from_secs(600), ..RetryPolicy::idempotent() }
+}
+
 /// One reward worker attached to one run.
 pub struct LeaseWorker {
-    runs: RunServiceClient<Channel>,
-    work: WorkServiceClient<Channel>,
+    runs: RunServiceClient<AuthChannel>,
+    work: WorkServiceClient<AuthChannel>,
+    retry: RetryPolicy,
     run_id: u64,
     worker: String,
     max_groups: u32,
@@ -53,51 +65,69 @@ pub struct LeaseWorker {
 }
 
 impl LeaseWorker {
-    /// Connects to the coordinator at `url` (`http://host:port`) and reads the run's reward spec.
-    pub async fn connect(url: &str, run_id: u64, worker: &str, max_groups: u32) -> Result<Self, LeaseWorkerError> {
-        let channel = Channel::from_shared(url.to_string())
-            .map_err(|e| LeaseWorkerError::Spec { run: run_id, message: format!("bad coordinator URL `{url}`: {e}") })?
-            .connect()
-            .await
-            .map_err(|source| LeaseWorkerError::Connect { url: url.into(), source })?;
-        Self::from_channel(channel, run_id, worker, max_groups).await
+    /// Connects to the coordinator (retrying until `cfg.connect_timeout`) and reads the run's
+    /// reward spec.
+    pub async fn connect(cfg: &ClientConfig, run_id: u64, worker: &str, max_groups: u32) -> Result<Self, LeaseWorkerError> {
+        let channel = client::connect(cfg).await?;
+        Self::from_channel(channel, cfg.max_message_bytes, run_id, worker, max_groups).await
     }
 
-    pub async fn from_channel(channel: Channel, run_id: u64, worker: &str, max_groups: u32) -> Result<Self, LeaseWorkerError> {
-        let mut runs = RunServiceClient::new(channel.clone());
-        let status = runs.get(pb::GetRunRequest { id: run_id }).await.map_err(rpc("Get"))?.into_inner();
+    /// A worker on an existing channel, with [`default_retry`].
+    pub async fn from_channel(
+        channel: AuthChannel,
+        max_message_bytes: usize,
+        run_id: u64,
+        worker: &str,
+        max_groups: u32,
+    ) -> Result<Self, LeaseWorkerError> {
+        let runs = client::run_client(channel.clone(), max_message_bytes);
+        let work = client::work_client(channel, max_message_bytes);
+        let retry = default_retry();
+        let status = get_run(&runs, &retry, run_id).await?;
         let spec: serde_json::Value = serde_json::from_str(&status.spec_json)
             .map_err(|e| LeaseWorkerError::Spec { run: run_id, message: format!("spec is not JSON: {e}") })?;
         let rewards = spec.get("rewards").cloned().unwrap_or(serde_json::Value::Array(vec![]));
         let spec: RewardSpec = serde_json::from_value(rewards)
             .map_err(|e| LeaseWorkerError::Spec { run: run_id, message: format!("bad `rewards`: {e}") })?;
         let reward = Reward::new(&spec).map_err(|e| LeaseWorkerError::Spec { run: run_id, message: e.to_string() })?;
-        Ok(Self { runs, work: WorkServiceClient::new(channel), run_id, worker: worker.into(), max_groups: max_groups.max(1), reward })
+        Ok(Self { runs, work, retry, run_id, worker: worker.into(), max_groups: max_groups.max(1), reward })
+    }
+
+    /// The same worker retrying its calls under `policy` instead of [`default_retry`].
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// Leases once, scores every leased group and submits it; returns how many groups were
     /// scored (0: nothing to score right now).
     pub async fn step(&mut self) -> Result<usize, LeaseWorkerError> {
-        let lease = self
-            .work
-            .lease_scoring(pb::LeaseScoringRequest { run_id: self.run_id, worker: self.worker.clone(), max_groups: self.max_groups })
-            .await
-            .map_err(rpc("LeaseScoring"))?
-            .into_inner();
+        let request = pb::LeaseScoringRequest { run_id: self.run_id, worker: self.worker.clone(), max_groups: self.max_groups };
+        let lease = client::retry("LeaseScoring", &self.retry, || {
+            let mut work = self.work.clone();
+            let request = request.clone();
+            async move { work.lease_scoring(request).await }
+        })
+        .instrument(tracing::info_span!("lease_scoring", run = self.run_id, worker = %self.worker))
+        .await
+        .map_err(rpc("LeaseScoring"))?
+        .into_inner();
         let n = lease.groups.len();
         for group in lease.groups {
-            let _span = tracing::info_span!("score_group", run = self.run_id, group = group.group_id).entered();
+            let span = tracing::info_span!("score_group", run = self.run_id, group = group.group_id, lease = lease.lease_id, samples = group.samples.len());
             let reward = self.reward.clone();
             let example = group.example.clone().unwrap_or_default();
             let samples = group.samples.clone();
             // Scoring can run sandboxed programs: keep it off the async threads.
+            let in_span = span.clone();
             let results = tokio::task::spawn_blocking(move || {
+                let _entered = in_span.enter();
                 samples.iter().enumerate().map(|(i, s)| reward.score(&job_for(&example, s, i), Some(s.token_ids.len()))).collect::<Vec<_>>()
             })
             .await
             .expect("scoring task panicked");
             for r in results.iter().filter(|r| r.status.is_error()) {
-                tracing::warn!(group = group.group_id, sample = %r.id, status = ?r.status, detail = %r.detail, "sample could not be judged normally");
+                tracing::warn!(parent: &span, group = group.group_id, sample = %r.id, status = ?r.status, detail = %r.detail, "sample could not be judged normally");
             }
             let request = pb::SubmitScoresRequest {
                 run_id: self.run_id,
@@ -109,7 +139,17 @@ impl LeaseWorker {
                     .map(|r| pb::ComponentScores { components: r.components.iter().map(|(k, v)| (k.clone(), *v)).collect() })
                     .collect(),
             };
-            self.work.submit_scores(request).await.map_err(rpc("SubmitScores"))?;
+            let outcome = client::retry("SubmitScores", &self.retry, || {
+                let mut work = self.work.clone();
+                let request = request.clone();
+                async move { work.submit_scores(request).await }
+            })
+            .instrument(span.clone())
+            .await
+            .map_err(rpc("SubmitScores"))?
+            .into_inner()
+            .outcome;
+            tracing::debug!(parent: &span, outcome = ?pb::SubmitOutcome::try_from(outcome), "scores submitted");
         }
         Ok(n)
     }
@@ -118,12 +158,23 @@ impl LeaseWorker {
     /// of groups scored.
     pub async fn run(&mut self, idle: Duration) -> Result<usize, LeaseWorkerError> {
         let mut scored = 0;
+        let live = [pb::RunState::Pending as i32, pb::RunState::Running as i32];
         loop {
-            let n = self.step().await?;
+            let n = match self.step().await {
+                Ok(n) => n,
+                // The run ended between two leases: the coordinator refuses work for it.
+                Err(LeaseWorkerError::Rpc { status, .. }) if status.code() == tonic::Code::FailedPrecondition => {
+                    let state = get_run(&self.runs, &self.retry, self.run_id).await?.state;
+                    if live.contains(&state) {
+                        return Err(LeaseWorkerError::Rpc { call: "LeaseScoring", status });
+                    }
+                    return Ok(scored);
+                }
+                Err(e) => return Err(e),
+            };
             scored += n;
             if n == 0 {
-                let state = self.runs.get(pb::GetRunRequest { id: self.run_id }).await.map_err(rpc("Get"))?.into_inner().state;
-                let live = [pb::RunState::Pending as i32, pb::RunState::Running as i32];
+                let state = get_run(&self.runs, &self.retry, self.run_id).await?.state;
                 if !live.contains(&state) {
                     return Ok(scored);
                 }
@@ -131,6 +182,17 @@ impl LeaseWorker {
             }
         }
     }
+}
+
+/// The run's status, retried under `retry`.
+async fn get_run(runs: &RunServiceClient<AuthChannel>, retry: &RetryPolicy, id: u64) -> Result<pb::RunStatus, LeaseWorkerError> {
+    let status = client::retry("Get", retry, || {
+        let mut runs = runs.clone();
+        async move { runs.get(pb::GetRunRequest { id }).await }
+    })
+    .await
+    .map_err(rpc("Get"))?;
+    Ok(status.into_inner())
 }
 
 /// The scoring job for sample `i` of a group: its text against the example's answer, tests
