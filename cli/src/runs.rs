@@ -67,10 +67,6 @@ pub struct LogsArgs {
 pub enum ServeCommand {
     /// The coordinator: runs, datasets, leases, /metrics and the dashboard, until Ctrl-C
     Coordinator(ServeCoordinatorArgs),
-    /// An actor: leases prompts of one run, samples G completions each, pulls new weights
-    Actor(crate::serve::ServeActorArgs),
-    /// A learner rank: trains one run's batches (rank 0 also serves weights and checkpoints)
-    Learner(crate::serve::ServeLearnerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -248,11 +244,7 @@ pub fn logs(a: LogsArgs) -> Result<()> {
 }
 
 pub fn serve(cmd: ServeCommand) -> Result<()> {
-    let a = match cmd {
-        ServeCommand::Coordinator(a) => a,
-        ServeCommand::Actor(a) => return crate::serve::actor(a),
-        ServeCommand::Learner(a) => return crate::serve::learner(a),
-    };
+    let ServeCommand::Coordinator(a) = cmd;
     let mut config = CoordinatorConfig::load(a.config.as_deref())?;
     if let Some(l) = a.listen {
         config.listen = l;
