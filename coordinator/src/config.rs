@@ -6,6 +6,10 @@
 //! `R1_COORDINATOR_LEASES__GENERATE_MS=900000`) < whatever the caller sets afterwards
 //! (command-line flags). Unknown keys are refused.
 //!
+//! `limits` bounds message sizes and concurrent requests ([`Limits`]; `R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS=64`).
+//! `otlp_endpoint` (`R1_COORDINATOR_OTLP_ENDPOINT`) names an OpenTelemetry collector for the
+//! binary to export spans to; this crate only carries it (the binary sets tracing up).
+//!
 //! Limits: no TLS; set `token` (`R1_COORDINATOR_TOKEN`) whenever `listen` is not loopback.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lease::LeaseTtl;
 use crate::runs::{Coordinator, RunsError};
-use crate::service::{Auth, Runs, ServeError, serve};
+use crate::service::{Auth, Limits, Runs, ServeError, serve};
 use crate::store::SystemClock;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +38,12 @@ pub struct CoordinatorConfig {
     /// Bearer token every call must carry; none lets every call in (loopback only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Message size and concurrency limits of both services.
+    #[serde(default)]
+    pub limits: Limits,
+    /// OTLP/gRPC collector to export spans to (`http://collector:4317`); none exports nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -44,6 +54,8 @@ impl Default for CoordinatorConfig {
             leases: LeaseTtl::default(),
             watch_interval_ms: 500,
             token: None,
+            limits: Limits::default(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -56,6 +68,12 @@ pub enum ConfigError {
     NotPositive { field: &'static str, value: i64 },
     #[error("coordinator config `token` is empty; set a secret or remove the key")]
     EmptyToken,
+    #[error(
+        "coordinator config `limits.max_message_bytes` is {0}; use at least 65536 (a run spec must fit)"
+    )]
+    MessageLimit(usize),
+    #[error("coordinator config `otlp_endpoint` is `{0}`; use http://host:4317 or remove the key")]
+    OtlpEndpoint(String),
     #[error("cannot create the data folder {path}: {source}; pick a writable data_dir")]
     DataDir {
         path: PathBuf,
@@ -90,6 +108,14 @@ impl CoordinatorConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(ConfigError::EmptyToken);
+        }
+        if self.limits.max_message_bytes < 1 << 16 {
+            return Err(ConfigError::MessageLimit(self.limits.max_message_bytes));
+        }
+        if let Some(e) = &self.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(ConfigError::OtlpEndpoint(e.clone()));
         }
         let l = &self.leases;
         for (field, value) in [
@@ -141,9 +167,10 @@ pub async fn run(
             source,
         })?;
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "coordinator serving");
-    let runs = Runs::new(
+    let runs = Runs::with_limits(
         Arc::new(core),
         Duration::from_millis(config.watch_interval_ms),
+        config.limits.clone(),
     );
     let auth = match config.token.as_deref() {
         Some(token) => Auth::bearer(token),

@@ -2,18 +2,38 @@
 //! and Watch, a stream of status changes) for people and `r1ctl`, and `r1.v1.WorkService`
 //! (lease, submit, renew) for actors, reward workers and learners.
 //!
-//! Errors become `tonic::Status` in one place ([`status_of`]). Every RPC runs in a
-//! tracing span named `rpc` with its path (set on the server in [`serve`]). Blocking work
-//! (SQLite, dataset reads) runs on tokio's blocking pool. Watch polls the store every
-//! `watch_interval` and sends a status only when it changed, so it keeps working across
-//! every kind of change (leases, steps, cancel) with no notification plumbing; it ends
-//! after sending a finished run's final status, or when the client goes away.
+//! Errors become `tonic::Status` in one place ([`status_of`]). Every RPC runs in a tracing
+//! span named `rpc` ([`rpc_span`]): its OpenTelemetry name is the method
+//! (`r1.v1.WorkService/SubmitScores`), and the handler records the `run`, `group`, `lease`,
+//! `worker`, `step` and `outcome` it dealt with, so one group can be followed from
+//! LeasePrompts through SubmitSamples, LeaseScoring, SubmitScores and LeaseBatch to
+//! SubmitStep. Blocking work (SQLite, dataset reads) runs on tokio's blocking pool. Watch
+//! polls the store every `watch_interval` and sends a status only when it changed, so it
+//! keeps working across every kind of change (leases, steps, cancel) with no notification
+//! plumbing; it ends after sending a finished run's final status, or when the client goes
+//! away.
 //!
 //! When a token is configured every call must carry it ([`Auth`]); without one (loopback)
 //! every call is allowed. Limits: no TLS, so a token on an untrusted network is only as
-//! safe as the network. WorkService
-//! accepts and sends messages up to [`MAX_MESSAGE_BYTES`]: a GRPO batch (32 prompts × 16
-//! samples × 8k tokens with log-probs) is about 40 MiB.
+//! safe as the network.
+//!
+//! Limits ([`Limits`], the coordinator config's `limits` table), each tested at its boundary in
+//! `tests/limits.rs`:
+//! - **message size**: both services accept and send messages up to `max_message_bytes`
+//!   (default [`MAX_MESSAGE_BYTES`]: a GRPO batch of 32 prompts × 16 samples × 8k tokens with
+//!   log-probs is about 40 MiB); a larger request is refused by tonic with `OUT_OF_RANGE`
+//!   before any handler runs.
+//! - **concurrency**: at most `max_concurrent_requests` RPCs are handled at once across all
+//!   connections; past that a request waits for a slot (`when_busy = "wait"`, until its
+//!   deadline) or is refused at once with `RESOURCE_EXHAUSTED` (`"reject"`).
+//! - **deadlines**: a request's `grpc-timeout` is honoured. A request whose deadline passes
+//!   before its store transaction starts (waiting for a slot or for the store) is answered
+//!   `DEADLINE_EXCEEDED` and changes nothing; a transaction that has started runs to its end,
+//!   since each is atomic, so the store never holds half a request: a retry with the same
+//!   idempotency key then gets the first answer again and changes nothing. The handler
+//!   answers a little before the deadline so that its `DEADLINE_EXCEEDED` arrives ahead of
+//!   tonic's own timer, which would answer `CANCELLED` "Timeout expired" (as does a tonic
+//!   client's own timer: `r1_proto::client::retry` treats both alike).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,18 +88,33 @@ pub fn status_of(e: RunsError) -> Status {
 pub struct Runs {
     core: Arc<Coordinator>,
     watch_interval: Duration,
+    limits: Limits,
+    gate: Gate,
 }
 
 impl Runs {
+    /// RunService over `core` with the default [`Limits`].
     pub fn new(core: Arc<Coordinator>, watch_interval: Duration) -> Runs {
+        Runs::with_limits(core, watch_interval, Limits::default())
+    }
+
+    /// RunService over `core` with `limits`; [`serve`] gives WorkService the same limits and
+    /// the same concurrency slots.
+    pub fn with_limits(core: Arc<Coordinator>, watch_interval: Duration, limits: Limits) -> Runs {
+        let gate = Gate::new(&limits);
         Runs {
             core,
             watch_interval,
+            limits,
+            gate,
         }
     }
 
     pub fn into_server(self) -> RunServiceServer<Self> {
+        let limit = self.limits.max_message_bytes;
         RunServiceServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
     }
 
     /// Runs `f` on the blocking pool and maps its error.
@@ -93,6 +128,155 @@ impl Runs {
             .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
             .map_err(status_of)
     }
+}
+
+/// The limits both services enforce; the coordinator config's `limits` table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request or response, in bytes, on both services.
+    pub max_message_bytes: usize,
+    /// RPCs handled at once across all connections (a Watch stream counts while it reads its
+    /// first status); 0 means no limit.
+    pub max_concurrent_requests: usize,
+    /// What a request past `max_concurrent_requests` does.
+    pub when_busy: WhenBusy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            max_concurrent_requests: 256,
+            when_busy: WhenBusy::Wait,
+        }
+    }
+}
+
+/// What a request does when every concurrency slot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenBusy {
+    /// Wait for a slot, until the request's deadline (`DEADLINE_EXCEEDED` then).
+    Wait,
+    /// Answer `RESOURCE_EXHAUSTED` at once; clients retry with backoff.
+    Reject,
+}
+
+/// The concurrency slots shared by both services.
+#[derive(Clone)]
+struct Gate {
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    limit: usize,
+    when_busy: WhenBusy,
+}
+
+impl Gate {
+    fn new(limits: &Limits) -> Gate {
+        let limit = limits.max_concurrent_requests;
+        Gate {
+            slots: (limit > 0).then(|| Arc::new(tokio::sync::Semaphore::new(limit))),
+            limit,
+            when_busy: limits.when_busy,
+        }
+    }
+
+    /// A slot for one request, held until the returned permit is dropped.
+    async fn enter(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        let busy = || {
+            format!(
+                "the coordinator is handling its limit of {} requests at once",
+                self.limit
+            )
+        };
+        match (self.when_busy, deadline) {
+            (WhenBusy::Reject, _) => slots.clone().try_acquire_owned().map(Some).map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{}; retry with backoff or raise limits.max_concurrent_requests",
+                    busy()
+                ))
+            }),
+            (WhenBusy::Wait, None) => Ok(slots.clone().acquire_owned().await.ok()),
+            (WhenBusy::Wait, Some(deadline)) => {
+                match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
+                    Ok(permit) => Ok(permit.ok()),
+                    Err(_) => Err(Status::deadline_exceeded(format!(
+                        "{}, and the request's deadline passed while it waited; nothing was applied",
+                        busy()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// When the handler answers a request: a little before its `grpc-timeout` (5 %, at most
+/// 50 ms), so that its own `DEADLINE_EXCEEDED` leaves ahead of tonic's timer.
+pub fn deadline_of<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
+    let timeout = parse_grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)?;
+    let margin = (timeout / 20).min(Duration::from_millis(50));
+    Some(tokio::time::Instant::now() + timeout - margin)
+}
+
+/// A `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The span every RPC runs in: OpenTelemetry's server-span conventions plus the ids the
+/// handler records with [`note`].
+pub fn rpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let path = request.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", path));
+    let name = path.trim_start_matches('/');
+    tracing::info_span!(
+        "rpc",
+        otel.name = name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        path = path,
+        run = tracing::field::Empty,
+        group = tracing::field::Empty,
+        groups = tracing::field::Empty,
+        lease = tracing::field::Empty,
+        worker = tracing::field::Empty,
+        step = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// Records `value` as `field` of the current RPC's span.
+fn note(field: &'static str, value: impl tracing::Value) {
+    tracing::Span::current().record(field, value);
+}
+
+/// Group ids as one attribute: `3,4,5`.
+fn id_list(ids: impl Iterator<Item = u64>) -> String {
+    ids.map(|id| id.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// A run id from the wire; 0 (unset) is refused.
@@ -112,6 +296,7 @@ impl RunService for Runs {
         request: Request<pb::SubmitRunRequest>,
     ) -> Result<Response<pb::RunStatus>, Status> {
         use pb::submit_run_request::Spec;
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
         let spec = match request.into_inner().spec {
             Some(Spec::Toml(text)) => RunSpec::from_toml(&text),
             Some(Spec::Json(text)) => RunSpec::from_json(&text),
@@ -123,6 +308,7 @@ impl RunService for Runs {
         }
         .map_err(|e| status_of(e.into()))?;
         let status = self.blocking(move |core| core.submit(spec)).await?;
+        note("run", status.run.id);
         Ok(Response::new(to_wire(status)))
     }
 
@@ -130,7 +316,9 @@ impl RunService for Runs {
         &self,
         request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::RunStatus>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
         let id = run_id(request.into_inner().id)?;
+        note("run", id);
         Ok(Response::new(to_wire(
             self.blocking(move |core| core.get(id)).await?,
         )))
@@ -138,8 +326,9 @@ impl RunService for Runs {
 
     async fn list(
         &self,
-        _request: Request<pb::ListRunsRequest>,
+        request: Request<pb::ListRunsRequest>,
     ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
         let runs = self.blocking(|core| core.list()).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: runs.into_iter().map(to_wire).collect(),
@@ -150,8 +339,10 @@ impl RunService for Runs {
         &self,
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::RunStatus>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
         let req = request.into_inner();
         let id = run_id(req.id)?;
+        note("run", id);
         Ok(Response::new(to_wire(
             self.blocking(move |core| core.cancel(id, &req.reason))
                 .await?,
@@ -164,10 +355,13 @@ impl RunService for Runs {
         &self,
         request: Request<pb::WatchRunRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let slot = self.gate.enter(deadline_of(&request)).await?;
         let id = run_id(request.into_inner().id)?;
+        note("run", id);
         // The first status is read before the stream starts, so an unknown run is an error
         // on the call rather than on the stream.
         let first = to_wire(self.blocking(move |core| core.get(id)).await?);
+        drop(slot);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let this = self.clone();
         tokio::spawn(async move {
@@ -278,7 +472,12 @@ pub async fn serve(
         .map(|a: SocketAddr| a.to_string())
         .unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let work = Work::new(runs.core.clone()).into_server();
+    let work = Work {
+        core: runs.core.clone(),
+        limits: runs.limits.clone(),
+        gate: runs.gate.clone(),
+    }
+    .into_server();
     let core = runs.core.clone();
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
         .add_service(InterceptedService::new(work, auth));
@@ -295,7 +494,7 @@ pub async fn serve(
         );
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+        .trace_fn(rpc_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -386,6 +585,8 @@ impl tonic::service::Interceptor for Auth {
 #[derive(Clone)]
 pub struct Work {
     core: Arc<Coordinator>,
+    limits: Limits,
+    gate: Gate,
 }
 
 type SchedCall<T> = Box<
@@ -393,29 +594,60 @@ type SchedCall<T> = Box<
 >;
 
 impl Work {
+    /// WorkService over `core` with the default [`Limits`] and slots of its own; [`serve`]
+    /// shares RunService's instead.
     pub fn new(core: Arc<Coordinator>) -> Work {
-        Work { core }
+        let limits = Limits::default();
+        let gate = Gate::new(&limits);
+        Work { core, limits, gate }
     }
 
     pub fn into_server(self) -> WorkServiceServer<Self> {
+        let limit = self.limits.max_message_bytes;
         WorkServiceServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
     }
 
-    /// Runs `f` with the run's scheduler, the locked store and the time, on the blocking pool.
-    async fn with<T: Send + 'static>(&self, run: u64, f: SchedCall<T>) -> Result<T, Status> {
+    /// Runs `f` with the run's scheduler, the locked store and the time, on the blocking pool,
+    /// in one transaction. Past `deadline` the call is answered `DEADLINE_EXCEEDED`: if the
+    /// transaction had not started it never will, and one that started runs to its end.
+    async fn with<T: Send + 'static>(
+        &self,
+        run: u64,
+        deadline: Option<tokio::time::Instant>,
+        f: SchedCall<T>,
+    ) -> Result<T, Status> {
         let run = run_id(run)?;
+        note("run", run);
         let core = self.core.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let sched = core.scheduler(run)?;
             let now = core.now();
-            core.with_store_locked(|store| f(&sched, store, now))
-                .map_err(RunsError::from)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
-        .map_err(status_of)
+            core.with_store_locked(|store| {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return Ok(Err(Status::deadline_exceeded(
+                        "the request's deadline passed before the coordinator could start it; nothing was applied",
+                    )));
+                }
+                f(&sched, store, now).map(Ok)
+            })
+            .map_err(RunsError::from)
+        });
+        let joined = match deadline {
+            None => task.await,
+            Some(d) => match tokio::time::timeout_at(d, task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(
+                        "the request's deadline passed while it waited for the store; it is either not applied or applied whole; retry it with the same idempotency key",
+                    ));
+                }
+            },
+        };
+        joined
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)?
     }
 
     /// Appends the run's new step metrics to its `metrics.jsonl`, on the blocking pool.
@@ -475,6 +707,7 @@ fn sample_from_wire(s: pb::Sample) -> lease::Sample {
 }
 
 fn outcome_to_wire(o: Outcome) -> Response<pb::SubmitResponse> {
+    note("outcome", tracing::field::debug(&o));
     let outcome = match o {
         Outcome::Accepted => pb::SubmitOutcome::Accepted,
         Outcome::DroppedStale => pb::SubmitOutcome::DroppedStale,
@@ -511,14 +744,23 @@ impl WorkService for Work {
         &self,
         request: Request<pb::LeasePromptsRequest>,
     ) -> Result<Response<pb::PromptLease>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let max = r.max_groups.max(1) as usize;
+        note("worker", r.worker.as_str());
         let lease = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now)),
             )
             .await?;
+        note("lease", lease.lease_id);
+        note(
+            "groups",
+            id_list(lease.groups.iter().map(|(id, _)| *id as u64)).as_str(),
+        );
         Ok(Response::new(pb::PromptLease {
             lease_id: lease.lease_id as u64,
             deadline_ms: lease.deadline_ms,
@@ -536,8 +778,11 @@ impl WorkService for Work {
         &self,
         request: Request<pb::SubmitSamplesRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let key = key(r.idempotency_key)?;
+        note("group", r.group_id);
         let sub = lease::SamplesSubmission {
             group_id: id_of(r.group_id, "group")?,
             policy_version: r.policy_version,
@@ -546,6 +791,7 @@ impl WorkService for Work {
         let o = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.submit_samples(st, &key, &sub, now)),
             )
             .await?;
@@ -556,14 +802,23 @@ impl WorkService for Work {
         &self,
         request: Request<pb::LeaseScoringRequest>,
     ) -> Result<Response<pb::ScoringLease>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let max = r.max_groups.max(1) as usize;
+        note("worker", r.worker.as_str());
         let lease = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now)),
             )
             .await?;
+        note("lease", lease.lease_id);
+        note(
+            "groups",
+            id_list(lease.jobs.iter().map(|j| j.group_id as u64)).as_str(),
+        );
         let groups = lease
             .jobs
             .into_iter()
@@ -583,8 +838,11 @@ impl WorkService for Work {
         &self,
         request: Request<pb::SubmitScoresRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let key = key(r.idempotency_key)?;
+        note("group", r.group_id);
         let sub = lease::ScoresSubmission {
             group_id: id_of(r.group_id, "group")?,
             rewards: r.rewards,
@@ -597,6 +855,7 @@ impl WorkService for Work {
         let o = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.submit_scores(st, &key, &sub, now)),
             )
             .await?;
@@ -610,16 +869,26 @@ impl WorkService for Work {
         &self,
         request: Request<pb::LeaseBatchRequest>,
     ) -> Result<Response<pb::BatchLease>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
+        note("worker", r.worker.as_str());
         let batch = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.lease_batch(st, &r.worker, now)),
             )
             .await?;
         let Some(b) = batch else {
             return Ok(Response::new(pb::BatchLease::default()));
         };
+        note("lease", b.lease_id);
+        note("step", b.step);
+        note(
+            "groups",
+            id_list(b.groups.iter().map(|g| g.group_id as u64)).as_str(),
+        );
         let groups = b
             .groups
             .into_iter()
@@ -630,7 +899,9 @@ impl WorkService for Work {
                 components: g
                     .components
                     .into_iter()
-                    .map(|c| pb::ComponentScores { components: c.into_iter().collect() })
+                    .map(|c| pb::ComponentScores {
+                        components: c.into_iter().collect(),
+                    })
                     .collect(),
                 ..group_to_wire(g.group_id, g.example)
             })
@@ -648,6 +919,8 @@ impl WorkService for Work {
         &self,
         request: Request<pb::SubmitStepRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let key = key(r.idempotency_key)?;
         let metrics = match r.metrics_json.trim() {
@@ -658,6 +931,8 @@ impl WorkService for Work {
                 ))
             })?,
         };
+        note("lease", r.lease_id);
+        note("step", r.step);
         let sub = lease::StepSubmission {
             lease_id: id_of(r.lease_id, "lease")?,
             step: r.step,
@@ -666,6 +941,7 @@ impl WorkService for Work {
         let o = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.submit_step(st, &key, &sub, now)),
             )
             .await?;
@@ -679,17 +955,21 @@ impl WorkService for Work {
         &self,
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let lease = id_of(r.lease_id, "lease")?;
-        let deadline = self
+        note("lease", lease);
+        let held = self
             .with(
                 r.run_id,
+                deadline,
                 Box::new(move |s, st, now| s.renew(st, lease, now)),
             )
             .await?;
         Ok(Response::new(pb::RenewResponse {
-            held: deadline.is_some(),
-            deadline_ms: deadline.unwrap_or(0),
+            held: held.is_some(),
+            deadline_ms: held.unwrap_or(0),
         }))
     }
 
@@ -697,8 +977,12 @@ impl WorkService for Work {
         &self,
         request: Request<pb::RecordCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         let run = run_id(r.run_id)?;
+        note("run", run);
+        note("step", r.step);
         if r.path.is_empty() {
             return Err(Status::invalid_argument(
                 "path is empty; send where the checkpoint was written",
@@ -716,7 +1000,9 @@ impl WorkService for Work {
         &self,
         request: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
         let run = run_id(request.into_inner().run_id)?;
+        note("run", run);
         let core = self.core.clone();
         let all = tokio::task::spawn_blocking(move || core.checkpoints(run))
             .await

@@ -266,3 +266,51 @@ async fn metrics_and_dashboard_pages_show_each_run() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+fn limits_and_otlp_endpoint() {
+    use r1_coordinator::service::WhenBusy;
+    // (file, variables, Ok((max_message_bytes, max_concurrent_requests, when_busy, otlp)) or Err(text))
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<(usize, usize, WhenBusy, Option<&'a str>), &'a str>);
+    let cases: &[Case] = &[
+        ("", &[], Ok((256 << 20, 256, WhenBusy::Wait, None))),
+        (
+            "[limits]\nmax_message_bytes = 1048576\nmax_concurrent_requests = 8\nwhen_busy = 'reject'",
+            &[],
+            Ok((1 << 20, 8, WhenBusy::Reject, None)),
+        ),
+        (
+            "[limits]\nmax_concurrent_requests = 8",
+            &[("R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS", "3"), ("R1_COORDINATOR_OTLP_ENDPOINT", "http://otel:4317")],
+            Ok((256 << 20, 3, WhenBusy::Wait, Some("http://otel:4317"))),
+        ),
+        ("[limits]\nmax_concurrent_requests = 0", &[], Ok((256 << 20, 0, WhenBusy::Wait, None))),
+        ("[limits]\nmax_message_bytes = 65535", &[], Err("`limits.max_message_bytes` is 65535")),
+        ("[limits]\nwhen_busy = 'drop'", &[], Err("drop")),
+        ("[limits]\nmax_requests = 1", &[], Err("max_requests")),
+        ("otlp_endpoint = 'otel:4317'", &[], Err("`otlp_endpoint` is `otel:4317`")),
+    ];
+    for (file, vars, expected) in cases {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", file)?;
+            for (k, v) in *vars {
+                jail.set_env(k, v);
+            }
+            let got = CoordinatorConfig::load(Some(Path::new("c.toml")));
+            match (got, expected) {
+                (Ok(c), Ok((bytes, concurrent, busy, otlp))) => {
+                    let l = &c.limits;
+                    assert_eq!(
+                        (l.max_message_bytes, l.max_concurrent_requests, l.when_busy, c.otlp_endpoint.as_deref()),
+                        (*bytes, *concurrent, *busy, *otlp),
+                        "{file}"
+                    );
+                }
+                (Err(e), Err(text)) => assert!(e.to_string().contains(text), "{file}: {e}"),
+                (got, _) => panic!("{file} {vars:?}: {got:?}"),
+            }
+            Ok(())
+        });
+    }
+}

@@ -18,9 +18,10 @@
 //! crashes mid-run therefore does not stop the worker: its calls fail, are retried, and
 //! succeed once the coordinator is back, on a fresh connection. Repeating any of its calls is
 //! safe: reads change nothing, a submission carries its idempotency key (a retry of one that
-//! was applied before the crash answers `ALREADY_DONE`), and a lease granted to a call whose
-//! answer was lost expires and is handed out again. A worker whose coordinator stays away
-//! longer than that stops with an error naming the call.
+//! was applied before the crash gets the first answer again and counts once), and a lease
+//! granted to a call whose answer was lost expires and is handed out again. A worker whose
+//! coordinator stays away longer than that stops with an error naming the call; a worker
+//! whose run ends between two leases stops without error.
 
 use std::time::Duration;
 
