@@ -60,13 +60,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("R1_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs to stderr by R1_LOG; spans to OTEL_EXPORTER_OTLP_ENDPOINT when set. Kept to the end.
+    let _telemetry = r1_telemetry::init(&r1_telemetry::TelemetryConfig::from_env("r1ctl"))?;
     match Cli::parse().command {
         Command::Up(a) => up::run(a),
         Command::Generate(a) => generate::run(a),

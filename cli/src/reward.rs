@@ -48,6 +48,9 @@ pub struct WorkArgs {
     /// Wait between empty leases, in milliseconds
     #[arg(long, default_value_t = 500)]
     idle_ms: u64,
+    /// OTLP/gRPC collector to export spans to (http://host:4317)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +84,9 @@ pub struct ServeArgs {
     /// Largest request or response, in MiB
     #[arg(long, default_value_t = 16)]
     max_message_mb: usize,
+    /// OTLP/gRPC collector to export spans to (http://host:4317)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 pub fn run(cmd: RewardCommand) -> Result<()> {
@@ -91,7 +97,16 @@ pub fn run(cmd: RewardCommand) -> Result<()> {
     }
 }
 
+/// Starts span export when a collector was named on the command line.
+fn otlp(endpoint: Option<&str>) -> Result<()> {
+    if let Some(endpoint) = endpoint {
+        r1_telemetry::enable_otlp(endpoint).context("cannot export spans to --otlp-endpoint")?;
+    }
+    Ok(())
+}
+
 fn lease_work(args: WorkArgs) -> Result<()> {
+    otlp(args.otlp_endpoint.as_deref())?;
     let worker = args.worker.unwrap_or_else(|| format!("reward-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
@@ -226,6 +241,7 @@ fn summary(metrics: &Metrics, elapsed: Duration) -> String {
 }
 
 fn serve_workers(args: ServeArgs) -> Result<()> {
+    otlp(args.otlp_endpoint.as_deref())?;
     let defaults = ServiceConfig::default();
     let config = ServiceConfig {
         max_concurrent: args.max_concurrent.unwrap_or(defaults.max_concurrent),

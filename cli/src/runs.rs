@@ -252,6 +252,9 @@ pub fn serve(cmd: ServeCommand) -> Result<()> {
     if let Some(d) = a.data_dir {
         config.data_dir = d;
     }
+    if let Some(endpoint) = &config.otlp_endpoint {
+        r1_telemetry::enable_otlp(endpoint).context("cannot export spans to the coordinator config's otlp_endpoint")?;
+    }
     if config.token.is_none() && !config.listen.starts_with("127.") && !config.listen.starts_with("localhost") {
         bail!("listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN", config.listen);
     }

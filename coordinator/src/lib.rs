@@ -19,7 +19,8 @@
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
 //!
-//! Not built yet: OpenTelemetry export and TLS.
+//! Every RPC runs in a span carrying its run and group ids ([`service::rpc_span`]); binaries
+//! export them over OTLP with `r1-telemetry` (config `otlp_endpoint`). Not built yet: TLS.
 
 pub mod config;
 pub mod dataset;
