@@ -149,7 +149,7 @@ async fn connect_retries_until_connect_timeout_then_says_where_it_failed() {
     let took = start.elapsed();
     let ClientError::Unreachable { attempts, .. } = &err else { panic!("{err}") };
     assert!(*attempts >= 3, "backoff from 50 ms makes several attempts in 600 ms: {err}");
-    assert!(took < Duration::from_millis(1500), "gave up late: {took:?}");
+    assert!(took < Duration::from_millis(3000), "gave up late: {took:?}");
     let text = err.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("connect_timeout"), "{text}");
 }

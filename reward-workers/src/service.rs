@@ -244,11 +244,20 @@ pub async fn serve(
     );
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+        .trace_fn(rpc_span)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServiceError::Transport { addr, source })
+}
+
+/// The span every RPC runs in, named for OpenTelemetry after its method
+/// (`r1.v1.RewardService/Score`).
+fn rpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let path = request.uri().path();
+    let name = path.trim_start_matches('/');
+    let (service, method) = name.split_once('/').unwrap_or(("", name));
+    tracing::info_span!("rpc", otel.name = name, otel.kind = "server", rpc.system = "grpc", rpc.service = service, rpc.method = method, path = path)
 }
 
 /// A wire job as a [`ScoreJob`]; the id is carried as a JSON string.
