@@ -1,8 +1,401 @@
 //! r1-actor: the generation service.
 //!
-//! Actors lease prompt groups from the coordinator, sample G completions per prompt with the
-//! `r1-model` sampler and return tokens, log-probabilities and the policy version that made
-//! them; they swap in new weights between generation batches, never inside one.
+//! An actor attaches to one run of the coordinator. In a loop it leases prompt groups
+//! (`WorkService.LeasePrompts`), makes sure it holds the policy version the lease names —
+//! pulling it from the learner's weight stream ([`weights`]) between batches, never inside
+//! one — samples G completions per prompt with the `r1-model` sampler, and submits tokens,
+//! log-probs and the version that made them (`SubmitSamples`). While it generates it renews
+//! its lease, so a long batch is not handed to another actor; if it dies, the lease expires
+//! and the coordinator hands the groups out again, so nothing is lost.
 //!
-//! Not built yet: this crate is a placeholder for the training-system issue. Everything an
-//! actor computes already lives in `r1_model::sample`, which `r1ctl generate` drives today.
+//! Sampling is reproducible: each group's samples are seeded by the run's sampling seed and
+//! the group id, so a group re-leased after a crash samples the same completions.
+//!
+//! [`prompt`] decides how an example becomes tokens; the learner uses the same function.
+
+pub mod config;
+pub mod prompt;
+pub mod weights;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::tensor::backend::Backend;
+use r1_coordinator::spec::{Algorithm, GrpoSpec, RunSpec};
+use r1_model::{CausalLm, ModelConfig, SamplingParams, TextTokenizer};
+use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
+use r1_proto::v1 as pb;
+use r1_proto::v1::weight_service_client::WeightServiceClient;
+use r1_proto::v1::work_service_client::WorkServiceClient;
+use tokio::runtime::Handle;
+use tonic::transport::Channel;
+
+pub use weights::FetchPolicy;
+
+/// Why an actor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ActorError {
+    #[error("cannot reach {what}: {message}")]
+    Connect { what: &'static str, message: String },
+    #[error("coordinator call {call} failed: {} ({:?})", status.message(), status.code())]
+    Rpc { call: &'static str, status: Box<tonic::Status> },
+    #[error("run {run}: {message}")]
+    Run { run: u64, message: String },
+    #[error("base model {path}: {message}")]
+    Model { path: String, message: String },
+    #[error(transparent)]
+    Weights(#[from] weights::WeightError),
+    #[error("group {group}: {message}")]
+    Group { group: u64, message: String },
+}
+
+fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> ActorError {
+    move |status| ActorError::Rpc { call, status: Box::new(status) }
+}
+
+/// What an actor needs to know.
+#[derive(Clone, Debug)]
+pub struct ActorSettings {
+    pub coordinator: ClientConfig,
+    /// The learner's weight service (`http://host:port`); without it only version 0 (the
+    /// base model) can be sampled.
+    pub learner: Option<String>,
+    pub run_id: u64,
+    /// This actor's name in leases and logs.
+    pub worker: String,
+    /// Prompt groups leased at once (all are generated in one batch).
+    pub max_groups: u32,
+    /// Most rows decoded together.
+    pub max_batch: usize,
+    /// Pause when there is no work.
+    pub poll: Duration,
+    pub fetch: FetchPolicy,
+}
+
+impl ActorSettings {
+    pub fn new(coordinator: ClientConfig, run_id: u64) -> Self {
+        Self {
+            coordinator,
+            learner: None,
+            run_id,
+            worker: format!("actor-{}", std::process::id()),
+            max_groups: 4,
+            max_batch: 64,
+            poll: Duration::from_millis(200),
+            fetch: FetchPolicy::default(),
+        }
+    }
+}
+
+/// Totals of one actor's life.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActorReport {
+    pub groups: u64,
+    pub samples: u64,
+    pub tokens: u64,
+    pub weight_swaps: u64,
+    /// Submissions the coordinator did not count (stale, already done by another actor).
+    pub not_counted: u64,
+}
+
+/// An actor attached to a run, holding one policy version.
+pub struct Actor<B: Backend> {
+    settings: ActorSettings,
+    rt: Handle,
+    work: WorkServiceClient<AuthChannel>,
+    runs: r1_proto::v1::run_service_client::RunServiceClient<AuthChannel>,
+    weights: Option<WeightServiceClient<Channel>>,
+    spec: RunSpec,
+    grpo: GrpoSpec,
+    tok: TextTokenizer,
+    config: ModelConfig,
+    model: CausalLm<B>,
+    version: u64,
+    device: B::Device,
+    report: ActorReport,
+}
+
+impl<B: Backend> Actor<B> {
+    /// Connects, reads the run's spec and loads its base model (version 0). Call from a
+    /// thread outside the runtime `rt`.
+    pub fn connect(settings: ActorSettings, rt: Handle, device: B::Device) -> Result<Self, ActorError> {
+        let channel = rt
+            .block_on(client::connect(&settings.coordinator))
+            .map_err(|e| ActorError::Connect { what: "the coordinator", message: e.to_string() })?;
+        let max = settings.coordinator.max_message_bytes;
+        let work = client::work_client(channel.clone(), max);
+        let runs = client::run_client(channel, max);
+        let run = settings.run_id;
+        let status = rt
+            .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
+                let mut runs = runs.clone();
+                async move { runs.get(pb::GetRunRequest { id: run }).await }
+            }))
+            .map_err(rpc("Get"))?
+            .into_inner();
+        let spec = RunSpec::from_json(&status.spec_json)
+            .map_err(|e| ActorError::Run { run, message: format!("its spec does not parse: {e}") })?;
+        let Algorithm::Grpo(grpo) = spec.algorithm.clone() else {
+            return Err(ActorError::Run { run, message: "is an SFT run; it has no prompts to sample".into() });
+        };
+        let base = spec.base_model.clone();
+        let model_err = |message: String| ActorError::Model { path: base.display().to_string(), message };
+        let tok = TextTokenizer::from_dir(&base).map_err(|e| model_err(e.to_string()))?;
+        let config = ModelConfig::from_dir(&base).map_err(|e| model_err(e.to_string()))?;
+        let model = r1_model::weights::load_with_config::<B>(&base, config.clone(), &device)
+            .map_err(|e| model_err(e.to_string()))?;
+        // connect_lazy spawns its connection task on the current runtime.
+        let _in_runtime = rt.enter();
+        let weights = match &settings.learner {
+            // Lazy: the learner may come up after the actor; the first fetch connects.
+            Some(url) => Some(
+                WeightServiceClient::new(
+                    Channel::from_shared(url.clone())
+                        .map_err(|e| ActorError::Connect { what: "the learner", message: format!("bad URL `{url}`: {e}") })?
+                        .connect_timeout(Duration::from_secs(5))
+                        .connect_lazy(),
+                )
+                .max_decoding_message_size(64 << 20),
+            ),
+            None => None,
+        };
+        Ok(Self {
+            settings,
+            rt,
+            work,
+            runs,
+            weights,
+            spec,
+            grpo,
+            tok,
+            config,
+            model,
+            version: 0,
+            device,
+            report: ActorReport::default(),
+        })
+    }
+
+    /// The policy version the actor holds.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Leases and generates until the run ends or `stop` is set.
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> Result<ActorReport, ActorError> {
+        while !stop.load(Ordering::Relaxed) {
+            if !self.step()? {
+                if self.finished()? {
+                    break;
+                }
+                std::thread::sleep(self.settings.poll);
+            }
+        }
+        Ok(self.report)
+    }
+
+    /// Whether the run has reached a final state.
+    fn finished(&mut self) -> Result<bool, ActorError> {
+        let run = self.settings.run_id;
+        let runs = self.runs.clone();
+        let status = self
+            .rt
+            .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
+                let mut runs = runs.clone();
+                async move { runs.get(pb::GetRunRequest { id: run }).await }
+            }))
+            .map_err(rpc("Get"))?
+            .into_inner();
+        Ok(!matches!(
+            pb::RunState::try_from(status.state),
+            Ok(pb::RunState::Running | pb::RunState::Pending)
+        ))
+    }
+
+    /// Leases once and works the lease; false when there was nothing to lease.
+    pub fn step(&mut self) -> Result<bool, ActorError> {
+        let req = pb::LeasePromptsRequest {
+            run_id: self.settings.run_id,
+            worker: self.settings.worker.clone(),
+            max_groups: self.settings.max_groups.max(1),
+        };
+        let work = self.work.clone();
+        let lease = self.rt.block_on(client::retry("LeasePrompts", &RetryPolicy::default(), || {
+            let (mut work, req) = (work.clone(), req.clone());
+            async move { work.lease_prompts(req).await }
+        }));
+        let lease = match lease {
+            Ok(l) => l.into_inner(),
+            // Not running (finished, cancelled, or not started): nothing to do now.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => return Ok(false),
+            Err(s) => return Err(rpc("LeasePrompts")(s)),
+        };
+        if lease.lease_id == 0 || lease.groups.is_empty() {
+            return Ok(false);
+        }
+        let span = tracing::info_span!("generate", run = self.settings.run_id, lease = lease.lease_id,
+            groups = lease.groups.len(), version = lease.policy_version);
+        let _enter = span.enter();
+        let renew = self.renew_while_working(lease.lease_id, lease.deadline_ms);
+        let result = self.work_lease(&lease);
+        renew.abort();
+        result?;
+        Ok(true)
+    }
+
+    /// Keeps the lease alive with `Renew` every third of its time to live.
+    fn renew_while_working(&self, lease_id: u64, deadline_ms: i64) -> tokio::task::JoinHandle<()> {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
+        let mut work = self.work.clone();
+        let run_id = self.settings.run_id;
+        self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match work.renew(pb::RenewRequest { run_id, lease_id }).await {
+                    Ok(r) if !r.get_ref().held => {
+                        tracing::warn!(lease_id, "lease no longer held; its groups went to another actor");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(s) => tracing::warn!(lease_id, "renewing the lease failed: {}", s.message()),
+                }
+            }
+        })
+    }
+
+    fn work_lease(&mut self, lease: &pb::PromptLease) -> Result<(), ActorError> {
+        self.ensure_version(lease.policy_version)?;
+        let g = lease.group_size.max(1) as usize;
+        let mut prompts = Vec::with_capacity(lease.groups.len());
+        let mut keys = Vec::with_capacity(lease.groups.len());
+        for group in &lease.groups {
+            let example = group.example.as_ref().ok_or_else(|| ActorError::Group {
+                group: group.group_id,
+                message: "the coordinator sent a group without its example".into(),
+            })?;
+            let ids = prompt::prompt_tokens(&self.tok, self.grpo.sampling.template, example)
+                .map_err(|message| ActorError::Group { group: group.group_id, message })?;
+            prompts.push(ids);
+            keys.push(group.group_id);
+        }
+        let s = &self.grpo.sampling;
+        let params = SamplingParams {
+            temperature: s.temperature,
+            top_p: s.top_p,
+            top_k: s.top_k as usize,
+            max_new_tokens: s.max_new_tokens as usize,
+            stop_token_ids: self.tok.eos_token_id().into_iter().collect(),
+            stop_strings: s.stop.clone(),
+            seed: s.seed,
+            max_batch: self.settings.max_batch.max(g),
+        };
+        let started = Instant::now();
+        let samples = r1_model::sample::generate_keyed(
+            &self.model,
+            &prompts,
+            &keys,
+            g,
+            &params,
+            Some(&self.tok),
+            &self.device,
+            &mut |_| {},
+        )
+        .map_err(|e| ActorError::Group { group: keys[0], message: format!("generation failed: {e}") })?;
+        let tokens: usize = samples.iter().flatten().map(|s| s.tokens.len()).sum();
+        tracing::info!(
+            tokens,
+            seconds = started.elapsed().as_secs_f64(),
+            tokens_per_s = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            "generated"
+        );
+        for (group, samples) in lease.groups.iter().zip(samples) {
+            self.submit(lease, group.group_id, samples)?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>) -> Result<(), ActorError> {
+        let mut wire = Vec::with_capacity(samples.len());
+        for s in samples {
+            let text = self.tok.decode(&s.tokens).map_err(|e| ActorError::Group { group: group_id, message: e.to_string() })?;
+            self.report.tokens += s.tokens.len() as u64;
+            wire.push(pb::Sample {
+                text,
+                truncated: s.finish == r1_model::FinishReason::Length,
+                token_ids: s.tokens,
+                logprobs: s.logprobs,
+            });
+        }
+        let n = wire.len() as u64;
+        let req = pb::SubmitSamplesRequest {
+            run_id: self.settings.run_id,
+            idempotency_key: format!("samples-{}-{group_id}", lease.lease_id),
+            group_id,
+            policy_version: lease.policy_version,
+            samples: wire,
+        };
+        let work = self.work.clone();
+        let outcome = self
+            .rt
+            .block_on(client::retry("SubmitSamples", &RetryPolicy::idempotent(), || {
+                let (mut work, req) = (work.clone(), req.clone());
+                async move { work.submit_samples(req).await }
+            }))
+            .map_err(rpc("SubmitSamples"))?
+            .into_inner()
+            .outcome();
+        match outcome {
+            pb::SubmitOutcome::Accepted => {
+                self.report.groups += 1;
+                self.report.samples += n;
+            }
+            other => {
+                tracing::info!(group_id, ?other, "samples not counted");
+                self.report.not_counted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps in policy `version` if it is not the one held.
+    fn ensure_version(&mut self, version: u64) -> Result<(), ActorError> {
+        if version == self.version {
+            return Ok(());
+        }
+        let run = self.settings.run_id;
+        let Some(client) = self.weights.as_mut() else {
+            return Err(ActorError::Run {
+                run,
+                message: format!(
+                    "the lease asks for policy version {version} but this actor has no learner address to fetch it from; start it with --learner"
+                ),
+            });
+        };
+        let fetched = self.rt.block_on(weights::fetch(client, run, version, &self.settings.fetch))?;
+        let model = r1_model::weights::from_safetensors_bytes::<B>(
+            &fetched.bytes,
+            &format!("weights v{version} from the learner"),
+            self.config.clone(),
+            &self.device,
+        )
+        .map_err(|e| ActorError::Run { run, message: format!("version {version} does not load: {e}") })?;
+        tracing::info!(
+            run,
+            version,
+            bytes = fetched.bytes.len(),
+            seconds = fetched.seconds,
+            attempts = fetched.attempts,
+            "swapped in new weights"
+        );
+        self.model = model;
+        self.version = version;
+        self.report.weight_swaps += 1;
+        Ok(())
+    }
+
+    pub fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+}

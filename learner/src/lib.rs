@@ -20,11 +20,16 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod collective;
+pub mod config;
 pub mod flat;
 pub mod grpo;
 pub mod optim;
+pub mod options;
+pub mod publish;
 pub mod schedule;
+pub mod service;
 pub mod sft;
+pub mod trainer;
 
 /// Errors from the learner's math and checkpoint code.
 #[derive(Debug, thiserror::Error)]

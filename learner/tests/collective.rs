@@ -77,6 +77,22 @@ fn broadcast_copies_the_root() {
 }
 
 #[test]
+fn broadcast_bytes_copies_any_length_bit_for_bit() {
+    // Lengths around the 4-byte word size, and bytes whose words are NaN patterns.
+    for (world, root, len) in [(1, 0, 5), (2, 0, 0), (2, 1, 1), (3, 2, 7), (2, 0, 4096 + 3)] {
+        let want: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8 | 0x80).collect();
+        let results = on_ring(world, |c| {
+            let mut bytes = if c.rank() == root { want.clone() } else { vec![1, 2, 3] };
+            c.broadcast_bytes(&mut bytes, root).unwrap();
+            bytes
+        });
+        for got in results {
+            assert_eq!(got, want, "world {world} root {root} len {len}");
+        }
+    }
+}
+
+#[test]
 fn mismatched_calls_fail_loudly() {
     let results = on_ring(2, |c| {
         let mut buf = vec![1.0f32; if c.rank() == 0 { 4 } else { 6 }];

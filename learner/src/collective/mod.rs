@@ -48,6 +48,28 @@ pub trait Collective: Send {
         let mut x = [0.0f32];
         self.all_reduce_sum(&mut x)
     }
+    /// Replaces `bytes` on every rank with `root`'s `bytes` (any length). The bytes travel
+    /// as the bit patterns of `f32` words, which a broadcast copies and never computes on.
+    fn broadcast_bytes(&mut self, bytes: &mut Vec<u8>, root: usize) -> Result<(), CollectiveError> {
+        let n = bytes.len() as u64;
+        let mut len = [f32::from_bits(n as u32), f32::from_bits((n >> 32) as u32)];
+        self.broadcast(&mut len, root)?;
+        let n = (len[0].to_bits() as u64 | ((len[1].to_bits() as u64) << 32)) as usize;
+        let mut words: Vec<f32> = if self.rank() == root {
+            bytes.chunks(4).map(|c| {
+                let mut w = [0u8; 4];
+                w[..c.len()].copy_from_slice(c);
+                f32::from_bits(u32::from_le_bytes(w))
+            }).collect()
+        } else {
+            vec![0.0; n.div_ceil(4)]
+        };
+        self.broadcast(&mut words, root)?;
+        if self.rank() != root {
+            *bytes = words.iter().flat_map(|w| w.to_bits().to_le_bytes()).take(n).collect();
+        }
+        Ok(())
+    }
 }
 
 /// The trivial group of one rank: every operation is the identity. What a single learner uses.

@@ -1,0 +1,343 @@
+//! One learner rank's training step on the policy model: GRPO on scored rollouts, or SFT
+//! on prompt/answer pairs, data-parallel over a [`Collective`].
+//!
+//! Every rank is handed the whole batch and trains on its shard (rows `i` with
+//! `i % world == rank`). Losses are normalised by the whole batch's counts
+//! ([`Denominators`]), so the shard gradients summed over ranks are the full batch's
+//! gradient, and every rank applies the same AdamW step to the same weights. Each shard is
+//! processed in micro-batches of `micro_batch` sequences whose gradients are summed.
+//!
+//! Token layout: a rollout is `prompt ++ completion`; logit column `j` predicts token
+//! `j + 1`, so the completion's tokens are scored by the columns from the prompt's last
+//! token on. Only those columns are in the loss mask.
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use r1_model::CausalLm;
+use r1_model::batch::PaddedBatch;
+use serde::Serialize;
+
+use crate::LearnerError;
+use crate::clip::GradAccumulator;
+use crate::collective::{Collective, CollectiveError};
+use crate::flat::all_reduce_grads;
+use crate::grpo::{Denominators, GrpoBatch, GrpoConfig, ScalarExt, grpo_loss};
+use crate::optim::{Optim, OptimConfig};
+use crate::sft::sft_loss_from_logprobs;
+
+/// One sampled completion with the advantage GRPO gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    /// The rendered prompt's tokens.
+    pub prompt: Vec<u32>,
+    pub completion: Vec<u32>,
+    /// log-prob of each completion token under the policy that sampled it.
+    pub behaviour_logp: Vec<f32>,
+    pub advantage: f32,
+}
+
+/// What one step did, summed or averaged over the whole batch (every rank agrees).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StepReport {
+    pub loss: f64,
+    /// Mean k3 KL to the reference model over completion tokens (0 when β = 0).
+    pub kl: f64,
+    /// Mean policy entropy over completion tokens, in nats.
+    pub entropy: f64,
+    /// Fraction of tokens whose ratio was clipped.
+    pub clip_frac: f64,
+    pub grad_norm: f64,
+    pub lr: f64,
+    /// Completion (or answer) tokens trained on.
+    pub tokens: u64,
+    pub sequences: u64,
+}
+
+/// Errors of a training step.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Learner(#[from] LearnerError),
+    #[error("all-reduce failed: {0}; a learner rank is gone, restart the fleet from the last checkpoint")]
+    Collective(#[from] CollectiveError),
+    #[error("rollout {index}: {problem}")]
+    Rollout { index: usize, problem: String },
+}
+
+/// A policy model, its optimizer and (when β > 0) the frozen reference model.
+pub struct Trainer<B: AutodiffBackend> {
+    model: Option<CausalLm<B>>,
+    reference: Option<CausalLm<B::InnerBackend>>,
+    optim: Optim<B, CausalLm<B>>,
+    grpo: GrpoConfig,
+    micro_batch: usize,
+    device: B::Device,
+}
+
+/// Per-batch sums every rank contributes, all-reduced in one call.
+#[derive(Default)]
+struct Sums {
+    loss: f64,
+    kl_tokens: f64,
+    entropy_tokens: f64,
+    clip_tokens: f64,
+}
+
+impl Sums {
+    fn to_vec(&self) -> Vec<f32> {
+        [self.loss, self.kl_tokens, self.entropy_tokens, self.clip_tokens].map(|x| x as f32).to_vec()
+    }
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// `reference` is required when the loss has β > 0 (it is the base model, frozen).
+    pub fn new(
+        model: CausalLm<B>,
+        reference: Option<CausalLm<B::InnerBackend>>,
+        grpo: GrpoConfig,
+        optim: OptimConfig,
+        micro_batch: usize,
+        device: B::Device,
+    ) -> Result<Self, LearnerError> {
+        grpo.validate()?;
+        if grpo.beta > 0.0 && reference.is_none() {
+            return Err(LearnerError::MissingReference { beta: grpo.beta });
+        }
+        Ok(Self {
+            model: Some(model),
+            reference,
+            optim: Optim::new(optim)?,
+            grpo,
+            micro_batch: micro_batch.max(1),
+            device,
+        })
+    }
+
+    pub fn model(&self) -> &CausalLm<B> {
+        self.model.as_ref().expect("model is present between steps")
+    }
+
+    pub fn optim(&self) -> &Optim<B, CausalLm<B>> {
+        &self.optim
+    }
+
+    /// Restores the optimizer state of a checkpoint whose weights this trainer holds.
+    pub fn load_optimizer(&mut self, checkpoint: &crate::checkpoint::Checkpoint) -> Result<(), crate::checkpoint::CheckpointError> {
+        let model = self.model.as_ref().expect("model is present between steps");
+        checkpoint.load_optimizer(&mut self.optim, model, &self.device)
+    }
+
+    /// One GRPO step on `rollouts` (the whole batch). `off_policy` uses the actors'
+    /// log-probs as π_old (the samples came from older weights); otherwise π_old is the
+    /// current policy, detached.
+    pub fn grpo_step(
+        &mut self,
+        rollouts: &[Rollout],
+        off_policy: bool,
+        collective: &mut dyn Collective,
+    ) -> Result<StepReport, TrainError> {
+        let vocab = self.model().config().vocab_size as u32;
+        for (index, r) in rollouts.iter().enumerate() {
+            let bad = |problem: String| Err(TrainError::Rollout { index, problem });
+            if r.prompt.is_empty() {
+                return bad("has an empty prompt".into());
+            }
+            if r.completion.len() != r.behaviour_logp.len() {
+                return bad(format!(
+                    "has {} tokens but {} log-probs; the actor must send one per token",
+                    r.completion.len(),
+                    r.behaviour_logp.len()
+                ));
+            }
+            if let Some(t) = r.prompt.iter().chain(&r.completion).find(|&&t| t >= vocab) {
+                return bad(format!("holds token id {t}, outside the model's vocabulary of {vocab}"));
+            }
+        }
+        let den = Denominators {
+            sequences: rollouts.len(),
+            tokens: rollouts.iter().map(|r| r.completion.len()).sum(),
+        };
+        let mine = shard(rollouts.len(), collective);
+        let model = self.model.take().expect("model is present between steps");
+        let mut acc = GradAccumulator::<CausalLm<B>>::default();
+        let mut sums = Sums::default();
+        for rows in mine.chunks(self.micro_batch) {
+            let part: Vec<&Rollout> = rows.iter().map(|&i| &rollouts[i]).collect();
+            // Rows without completion tokens carry no loss; skip a micro-batch of only those.
+            if part.iter().all(|r| r.completion.is_empty()) {
+                continue;
+            }
+            let (grads, s) = self.grpo_micro(&model, &part, off_policy, den)?;
+            acc.add(&model, grads);
+            sums.loss += s.loss;
+            sums.kl_tokens += s.kl_tokens;
+            sums.entropy_tokens += s.entropy_tokens;
+            sums.clip_tokens += s.clip_tokens;
+        }
+        let grads = if acc.micro_batches() == 0 { GradientsParams::new() } else { acc.sum() };
+        self.finish(model, grads, sums, den, collective)
+    }
+
+    fn grpo_micro(
+        &self,
+        model: &CausalLm<B>,
+        part: &[&Rollout],
+        off_policy: bool,
+        den: Denominators,
+    ) -> Result<(GradientsParams, Sums), TrainError> {
+        let seqs: Vec<Vec<u32>> = part.iter().map(|r| [r.prompt.as_slice(), &r.completion].concat()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let batch = PaddedBatch::new(&refs, 0);
+        let (b, t) = (batch.batch, batch.len - 1);
+        let mut mask = vec![0.0f32; b * t];
+        let mut behaviour = vec![0.0f32; b * t];
+        for (i, r) in part.iter().enumerate() {
+            let start = batch.pads[i] + r.prompt.len() - 1;
+            for (k, &lp) in r.behaviour_logp.iter().enumerate() {
+                mask[i * t + start + k] = 1.0;
+                behaviour[i * t + start + k] = lp;
+            }
+        }
+        let dev = &self.device;
+        let host = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [b, t]), dev);
+        let (logp, entropy) = r1_model::logprobs::token_logprobs_and_entropy(model, &batch, dev, true);
+        let entropy = entropy.expect("entropy was asked for").detach();
+        let mask_t = host(mask.clone());
+        let entropy_tokens = (entropy * mask_t.clone()).sum().into_scalar_f64();
+        let behaviour_t = host(behaviour);
+        let ref_logp = match (&self.reference, self.grpo.beta > 0.0) {
+            (Some(reference), true) => Some(Tensor::from_inner(r1_model::logprobs::token_logprobs(
+                reference, &batch, dev,
+            ))),
+            _ => None,
+        };
+        let advantages: Vec<f32> = part.iter().map(|r| r.advantage).collect();
+        let out = grpo_loss(
+            GrpoBatch {
+                logp,
+                old_logp: off_policy.then(|| behaviour_t.clone()),
+                ref_logp,
+                behaviour_logp: self.grpo.tis_cap.map(|_| behaviour_t),
+                advantages: Tensor::from_data(TensorData::new(advantages, [b]), dev),
+                mask: mask_t,
+            },
+            &self.grpo,
+            Some(den),
+        )?;
+        let tokens = out.stats.tokens;
+        let sums = Sums {
+            loss: out.loss.clone().into_scalar_f64(),
+            kl_tokens: out.stats.kl_ref_mean.unwrap_or(0.0) * tokens,
+            entropy_tokens,
+            clip_tokens: out.stats.clip_frac * tokens,
+        };
+        let grads = GradientsParams::from_grads(out.loss.backward(), model);
+        Ok((grads, sums))
+    }
+
+    /// One SFT step on `(prompt, answer)` token pairs (the whole batch): cross-entropy on
+    /// the answer tokens, averaged over all answer tokens of the batch.
+    pub fn sft_step(
+        &mut self,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        collective: &mut dyn Collective,
+    ) -> Result<StepReport, TrainError> {
+        let vocab = self.model().config().vocab_size as u32;
+        for (index, (p, a)) in pairs.iter().enumerate() {
+            if p.is_empty() || a.is_empty() {
+                return Err(TrainError::Rollout { index, problem: "needs a non-empty prompt and answer".into() });
+            }
+            if let Some(t) = p.iter().chain(a).find(|&&t| t >= vocab) {
+                return Err(TrainError::Rollout {
+                    index,
+                    problem: format!("holds token id {t}, outside the model's vocabulary of {vocab}"),
+                });
+            }
+        }
+        let den = Denominators { sequences: pairs.len(), tokens: pairs.iter().map(|(_, a)| a.len()).sum() };
+        let mine = shard(pairs.len(), collective);
+        let model = self.model.take().expect("model is present between steps");
+        let mut acc = GradAccumulator::<CausalLm<B>>::default();
+        let mut sums = Sums::default();
+        let dev = self.device.clone();
+        for rows in mine.chunks(self.micro_batch) {
+            let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| [pairs[i].0.as_slice(), &pairs[i].1].concat()).collect();
+            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            let batch = PaddedBatch::new(&refs, 0);
+            let (b, t) = (batch.batch, batch.len - 1);
+            let mut mask = vec![0.0f32; b * t];
+            for (k, &i) in rows.iter().enumerate() {
+                let start = batch.pads[k] + pairs[i].0.len() - 1;
+                mask[k * t + start..k * t + start + pairs[i].1.len()].fill(1.0);
+            }
+            let (logp, entropy) = r1_model::logprobs::token_logprobs_and_entropy(&model, &batch, &dev, true);
+            let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, t]), &dev);
+            sums.entropy_tokens +=
+                (entropy.expect("entropy was asked for").detach() * mask.clone()).sum().into_scalar_f64();
+            // Normalised by the whole batch's answer tokens, so shard losses add up.
+            let loss = sft_loss_from_logprobs(logp, mask, Some(den.tokens))?;
+            sums.loss += loss.clone().into_scalar_f64();
+            acc.add(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let grads = if acc.micro_batches() == 0 { GradientsParams::new() } else { acc.sum() };
+        self.finish(model, grads, sums, den, collective)
+    }
+
+    /// Sums gradients and statistics over ranks and applies the optimizer step.
+    fn finish(
+        &mut self,
+        model: CausalLm<B>,
+        grads: GradientsParams,
+        sums: Sums,
+        den: Denominators,
+        collective: &mut dyn Collective,
+    ) -> Result<StepReport, TrainError> {
+        let reduced = all_reduce_grads::<B, CausalLm<B>>(&model, grads, collective);
+        let grads = match reduced {
+            Ok(g) => g,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(e.into());
+            }
+        };
+        let mut s = sums.to_vec();
+        if collective.world_size() > 1
+            && let Err(e) = collective.all_reduce_sum(&mut s)
+        {
+            self.model = Some(model);
+            return Err(e.into());
+        }
+        let (model, stats) = self.optim.step(model, grads);
+        self.model = Some(model);
+        let tokens = den.tokens.max(1) as f64;
+        Ok(StepReport {
+            loss: s[0] as f64,
+            kl: s[1] as f64 / tokens,
+            entropy: s[2] as f64 / tokens,
+            clip_frac: s[3] as f64 / tokens,
+            grad_norm: stats.grad_norm,
+            lr: stats.lr,
+            tokens: den.tokens as u64,
+            sequences: den.sequences as u64,
+        })
+    }
+
+    /// Replaces the policy weights (e.g. after loading a checkpoint); the optimizer state
+    /// must be loaded separately.
+    pub fn set_model(&mut self, model: CausalLm<B>) {
+        self.model = Some(model);
+    }
+
+    /// The policy without autodiff, for saving or publishing.
+    pub fn inference_model(&self) -> CausalLm<B::InnerBackend> {
+        self.model().valid()
+    }
+}
+
+/// The row indices rank `r` of `world` trains on.
+fn shard(rows: usize, collective: &dyn Collective) -> Vec<usize> {
+    let (rank, world) = (collective.rank(), collective.world_size());
+    (0..rows).filter(|i| i % world == rank).collect()
+}
