@@ -156,7 +156,9 @@ fn absolute(base: &Path, p: &mut PathBuf) {
 
 pub fn submit(a: SubmitArgs) -> Result<()> {
     let mut spec = RunSpec::load(&a.file).with_context(|| format!("{} is not a valid run spec", a.file.display()))?;
-    let base = std::path::absolute(a.file.parent().unwrap_or(Path::new(".")))?;
+    // `s.toml` has the parent `` (empty), which std::path::absolute refuses.
+    let parent = a.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = std::path::absolute(parent).with_context(|| format!("cannot resolve the folder of {}", a.file.display()))?;
     absolute(&base, &mut spec.base_model);
     absolute(&base, &mut spec.dataset.path);
     if let Some(p) = spec.dataset.eval_path.as_mut() {
@@ -230,16 +232,38 @@ pub fn cancel(a: CancelArgs) -> Result<()> {
 
 pub fn logs(a: LogsArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let mut c = client(&a.remote).await?;
+        let c = client(&a.remote).await?;
         if !a.follow {
             print(&a.remote, &get(&c, a.run).await?);
             return Ok(());
         }
-        let mut stream = c.watch(pb::WatchRunRequest { id: a.run }).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
-        while let Some(s) = stream.message().await.map_err(|s| anyhow::anyhow!("watch ended: {}", s.message()))? {
-            print(&a.remote, &s);
+        // A coordinator restart breaks the stream: watch again, printing only what changed.
+        let mut last: Option<pb::RunStatus> = None;
+        loop {
+            let mut stream = client::retry("Watch", &read_retry(), || {
+                let mut c = c.clone();
+                async move { c.watch(pb::WatchRunRequest { id: a.run }).await }
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(s)) => {
+                        if last.as_ref() != Some(&s) {
+                            print(&a.remote, &s);
+                            last = Some(s);
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(s) if client::is_transient(&s, true) => {
+                        tracing::warn!(error = %s.message(), "the watch stream broke; watching again");
+                        break;
+                    }
+                    Err(s) => bail!("watch ended: {}", s.message()),
+                }
+            }
         }
-        Ok(())
     })
 }
 

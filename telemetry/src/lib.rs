@@ -1,7 +1,7 @@
 //! r1-telemetry: the one tracing setup every r1 binary uses.
 //!
 //! [`init`] installs the global subscriber once, at the top of `main`:
-//! - **logs** to stderr, filtered by `R1_LOG` (`R1_LOG=info,r1_coordinator=debug`), else by
+//! - **logs** to stderr (colored only on a terminal), filtered by `R1_LOG` (`R1_LOG=info,r1_coordinator=debug`), else by
 //!   [`TelemetryConfig::log_filter`];
 //! - **spans over OTLP/gRPC** to a collector (Jaeger, Tempo, the OpenTelemetry Collector) when
 //!   an endpoint is known: [`TelemetryConfig::otlp_endpoint`], which [`TelemetryConfig::from_env`]
@@ -151,7 +151,8 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Guard, TelemetryError> {
         return Err(TelemetryError::AlreadyInitialized);
     }
     let slot = Slot { otel: otel.clone() }.with_filter(SlotFilter { otel, targets });
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(log_filter);
     Registry::default().with(slot).with(logs).try_init().map_err(|_| TelemetryError::AlreadyInitialized)?;
     if let Some(endpoint) = &cfg.otlp_endpoint {
         enable_otlp(endpoint)?;
