@@ -10,12 +10,15 @@ use clap::{Parser, Subcommand};
 mod backend;
 mod bench;
 mod convert;
+mod eval;
 mod generate;
 mod jsonl;
 mod logprobs;
 mod progress;
+mod recipe;
 mod reward;
 mod runs;
+mod sample;
 mod shapes;
 mod train_bench;
 mod up;
@@ -54,6 +57,15 @@ enum Command {
     Cancel(runs::CancelArgs),
     /// Show a run's status, or follow its changes with --follow
     Logs(runs::LogsArgs),
+    /// pass@1 (averaged over k samples), cons@k and format rate of a model on a task file
+    Eval(eval::EvalArgs),
+    /// Rejection sampling: keep a model's verified-correct samples as an SFT dataset
+    Sample(sample::SampleArgs),
+    /// Supervised fine-tuning on prompt/completion pairs (cold start, distillation)
+    Sft(recipe::SftArgs),
+    /// The laptop recipe's tasks, tokenizer and base model
+    #[command(subcommand)]
+    Recipe(recipe::RecipeCommand),
     /// Run a service on its own (for a cluster)
     #[command(subcommand)]
     Serve(runs::ServeCommand),
@@ -75,5 +87,9 @@ fn main() -> Result<()> {
         Command::Cancel(a) => runs::cancel(a),
         Command::Logs(a) => runs::logs(a),
         Command::Serve(c) => runs::serve(c),
+        Command::Eval(a) => eval::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Sft(a) => recipe::sft(a),
+        Command::Recipe(c) => recipe::run(c),
     }
 }

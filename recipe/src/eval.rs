@@ -1,0 +1,325 @@
+//! Sampling k completions per question and scoring them with the reward verifiers: the
+//! evaluation the R1 paper reports, and rejection sampling for distillation.
+//!
+//! - **pass@1** (averaged over k samples, the R1 paper's "pass@1" with k responses at a
+//!   non-zero temperature): `1/N Σ_i c_i / k`, c_i the number of correct samples of question i.
+//! - **cons@k**: majority vote over the k extracted answers of each question; answers are
+//!   grouped by `r1_reward::math` equivalence (so `0.5` and `1/2` vote together), the largest
+//!   group wins, ties go to the group whose first member came first, and samples with no
+//!   extractable answer do not vote. A question is right when the winner equals the reference.
+//! - **format rate**: the share of samples that pass `r1_reward::format` (the R1 template).
+//!
+//! Correctness is `r1_reward::math` with its default configuration (last `\boxed{}`, else
+//! `<answer>…</answer>`), exactly what the accuracy reward of a run computes.
+//!
+//! The end-of-sequence token that stopped a sample is not part of its text (it is a special
+//! token, and the format rule allows nothing after `</answer>`).
+
+use burn::tensor::backend::Backend;
+use r1_model::{CausalLm, FinishReason, PromptTemplate, SamplingParams, TextTokenizer};
+use r1_reward::format::FormatVerifier;
+use r1_reward::job::ScoreJob;
+use r1_reward::math::{self, Answer, MathConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::RecipeError;
+use crate::data::{SftRecord, TaskItem};
+
+/// How questions are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenConfig {
+    /// Samples per question.
+    pub k: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_new_tokens: usize,
+    pub seed: u64,
+    /// Most sequences decoded together.
+    pub max_batch: usize,
+    pub template: PromptTemplate,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        Self {
+            k: 4,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 96,
+            seed: 0,
+            max_batch: 64,
+            template: PromptTemplate::R1,
+        }
+    }
+}
+
+/// One scored sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub text: String,
+    pub tokens: usize,
+    pub finish: FinishReason,
+    /// The answer the math verifier extracted, if any.
+    pub extracted: Option<String>,
+    pub correct: bool,
+    pub formatted: bool,
+}
+
+/// One question with its k samples and its vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub prompt: String,
+    pub answer: String,
+    pub samples: Vec<Scored>,
+    /// The majority answer (cons@k), if any sample had an answer.
+    pub vote: Option<String>,
+    pub vote_correct: bool,
+}
+
+/// The numbers of an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub questions: usize,
+    pub k: usize,
+    /// pass@1 averaged over k samples.
+    pub pass_at_1: f64,
+    /// Majority vote over k.
+    pub cons_at_k: f64,
+    /// Share of samples in the R1 format.
+    pub format_rate: f64,
+    /// Share of samples with an answer the math verifier could extract.
+    pub answer_rate: f64,
+    /// Share of samples cut at `max_new_tokens`.
+    pub truncated_rate: f64,
+    pub mean_completion_tokens: f64,
+}
+
+/// Samples `cfg.k` completions for each question and scores them. `progress` gets the number
+/// of tokens generated at each decoding step.
+pub fn sample_and_score<B: Backend>(
+    model: &CausalLm<B>,
+    tokenizer: &TextTokenizer,
+    items: &[TaskItem],
+    cfg: &GenConfig,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Outcome>, RecipeError> {
+    if cfg.k == 0 {
+        return Err(RecipeError::Config("k (samples per question) must be at least 1".into()));
+    }
+    let prompts: Vec<Vec<u32>> = items
+        .iter()
+        .map(|it| tokenizer.encode(&tokenizer.render(cfg.template, &it.prompt)?))
+        .collect::<Result<_, _>>()?;
+    let mut stop: Vec<u32> = model.config().eos_token_ids.clone();
+    stop.extend(tokenizer.eos_token_id());
+    stop.sort_unstable();
+    stop.dedup();
+    if stop.is_empty() {
+        return Err(RecipeError::Input(
+            "the model names no end-of-sequence token (config.json `eos_token_id` or tokenizer_config.json `eos_token`), so samples would never stop".into(),
+        ));
+    }
+    let params = SamplingParams {
+        temperature: cfg.temperature,
+        top_p: cfg.top_p,
+        top_k: 0,
+        max_new_tokens: cfg.max_new_tokens,
+        stop_token_ids: stop.clone(),
+        stop_strings: Vec::new(),
+        seed: cfg.seed,
+        max_batch: cfg.max_batch,
+    };
+    let out = r1_model::sample::generate(model, &prompts, cfg.k, &params, None, device, progress)?;
+    let format = FormatVerifier::new(&Default::default()).expect("the default format compiles");
+    let math_cfg = MathConfig::default();
+    items
+        .iter()
+        .zip(out)
+        .map(|(item, samples)| {
+            let scored = samples
+                .iter()
+                .map(|s| {
+                    let mut toks = s.tokens.as_slice();
+                    if s.finish == FinishReason::Stop {
+                        toks = &toks[..toks.len() - 1];
+                    }
+                    let text = tokenizer.decode(toks)?;
+                    Ok(score_text(text, s.tokens.len(), s.finish, &item.answer, &format, &math_cfg))
+                })
+                .collect::<Result<Vec<_>, RecipeError>>()?;
+            let vote = majority(&scored);
+            let vote_correct = vote.as_deref().is_some_and(|v| math::is_equivalent(&item.answer, v));
+            Ok(Outcome { prompt: item.prompt.clone(), answer: item.answer.clone(), samples: scored, vote, vote_correct })
+        })
+        .collect()
+}
+
+/// Scores one completion text against `gold`.
+pub fn score_text(
+    text: String,
+    tokens: usize,
+    finish: FinishReason,
+    gold: &str,
+    format: &FormatVerifier,
+    math_cfg: &MathConfig,
+) -> Scored {
+    let job = ScoreJob { verifier: "math".into(), completion: text.clone(), ground_truth: Some(gold.to_string()), ..Default::default() };
+    let correct = math::score_with(&job, math_cfg).reward == 1.0;
+    let formatted = format.check(&text).is_ok();
+    let extracted = math::extract::answer(&text, &math_cfg.sources).map(str::to_string);
+    Scored { text, tokens, finish, extracted, correct, formatted }
+}
+
+/// The majority answer among the samples' extracted answers (see the module doc for ties).
+pub fn majority(samples: &[Scored]) -> Option<String> {
+    let mut groups: Vec<(Answer, String, usize)> = Vec::new();
+    for a in samples.iter().filter_map(|s| s.extracted.as_deref()) {
+        let parsed = Answer::parse(a);
+        match groups.iter_mut().find(|(g, _, _)| math::answers_match(g, &parsed)) {
+            Some(g) => g.2 += 1,
+            None => groups.push((parsed, a.to_string(), 1)),
+        }
+    }
+    let best = groups.iter().map(|g| g.2).max()?;
+    groups.into_iter().find(|g| g.2 == best).map(|g| g.1)
+}
+
+/// pass@1, cons@k and the rates over all outcomes.
+pub fn summarize(outcomes: &[Outcome], k: usize) -> EvalReport {
+    let n = outcomes.len().max(1) as f64;
+    let samples: Vec<&Scored> = outcomes.iter().flat_map(|o| &o.samples).collect();
+    let m = samples.len().max(1) as f64;
+    let rate = |f: &dyn Fn(&Scored) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / m;
+    EvalReport {
+        questions: outcomes.len(),
+        k,
+        pass_at_1: outcomes
+            .iter()
+            .map(|o| o.samples.iter().filter(|s| s.correct).count() as f64 / o.samples.len().max(1) as f64)
+            .sum::<f64>()
+            / n,
+        cons_at_k: outcomes.iter().filter(|o| o.vote_correct).count() as f64 / n,
+        format_rate: rate(&|s| s.formatted),
+        answer_rate: rate(&|s| s.extracted.is_some()),
+        truncated_rate: rate(&|s| s.finish == FinishReason::Length),
+        mean_completion_tokens: samples.iter().map(|s| s.tokens as f64).sum::<f64>() / m,
+    }
+}
+
+/// Rejection sampling: the verified-correct samples of each question (and, with
+/// `require_format`, only those in the R1 format), distinct texts, at most `per_question`
+/// each, as SFT records.
+pub fn accepted(outcomes: &[Outcome], per_question: usize, require_format: bool) -> Vec<SftRecord> {
+    let mut out = Vec::new();
+    for o in outcomes {
+        let mut kept: Vec<&str> = Vec::new();
+        for s in &o.samples {
+            if kept.len() >= per_question {
+                break;
+            }
+            if s.correct && (s.formatted || !require_format) && !kept.contains(&s.text.trim()) {
+                kept.push(s.text.trim());
+                out.push(SftRecord { prompt: o.prompt.clone(), completion: s.text.trim().to_string(), answer: Some(o.answer.clone()) });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(text: &str, gold: &str) -> Scored {
+        let format = FormatVerifier::new(&Default::default()).unwrap();
+        score_text(text.to_string(), 3, FinishReason::Stop, gold, &format, &MathConfig::default())
+    }
+
+    #[test]
+    fn samples_are_scored_like_the_rewards() {
+        // (completion, gold, extracted, correct, formatted)
+        let cases = [
+            ("<think> 2 + 2 = 4. </think> <answer> 4 </answer>", "4", Some("4"), true, true),
+            ("<think> 2 + 2 = 5. </think> <answer> 5 </answer>", "4", Some("5"), false, true),
+            ("The answer is 4.", "4", None, false, false),
+            ("<think> x </think> The answer is 4.", "4", None, false, false),
+            ("<answer> 4 </answer>", "4", Some("4"), true, false),
+            ("<think> a </think> <answer> 1/2 </answer>", "0.5", Some("1/2"), true, true),
+        ];
+        for (text, gold, extracted, correct, formatted) in cases {
+            let got = s(text, gold);
+            assert_eq!(
+                (got.extracted.as_deref(), got.correct, got.formatted),
+                (extracted, correct, formatted),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn majority_vote_groups_equivalent_answers_and_breaks_ties_by_order() {
+        let a = |x: &str| s(&format!("<answer> {x} </answer>"), "0");
+        let none = s("no answer here", "0");
+        // (samples, winner)
+        let cases: Vec<(Vec<Scored>, Option<&str>)> = vec![
+            (vec![a("3"), a("5"), a("5")], Some("5")),
+            (vec![a("0.5"), a("7"), a("1/2")], Some("0.5")),
+            (vec![a("7"), a("3")], Some("7")),
+            (vec![none.clone(), none.clone(), a("9")], Some("9")),
+            (vec![none.clone()], None),
+            (vec![], None),
+        ];
+        for (samples, want) in cases {
+            assert_eq!(majority(&samples).as_deref(), want, "{:?}", samples.iter().map(|s| &s.text).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn summary_is_pass_at_1_over_k_and_cons_at_k() {
+        let q = |gold: &str, texts: &[&str]| {
+            let samples: Vec<Scored> = texts.iter().map(|t| s(t, gold)).collect();
+            let vote = majority(&samples);
+            let vote_correct = vote.as_deref().is_some_and(|v| math::is_equivalent(gold, v));
+            Outcome { prompt: "q".into(), answer: gold.into(), samples, vote, vote_correct }
+        };
+        let right = "<think> ok </think> <answer> 4 </answer>";
+        let wrong = "<think> ok </think> <answer> 5 </answer>";
+        let bare = "4";
+        let outcomes = [q("4", &[right, wrong, right, bare]), q("4", &[wrong, wrong, right, bare])];
+        let r = summarize(&outcomes, 4);
+        assert!((r.pass_at_1 - (2.0 / 4.0 + 1.0 / 4.0) / 2.0).abs() < 1e-12, "{r:?}");
+        assert!((r.cons_at_k - 0.5).abs() < 1e-12, "{r:?}");
+        assert!((r.format_rate - 6.0 / 8.0).abs() < 1e-12, "{r:?}");
+        assert!((r.answer_rate - 6.0 / 8.0).abs() < 1e-12, "{r:?}");
+    }
+
+    #[test]
+    fn rejection_keeps_distinct_correct_formatted_samples_up_to_the_cap() {
+        let o = Outcome {
+            prompt: "Compute 2 + 2".into(),
+            answer: "4".into(),
+            samples: vec![
+                s("<think> a </think> <answer> 4 </answer>", "4"),
+                s("<think> a </think> <answer> 4 </answer>", "4"),
+                s("<answer> 4 </answer>", "4"),
+                s("<think> b </think> <answer> 5 </answer>", "4"),
+                s("<think> c </think> <answer> 4 </answer>", "4"),
+                s("<think> d </think> <answer> 4 </answer>", "4"),
+            ],
+            vote: None,
+            vote_correct: false,
+        };
+        // (cap, require_format, kept completions)
+        let cases: [(usize, bool, &[&str]); 3] = [
+            (5, true, &["<think> a </think> <answer> 4 </answer>", "<think> c </think> <answer> 4 </answer>", "<think> d </think> <answer> 4 </answer>"]),
+            (2, true, &["<think> a </think> <answer> 4 </answer>", "<think> c </think> <answer> 4 </answer>"]),
+            (2, false, &["<think> a </think> <answer> 4 </answer>", "<answer> 4 </answer>"]),
+        ];
+        for (cap, fmt, want) in cases {
+            let got: Vec<String> = accepted(std::slice::from_ref(&o), cap, fmt).into_iter().map(|r| r.completion).collect();
+            assert_eq!(got, want, "cap {cap}, require_format {fmt}");
+        }
+    }
+}

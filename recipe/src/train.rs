@@ -1,0 +1,303 @@
+//! Plain supervised training of a [`CausalLm`]: pretraining, cold-start SFT and distillation
+//! are the same loop with different data and masks.
+//!
+//! Each example is a prompt and a completion (token ids; the completion ends with EOS). The
+//! loss is [`r1_learner::sft`]'s masked next-token cross-entropy over the completion tokens,
+//! or over every token after the first when [`SftConfig::loss_on_prompt`] is set (that is
+//! pretraining). Optimisation is [`r1_learner::optim::Optim`]: AdamW, warmup + cosine
+//! schedule, global-norm clipping.
+//!
+//! Batches: each epoch is a seeded permutation of the examples, cut into windows of 16
+//! batches; each window is sorted by length before it is cut, so rows of a batch have similar
+//! lengths and little padding, and the batches of a window are then shuffled. The order is a
+//! function of the seed alone.
+//!
+//! This lives here rather than in `r1-learner` because it drives `r1-model`'s decoder, which
+//! the learner's library does not depend on.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use r1_learner::optim::{Optim, OptimConfig};
+use r1_learner::schedule::{Decay, ScheduleConfig};
+use r1_learner::sft::sft_loss_from_logprobs;
+use r1_model::batch::PaddedBatch;
+use r1_model::{CausalLm, PromptTemplate, TextTokenizer};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::RecipeError;
+use crate::data::SftRecord;
+
+/// One training sequence: prompt ids then completion ids (EOS included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub prompt: Vec<u32>,
+    pub completion: Vec<u32>,
+}
+
+impl Example {
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.completion.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Training options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// Cosine floor, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// Train on prompt tokens too (pretraining), not only on the completion.
+    pub loss_on_prompt: bool,
+    /// Seeds the data order.
+    pub seed: u64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup_steps: 10,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            loss_on_prompt: false,
+            seed: 0,
+        }
+    }
+}
+
+impl SftConfig {
+    fn optim(&self) -> OptimConfig {
+        OptimConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            max_grad_norm: Some(self.max_grad_norm),
+            schedule: ScheduleConfig {
+                warmup_steps: self.warmup_steps,
+                decay: Decay::Cosine,
+                total_steps: self.steps,
+                min_lr_ratio: self.min_lr_ratio,
+            },
+            ..OptimConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        if self.steps == 0 || self.batch_size == 0 {
+            return Err(RecipeError::Config("SFT `steps` and `batch_size` must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepLog {
+    /// 1-based.
+    pub step: u64,
+    pub steps: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Tokens in the loss so far.
+    pub tokens: u64,
+    pub seconds: f64,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub examples: usize,
+    /// Tokens in the loss, summed over steps.
+    pub tokens: u64,
+    pub seconds: f64,
+    /// Mean loss of the first and the last 10 steps.
+    pub first_loss: f64,
+    pub final_loss: f64,
+}
+
+/// Tokenizes SFT records: the prompt through `template`, the completion as is, then EOS.
+/// A record longer than `max_len` tokens is an error naming it.
+pub fn encode(
+    records: &[SftRecord],
+    tokenizer: &TextTokenizer,
+    template: PromptTemplate,
+    eos: u32,
+    max_len: usize,
+) -> Result<Vec<Example>, RecipeError> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let prompt = tokenizer.encode(&tokenizer.render(template, &r.prompt)?)?;
+            let mut completion = tokenizer.encode(&r.completion)?;
+            completion.push(eos);
+            if prompt.is_empty() {
+                return Err(RecipeError::Input(format!("record {} has an empty prompt", i + 1)));
+            }
+            let len = prompt.len() + completion.len();
+            if len > max_len {
+                return Err(RecipeError::Input(format!(
+                    "record {} is {len} tokens long, over the model's {max_len} positions; shorten it or drop it",
+                    i + 1
+                )));
+            }
+            Ok(Example { prompt, completion })
+        })
+        .collect()
+}
+
+/// Batches of example indices for every step, in training order.
+pub fn batch_order(lengths: &[usize], batch_size: usize, steps: u64, seed: u64) -> Vec<Vec<usize>> {
+    let mut out = Vec::with_capacity(steps as usize);
+    let mut epoch = 0u64;
+    while (out.len() as u64) < steps {
+        let mut rng = crate::data::stream(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15), "sft-order");
+        let mut idx: Vec<usize> = (0..lengths.len()).collect();
+        idx.shuffle(&mut rng);
+        let mut batches = Vec::new();
+        for window in idx.chunks(batch_size * 16) {
+            let mut w = window.to_vec();
+            w.sort_by_key(|&i| lengths[i]);
+            batches.extend(w.chunks(batch_size).map(<[usize]>::to_vec));
+        }
+        batches.shuffle(&mut rng);
+        out.extend(batches);
+        epoch += 1;
+    }
+    out.truncate(steps as usize);
+    out
+}
+
+/// Trains `model` on `data` for `cfg.steps` steps; `on_step` sees every step.
+pub fn train<B: AutodiffBackend>(
+    model: CausalLm<B>,
+    data: &[Example],
+    cfg: &SftConfig,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<(CausalLm<B>, TrainReport), RecipeError> {
+    cfg.validate()?;
+    if data.is_empty() {
+        return Err(RecipeError::Input("no training examples".into()));
+    }
+    let vocab = model.config().vocab_size;
+    let positions = model.config().max_position_embeddings;
+    for (i, ex) in data.iter().enumerate() {
+        if ex.prompt.is_empty() || ex.completion.is_empty() {
+            return Err(RecipeError::Input(format!("example {i} needs a non-empty prompt and completion")));
+        }
+        if let Some(t) = ex.prompt.iter().chain(&ex.completion).find(|&&t| t as usize >= vocab) {
+            return Err(RecipeError::Input(format!("example {i} has token {t}, outside the vocabulary of {vocab}")));
+        }
+        if ex.len() > positions {
+            return Err(RecipeError::Input(format!("example {i} has {} tokens, over the model's {positions} positions", ex.len())));
+        }
+    }
+    let mut optim = Optim::<B, CausalLm<B>>::new(cfg.optim())?;
+    let lengths: Vec<usize> = data.iter().map(Example::len).collect();
+    let order = batch_order(&lengths, cfg.batch_size, cfg.steps, cfg.seed);
+    let t0 = Instant::now();
+    let mut model = model;
+    let mut losses = Vec::with_capacity(order.len());
+    let mut tokens = 0u64;
+    for (s, rows) in order.iter().enumerate() {
+        let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| [data[i].prompt.as_slice(), &data[i].completion].concat()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let batch = PaddedBatch::new(&refs, 0);
+        let w = batch.len - 1;
+        let mut mask = vec![0.0f32; batch.batch * w];
+        for (r, &i) in rows.iter().enumerate() {
+            let pad = batch.pads[r];
+            let start = if cfg.loss_on_prompt { pad } else { pad + data[i].prompt.len() - 1 };
+            let end = pad + data[i].len() - 1;
+            mask[r * w + start..r * w + end].fill(1.0);
+        }
+        let n = mask.iter().filter(|&&m| m > 0.0).count();
+        tokens += n as u64;
+        let logp = r1_model::logprobs::token_logprobs(&model, &batch, device);
+        let mask = Tensor::from_data(TensorData::new(mask, [batch.batch, w]), device);
+        let loss = sft_loss_from_logprobs(logp, mask, Some(n))?;
+        let value: f64 = loss.clone().into_data().convert::<f64>().to_vec::<f64>().expect("float loss")[0];
+        if !value.is_finite() {
+            return Err(RecipeError::Diverged { step: s as u64 + 1, loss: value });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (next, stats) = optim.step(model, grads);
+        model = next;
+        losses.push(value);
+        on_step(&StepLog {
+            step: s as u64 + 1,
+            steps: cfg.steps,
+            loss: value,
+            lr: stats.lr,
+            grad_norm: stats.grad_norm,
+            tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let k = losses.len().min(10);
+    let report = TrainReport {
+        steps: cfg.steps,
+        examples: data.len(),
+        tokens,
+        seconds: t0.elapsed().as_secs_f64(),
+        first_loss: mean(&losses[..k]),
+        final_loss: mean(&losses[losses.len() - k..]),
+    };
+    Ok((model, report))
+}
+
+/// The inference copy of a trained model (no autodiff graph).
+pub fn inference<B: AutodiffBackend>(model: &CausalLm<B>) -> CausalLm<B::InnerBackend> {
+    model.valid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_epoch_visits_each_example_once_in_length_sorted_windows() {
+        let lengths: Vec<usize> = (0..50).map(|i| (i * 37) % 23 + 1).collect();
+        // (batch size, steps) covering a ragged last batch and several epochs.
+        for (bs, steps) in [(4, 13), (7, 8), (50, 3), (64, 2)] {
+            let order = batch_order(&lengths, bs, steps, 5);
+            assert_eq!(order.len(), steps as usize);
+            let per_epoch = 50usize.div_ceil(bs);
+            for epoch in order.chunks(per_epoch).filter(|e| e.len() == per_epoch) {
+                let mut seen: Vec<usize> = epoch.concat();
+                seen.sort_unstable();
+                assert_eq!(seen, (0..50).collect::<Vec<_>>(), "batch size {bs}");
+            }
+            for b in &order {
+                assert!(b.len() <= bs && !b.is_empty());
+                assert!(b.windows(2).all(|w| lengths[w[0]] <= lengths[w[1]]), "rows of a batch are sorted by length");
+            }
+            assert_eq!(order, batch_order(&lengths, bs, steps, 5), "the order is a function of the seed");
+            assert_ne!(order, batch_order(&lengths, bs, steps, 6));
+        }
+    }
+}
