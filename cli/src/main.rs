@@ -19,6 +19,7 @@ mod recipe;
 mod reward;
 mod runs;
 mod sample;
+mod serve;
 mod shapes;
 mod train_bench;
 mod up;
@@ -33,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run coordinator, actor, reward pool and learner in one process (not built yet)
+    /// Run coordinator, learner, actors and reward workers in one process, one run to its end
     Up(up::UpArgs),
     /// Sample completions (with per-token log-probs) from a model
     Generate(generate::GenerateArgs),

@@ -67,6 +67,10 @@ pub struct LogsArgs {
 pub enum ServeCommand {
     /// The coordinator: runs, datasets, leases, /metrics and the dashboard, until Ctrl-C
     Coordinator(ServeCoordinatorArgs),
+    /// An actor: leases prompts of one run, samples G completions each, pulls new weights
+    Actor(crate::serve::ServeActorArgs),
+    /// A learner rank: trains one run's batches (rank 0 also serves weights and checkpoints)
+    Learner(crate::serve::ServeLearnerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -147,23 +151,12 @@ fn print(remote: &Remote, s: &pb::RunStatus) {
     }
 }
 
-/// Paths in a spec are relative to the spec file; the coordinator needs them absolute.
-fn absolute(base: &Path, p: &mut PathBuf) {
-    if p.is_relative() {
-        *p = base.join(&*p);
-    }
-}
-
 pub fn submit(a: SubmitArgs) -> Result<()> {
     let mut spec = RunSpec::load(&a.file).with_context(|| format!("{} is not a valid run spec", a.file.display()))?;
     // `s.toml` has the parent `` (empty), which std::path::absolute refuses.
     let parent = a.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(parent).with_context(|| format!("cannot resolve the folder of {}", a.file.display()))?;
-    absolute(&base, &mut spec.base_model);
-    absolute(&base, &mut spec.dataset.path);
-    if let Some(p) = spec.dataset.eval_path.as_mut() {
-        absolute(&base, p);
-    }
+    spec.resolve_paths(&base);
     let json = serde_json::to_string(&spec)?;
     runtime()?.block_on(async {
         let status = client(&a.remote)
@@ -268,7 +261,11 @@ pub fn logs(a: LogsArgs) -> Result<()> {
 }
 
 pub fn serve(cmd: ServeCommand) -> Result<()> {
-    let ServeCommand::Coordinator(a) = cmd;
+    let a = match cmd {
+        ServeCommand::Coordinator(a) => a,
+        ServeCommand::Actor(a) => return crate::serve::actor(a),
+        ServeCommand::Learner(a) => return crate::serve::learner(a),
+    };
     let mut config = CoordinatorConfig::load(a.config.as_deref())?;
     if let Some(l) = a.listen {
         config.listen = l;

@@ -472,6 +472,21 @@ impl RunSpec {
         Ok(())
     }
 
+    /// Makes the spec's relative paths (base model, dataset files) relative to `base`, the
+    /// folder of the spec file: the coordinator reads them from wherever it runs.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        absolute(&mut self.base_model);
+        absolute(&mut self.dataset.path);
+        if let Some(p) = self.dataset.eval_path.as_mut() {
+            absolute(p);
+        }
+    }
+
     /// Samples per prompt: G for GRPO, 1 for SFT.
     pub fn group_size(&self) -> u32 {
         match &self.algorithm {
