@@ -31,6 +31,11 @@
 //! - **End.** The run completes after `total_steps` steps, or when the dataset is exhausted
 //!   and nothing is in flight (the last batch may then be smaller).
 //!
+//! - **Rollback** ([`crate::rollback`]): work a rollback undid is lost work: samples or
+//!   scores for a group it deleted, or samples of a policy version it discarded, are
+//!   answered [`Outcome::AlreadyDone`], a step of a batch it took back [`Outcome::LeaseLost`]
+//!   (even when the step is past the run's), each counted as a late submission.
+//!
 //! Every call is one transaction, so `prompts_drawn = groups_trained + dropped_stale +
 //! dropped_equal + groups in flight` holds at every commit.
 //!
@@ -58,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::{Cursor, Dataset, Example};
+use crate::rollback;
 use crate::spec::Algorithm;
 use crate::store::{self, Millis, Run, RunId, RunState, Store, StoreError, bump};
 
@@ -360,7 +366,9 @@ impl Scheduler {
     ) -> Result<Outcome, LeaseError> {
         self.grpo_only("generation")?;
         self.idempotent(store, key, ("samples", sub), now, |tx| {
-            let stage = self.stage(tx, sub.group_id)?;
+            let Some(stage) = self.stage_or_undone(tx, sub.group_id)? else {
+                return Ok(Outcome::AlreadyDone);
+            };
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
             if sub.samples.len() != self.group_size as usize {
                 return Err(bad(format!("has {} samples; send exactly G = {}", sub.samples.len(), self.group_size)));
@@ -373,6 +381,13 @@ impl Scheduler {
                 )));
             }
             let current = store::read_progress(tx, self.run)?.policy_version;
+            if sub.policy_version > current
+                && rollback::version_undone(tx, self.run, sub.policy_version)?
+            {
+                // Sampled by weights a rollback discarded.
+                bump(tx, self.run, "late_submissions", 1)?;
+                return Ok(Outcome::AlreadyDone);
+            }
             if sub.policy_version > current {
                 return Err(bad(format!(
                     "claims policy version {} but the learner is at {current}; report the version that sampled",
@@ -448,7 +463,9 @@ impl Scheduler {
     ) -> Result<Outcome, LeaseError> {
         self.grpo_only("scoring")?;
         self.idempotent(store, key, ("scores", sub), now, |tx| {
-            let stage = self.stage(tx, sub.group_id)?;
+            let Some(stage) = self.stage_or_undone(tx, sub.group_id)? else {
+                return Ok(Outcome::AlreadyDone);
+            };
             let bad = |problem: String| LeaseError::BadSubmission { group: sub.group_id, problem };
             let g = self.group_size as usize;
             if sub.rewards.len() != g {
@@ -662,19 +679,20 @@ impl Scheduler {
                 lease: sub.lease_id,
             })?;
             let progress = store::read_progress(tx, self.run)?;
-            if sub.step > progress.step {
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'train'",
+                [sub.lease_id],
+                |r| r.get(0),
+            )?;
+            // A step past the run's is lost work when a rollback took its batch back.
+            if sub.step > progress.step && held == size {
                 return Err(LeaseError::FutureStep {
                     id: self.run,
                     step: sub.step,
                     current: progress.step,
                 });
             }
-            let held: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'train'",
-                [sub.lease_id],
-                |r| r.get(0),
-            )?;
-            if sub.step < progress.step || held != size {
+            if sub.step != progress.step || held != size {
                 bump(tx, self.run, "late_submissions", 1)?;
                 let trained_by_us: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'done'",
@@ -830,14 +848,27 @@ impl Scheduler {
         Ok(tx.query_row(&sql, [self.run], |r| r.get(0))?)
     }
 
-    fn stage(&self, tx: &Transaction<'_>, group: i64) -> Result<String, LeaseError> {
-        tx.query_row(
-            "SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2",
-            params![group, self.run],
-            |r| r.get(0),
-        )
-        .optional()?
-        .ok_or(LeaseError::UnknownGroup {
+    /// The group's stage; `None` (counted as a late submission) when a rollback deleted it.
+    fn stage_or_undone(
+        &self,
+        tx: &Transaction<'_>,
+        group: i64,
+    ) -> Result<Option<String>, LeaseError> {
+        let stage: Option<String> = tx
+            .query_row(
+                "SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2",
+                params![group, self.run],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stage.is_some() {
+            return Ok(stage);
+        }
+        if rollback::group_undone(tx, self.run, group)? {
+            bump(tx, self.run, "late_submissions", 1)?;
+            return Ok(None);
+        }
+        Err(LeaseError::UnknownGroup {
             id: self.run,
             group,
         })

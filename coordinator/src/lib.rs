@@ -9,6 +9,8 @@
 //! - [`lease`]: the pull protocol over the store. Actors lease prompt groups, reward workers
 //!   lease scoring jobs, learners lease batches; leases expire and are handed out again,
 //!   submissions are idempotent, stale and all-equal groups are dropped and counted.
+//! - [`rollback`]: resetting a running run to a recorded checkpoint (progress, counters,
+//!   groups) for a learner that lost the steps after it.
 //! - [`runs`]: the core the services share: submit (spec and every dataset row checked
 //!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
 //! - [`service`]: the gRPC services over [`runs::Coordinator`]: `r1.v1.RunService` for
@@ -26,6 +28,7 @@ pub mod config;
 pub mod dataset;
 pub mod lease;
 pub mod metrics;
+pub mod rollback;
 pub mod runs;
 pub mod service;
 pub mod spec;

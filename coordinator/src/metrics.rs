@@ -73,6 +73,7 @@ pub fn render(runs: &[RunStatus]) -> String {
                 ("leases_expired", c.leases_expired),
                 ("replays", c.replays),
                 ("late_submissions", c.late_submissions),
+                ("rollbacks", c.rollbacks),
             ]
             .map(|(event, n)| (format!("{},event=\"{event}\"", run(s)), n))
         }),

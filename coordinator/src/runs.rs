@@ -212,6 +212,27 @@ impl Coordinator {
             .record_checkpoint(id, step, path, self.clock.now())?)
     }
 
+    /// Rolls running run `id` back to its checkpoint of `step` (see [`crate::rollback`]) once
+    /// per idempotency `key`, and rewrites its `metrics.jsonl` to match.
+    pub fn rollback(
+        &self,
+        id: RunId,
+        step: u64,
+        key: &str,
+    ) -> Result<crate::rollback::Rollback, RunsError> {
+        let done = crate::rollback::rollback(&mut self.store(), id, step, key, self.clock.now())?;
+        tracing::info!(
+            run = id,
+            from = done.from_step,
+            to = step,
+            removed = done.groups_removed,
+            restored = done.groups_restored,
+            "rolled back"
+        );
+        self.write_metrics(id)?;
+        Ok(done)
+    }
+
     /// A run's checkpoint records, oldest first.
     pub fn checkpoints(&self, id: RunId) -> Result<Vec<CheckpointRecord>, RunsError> {
         Ok(self.store().checkpoints(id)?)

@@ -1,6 +1,6 @@
 //! The gRPC services over [`Coordinator`]: `r1.v1.RunService` (Submit, Get, List, Cancel,
 //! and Watch, a stream of status changes) for people and `r1ctl`, and `r1.v1.WorkService`
-//! (lease, submit, renew) for actors, reward workers and learners.
+//! (lease, submit, renew, checkpoints and rollback) for actors, reward workers and learners.
 //!
 //! Errors become `tonic::Status` in one place ([`status_of`]). Every RPC runs in a tracing
 //! span named `rpc` ([`rpc_span`]): its OpenTelemetry name is the method
@@ -63,9 +63,15 @@ pub fn status_of(e: RunsError) -> Status {
         RunsError::Dataset(_) => Status::invalid_argument(message),
         RunsError::Store(StoreError::RunNotFound(_)) => Status::not_found(message),
         RunsError::Store(StoreError::BadTransition { .. }) => Status::failed_precondition(message),
-        RunsError::Store(StoreError::SchemaTooNew { .. } | StoreError::CheckpointStep { .. }) => {
-            Status::failed_precondition(message)
-        }
+        RunsError::Store(
+            StoreError::SchemaTooNew { .. }
+            | StoreError::CheckpointStep { .. }
+            | StoreError::NoCheckpoint { .. }
+            | StoreError::RollbackForward { .. }
+            | StoreError::NoSnapshot { .. }
+            | StoreError::RollbackNotRunning { .. },
+        ) => Status::failed_precondition(message),
+        RunsError::Store(StoreError::RollbackKeyReused { .. }) => Status::already_exists(message),
         RunsError::Store(_) => Status::internal(message),
         RunsError::Lease(LeaseError::Store(e)) => status_of(RunsError::Store(e)),
         RunsError::Lease(LeaseError::UnknownGroup { .. } | LeaseError::UnknownLease { .. }) => {
@@ -434,6 +440,7 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
             leases_expired: c.leases_expired,
             replays: c.replays,
             late_submissions: c.late_submissions,
+            rollbacks: c.rollbacks,
         }),
         queues: Some(pb::QueueDepths {
             generate: q.generate,
@@ -1010,6 +1017,31 @@ impl WorkService for Work {
             .map_err(status_of)?;
         Ok(Response::new(pb::ListCheckpointsResponse {
             checkpoints: all.into_iter().map(checkpoint_to_wire).collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
+        let r = request.into_inner();
+        let run = run_id(r.run_id)?;
+        let key = key(r.idempotency_key)?;
+        note("run", run);
+        note("step", r.step);
+        let core = self.core.clone();
+        let done = tokio::task::spawn_blocking(move || core.rollback(run, r.step, &key))
+            .await
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)?;
+        note("outcome", format!("rolled back from step {}", done.from_step).as_str());
+        Ok(Response::new(pb::RollbackResponse {
+            checkpoint: Some(checkpoint_to_wire(done.checkpoint)),
+            from_step: done.from_step,
+            groups_removed: done.groups_removed,
+            groups_restored: done.groups_restored,
         }))
     }
 }

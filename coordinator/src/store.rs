@@ -1,6 +1,7 @@
 //! The coordinator's state in SQLite: runs, their progress (dataset cursor, step, policy
-//! version, exact counters), policy versions, checkpoint records, prompt groups, leases,
-//! evaluations and the idempotency log of submissions.
+//! version, exact counters), policy versions, checkpoint records (with what a rollback to
+//! them needs), prompt groups, leases, evaluations, the idempotency log of submissions and
+//! the log of rollbacks.
 //!
 //! The database runs in WAL mode with `synchronous = FULL`, so a committed change survives
 //! a crash of the process or the machine. The schema is versioned with `PRAGMA
@@ -132,11 +133,16 @@ pub struct Counters {
     pub leases_expired: u64,
     /// Submissions repeated with an idempotency key already seen (answered, not counted).
     pub replays: u64,
-    /// Submissions for work another worker had already finished (answered, not counted).
+    /// Submissions for work another worker had already finished, or that a rollback undid
+    /// (answered, not counted).
     pub late_submissions: u64,
+    /// Rollbacks to a checkpoint. A rollback restores every other counter to its checkpoint's
+    /// snapshot and adds one here. Absent from snapshots older than the counter: 0.
+    #[serde(default)]
+    pub rollbacks: u64,
 }
 
-const COUNTERS: [&str; 9] = [
+const COUNTERS: [&str; 10] = [
     "prompts_drawn",
     "groups_generated",
     "groups_scored",
@@ -146,6 +152,7 @@ const COUNTERS: [&str; 9] = [
     "leases_expired",
     "replays",
     "late_submissions",
+    "rollbacks",
 ];
 
 /// Where a run stands.
@@ -210,6 +217,24 @@ pub enum StoreError {
         "checkpoint of step {step} cannot be recorded: run {id} is at step {current}; record a checkpoint right after its step"
     )]
     CheckpointStep { id: RunId, step: u64, current: u64 },
+    #[error(
+        "run {id} has no checkpoint of step {step} to roll back to; roll back to a recorded step (`ListCheckpoints`) or to 0, the base model"
+    )]
+    NoCheckpoint { id: RunId, step: u64 },
+    #[error(
+        "run {id} is at step {current}; it cannot roll back forward to step {step}; roll back to a recorded step at most {current}"
+    )]
+    RollbackForward { id: RunId, step: u64, current: u64 },
+    #[error(
+        "the checkpoint of step {step} of run {id} was recorded by a coordinator without rollback support and has no snapshot of the run's groups; roll back to a checkpoint recorded since the upgrade, or to step 0"
+    )]
+    NoSnapshot { id: RunId, step: u64 },
+    #[error("run {id} is {state}; only a running run can be rolled back")]
+    RollbackNotRunning { id: RunId, state: RunState },
+    #[error(
+        "idempotency key `{key}` was already used for a rollback to another step; use a fresh key per rollback"
+    )]
+    RollbackKeyReused { key: String },
     #[error("stored record is corrupt ({0}); restore the database from a backup")]
     Corrupt(String),
 }
@@ -307,6 +332,26 @@ CREATE TABLE evals (
     accuracy REAL,
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (run_id, version)
+);
+"#,
+    // v3: rollback. A checkpoint's `snapshot` holds what its progress JSON lacks to restore
+    // the run at that step (see `rollback::Snapshot`); rows recorded before v3 have none and
+    // cannot be rolled back to. `rollbacks` logs each rollback: its idempotency key, the
+    // steps it went from and to, and the group ids it deleted, so that late work for them is
+    // answered as lost.
+    r#"
+ALTER TABLE checkpoints ADD COLUMN snapshot TEXT;
+ALTER TABLE progress ADD COLUMN rollbacks INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rollbacks (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    to_step INTEGER NOT NULL,
+    from_step INTEGER NOT NULL,
+    first_removed_group INTEGER NOT NULL,
+    last_removed_group INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, key)
 );
 "#,
 ];
@@ -425,8 +470,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records a checkpoint of `step` (at most the current step) with the progress as it
-    /// stands; recording the same step again replaces the record.
+    /// Records a checkpoint of `step` (the current step) with the progress as it stands and
+    /// a [`Snapshot`](crate::rollback::Snapshot) of the groups, so that the run can be
+    /// rolled back to it; recording the same step again replaces the record.
     pub fn record_checkpoint(
         &mut self,
         id: RunId,
@@ -445,9 +491,11 @@ impl Store {
         }
         let json =
             serde_json::to_string(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let snapshot = serde_json::to_string(&crate::rollback::Snapshot::take(&tx, id)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
-            "INSERT OR REPLACE INTO checkpoints (run_id, step, path, progress, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, step as i64, path, json, now],
+            "INSERT OR REPLACE INTO checkpoints (run_id, step, path, progress, created_ms, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, step as i64, path, json, now, snapshot],
         )?;
         tx.commit()?;
         Ok(CheckpointRecord {
@@ -622,6 +670,7 @@ pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, St
                 leases_expired: u(10)?,
                 replays: u(11)?,
                 late_submissions: u(12)?,
+                rollbacks: u(13)?,
             };
             Ok(Progress {
                 cursor: Cursor {

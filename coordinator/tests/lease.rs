@@ -11,6 +11,7 @@ use r1_coordinator::lease::{
     BatchLease, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission, Scheduler,
     ScoresSubmission, ScoringLease, StepSubmission,
 };
+use r1_coordinator::rollback;
 use r1_coordinator::spec::RunSpec;
 use r1_coordinator::store::{Counters, Millis, RunId, RunState, Store};
 
@@ -213,6 +214,14 @@ enum Op {
     },
     Wait(Millis),
     Reopen,
+    /// The learner records a checkpoint at the run's step.
+    Checkpoint,
+    /// The learner rolls the run back to its checkpoint of step `to`.
+    RollbackTo {
+        to: u64,
+        key: &'static str,
+        want: Result<(), &'static str>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -316,6 +325,23 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
             }
             Wait(ms) => h.now += ms,
             Reopen => h.reopen(),
+            Checkpoint => {
+                let step = h.store.progress(h.run).unwrap().step;
+                h.store
+                    .record_checkpoint(h.run, step, &format!("ckpt/step-{step}"), now)
+                    .unwrap();
+            }
+            RollbackTo { to, key, want } => {
+                let got = rollback::rollback(&mut h.store, h.run, to, key, now);
+                match (got, want) {
+                    (Ok(r), Ok(())) => assert_eq!(r.checkpoint.step, to, "{name}: op {i}"),
+                    (Err(e), Err(w)) => assert!(
+                        e.to_string().contains(w),
+                        "{name}: op {i}: `{e}` lacks `{w}`"
+                    ),
+                    (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
+                }
+            }
         }
         h.check_books(name);
     }
@@ -402,6 +428,7 @@ fn counters(
         leases_expired: expired,
         replays,
         late_submissions: late,
+        rollbacks: 0,
     }
 }
 
@@ -1835,4 +1862,229 @@ fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
         "evaluation counts no training event"
     );
     h.check_books("after evaluations");
+}
+
+/// A whole step at version `v` with `pps = 1`: one prompt, its samples, scores and the step.
+macro_rules! one_prompt_step {
+    ($v:expr, $k:literal) => {
+        [
+            Prompts { w: "a", max: 1, got: 1 },
+            Samples { w: "a", g: 0, v: $v, key: concat!($k, "s"), want: OK },
+            Scoring { w: "r", max: 8, got: 1 },
+            Scores { w: "r", g: 0, equal: false, key: concat!($k, "r"), want: OK },
+            Batch { w: "l", got: Some(1) },
+            Step { w: "l", key: concat!($k, "t"), want: OK },
+        ]
+    };
+}
+
+#[test]
+fn a_run_rolled_back_to_a_checkpoint_ends_as_if_it_never_went_past_it() {
+    let four = Settings { total_steps: 4, ..BASE };
+    let lag1 = Settings { max_policy_lag: 1, prompts_per_step: 1, total_steps: 3, ..BASE };
+    let dynamic = Settings { dynamic_sampling: true, total_steps: 2, ..BASE };
+    // One held-out example evaluated at versions 0 and 2; the learner waits for each.
+    let evals = Settings {
+        prompts_per_step: 1,
+        total_steps: 3,
+        rows: 10,
+        eval_fraction: 0.1,
+        eval_every: 2,
+        ..BASE
+    };
+    let rb = |to| RollbackTo { to, key: "rb", want: Ok(()) };
+    // (name, settings, the run up to its checkpoint, the work after it that the rollback
+    // undoes, the work after the rollback). The reference run does the first and the last.
+    type Case<'a> = (&'a str, &'a Settings, Vec<Op>, Vec<Op>, Vec<Op>);
+    let cases: Vec<Case> = vec![
+        (
+            "on-policy: steps after the checkpoint are trained again",
+            &four,
+            [one_step!(0, "a"), one_step!(1, "b")].concat(),
+            one_step!(2, "c").to_vec(),
+            [one_step!(2, "c2"), one_step!(3, "d")].concat(),
+        ),
+        (
+            "to step 0: the base model, nothing drawn",
+            &four,
+            vec![],
+            [one_step!(0, "a"), one_step!(1, "b")].concat(),
+            [one_step!(0, "a2"), one_step!(1, "b2"), one_step!(2, "c"), one_step!(3, "d")].concat(),
+        ),
+        (
+            "lag 1: a group scored at the checkpoint and trained after it is trained again",
+            &lag1,
+            vec![
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
+                Scoring { w: "r", max: 2, got: 2 },
+                Scores { w: "r", g: 0, equal: false, key: "r0", want: OK },
+                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t0", want: OK },
+            ],
+            vec![
+                Prompts { w: "a", max: 2, got: 1 },
+                Samples { w: "a", g: 0, v: 1, key: "s2", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t1", want: OK },
+                Scoring { w: "r", max: 2, got: 1 },
+            ],
+            vec![
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t1b", want: OK },
+                Prompts { w: "a", max: 2, got: 1 },
+                Samples { w: "a", g: 0, v: 2, key: "s2b", want: OK },
+                Scoring { w: "r", max: 2, got: 1 },
+                Scores { w: "r", g: 0, equal: false, key: "r2b", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t2b", want: OK },
+            ],
+        ),
+        (
+            "dynamic sampling: groups generated at the checkpoint and dropped after it are scored again",
+            &dynamic,
+            [
+                one_step!(0, "a").to_vec(),
+                vec![
+                    Prompts { w: "a", max: 8, got: 2 },
+                    Samples { w: "a", g: 0, v: 1, key: "s0", want: OK },
+                    Samples { w: "a", g: 1, v: 1, key: "s1", want: OK },
+                ],
+            ]
+            .concat(),
+            vec![
+                Scoring { w: "r", max: 8, got: 2 },
+                Scores { w: "r", g: 0, equal: true, key: "r0", want: Ok(Outcome::DroppedEqual) },
+                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
+                Prompts { w: "a", max: 8, got: 1 },
+            ],
+            vec![
+                Scoring { w: "r", max: 8, got: 2 },
+                Scores { w: "r", g: 0, equal: false, key: "r0b", want: OK },
+                Scores { w: "r", g: 1, equal: false, key: "r1b", want: OK },
+                Batch { w: "l", got: Some(2) },
+                Step { w: "l", key: "t1", want: OK },
+            ],
+        ),
+        (
+            "evaluations after the checkpoint are made again and still hold the learner back",
+            &evals,
+            vec![
+                // Version 0: the eval group comes first.
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "e0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s0", want: OK },
+                Scoring { w: "r", max: 2, got: 2 },
+                Scores { w: "r", g: 0, equal: false, key: "re0", want: Ok(Outcome::Evaluated) },
+                Scores { w: "r", g: 1, equal: false, key: "r0", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t0", want: OK },
+            ],
+            [
+                one_prompt_step!(1, "b").to_vec(),
+                vec![
+                    // Version 2 is evaluated: its group comes first, and is sampled.
+                    Prompts { w: "a", max: 2, got: 2 },
+                    Samples { w: "a", g: 0, v: 2, key: "e2", want: OK },
+                ],
+            ]
+            .concat(),
+            [
+                one_prompt_step!(1, "b2").to_vec(),
+                vec![
+                    // The evaluation of version 2 is made again and blocks the next step
+                    // until it is sampled.
+                    Batch { w: "l", got: None },
+                    Prompts { w: "a", max: 1, got: 1 },
+                    Samples { w: "a", g: 0, v: 2, key: "e2b", want: OK },
+                    Prompts { w: "a", max: 1, got: 1 },
+                    Samples { w: "a", g: 0, v: 2, key: "s2b", want: OK },
+                    Scoring { w: "r", max: 2, got: 2 },
+                    Scores { w: "r", g: 0, equal: false, key: "re2b", want: Ok(Outcome::Evaluated) },
+                    Scores { w: "r", g: 1, equal: false, key: "r2b", want: OK },
+                    Batch { w: "l", got: Some(1) },
+                    Step { w: "l", key: "t2b", want: OK },
+                ],
+            ]
+            .concat(),
+        ),
+    ];
+    for (name, settings, before, undone, after) in cases {
+        let reference = play(name, settings, &[before.clone(), after.clone()].concat());
+        // The rollback goes to the checkpoint recorded after `before`; with nothing before,
+        // to step 0 with no record at all.
+        let to = before.iter().filter(|op| matches!(op, Step { .. })).count() as u64;
+        let recorded = if before.is_empty() { vec![] } else { vec![Checkpoint] };
+        let script = [before, recorded.clone(), undone, vec![rb(to)], after].concat();
+        let rolled = play(name, settings, &script);
+        let want = Counters { rollbacks: 1, ..reference.counters() };
+        assert_eq!(rolled.counters(), want, "{name}");
+        let (a, b) = (&rolled.store, &reference.store);
+        assert_eq!(a.progress(rolled.run).unwrap().cursor, b.progress(reference.run).unwrap().cursor, "{name}");
+        assert_eq!(a.stage_counts(rolled.run).unwrap(), b.stage_counts(reference.run).unwrap(), "{name}");
+        assert_eq!(a.run(rolled.run).unwrap().state, b.run(reference.run).unwrap().state, "{name}");
+        assert_eq!(a.step_metrics(rolled.run).unwrap(), b.step_metrics(reference.run).unwrap(), "{name}");
+        assert_eq!(a.evals(rolled.run).unwrap(), b.evals(reference.run).unwrap(), "{name}");
+        let checkpoints: Vec<u64> = a.checkpoints(rolled.run).unwrap().iter().map(|c| c.step).collect();
+        assert_eq!(checkpoints, recorded.iter().map(|_| to).collect::<Vec<_>>(), "{name}");
+    }
+}
+
+#[test]
+fn late_work_after_a_rollback_is_lost_work_and_its_refusals_say_what_to_do() {
+    let settings = Settings { total_steps: 4, ..BASE };
+    let script = [
+        one_step!(0, "a").to_vec(),
+        vec![
+            // Two prompts of version 1 are drawn before the checkpoint, generated after it.
+            Prompts { w: "b", max: 8, got: 2 },
+            Checkpoint,
+            Samples { w: "b", g: 0, v: 1, key: "b0", want: OK },
+            Samples { w: "b", g: 1, v: 1, key: "b1", want: OK },
+            Scoring { w: "r", max: 8, got: 2 },
+            Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
+            Scores { w: "r", g: 1, equal: false, key: "r3", want: OK },
+            Batch { w: "l", got: Some(2) },
+            Step { w: "l", key: "t1", want: OK },
+            RollbackTo { to: 2, key: "x", want: Err("has no checkpoint of step 2 to roll back to; roll back to a recorded step") },
+            // Version 2: drawn, generated, scored and leased, never stepped.
+            Prompts { w: "a", max: 8, got: 2 },
+            Samples { w: "a", g: 0, v: 2, key: "a4", want: OK },
+            Samples { w: "a", g: 1, v: 2, key: "a5", want: OK },
+            Scoring { w: "r", max: 8, got: 2 },
+            Scores { w: "r", g: 0, equal: false, key: "r4", want: OK },
+            Scores { w: "r", g: 1, equal: false, key: "r5", want: OK },
+            Batch { w: "l", got: Some(2) },
+            RollbackTo { to: 3, key: "fwd", want: Err("cannot roll back forward to step 3") },
+            RollbackTo { to: 1, key: "rb", want: Ok(()) },
+            // Deleted groups: samples and scores are answered as done by someone else.
+            Samples { w: "a", g: 0, v: 2, key: "late-a", want: DONE },
+            Scores { w: "r", g: 0, equal: false, key: "late-r", want: DONE },
+            // A group back in `generate`, sampled by a version the rollback discarded.
+            Samples { w: "b", g: 0, v: 2, key: "late-b", want: DONE },
+            // The batch of step 2, past the run's step 1 now: lost, not an error.
+            Step { w: "l", key: "late-t", want: Ok(Outcome::LeaseLost) },
+            Renew { w: "l", role: Role::Learner, live: false },
+            // The same rollback again is answered again; its key for another step is refused.
+            RollbackTo { to: 1, key: "rb", want: Ok(()) },
+            RollbackTo { to: 0, key: "rb", want: Err("`rb` was already used for a rollback to another step; use a fresh key") },
+            // A key used after the checkpoint is forgotten: its samples (of version 1, which
+            // still exists) are judged again and accepted.
+            Samples { w: "b", g: 0, v: 1, key: "b0", want: OK },
+        ],
+    ]
+    .concat();
+    let h = play("late work", &settings, &script);
+    let want = Counters { rollbacks: 1, ..counters([4, 3, 2, 2, 0, 0, 0, 1, 4]) };
+    assert_eq!(h.counters(), want);
+    assert_eq!(h.store.progress(h.run).unwrap().step, 1);
+    assert_eq!(h.store.step_metrics(h.run).unwrap().len(), 1);
+
+    // Only a running run rolls back.
+    let mut done = play("complete", &BASE, &[one_step!(0, "a"), one_step!(1, "b"), one_step!(2, "c")].concat());
+    assert_eq!(done.store.run(done.run).unwrap().state, RunState::Completed);
+    let err = rollback::rollback(&mut done.store, done.run, 0, "k", 0).unwrap_err().to_string();
+    assert!(err.contains("is completed; only a running run can be rolled back"), "{err}");
 }

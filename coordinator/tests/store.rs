@@ -165,7 +165,9 @@ fn a_version_1_database_is_migrated_with_its_rows() {
     // Take the schema back to v1: no eval column, no evals table.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals; PRAGMA user_version = 1;",
+        "ALTER TABLE checkpoints DROP COLUMN snapshot; ALTER TABLE progress DROP COLUMN rollbacks;
+         DROP TABLE rollbacks; ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -173,4 +175,44 @@ fn a_version_1_database_is_migrated_with_its_rows() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.run(id).unwrap().spec.name, "old");
     assert_eq!(store.evals(id).unwrap(), vec![]);
+}
+
+#[test]
+fn a_checkpoint_recorded_before_rollback_support_cannot_be_rolled_back_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r1.db");
+    let mut store = Store::open(&path).unwrap();
+    let id = store.create_run(&spec("old"), "fp", 1).unwrap();
+    store.set_state(id, RunState::Running, "", 1).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("UPDATE progress SET step = 2, policy_version = 2").unwrap();
+    drop(conn);
+    let mut store = Store::open(&path).unwrap();
+    store.record_checkpoint(id, 2, "ckpt/step-2", 2).unwrap();
+    drop(store);
+    // Back to v2: the checkpoint row loses its snapshot, as rows written by v2 have none.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE checkpoints DROP COLUMN snapshot; ALTER TABLE progress DROP COLUMN rollbacks;
+         DROP TABLE rollbacks; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.checkpoints(id).unwrap().len(), 1, "the old record still lists");
+    let err = r1_coordinator::rollback::rollback(&mut store, id, 2, "k", 3).unwrap_err();
+    assert!(matches!(err, StoreError::NoSnapshot { step: 2, .. }), "{err}");
+    assert!(
+        err.to_string().contains("has no snapshot of the run's groups; roll back to a checkpoint recorded since the upgrade"),
+        "{err}"
+    );
+    assert_eq!(store.progress(id).unwrap().counters.rollbacks, 0, "nothing applied");
+    // Step 0, the base model, needs no snapshot.
+    let back = r1_coordinator::rollback::rollback(&mut store, id, 0, "k0", 4).unwrap();
+    assert_eq!((back.from_step, back.checkpoint.step), (2, 0));
+    let p = store.progress(id).unwrap();
+    assert_eq!((p.step, p.counters.rollbacks), (0, 1));
+    assert_eq!(store.checkpoints(id).unwrap(), vec![], "the record past step 0 is deleted");
 }
