@@ -160,6 +160,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             tokens: rollouts.iter().map(|r| r.completion.len()).sum(),
         };
         let mine = shard(rollouts.len(), collective);
+        // Every micro-batch is padded to the whole batch's width, so a row computes the same
+        // numbers whichever micro-batch or rank it lands in.
+        let width = rollouts.iter().map(|r| r.prompt.len() + r.completion.len()).max().unwrap_or(0);
         let model = self.model.take().expect("model is present between steps");
         let mut acc = GradAccumulator::<CausalLm<B>>::default();
         let mut sums = Sums::default();
@@ -169,7 +172,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             if part.iter().all(|r| r.completion.is_empty()) {
                 continue;
             }
-            let (grads, s) = self.grpo_micro(&model, &part, off_policy, den)?;
+            let (grads, s) = self.grpo_micro(&model, &part, width, off_policy, den)?;
             acc.add(&model, grads);
             sums.loss += s.loss;
             sums.kl_tokens += s.kl_tokens;
@@ -184,12 +187,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         &self,
         model: &CausalLm<B>,
         part: &[&Rollout],
+        width: usize,
         off_policy: bool,
         den: Denominators,
     ) -> Result<(GradientsParams, Sums), TrainError> {
         let seqs: Vec<Vec<u32>> = part.iter().map(|r| [r.prompt.as_slice(), &r.completion].concat()).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        let batch = PaddedBatch::new(&refs, 0);
+        let batch = PaddedBatch::padded_to(&refs, 0, width);
         let (b, t) = (batch.batch, batch.len - 1);
         let mut mask = vec![0.0f32; b * t];
         let mut behaviour = vec![0.0f32; b * t];
@@ -258,6 +262,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let den = Denominators { sequences: pairs.len(), tokens: pairs.iter().map(|(_, a)| a.len()).sum() };
         let mine = shard(pairs.len(), collective);
+        let width = pairs.iter().map(|(p, a)| p.len() + a.len()).max().unwrap_or(0);
         let model = self.model.take().expect("model is present between steps");
         let mut acc = GradAccumulator::<CausalLm<B>>::default();
         let mut sums = Sums::default();
@@ -265,7 +270,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         for rows in mine.chunks(self.micro_batch) {
             let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| [pairs[i].0.as_slice(), &pairs[i].1].concat()).collect();
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-            let batch = PaddedBatch::new(&refs, 0);
+            let batch = PaddedBatch::padded_to(&refs, 0, width);
             let (b, t) = (batch.batch, batch.len - 1);
             let mut mask = vec![0.0f32; b * t];
             for (k, &i) in rows.iter().enumerate() {
