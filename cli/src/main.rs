@@ -16,6 +16,8 @@ mod jsonl;
 mod logprobs;
 mod progress;
 mod recipe;
+mod recipe_up;
+mod report;
 mod reward;
 mod runs;
 mod sample;
