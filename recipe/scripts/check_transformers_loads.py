@@ -31,7 +31,9 @@ with open(r1_out) as r1_lines, open(texts) as text_lines:
         lp = torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
         worst = max(worst, (lp - torch.tensor(r1["logprobs"])).abs().max().item())
         n += 1
-prompt = json.loads(open(texts).readline())["text"]
+# Greedy decoding from the first R1 prompt among the texts (cut after "Assistant:").
+all_texts = [json.loads(line)["text"] for line in open(texts)]
+prompt = next((t[: t.index("Assistant:") + len("Assistant:")] for t in all_texts if "Assistant:" in t), all_texts[0])
 ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
 out = model.generate(**ids, max_new_tokens=40, do_sample=False)
 print(f"{type(model).__name__} + {type(tok).__name__} from {model_dir}: vocab {len(tok)}, eos {tok.eos_token!r}")
