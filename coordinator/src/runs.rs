@@ -68,6 +68,10 @@ pub struct Coordinator {
     ttl: LeaseTtl,
     schedulers: Mutex<HashMap<RunId, Arc<Scheduler>>>,
     run_folders: Option<PathBuf>,
+    /// Held while `metrics.jsonl` is read from the store and written, so that concurrent
+    /// writers (a step, an evaluation, a rollback) neither race on the temporary file nor
+    /// put an older view in place after a newer one.
+    metrics_writer: Mutex<()>,
 }
 
 impl Coordinator {
@@ -92,6 +96,7 @@ impl Coordinator {
             ttl,
             schedulers: Mutex::new(HashMap::new()),
             run_folders: None,
+            metrics_writer: Mutex::new(()),
         };
         let running: Vec<RunId> = core
             .store()
@@ -267,6 +272,7 @@ impl Coordinator {
         let Some(dir) = self.run_folder(id)? else {
             return Ok(());
         };
+        let _writer = self.metrics_writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
             Default::default();
         let (steps, evals) = {
