@@ -593,3 +593,115 @@ async fn worker_errors_carry_their_codes() {
     }
     let _ = stop.send(());
 }
+
+/// One whole GRPO step of a run with one prompt per step and G = 2, through the wire.
+async fn grpc_step(work: &mut WorkServiceClient<Channel>, run: u64, k: &str) {
+    let lease = work
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let group_id = lease.groups[0].group_id;
+    work.submit_samples(pb::SubmitSamplesRequest {
+        run_id: run,
+        idempotency_key: format!("{k}-s"),
+        group_id,
+        policy_version: lease.policy_version,
+        samples: vec![sample("2"), sample("3")],
+    })
+    .await
+    .unwrap();
+    work.lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "r".into(), max_groups: 1 })
+        .await
+        .unwrap();
+    work.submit_scores(pb::SubmitScoresRequest {
+        run_id: run,
+        idempotency_key: format!("{k}-r"),
+        group_id,
+        rewards: vec![1.0, 0.0],
+        components: vec![],
+    })
+    .await
+    .unwrap();
+    let batch = work
+        .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "l".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let r = work
+        .submit_step(pb::SubmitStepRequest {
+            run_id: run,
+            idempotency_key: format!("{k}-t"),
+            lease_id: batch.lease_id,
+            step: batch.step,
+            metrics_json: "{\"loss\": 1.0}".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.outcome, pb::SubmitOutcome::Accepted as i32, "{k}");
+}
+
+#[tokio::test]
+async fn rollback_restores_a_checkpoint_and_its_refusals_carry_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(6)).unwrap();
+    let (mut runs, mut work, stop) = start_both(dir.path()).await;
+    let toml = spec_toml(&data).replace("total_steps = 5", "total_steps = 3").replace(
+        "kind = 'grpo'",
+        "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
+    );
+    let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
+    grpc_step(&mut work, run, "1").await;
+    work.record_checkpoint(pb::RecordCheckpointRequest { run_id: run, step: 1, path: "/ckpt/step-1".into() })
+        .await
+        .unwrap();
+    grpc_step(&mut work, run, "2").await;
+    let rollback = |run_id: u64, step: u64, key: &str| pb::RollbackRequest {
+        run_id,
+        step,
+        idempotency_key: key.into(),
+    };
+
+    // Refusals first: none of them changes anything.
+    let refused: [(pb::RollbackRequest, Code, &str); 5] = [
+        (rollback(0, 1, "k"), Code::InvalidArgument, "run id 0 is not valid"),
+        (rollback(run, 1, ""), Code::InvalidArgument, "idempotency_key is empty"),
+        (rollback(99, 1, "k"), Code::NotFound, "run 99 does not exist"),
+        (rollback(run, 3, "k"), Code::FailedPrecondition, "cannot roll back forward to step 3"),
+        (rollback(run, 2, "k"), Code::FailedPrecondition, "has no checkpoint of step 2 to roll back to; roll back to a recorded step"),
+    ];
+    for (req, code, text) in refused {
+        let e = work.rollback(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{}", e.message());
+        assert!(e.message().contains(text), "`{}` lacks `{text}`", e.message());
+    }
+    assert_eq!(runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner().step, 2);
+
+    let done = work.rollback(rollback(run, 1, "k")).await.unwrap().into_inner();
+    let c = done.checkpoint.clone().unwrap();
+    assert_eq!((c.step, c.path.as_str(), c.policy_version, c.index), (1, "/ckpt/step-1", 1, 1));
+    assert_eq!((done.from_step, done.groups_removed, done.groups_restored), (2, 1, 0));
+    let again = work.rollback(rollback(run, 1, "k")).await.unwrap().into_inner();
+    assert_eq!(again, done, "the same key gets the same answer");
+    let e = work.rollback(rollback(run, 0, "k")).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{}", e.message());
+
+    let s = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
+    let counters = s.counters.unwrap();
+    assert_eq!((s.step, s.policy_version, s.index), (1, 1, 1));
+    assert_eq!((counters.prompts_drawn, counters.groups_trained, counters.replays, counters.rollbacks), (1, 1, 1, 1));
+    let metrics = std::fs::read_to_string(dir.path().join("runs").join(run.to_string()).join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "the line of the undone step is gone: {metrics}");
+
+    // The run goes on from the checkpoint to its end; then it cannot roll back any more.
+    grpc_step(&mut work, run, "2b").await;
+    grpc_step(&mut work, run, "3").await;
+    let s = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
+    assert_eq!((s.state, s.counters.unwrap().groups_trained), (pb::RunState::Completed as i32, 3));
+    let e = work.rollback(rollback(run, 1, "k2")).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+    assert!(e.message().contains("is completed; only a running run can be rolled back"), "{}", e.message());
+    let _ = stop.send(());
+}
