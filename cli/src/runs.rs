@@ -132,7 +132,8 @@ fn status_json(s: &pb::RunStatus) -> serde_json::Value {
         "epoch": s.epoch, "index": s.index, "eval_step": s.eval_step, "eval_accuracy": s.eval_accuracy,
         "counters": {"prompts_drawn": c.prompts_drawn, "groups_generated": c.groups_generated,
             "groups_scored": c.groups_scored, "groups_trained": c.groups_trained, "dropped_stale": c.dropped_stale,
-            "dropped_equal": c.dropped_equal, "leases_expired": c.leases_expired},
+            "dropped_equal": c.dropped_equal, "leases_expired": c.leases_expired,
+            "replays": c.replays, "late_submissions": c.late_submissions, "rollbacks": c.rollbacks},
         "queues": {"generate": q.generate, "score": q.score, "train": q.train},
     })
 }

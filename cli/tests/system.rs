@@ -6,6 +6,11 @@
 //! learner rank with SIGKILL while the run goes on, restarts what must be restarted, and
 //! checks the run still completes with exact counters: every trained group counted once,
 //! none lost, one metrics line per step, and the learner resumed from its checkpoint.
+//!
+//! `rolls_back_to_the_last_checkpoint_after_the_learner_dies` checkpoints every 3 steps and
+//! SIGKILLs learner rank 0 after step 4: the weights of step 4 are lost, so the restarted
+//! fleet rolls the coordinator back to step 3 and the run still completes with exact
+//! counters.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -60,7 +65,7 @@ fn fixture() -> PathBuf {
 }
 
 /// The run spec and its dataset: sums of two digits, scored by the math verifier.
-fn write_run(dir: &Path) -> PathBuf {
+fn write_run(dir: &Path, checkpoint_every: u64) -> PathBuf {
     let mut rows = String::new();
     for i in 0..30 {
         let (a, b) = (i % 9 + 1, (i * 7) % 9 + 1);
@@ -79,7 +84,7 @@ fn write_run(dir: &Path) -> PathBuf {
              [algorithm.sampling]\ntemplate = 'raw'\nmax_new_tokens = 12\n\
              [algorithm.learner]\nlr = 1e-3\nbeta = 0.01\nmicro_batch = 4\n\
              [fleet]\nactors = 2\nreward_workers = 2\nlearner_ranks = 2\n\
-             [schedule]\ntotal_steps = {STEPS}\ncheckpoint_every = 1\neval_every = 3\n",
+             [schedule]\ntotal_steps = {STEPS}\ncheckpoint_every = {checkpoint_every}\neval_every = 3\n",
             fixture().display()
         ),
     )
@@ -102,7 +107,7 @@ struct System {
 }
 
 impl System {
-    fn start(dir: &Path) -> System {
+    fn start(dir: &Path, checkpoint_every: u64) -> System {
         let listen = free_addr();
         let mut s = System {
             dir: dir.into(),
@@ -117,7 +122,7 @@ impl System {
             scorers: vec![],
         };
         s.start_coordinator("coordinator");
-        let spec = write_run(dir);
+        let spec = write_run(dir, checkpoint_every);
         let out = Command::new(env!("CARGO_BIN_EXE_r1ctl"))
             .args(["submit-run", spec.to_str().unwrap(), "--coordinator", &s.url, "--json"])
             .output()
@@ -274,7 +279,7 @@ impl System {
 #[test]
 fn run_completes_with_two_of_each() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = System::start(dir.path());
+    let mut s = System::start(dir.path(), 1);
     let status = s.wait_for("the run to complete", 300, |st| st["state"] == "completed");
     s.check_complete(&status);
     let c = &status["counters"];
@@ -284,7 +289,7 @@ fn run_completes_with_two_of_each() {
 #[test]
 fn survives_sigkill_of_every_role() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = System::start(dir.path());
+    let mut s = System::start(dir.path(), 1);
 
     // Each kill must land while the run is still going.
     let mid_run = |st: &serde_json::Value| {
@@ -320,4 +325,30 @@ fn survives_sigkill_of_every_role() {
     assert!(log.contains("resuming from checkpoint"), "the restarted learner resumed: {log}");
     let resumed = log.lines().find(|l| l.contains("resuming from checkpoint")).unwrap();
     assert!(!resumed.contains(&format!("step={STEPS}")), "it resumed mid-run, not after the end: {resumed}");
+}
+
+#[test]
+fn rolls_back_to_the_last_checkpoint_after_the_learner_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = System::start(dir.path(), 3);
+    let st = s.wait_for("step 4", 300, |st| System::step(st) >= 4);
+    // Past the checkpoint of step 3, before the one of step 6.
+    assert!((4..6).contains(&System::step(&st)), "the kill must land between checkpoints: {st}");
+    s.learners.remove(0).kill();
+    let mut rank1 = s.learners.remove(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rank1.exited().is_none() {
+        assert!(Instant::now() < deadline, "rank 1 did not notice rank 0 died");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.start_learners("b");
+
+    let status = s.wait_for("the run to complete", 300, |st| st["state"] == "completed");
+    s.check_complete(&status);
+    assert_eq!(status["counters"]["rollbacks"].as_u64(), Some(1), "{status}");
+    let log = std::fs::read_to_string(dir.path().join("learner-0-b.log")).unwrap();
+    let rolled = log.lines().find(|l| l.contains("rolled back to checkpoint"));
+    assert!(rolled.is_some_and(|l| l.contains("step=3")), "the restarted learner rolled back to step 3: {log}");
+    let resumed = log.lines().find(|l| l.contains("resuming from checkpoint")).unwrap_or_default();
+    assert!(resumed.contains("step=3"), "and resumed from it: {resumed}");
 }

@@ -12,8 +12,11 @@
 //!
 //! Resume: a learner (re)starting on a run at step S loads the checkpoint recorded for step
 //! S (weights and optimizer state; the coordinator holds the dataset cursor and counters of
-//! that step). A run whose coordinator is past its newest checkpoint cannot resume here;
-//! the error says so (rolling the coordinator back is not built yet).
+//! that step). When the coordinator is past its newest checkpoint C (the last learner died
+//! after submitting steps it never checkpointed, so their weights are gone), rank 0 rolls
+//! the run back to C with `WorkService.Rollback` (to step 0, the base model, when nothing
+//! was recorded): the coordinator restores the cursor, counters and groups of step C and
+//! undoes everything after it, and the learner resumes from C.
 //!
 //! Checkpoints are written by rank 0 into `<checkpoints>/step-N` and read by every rank,
 //! so ranks on several machines need that folder on shared storage.
@@ -151,7 +154,8 @@ fn setup<B: AutodiffBackend>(
     let from = resume.map_or(base.as_path(), |(_, p)| p.as_path());
     let model: CausalLm<B> = r1_model::weights::load_with_config(from, config.clone(), device)?;
     let sft = matches!(spec.algorithm, Algorithm::Sft(_));
-    let grpo = opts.grpo();
+    // SFT has no KL term, so no reference model.
+    let grpo = if sft { crate::grpo::GrpoConfig { beta: 0.0, ..opts.grpo() } } else { opts.grpo() };
     let reference = if !sft && grpo.beta > 0.0 {
         Some(r1_model::weights::load_with_config::<B::InnerBackend>(base, config, device)?)
     } else {
@@ -270,15 +274,17 @@ pub fn lead<B: AutodiffBackend>(
     };
     let status = leader.status()?;
     let resume = leader.resume_point(status.step)?;
+    // After a rollback the run's step is the checkpoint's.
+    let at = resume.as_ref().map_or(0, |r| r.0);
     let start = Msg::Start { spec_json: status.spec_json.clone(), resume: resume.clone() };
     send(collective, &start)?;
     let mut s: RunSetup<B> = setup(run, &status.spec_json, resume.as_ref(), &device)?;
-    let mut report = LearnerReport { resumed_from: status.step, step: status.step, ..Default::default() };
+    let mut report = LearnerReport { resumed_from: at, step: at, ..Default::default() };
     let total = s.spec.schedule.total_steps;
     let every = s.spec.schedule.checkpoint_every;
     let mut last_checkpoint = resume.as_ref().map(|r| r.0);
     if let Some(p) = publisher {
-        publish(p, s.trainer.model(), status.step)?;
+        publish(p, s.trainer.model(), at)?;
     }
     let mut last_submit = Instant::now();
     let result = loop {
@@ -441,7 +447,8 @@ impl Leader<'_> {
             .into_inner())
     }
 
-    /// The checkpoint recorded for step `step`, or none at step 0.
+    /// The checkpoint recorded for step `step`, or none at step 0. Past the newest recorded
+    /// checkpoint, rolls the run back to it (or to step 0) first.
     fn resume_point(&self, step: u64) -> Result<Option<(u64, PathBuf)>, ServiceError> {
         let run = self.settings.run_id;
         let work = self.work.clone();
@@ -454,33 +461,61 @@ impl Leader<'_> {
             .map_err(rpc("ListCheckpoints"))?
             .into_inner()
             .checkpoints;
+        // The newest checkpoint at or before the coordinator's step; past it, the weights of
+        // the steps in between are lost, so the run goes back to it.
+        let newest = list.iter().filter(|c| c.step <= step).max_by_key(|c| c.step);
+        let to = newest.map_or(0, |c| c.step);
+        // Check the weights exist before undoing anything for them.
+        let path = newest.filter(|_| to > 0).map(|c| PathBuf::from(&c.path));
+        if let Some(path) = path.as_ref().filter(|p| !p.join("config.json").exists()) {
+            return Err(ServiceError::Run {
+                run,
+                message: format!("checkpoint of step {to} is recorded at {} but that folder has no model; is the checkpoint storage mounted?", path.display()),
+            });
+        }
+        if to < step {
+            self.rollback(step, to)?;
+        }
+        let step = to;
         // Folders past the resume step were written by a learner that died before the
         // coordinator counted them; they would collide with this run's next saves.
         remove_unrecorded(&self.settings.checkpoints, step)?;
-        if step == 0 {
+        let Some(path) = path else {
             return Ok(None);
-        }
-        let newest = list.iter().map(|c| c.step).max();
-        let Some(c) = list.iter().rev().find(|c| c.step == step) else {
-            return Err(ServiceError::Run {
-                run,
-                message: format!(
-                    "the coordinator is at step {step} but the newest recorded checkpoint is {}; \
-                     resuming needs the checkpoint of the step the coordinator holds \
-                     (rolling the coordinator back to an older checkpoint is not built yet)",
-                    newest.map_or("none".to_string(), |s| format!("step {s}"))
-                ),
-            });
         };
-        let path = PathBuf::from(&c.path);
-        if !path.join("config.json").exists() {
-            return Err(ServiceError::Run {
-                run,
-                message: format!("checkpoint of step {step} is recorded at {} but that folder has no model; is the checkpoint storage mounted?", path.display()),
-            });
-        }
         tracing::info!(run, step, path = %path.display(), "resuming from checkpoint");
         Ok(Some((step, path)))
+    }
+
+    /// Rolls the run back from step `from` to its checkpoint of step `to`, with one
+    /// idempotency key for every retry of this call.
+    fn rollback(&self, from: u64, to: u64) -> Result<(), ServiceError> {
+        let run = self.settings.run_id;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let req = pb::RollbackRequest {
+            run_id: run,
+            step: to,
+            idempotency_key: format!("rollback-{}-{from}-to-{to}-{nanos}", self.settings.worker),
+        };
+        tracing::warn!(run, from, to, "the coordinator is past the newest checkpoint: rolling the run back to it");
+        let work = self.work.clone();
+        let done = self
+            .rt
+            .block_on(client::retry("Rollback", &RetryPolicy::idempotent(), || {
+                let (mut work, req) = (work.clone(), req.clone());
+                async move { work.rollback(req).await }
+            }))
+            .map_err(rpc("Rollback"))?
+            .into_inner();
+        tracing::info!(
+            run,
+            from = done.from_step,
+            step = to,
+            removed = done.groups_removed,
+            restored = done.groups_restored,
+            "rolled back to checkpoint"
+        );
+        Ok(())
     }
 
     /// The next batch; `Some` with no groups when none is ready, `None` when the run is over.
