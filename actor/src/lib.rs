@@ -99,6 +99,17 @@ pub struct ActorReport {
     pub not_counted: u64,
 }
 
+/// The text a reward worker judges: the completion without its stop token (the format
+/// verifier rejects anything after `</answer>`). The token ids keep the stop token, so the
+/// model learns to stop.
+pub fn completion_text(tok: &TextTokenizer, s: &r1_model::Sample) -> r1_model::Result<String> {
+    let shown = match (s.finish, s.tokens.split_last()) {
+        (r1_model::FinishReason::Stop, Some((_, rest))) => rest,
+        _ => s.tokens.as_slice(),
+    };
+    tok.decode(shown)
+}
+
 /// An actor attached to a run, holding one policy version.
 pub struct Actor<B: Backend> {
     settings: ActorSettings,
@@ -112,6 +123,8 @@ pub struct Actor<B: Backend> {
     config: ModelConfig,
     model: CausalLm<B>,
     version: u64,
+    /// SHA-256 of the weights held, when they came from the learner (not the base folder).
+    sha256: Option<String>,
     device: B::Device,
     report: ActorReport,
 }
@@ -172,6 +185,7 @@ impl<B: Backend> Actor<B> {
             config,
             model,
             version: 0,
+            sha256: None,
             device,
             report: ActorReport::default(),
         })
@@ -319,7 +333,7 @@ impl<B: Backend> Actor<B> {
     fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>) -> Result<(), ActorError> {
         let mut wire = Vec::with_capacity(samples.len());
         for s in samples {
-            let text = self.tok.decode(&s.tokens).map_err(|e| ActorError::Group { group: group_id, message: e.to_string() })?;
+            let text = completion_text(&self.tok, &s).map_err(|e| ActorError::Group { group: group_id, message: e.to_string() })?;
             self.report.tokens += s.tokens.len() as u64;
             wire.push(pb::Sample {
                 text,
@@ -359,12 +373,22 @@ impl<B: Backend> Actor<B> {
         Ok(())
     }
 
-    /// Swaps in policy `version` if it is not the one held.
+    /// Swaps in policy `version` if it is not the one held. A version number alone is not
+    /// enough: after a rollback the learner publishes a version number again with other
+    /// weights, so a held version is checked against the publisher's SHA-256 too.
     fn ensure_version(&mut self, version: u64) -> Result<(), ActorError> {
-        if version == self.version {
-            return Ok(());
-        }
         let run = self.settings.run_id;
+        if version == self.version {
+            let (Some(held), Some(client)) = (&self.sha256, self.weights.as_mut()) else {
+                return Ok(());
+            };
+            match self.rt.block_on(weights::published_sha256(client, run, version)) {
+                Some(now) if &now != held => {
+                    tracing::warn!(run, version, "the learner republished this version with other weights (a rollback); fetching it again");
+                }
+                _ => return Ok(()),
+            }
+        }
         let Some(client) = self.weights.as_mut() else {
             return Err(ActorError::Run {
                 run,
@@ -391,11 +415,38 @@ impl<B: Backend> Actor<B> {
         );
         self.model = model;
         self.version = version;
+        self.sha256 = Some(fetched.sha256.clone());
         self.report.weight_swaps += 1;
         Ok(())
     }
 
     pub fn spec(&self) -> &RunSpec {
         &self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use r1_model::{FinishReason, Sample};
+
+    #[test]
+    fn the_stop_token_is_not_in_the_judged_text() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny");
+        let tok = TextTokenizer::from_dir(&dir).unwrap();
+        let eos = tok.eos_token_id().expect("the fixture has an EOS token");
+        let body = tok.encode("<answer> 7 </answer>").unwrap();
+        let with_eos = [body.clone(), vec![eos]].concat();
+        let plain = tok.decode(&body).unwrap();
+        let cases = [
+            (with_eos.clone(), FinishReason::Stop, plain.clone()),
+            (body.clone(), FinishReason::StopString, plain.clone()),
+            (body.clone(), FinishReason::Length, plain.clone()),
+            (vec![eos], FinishReason::Stop, String::new()),
+        ];
+        for (tokens, finish, want) in cases {
+            let s = Sample { logprobs: vec![0.0; tokens.len()], tokens, finish };
+            assert_eq!(completion_text(&tok, &s).unwrap(), want, "{finish:?}");
+        }
     }
 }

@@ -45,6 +45,8 @@ impl Default for FetchPolicy {
 pub struct Fetched {
     pub version: u64,
     pub bytes: Vec<u8>,
+    /// The file's SHA-256 (lower-case hex), as the manifest gave it.
+    pub sha256: String,
     pub seconds: f64,
     /// Attempts it took (1 when nothing went wrong).
     pub attempts: u32,
@@ -76,12 +78,19 @@ pub async fn fetch(
         }
         let digest = hex::encode(Sha256::digest(&bytes));
         if digest == manifest.sha256 {
-            return Ok(Fetched { version, bytes, seconds: started.elapsed().as_secs_f64(), attempts: attempt });
+            return Ok(Fetched { version, bytes, sha256: digest, seconds: started.elapsed().as_secs_f64(), attempts: attempt });
         }
         last = format!("SHA-256 {digest} does not match the manifest's {}; starting over", manifest.sha256);
         bytes.clear();
     }
     Err(WeightError::GaveUp { version, attempts: policy.attempts, last })
+}
+
+/// The SHA-256 the publisher holds for `version` now, without waiting; `None` when it
+/// cannot say (not published, dropped, or unreachable).
+pub async fn published_sha256(client: &mut WeightServiceClient<Channel>, run_id: u64, version: u64) -> Option<String> {
+    let m = client.manifest(pb::ManifestRequest { run_id, version, wait_ms: 0 }).await.ok()?.into_inner();
+    (m.version == version).then_some(m.sha256)
 }
 
 async fn manifest(

@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Generate(GenArgs),
     /// Tokens/s of one GRPO optimizer step (forward, loss, backward, AdamW)
     TrainStep(TrainArgs),
+    /// MB/s of the learner-to-actor weight stream against raw loopback TCP
+    Weights(crate::weights_bench::WeightsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +74,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Generate(a) => with_backend!(a.model.device, |B, device| generate::<B>(&a, &device)),
         BenchCommand::TrainStep(a) => with_backend!(a.model.device, |B, device| crate::train_bench::train_step::<B>(&a, &device)),
+        BenchCommand::Weights(a) => crate::weights_bench::run(a),
     }
 }
 

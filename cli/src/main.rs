@@ -25,6 +25,7 @@ mod serve;
 mod shapes;
 mod train_bench;
 mod up;
+mod weights_bench;
 
 /// Train language models to reason with reinforcement learning (GRPO, SFT, distillation).
 #[derive(Parser, Debug)]
