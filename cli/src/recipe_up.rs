@@ -326,7 +326,8 @@ fn prepare(dir: &Path, cfg: &RecipeConfig) -> Result<r1_recipe::Prepared> {
     let bar = crate::progress::bar(cfg.pretrain.steps, "pretraining steps");
     let prepared = r1_recipe::prepare_with(dir, cfg, &mut |e| match e {
         r1_recipe::Event::Stage { name, reused } => {
-            bar.println(format!("   {name}: {}", if reused { "up to date, reused" } else { "building" }));
+            // A hidden bar (stderr not a terminal) prints nothing itself.
+            bar.suspend(|| eprintln!("   {name}: {}", if reused { "up to date, reused" } else { "building" }));
         }
         r1_recipe::Event::Pretrain(log) => bar.set_position(log.step),
     })?;

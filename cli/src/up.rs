@@ -285,11 +285,12 @@ impl Local {
                 .into_inner();
             bar.set_position(status.step);
             let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
+            // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
             for line in lines.iter().skip(printed) {
                 if self.json {
-                    bar.println(line);
+                    bar.suspend(|| println!("{line}"));
                 } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    bar.println(summary(&v));
+                    bar.suspend(|| eprintln!("{}", summary(&v)));
                 }
             }
             printed = printed.max(lines.len());
