@@ -398,7 +398,7 @@ mod tests {
         let cases: &[(&str, Result<(u64, u32), &str>)] = &[
             ("", Ok((40, 8))),
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
-            ("[rl]\nstep = 7\n", Err("unknown field `step`")),
+            ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),
             ("[rl]\ngroup_size = 1\n", Err("group_size at least 2")),
         ];
         for (text, want) in cases {

@@ -98,8 +98,22 @@ fn bad_input_names_the_line_and_writes_nothing() {
 }
 
 #[test]
-fn up_fails_loudly_until_it_exists() {
-    let out = r1ctl(&["up"], "");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+fn up_refuses_bad_input_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad_recipe = dir.path().join("recipe.toml");
+    std::fs::write(&bad_recipe, "[rl]\nstepz = 3\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let d = data.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["up", "--config", "/nonexistent/run.toml", "--data-dir", d, "--listen", &listen], "/nonexistent/run.toml"),
+        (vec!["up", "--recipe", bad_recipe.to_str().unwrap(), "--data-dir", d, "--listen", &listen], "stepz"),
+        (vec!["up", "--config", "run.toml", "--quick"], "cannot be used with"),
+    ];
+    for (args, frag) in cases {
+        let out = r1ctl(&args, "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(frag), "{args:?}: {err}");
+    }
 }
