@@ -251,32 +251,11 @@ impl<B: Backend> Actor<B> {
         let span = tracing::info_span!("generate", run = self.settings.run_id, lease = lease.lease_id,
             groups = lease.groups.len(), version = lease.policy_version);
         let _enter = span.enter();
-        let renew = self.renew_while_working(lease.lease_id, lease.deadline_ms);
+        let renew = client::keep_alive(&self.rt, self.work.clone(), self.settings.run_id, lease.lease_id, lease.deadline_ms);
         let result = self.work_lease(&lease);
         renew.abort();
         result?;
         Ok(true)
-    }
-
-    /// Keeps the lease alive with `Renew` every third of its time to live.
-    fn renew_while_working(&self, lease_id: u64, deadline_ms: i64) -> tokio::task::JoinHandle<()> {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-        let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
-        let mut work = self.work.clone();
-        let run_id = self.settings.run_id;
-        self.rt.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match work.renew(pb::RenewRequest { run_id, lease_id }).await {
-                    Ok(r) if !r.get_ref().held => {
-                        tracing::warn!(lease_id, "lease no longer held; its groups went to another actor");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(s) => tracing::warn!(lease_id, "renewing the lease failed: {}", s.message()),
-                }
-            }
-        })
     }
 
     fn work_lease(&mut self, lease: &pb::PromptLease) -> Result<(), ActorError> {

@@ -21,9 +21,10 @@ use tokio::runtime::Handle;
 
 use crate::backend::{DeviceKind, with_backend};
 
+/// What every worker service takes: where its config and its coordinator are, which run.
 #[derive(Args, Debug)]
-pub struct ServeActorArgs {
-    /// Config file (TOML); `R1_ACTOR_*` variables override it, flags override both
+pub struct WorkerArgs {
+    /// Config file (TOML); `R1_ACTOR_*` / `R1_LEARNER_*` variables override it, flags override both
     #[arg(long)]
     config: Option<PathBuf>,
     /// The coordinator's address [default: http://127.0.0.1:7070]
@@ -35,6 +36,14 @@ pub struct ServeActorArgs {
     /// The run to work for
     #[arg(long)]
     run: Option<u64>,
+    #[arg(long, value_enum, default_value_t)]
+    device: DeviceKind,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeActorArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
     /// Learner rank 0's weight service, e.g. http://127.0.0.1:7071
     #[arg(long)]
     learner: Option<String>,
@@ -44,24 +53,12 @@ pub struct ServeActorArgs {
     /// Prompt groups per lease [default: 4]
     #[arg(long)]
     max_groups: Option<u32>,
-    #[arg(long, value_enum, default_value_t)]
-    device: DeviceKind,
 }
 
 #[derive(Args, Debug)]
 pub struct ServeLearnerArgs {
-    /// Config file (TOML); `R1_LEARNER_*` variables override it, flags override both
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The coordinator's address [default: http://127.0.0.1:7070]
-    #[arg(long)]
-    coordinator: Option<String>,
-    /// Bearer token for the coordinator
-    #[arg(long, env = "R1_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// The run to train
-    #[arg(long)]
-    run: Option<u64>,
+    #[command(flatten)]
+    worker: WorkerArgs,
     /// This rank (0 leads: it talks to the coordinator and serves weights)
     #[arg(long)]
     rank: Option<usize>,
@@ -77,8 +74,6 @@ pub struct ServeLearnerArgs {
     /// Checkpoint root (run N writes run-N/step-S inside) [default: r1-data/checkpoints]
     #[arg(long)]
     checkpoints: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t)]
-    device: DeviceKind,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -107,19 +102,20 @@ pub fn stop_on_signals(rt: &Handle, stop: Arc<AtomicBool>) {
 }
 
 pub fn actor(a: ServeActorArgs) -> Result<()> {
-    let mut cfg = ActorConfig::load(a.config.as_deref())?;
+    let w = a.worker;
+    let mut cfg = ActorConfig::load(w.config.as_deref())?;
     macro_rules! set {
         ($($field:ident = $value:expr),*) => { $(if let Some(v) = $value { cfg.$field = v.into(); })* };
     }
-    set!(coordinator = a.coordinator, run = a.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
-    if a.token.is_some() {
-        cfg.token = a.token;
+    set!(coordinator = w.coordinator, run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
+    if w.token.is_some() {
+        cfg.token = w.token;
     }
     let settings = cfg.settings()?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(rt.handle(), stop.clone());
-    let report = with_backend!(a.device, |B, device| run_actor::<B>(settings, rt.handle().clone(), device, stop)?);
+    let report = with_backend!(w.device, |B, device| run_actor::<B>(settings, rt.handle().clone(), device, stop)?);
     eprintln!(
         "actor done: {} groups, {} samples, {} tokens, {} weight swaps",
         report.groups, report.samples, report.tokens, report.weight_swaps
@@ -139,21 +135,22 @@ pub fn run_actor<B: Backend>(
 }
 
 pub fn learner(a: ServeLearnerArgs) -> Result<()> {
-    let mut cfg = LearnerConfig::load(a.config.as_deref())?;
+    let w = a.worker;
+    let mut cfg = LearnerConfig::load(w.config.as_deref())?;
     macro_rules! set {
         ($($field:ident = $value:expr),*) => { $(if let Some(v) = $value { cfg.$field = v.into(); })* };
     }
     set!(
-        coordinator = a.coordinator,
-        run = a.run.map(Some),
+        coordinator = w.coordinator,
+        run = w.run.map(Some),
         rank = a.rank,
         world_size = a.world_size,
         master_addr = a.master_addr,
         weights_listen = a.weights_listen,
         checkpoints = a.checkpoints
     );
-    if a.token.is_some() {
-        cfg.token = a.token;
+    if w.token.is_some() {
+        cfg.token = w.token;
     }
     let settings = cfg.settings()?;
     let rt = runtime()?;
@@ -176,7 +173,7 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     } else {
         None
     };
-    let report = with_backend!(a.device, |B, device| run_learner::<Autodiff<B>>(
+    let report = with_backend!(w.device, |B, device| run_learner::<Autodiff<B>>(
         &settings,
         collective.as_mut(),
         publisher.as_ref(),

@@ -307,7 +307,7 @@ pub fn lead<B: AutodiffBackend>(
         send(collective, &Msg::Batch(lease.encode_to_vec()))?;
         let span = tracing::info_span!("train", run, step = lease.step, lease = lease.lease_id, groups = lease.groups.len());
         let _enter = span.enter();
-        let renew = leader.renew_while_working(lease.lease_id, lease.deadline_ms);
+        let renew = client::keep_alive(rt, leader.work.clone(), run, lease.lease_id, lease.deadline_ms);
         let started = Instant::now();
         let trained = train(&mut s, &lease, collective);
         renew.abort();
@@ -538,26 +538,6 @@ impl Leader<'_> {
             }
             Err(s) => Err(rpc("LeaseBatch")(s)),
         }
-    }
-
-    fn renew_while_working(&self, lease_id: u64, deadline_ms: i64) -> tokio::task::JoinHandle<()> {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-        let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
-        let mut work = self.work.clone();
-        let run_id = self.settings.run_id;
-        self.rt.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match work.renew(pb::RenewRequest { run_id, lease_id }).await {
-                    Ok(r) if !r.get_ref().held => {
-                        tracing::warn!(lease_id, "batch lease lost while training");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(s) => tracing::warn!(lease_id, "renewing the batch lease failed: {}", s.message()),
-                }
-            }
-        })
     }
 
     fn submit(

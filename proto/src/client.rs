@@ -315,3 +315,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Keeps lease `lease_id` of run `run_id` alive with `Renew` every third of its time to live
+/// (from `deadline_ms`, Unix milliseconds) until the returned task is aborted, so long work
+/// is not handed to another worker. Stops by itself once the lease is no longer held.
+pub fn keep_alive(
+    rt: &tokio::runtime::Handle,
+    mut work: WorkServiceClient<AuthChannel>,
+    run_id: u64,
+    lease_id: u64,
+    deadline_ms: i64,
+) -> tokio::task::JoinHandle<()> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match work.renew(crate::v1::RenewRequest { run_id, lease_id }).await {
+                Ok(r) if !r.get_ref().held => {
+                    tracing::warn!(run_id, lease_id, "lease no longer held: its work went to another worker");
+                    return;
+                }
+                Ok(_) => {}
+                Err(s) => tracing::warn!(run_id, lease_id, "renewing the lease failed: {}", s.message()),
+            }
+        }
+    })
+}
