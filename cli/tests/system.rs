@@ -352,3 +352,39 @@ fn rolls_back_to_the_last_checkpoint_after_the_learner_dies() {
     let resumed = log.lines().find(|l| l.contains("resuming from checkpoint")).unwrap_or_default();
     assert!(resumed.contains("step=3"), "and resumed from it: {resumed}");
 }
+
+#[test]
+fn sigterm_makes_the_learner_checkpoint_before_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Checkpoints only at the end, so the one SIGTERM writes is the only one mid-run.
+    let mut s = System::start(dir.path(), 100);
+    s.wait_for("step 2", 300, |st| System::step(st) >= 2);
+    let mut rank0 = s.learners.remove(0);
+    let pid = rank0.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a child we spawned and still own.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Some(code) = rank0.exited() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "rank 0 did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(code.success(), "rank 0 stops cleanly on SIGTERM: {code}");
+    let st = s.status().unwrap();
+    let step = System::step(&st);
+    assert!(step < STEPS, "SIGTERM landed mid-run: {st}");
+    let ckpt = dir.path().join("checkpoints").join(format!("run-{}", s.run)).join(format!("step-{step}"));
+    assert!(ckpt.join("model.safetensors").exists() && ckpt.join("optimizer.mpk").exists(), "checkpoint of step {step} written");
+    // The rest of the fleet (rank 1) and a restarted one finish the run from that checkpoint.
+    let mut rank1 = s.learners.remove(0);
+    while rank1.exited().is_none() {
+        assert!(Instant::now() < deadline, "rank 1 did not stop with rank 0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.start_learners("b");
+    let status = s.wait_for("the run to complete", 300, |st| st["state"] == "completed");
+    s.check_complete(&status);
+    assert_eq!(status["counters"]["rollbacks"].as_u64(), Some(0), "nothing was lost, nothing rolled back: {status}");
+}
