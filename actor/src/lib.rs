@@ -303,13 +303,15 @@ impl<B: Backend> Actor<B> {
             tokens_per_s = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
             "generated"
         );
+        let per_token = started.elapsed().as_secs_f64() / tokens.max(1) as f64;
         for (group, samples) in lease.groups.iter().zip(samples) {
-            self.submit(lease, group.group_id, samples)?;
+            self.submit(lease, group.group_id, samples, per_token)?;
         }
         Ok(())
     }
 
-    fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>) -> Result<(), ActorError> {
+    /// Submits one group; `per_token` is the batch's generation seconds per token.
+    fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>, per_token: f64) -> Result<(), ActorError> {
         let mut wire = Vec::with_capacity(samples.len());
         for s in samples {
             let text = completion_text(&self.tok, &s).map_err(|e| ActorError::Group { group: group_id, message: e.to_string() })?;
@@ -317,6 +319,7 @@ impl<B: Backend> Actor<B> {
             wire.push(pb::Sample {
                 text,
                 truncated: s.finish == r1_model::FinishReason::Length,
+                generation_seconds: (per_token * s.tokens.len() as f64) as f32,
                 token_ids: s.tokens,
                 logprobs: s.logprobs,
             });

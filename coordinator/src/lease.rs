@@ -95,6 +95,9 @@ pub struct Sample {
     pub logprobs: Vec<f32>,
     /// Stopped by the length limit rather than an end-of-sequence token.
     pub truncated: bool,
+    /// The sample's share of its actor's generation time (0 when the actor did not say).
+    #[serde(default)]
+    pub generation_seconds: f32,
 }
 
 /// Prompt groups leased to an actor.

@@ -701,6 +701,7 @@ fn sample_to_wire(s: lease::Sample) -> pb::Sample {
         token_ids: s.token_ids,
         logprobs: s.logprobs,
         truncated: s.truncated,
+        generation_seconds: s.generation_seconds,
     }
 }
 
@@ -710,6 +711,7 @@ fn sample_from_wire(s: pb::Sample) -> lease::Sample {
         token_ids: s.token_ids,
         logprobs: s.logprobs,
         truncated: s.truncated,
+        generation_seconds: s.generation_seconds,
     }
 }
 

@@ -160,6 +160,7 @@ fn samples(g: u32) -> Vec<Sample> {
             token_ids: vec![i, 1],
             logprobs: vec![-0.5, -1.0],
             truncated: false,
+            generation_seconds: 0.0,
         })
         .collect()
 }

@@ -319,12 +319,14 @@ async fn a_deadline_that_passes_before_the_transaction_applies_nothing() {
                 token_ids: vec![1],
                 logprobs: vec![-0.1],
                 truncated: false,
+                generation_seconds: 0.0,
             },
             pb::Sample {
                 text: "b".into(),
                 token_ids: vec![2],
                 logprobs: vec![-0.2],
                 truncated: false,
+                generation_seconds: 0.0,
             },
         ],
     };

@@ -187,6 +187,7 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
             token_ids: vec![1],
             logprobs: vec![-0.1],
             truncated: false,
+            generation_seconds: 0.0,
         })
         .collect();
     let sub = SamplesSubmission {
@@ -242,6 +243,7 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
                 token_ids: vec![1],
                 logprobs: vec![-0.1],
                 truncated: false,
+                generation_seconds: 0.0,
             })
             .collect(),
     };

@@ -265,6 +265,7 @@ fn sample(text: &str) -> pb::Sample {
         token_ids: vec![7, 8],
         logprobs: vec![-0.25, -1.5],
         truncated: false,
+        generation_seconds: 0.0,
     }
 }
 

@@ -408,6 +408,11 @@ fn step_metrics(
             "truncated_frac".into(),
             json!(samples.iter().filter(|s| s.truncated).count() as f64 / samples.len().max(1) as f64),
         );
+        // The actors' generation speed: their sampled tokens over the time they took.
+        let gen_s: f64 = samples.iter().map(|s| s.generation_seconds as f64).sum();
+        if gen_s > 0.0 {
+            m.insert("actor_tokens_per_s".into(), json!(lens.iter().sum::<usize>() as f64 / gen_s));
+        }
         let lag: u64 = lease.groups.iter().map(|g| lease.policy_version.saturating_sub(g.policy_version)).sum();
         m.insert("staleness_mean".into(), json!(lag as f64 / lease.groups.len().max(1) as f64));
     }

@@ -21,7 +21,7 @@ const SPEC: &str = "name = 'lease'\nbase_model = 'm'\n[dataset]\npath = 'DATA'\n
 [algorithm]\nkind = 'grpo'\ngroup_size = 2\nprompts_per_step = 2\n[schedule]\ntotal_steps = 1";
 
 fn sample(text: &str) -> pb::Sample {
-    pb::Sample { text: text.into(), token_ids: vec![7, 8, 9], logprobs: vec![-0.5; 3], truncated: false }
+    pb::Sample { text: text.into(), token_ids: vec![7, 8, 9], logprobs: vec![-0.5; 3], truncated: false, generation_seconds: 0.0 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
