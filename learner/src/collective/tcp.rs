@@ -78,7 +78,16 @@ fn connect_retry(addr: &str, deadline: Instant) -> std::io::Result<TcpStream> {
         let attempt = addr
             .to_socket_addrs()
             .and_then(|mut a| a.next().ok_or_else(|| std::io::Error::other("address resolves to nothing")))
-            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)));
+            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)))
+            .and_then(|s| {
+                // Connecting to a loopback port nobody listens on yet can pick that very port
+                // as the source and connect to itself (TCP simultaneous open); that socket
+                // would then hold the port the peer is about to listen on. Drop it and retry.
+                if s.local_addr()? == s.peer_addr()? {
+                    return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connected to itself"));
+                }
+                Ok(s)
+            });
         match attempt {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() >= deadline => return Err(e),
