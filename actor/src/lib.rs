@@ -140,13 +140,7 @@ impl<B: Backend> Actor<B> {
         let work = client::work_client(channel.clone(), max);
         let runs = client::run_client(channel, max);
         let run = settings.run_id;
-        let status = rt
-            .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
-                let mut runs = runs.clone();
-                async move { runs.get(pb::GetRunRequest { id: run }).await }
-            }))
-            .map_err(rpc("Get"))?
-            .into_inner();
+        let status = rt.block_on(client::get_run(&runs, &RetryPolicy::idempotent(), run)).map_err(rpc("Get"))?;
         let spec = RunSpec::from_json(&status.spec_json)
             .map_err(|e| ActorError::Run { run, message: format!("its spec does not parse: {e}") })?;
         let Algorithm::Grpo(grpo) = spec.algorithm.clone() else {
@@ -211,16 +205,10 @@ impl<B: Backend> Actor<B> {
 
     /// Whether the run has reached a final state.
     fn finished(&mut self) -> Result<bool, ActorError> {
-        let run = self.settings.run_id;
-        let runs = self.runs.clone();
         let status = self
             .rt
-            .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
-                let mut runs = runs.clone();
-                async move { runs.get(pb::GetRunRequest { id: run }).await }
-            }))
-            .map_err(rpc("Get"))?
-            .into_inner();
+            .block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), self.settings.run_id))
+            .map_err(rpc("Get"))?;
         Ok(!matches!(
             pb::RunState::try_from(status.state),
             Ok(pb::RunState::Running | pb::RunState::Pending)

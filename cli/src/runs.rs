@@ -181,13 +181,7 @@ pub fn status(a: RunArgs) -> Result<()> {
 }
 
 async fn get(c: &Client, id: u64) -> Result<pb::RunStatus> {
-    let s = client::retry("Get", &read_retry(), || {
-        let mut c = c.clone();
-        async move { c.get(pb::GetRunRequest { id }).await }
-    })
-    .await
-    .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    Ok(s.into_inner())
+    client::get_run(c, &read_retry(), id).await.map_err(|s| anyhow::anyhow!("{}", s.message()))
 }
 
 pub fn list(r: Remote) -> Result<()> {

@@ -76,6 +76,11 @@ pub struct ServeLearnerArgs {
     checkpoints: Option<PathBuf>,
 }
 
+/// Flags override the config: `set!(cfg, field = Option<value>, ...)` sets the fields given.
+macro_rules! set {
+    ($cfg:ident, $($field:ident = $value:expr),*) => { $(if let Some(v) = $value { $cfg.$field = v.into(); })* };
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
 }
@@ -104,10 +109,7 @@ pub fn stop_on_signals(rt: &Handle, stop: Arc<AtomicBool>) {
 pub fn actor(a: ServeActorArgs) -> Result<()> {
     let w = a.worker;
     let mut cfg = ActorConfig::load(w.config.as_deref())?;
-    macro_rules! set {
-        ($($field:ident = $value:expr),*) => { $(if let Some(v) = $value { cfg.$field = v.into(); })* };
-    }
-    set!(coordinator = w.coordinator, run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
+    set!(cfg, coordinator = w.coordinator, run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
     if w.token.is_some() {
         cfg.token = w.token;
     }
@@ -137,10 +139,8 @@ pub fn run_actor<B: Backend>(
 pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     let w = a.worker;
     let mut cfg = LearnerConfig::load(w.config.as_deref())?;
-    macro_rules! set {
-        ($($field:ident = $value:expr),*) => { $(if let Some(v) = $value { cfg.$field = v.into(); })* };
-    }
     set!(
+        cfg,
         coordinator = w.coordinator,
         run = w.run.map(Some),
         rank = a.rank,

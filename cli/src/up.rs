@@ -275,14 +275,7 @@ impl Local {
         let bar = crate::progress::bar(total, "steps");
         let mut printed = 0usize;
         loop {
-            let runs = self.runs.clone();
-            let status = self
-                .rt
-                .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
-                    let mut runs = runs.clone();
-                    async move { runs.get(pb::GetRunRequest { id: run_id }).await }
-                }))?
-                .into_inner();
+            let status = self.rt.block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), run_id))?;
             bar.set_position(status.step);
             let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.

@@ -441,15 +441,9 @@ struct Leader<'a> {
 
 impl Leader<'_> {
     fn status(&self) -> Result<pb::RunStatus, ServiceError> {
-        let (runs, id) = (self.runs.clone(), self.settings.run_id);
-        Ok(self
-            .rt
-            .block_on(client::retry("Get", &RetryPolicy::idempotent(), || {
-                let mut runs = runs.clone();
-                async move { runs.get(pb::GetRunRequest { id }).await }
-            }))
-            .map_err(rpc("Get"))?
-            .into_inner())
+        self.rt
+            .block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), self.settings.run_id))
+            .map_err(rpc("Get"))
     }
 
     /// The checkpoint recorded for step `step`, or none at step 0. Past the newest recorded

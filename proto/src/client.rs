@@ -342,3 +342,18 @@ pub fn keep_alive(
         }
     })
 }
+
+/// Run `id`'s status (`RunService.Get`), retried under `policy`: what every worker asks
+/// before it starts and whenever it wonders whether its run has ended.
+pub async fn get_run(
+    runs: &RunServiceClient<AuthChannel>,
+    policy: &RetryPolicy,
+    id: u64,
+) -> Result<crate::v1::RunStatus, Status> {
+    let status = retry("Get", policy, || {
+        let mut runs = runs.clone();
+        async move { runs.get(crate::v1::GetRunRequest { id }).await }
+    })
+    .await?;
+    Ok(status.into_inner())
+}

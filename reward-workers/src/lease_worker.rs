@@ -187,13 +187,7 @@ impl LeaseWorker {
 
 /// The run's status, retried under `retry`.
 async fn get_run(runs: &RunServiceClient<AuthChannel>, retry: &RetryPolicy, id: u64) -> Result<pb::RunStatus, LeaseWorkerError> {
-    let status = client::retry("Get", retry, || {
-        let mut runs = runs.clone();
-        async move { runs.get(pb::GetRunRequest { id }).await }
-    })
-    .await
-    .map_err(rpc("Get"))?;
-    Ok(status.into_inner())
+    client::get_run(runs, retry, id).await.map_err(rpc("Get"))
 }
 
 /// The scoring job for sample `i` of a group: its text against the example's answer, tests
