@@ -97,6 +97,9 @@ pub struct ActorReport {
     pub weight_swaps: u64,
     /// Submissions the coordinator did not count (stale, already done by another actor).
     pub not_counted: u64,
+    /// Leases given up before generating because the coordinator stopped holding them while
+    /// the actor waited for their policy version (a rollback, or an expired lease).
+    pub abandoned: u64,
 }
 
 /// The text a reward worker judges: the completion without its stop token (the format
@@ -240,14 +243,21 @@ impl<B: Backend> Actor<B> {
             groups = lease.groups.len(), version = lease.policy_version);
         let _enter = span.enter();
         let renew = client::keep_alive(&self.rt, self.work.clone(), self.settings.run_id, lease.lease_id, lease.deadline_ms);
-        let result = self.work_lease(&lease);
-        renew.abort();
+        let result = self.work_lease(&lease, &renew);
+        renew.stop();
         result?;
         Ok(true)
     }
 
-    fn work_lease(&mut self, lease: &pb::PromptLease) -> Result<(), ActorError> {
-        self.ensure_version(lease.policy_version)?;
+    fn work_lease(&mut self, lease: &pb::PromptLease, renew: &client::KeepAlive) -> Result<(), ActorError> {
+        if !self.ensure_version(lease.policy_version, renew)? {
+            // A rollback undid the step that made this version (or the lease expired while
+            // the actor waited): the coordinator hands the groups out again at the version
+            // the run is at now.
+            tracing::warn!(version = lease.policy_version, "lease lost while waiting for its policy version; leaving it");
+            self.report.abandoned += 1;
+            return Ok(());
+        }
         let g = lease.group_size.max(1) as usize;
         let mut prompts = Vec::with_capacity(lease.groups.len());
         let mut keys = Vec::with_capacity(lease.groups.len());
@@ -346,17 +356,20 @@ impl<B: Backend> Actor<B> {
     /// Swaps in policy `version` if it is not the one held. A version number alone is not
     /// enough: after a rollback the learner publishes a version number again with other
     /// weights, so a held version is checked against the publisher's SHA-256 too.
-    fn ensure_version(&mut self, version: u64) -> Result<(), ActorError> {
+    ///
+    /// False when `renew` reports the lease lost before the version arrived: after a
+    /// rollback the version a lease names may never be published again.
+    fn ensure_version(&mut self, version: u64, renew: &client::KeepAlive) -> Result<bool, ActorError> {
         let run = self.settings.run_id;
         if version == self.version {
             let (Some(held), Some(client)) = (&self.sha256, self.weights.as_mut()) else {
-                return Ok(());
+                return Ok(true);
             };
             match self.rt.block_on(weights::published_sha256(client, run, version)) {
                 Some(now) if &now != held => {
                     tracing::warn!(run, version, "the learner republished this version with other weights (a rollback); fetching it again");
                 }
-                _ => return Ok(()),
+                _ => return Ok(true),
             }
         }
         let Some(client) = self.weights.as_mut() else {
@@ -367,7 +380,15 @@ impl<B: Backend> Actor<B> {
                 ),
             });
         };
-        let fetched = self.rt.block_on(weights::fetch(client, run, version, &self.settings.fetch))?;
+        let policy = &self.settings.fetch;
+        let fetched = self.rt.block_on(async {
+            tokio::select! {
+                fetched = weights::fetch(client, run, version, policy) => Some(fetched),
+                () = renew.lost() => None,
+            }
+        });
+        let Some(fetched) = fetched else { return Ok(false) };
+        let fetched = fetched?;
         let model = r1_model::weights::from_safetensors_bytes::<B>(
             &fetched.bytes,
             &format!("weights v{version} from the learner"),
@@ -387,7 +408,7 @@ impl<B: Backend> Actor<B> {
         self.version = version;
         self.sha256 = Some(fetched.sha256.clone());
         self.report.weight_swaps += 1;
-        Ok(())
+        Ok(true)
     }
 
     pub fn spec(&self) -> &RunSpec {

@@ -119,8 +119,8 @@ pub fn actor(a: ServeActorArgs) -> Result<()> {
     stop_on_signals(rt.handle(), stop.clone());
     let report = with_backend!(w.device, |B, device| run_actor::<B>(settings, rt.handle().clone(), device, stop)?);
     eprintln!(
-        "actor done: {} groups, {} samples, {} tokens, {} weight swaps",
-        report.groups, report.samples, report.tokens, report.weight_swaps
+        "actor done: {} groups, {} samples, {} tokens, {} weight swaps, {} not counted, {} leases abandoned",
+        report.groups, report.samples, report.tokens, report.weight_swaps, report.not_counted, report.abandoned
     );
     Ok(())
 }

@@ -35,10 +35,24 @@ async fn start_both(
     WorkServiceClient<Channel>,
     tokio::sync::oneshot::Sender<()>,
 ) {
+    let (runs, work, stop, _) = start_with(dir, LeaseTtl::default()).await;
+    (runs, work, stop)
+}
+
+/// The coordinator with lease times `ttl`; also returns its URL.
+async fn start_with(
+    dir: &Path,
+    ttl: LeaseTtl,
+) -> (
+    RunServiceClient<Channel>,
+    WorkServiceClient<Channel>,
+    tokio::sync::oneshot::Sender<()>,
+    String,
+) {
     let core = Coordinator::open(
         &dir.join("r1.db"),
         Arc::new(SystemClock),
-        LeaseTtl::default(),
+        ttl,
     )
     .unwrap()
     .with_run_folders(dir.join("runs"));
@@ -58,6 +72,7 @@ async fn start_both(
         RunServiceClient::new(channel.clone()),
         WorkServiceClient::new(channel),
         stop,
+        format!("http://{addr}"),
     )
 }
 
@@ -704,5 +719,53 @@ async fn rollback_restores_a_checkpoint_and_its_refusals_carry_their_codes() {
     let e = work.rollback(rollback(run, 1, "k2")).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
     assert!(e.message().contains("is completed; only a running run can be rolled back"), "{}", e.message());
+    let _ = stop.send(());
+}
+
+/// An actor that leased prompts at version 2 and is still waiting for those weights when the
+/// learner rolls the run back to step 1 must hear that its lease is gone (version 2 may never
+/// be published again), while renewals keep a live lease held past its time to live.
+#[tokio::test]
+async fn a_lease_undone_by_a_rollback_is_reported_lost_to_its_keep_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(6)).unwrap();
+    let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600 };
+    let (mut runs, mut work, stop, url) = start_with(dir.path(), ttl).await;
+    let toml = spec_toml(&data).replace(
+        "kind = 'grpo'",
+        "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
+    );
+    let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
+    grpc_step(&mut work, run, "1").await;
+    work.record_checkpoint(pb::RecordCheckpointRequest { run_id: run, step: 1, path: "/ckpt/step-1".into() })
+        .await
+        .unwrap();
+    grpc_step(&mut work, run, "2").await;
+
+    let actor = r1_proto::client::connect(&r1_proto::client::ClientConfig::new(url)).await.unwrap();
+    let mut actor = r1_proto::client::work_client(actor, 1 << 20);
+    let lease = actor
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lease.policy_version, 2);
+    let handle = tokio::runtime::Handle::current();
+    let renew = r1_proto::client::keep_alive(&handle, actor.clone(), run, lease.lease_id, lease.deadline_ms);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!renew.is_lost(), "renewals hold the lease past its 600 ms");
+
+    work.rollback(pb::RollbackRequest { run_id: run, step: 1, idempotency_key: "rb".into() }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), renew.lost())
+        .await
+        .expect("the keep-alive reports the lease lost after the rollback");
+    assert!(renew.is_lost());
+    let next = actor
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.policy_version, 1, "the work is handed out again at the version the run is at");
     let _ = stop.send(());
 }

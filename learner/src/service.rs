@@ -310,7 +310,7 @@ pub fn lead<B: AutodiffBackend>(
         let renew = client::keep_alive(rt, leader.work.clone(), run, lease.lease_id, lease.deadline_ms);
         let started = Instant::now();
         let trained = train(&mut s, &lease, collective);
-        renew.abort();
+        renew.stop();
         let step_report = trained?;
         let compute = started.elapsed().as_secs_f64();
         let step = lease.step + 1;

@@ -316,31 +316,71 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A lease kept alive in the background by [`keep_alive`]. Dropping it (or [`KeepAlive::stop`])
+/// stops renewing; [`KeepAlive::lost`] resolves once the coordinator says the lease is no
+/// longer held (it expired, or a rollback undid the work it named), so the worker can give
+/// up work nobody will take.
+pub struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl KeepAlive {
+    /// Stops renewing.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
+    /// Whether the coordinator has said the lease is no longer held.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves when the lease is known lost; never while it is held.
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        if rx.wait_for(|&lost| lost).await.is_err() {
+            // The renewing task ended without saying the lease was lost (stopped): wait forever.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Keeps lease `lease_id` of run `run_id` alive with `Renew` every third of its time to live
-/// (from `deadline_ms`, Unix milliseconds) until the returned task is aborted, so long work
-/// is not handed to another worker. Stops by itself once the lease is no longer held.
+/// (from `deadline_ms`, Unix milliseconds) until the returned handle is stopped or dropped,
+/// so long work is not handed to another worker. Stops by itself once the lease is no longer
+/// held, and says so through [`KeepAlive::lost`].
 pub fn keep_alive(
     rt: &tokio::runtime::Handle,
     mut work: WorkServiceClient<AuthChannel>,
     run_id: u64,
     lease_id: u64,
     deadline_ms: i64,
-) -> tokio::task::JoinHandle<()> {
+) -> KeepAlive {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
-    rt.spawn(async move {
+    let (tx, lost) = tokio::sync::watch::channel(false);
+    let task = rt.spawn(async move {
         loop {
             tokio::time::sleep(every).await;
             match work.renew(crate::v1::RenewRequest { run_id, lease_id }).await {
                 Ok(r) if !r.get_ref().held => {
-                    tracing::warn!(run_id, lease_id, "lease no longer held: its work went to another worker");
+                    tracing::warn!(run_id, lease_id, "lease no longer held: its work went to another worker or was rolled back");
+                    let _ = tx.send(true);
                     return;
                 }
                 Ok(_) => {}
                 Err(s) => tracing::warn!(run_id, lease_id, "renewing the lease failed: {}", s.message()),
             }
         }
-    })
+    });
+    KeepAlive { task, lost }
 }
 
 /// Run `id`'s status (`RunService.Get`), retried under `policy`: what every worker asks
