@@ -82,7 +82,7 @@ fn write_run(dir: &Path, checkpoint_every: u64) -> PathBuf {
              [[rewards]]\nname = 'format'\nverifier = 'format'\nweight = 0.5\n\
              [algorithm]\nkind = 'grpo'\ngroup_size = 4\nprompts_per_step = {PROMPTS_PER_STEP}\n\
              [algorithm.sampling]\ntemplate = 'raw'\nmax_new_tokens = 12\n\
-             [algorithm.learner]\nlr = 1e-3\nbeta = 0.01\nmicro_batch = 4\n\
+             [algorithm.learner]\nlr = 1e-3\nbeta = 0.01\nmicro_batch = 4\npublish_every = 2\n\
              [fleet]\nactors = 2\nreward_workers = 2\nlearner_ranks = 2\n\
              [schedule]\ntotal_steps = {STEPS}\ncheckpoint_every = {checkpoint_every}\neval_every = 3\n",
             fixture().display()

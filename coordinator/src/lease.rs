@@ -166,7 +166,8 @@ pub struct BatchLease {
     pub deadline_ms: Millis,
     /// The step this batch makes: steps completed so far.
     pub step: u64,
-    /// The version the learner must hold to train it (equal to `step`).
+    /// The newest published policy version: `step`, unless the learner left recent steps
+    /// unpublished (`publish_every` > 1). A group sampled at `step` is on-policy.
     pub policy_version: u64,
     pub groups: Vec<TrainGroup>,
 }
@@ -178,6 +179,10 @@ pub struct StepSubmission {
     pub step: u64,
     /// Step metrics (reward mean, KL, ...), stored as given.
     pub metrics: serde_json::Value,
+    /// The learner does not publish this step's weights: the policy version actors sample
+    /// with stays where it is.
+    #[serde(default)]
+    pub unpublished: bool,
 }
 
 /// What became of a submission.
@@ -714,15 +719,20 @@ impl Scheduler {
             )?;
             bump(tx, self.run, "groups_trained", size as u64)?;
             let next = progress.step + 1;
-            tx.execute(
-                "UPDATE progress SET step = ?2, policy_version = ?2 WHERE run_id = ?1",
-                params![self.run, next as i64],
-            )?;
-            tx.execute(
-                "INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
-                params![self.run, next as i64, now],
-            )?;
-            self.ensure_eval(tx, next, now)?;
+            if sub.unpublished {
+                tx.execute("UPDATE progress SET step = ?2 WHERE run_id = ?1", params![self.run, next as i64])?;
+            } else {
+                tx.execute(
+                    "UPDATE progress SET step = ?2, policy_version = ?2 WHERE run_id = ?1",
+                    params![self.run, next as i64],
+                )?;
+                tx.execute(
+                    "INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
+                    params![self.run, next as i64, now],
+                )?;
+                // Evaluations sample with the step's own weights, so only published steps get one.
+                self.ensure_eval(tx, next, now)?;
+            }
             tx.execute(
                 "INSERT INTO step_metrics (run_id, step, metrics) VALUES (?1, ?2, ?3)",
                 params![self.run, sub.step as i64, sub.metrics.to_string()],

@@ -946,6 +946,7 @@ impl WorkService for Work {
             lease_id: id_of(r.lease_id, "lease")?,
             step: r.step,
             metrics,
+            unpublished: r.unpublished,
         };
         let o = self
             .with(

@@ -481,13 +481,24 @@ impl Store {
         now: Millis,
     ) -> Result<CheckpointRecord, StoreError> {
         let tx = self.conn.transaction()?;
-        let progress = read_progress(&tx, id)?;
+        let mut progress = read_progress(&tx, id)?;
         if step != progress.step {
             return Err(StoreError::CheckpointStep {
                 id,
                 step,
                 current: progress.step,
             });
+        }
+        // A learner serves the weights of a checkpoint it writes or resumes from, so a
+        // checkpointed step is a published version even when the step itself went unpublished
+        // (a checkpoint on SIGTERM between publishes).
+        if progress.policy_version < step {
+            tx.execute("UPDATE progress SET policy_version = ?2 WHERE run_id = ?1", params![id, step as i64])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
+                params![id, step as i64, now],
+            )?;
+            progress.policy_version = step;
         }
         let json =
             serde_json::to_string(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;

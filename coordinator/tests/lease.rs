@@ -313,6 +313,7 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
                     lease_id: b.lease_id,
                     step: b.step,
                     metrics: serde_json::json!({"reward_mean": 0.5}),
+                    unpublished: false,
                 };
                 outcome(h.sched.submit_step(&mut h.store, key, &sub, now), want, i);
             }
@@ -1394,6 +1395,7 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                         lease_id: batch.lease_id,
                         step: batch.step,
                         metrics: serde_json::json!({}),
+                        unpublished: false,
                     };
                     let key = format!("t-{}", batch.lease_id);
                     let outcome = h.sched.submit_step(&mut h.store, &key, &sub, now).unwrap();
@@ -1598,6 +1600,7 @@ fn refusals_name_what_to_fix() {
                     lease_id: lease.lease_id,
                     step: 0,
                     metrics: serde_json::json!({}),
+                    unpublished: false,
                 },
                 0,
             ),
@@ -1690,6 +1693,7 @@ fn sft_runs_lease_batches_of_examples_straight_from_the_cursor() {
                 lease_id: batch.lease_id,
                 step: batch.step,
                 metrics: serde_json::json!({}),
+                unpublished: false,
             };
             assert_eq!(
                 sched
@@ -1775,6 +1779,7 @@ fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
         lease_id: batch.lease_id,
         step: 0,
         metrics: serde_json::json!({}),
+        unpublished: false,
     };
     assert_eq!(
         s.submit_step(st, "step0", &step, 0).unwrap(),
@@ -1817,6 +1822,7 @@ fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
         lease_id: batch.lease_id,
         step: 1,
         metrics: serde_json::json!({}),
+        unpublished: false,
     };
     s.submit_step(st, "step1", &step, 1).unwrap();
     assert_eq!(

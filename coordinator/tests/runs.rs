@@ -284,6 +284,7 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
                     lease_id: b.lease_id,
                     step: b.step,
                     metrics: serde_json::json!({"kl": 0.01}),
+                    unpublished: false,
                 };
                 assert_eq!(
                     sched.submit_step(st, "t", &sub, 1000).unwrap(),

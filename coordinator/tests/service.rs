@@ -398,7 +398,7 @@ async fn one_grpo_step_through_the_worker_protocol() {
         idempotency_key: "step-0".into(),
         lease_id: batch.lease_id,
         step: 0,
-        metrics_json: r#"{"reward_mean": 0.5}"#.into(),
+        metrics_json: r#"{"reward_mean": 0.5}"#.into(), unpublished: false,
     };
     for _ in 0..2 {
         let r = work.submit_step(step.clone()).await.unwrap().into_inner();
@@ -558,7 +558,7 @@ async fn worker_errors_carry_their_codes() {
                 idempotency_key: "s".into(),
                 lease_id: 1,
                 step: 0,
-                metrics_json: "{".into(),
+                metrics_json: "{".into(), unpublished: false,
             })
             .await
             .map(drop),
@@ -612,6 +612,11 @@ async fn worker_errors_carry_their_codes() {
 
 /// One whole GRPO step of a run with one prompt per step and G = 2, through the wire.
 async fn grpc_step(work: &mut WorkServiceClient<Channel>, run: u64, k: &str) {
+    grpc_step_published(work, run, k, true).await
+}
+
+/// [`grpc_step`], saying whether the learner publishes the step's weights.
+async fn grpc_step_published(work: &mut WorkServiceClient<Channel>, run: u64, k: &str, published: bool) {
     let lease = work
         .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 })
         .await
@@ -650,7 +655,7 @@ async fn grpc_step(work: &mut WorkServiceClient<Channel>, run: u64, k: &str) {
             idempotency_key: format!("{k}-t"),
             lease_id: batch.lease_id,
             step: batch.step,
-            metrics_json: "{\"loss\": 1.0}".into(),
+            metrics_json: "{\"loss\": 1.0}".into(), unpublished: !published,
         })
         .await
         .unwrap()
@@ -767,5 +772,48 @@ async fn a_lease_undone_by_a_rollback_is_reported_lost_to_its_keep_alive() {
         .unwrap()
         .into_inner();
     assert_eq!(next.policy_version, 1, "the work is handed out again at the version the run is at");
+    let _ = stop.send(());
+}
+
+/// A step the learner does not publish (publish_every > 1) advances the step but not the
+/// version actors sample with; a checkpoint of it makes it a version (the learner serves a
+/// checkpoint's weights when it resumes from it).
+#[tokio::test]
+async fn unpublished_steps_keep_the_policy_version_until_published_or_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(8)).unwrap();
+    let (mut runs, mut work, stop) = start_both(dir.path()).await;
+    let toml = spec_toml(&data)
+        .replace("total_steps = 5", "total_steps = 4")
+        .replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1");
+    let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
+    let version = |s: pb::RunStatus| (s.step, s.policy_version);
+
+    grpc_step_published(&mut work, run, "1", false).await;
+    let s = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
+    assert_eq!(version(s), (1, 0), "step 1 is not a version");
+    let batch_version = |work: &mut WorkServiceClient<Channel>| {
+        let mut work = work.clone();
+        async move {
+            let lease = work
+                .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 8 })
+                .await
+                .unwrap()
+                .into_inner();
+            (lease.policy_version, lease.groups.len())
+        }
+    };
+    let (v, _) = batch_version(&mut work).await;
+    assert_eq!(v, 0, "actors keep sampling with version 0");
+
+    work.record_checkpoint(pb::RecordCheckpointRequest { run_id: run, step: 1, path: "/ckpt/step-1".into() })
+        .await
+        .unwrap();
+    let s = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
+    assert_eq!(version(s), (1, 1), "a checkpointed step is a version");
+    let cps = work.list_checkpoints(pb::ListCheckpointsRequest { run_id: run }).await.unwrap().into_inner();
+    assert_eq!(cps.checkpoints[0].policy_version, 1, "and its record says so");
+
     let _ = stop.send(());
 }

@@ -202,7 +202,9 @@ fn train<B: AutodiffBackend>(
                     });
                 }
             }
-            let off_policy = lease.groups.iter().any(|g| g.policy_version != lease.policy_version);
+            // The learner holds the weights of `lease.step`; versions are named by the step
+            // that made them, so a group sampled at any other version is off-policy.
+            let off_policy = lease.groups.iter().any(|g| g.policy_version != lease.step);
             Ok(s.trainer.grpo_step(&rollouts, off_policy, collective)?)
         }
         Algorithm::Sft(_) => {
@@ -314,10 +316,10 @@ pub fn lead<B: AutodiffBackend>(
         let step_report = trained?;
         let compute = started.elapsed().as_secs_f64();
         let step = lease.step + 1;
-        let publish_due = step % s.opts.publish_every == 0 || step >= total;
+        let publish_due = publish_due(step, &s.opts, &s.spec.schedule);
         let mut metrics = step_metrics(&lease, &step_report, compute, last_submit.elapsed().as_secs_f64());
         // Submit first: a step the coordinator refuses must not reach actors.
-        let outcome = leader.submit(&lease, &metrics)?;
+        let outcome = leader.submit(&lease, &metrics, !publish_due)?;
         if outcome != pb::SubmitOutcome::Accepted {
             break Err(ServiceError::Run {
                 run,
@@ -359,6 +361,17 @@ fn publish<B: AutodiffBackend>(p: &Publisher, model: &CausalLm<B>, version: u64)
 }
 
 /// The metrics of one step, as `metrics.jsonl` shows them.
+/// Whether the weights after `step` go to the actors: every `publish_every` steps, and always
+/// at the last step, at checkpoints (a learner that resumes serves its checkpoint's weights
+/// under that step's version) and at evaluations (they sample with that step's weights).
+pub fn publish_due(step: u64, opts: &LearnerOptions, schedule: &r1_coordinator::spec::Schedule) -> bool {
+    let every = |n: u64| n > 0 && step.is_multiple_of(n);
+    every(opts.publish_every)
+        || step >= schedule.total_steps
+        || every(schedule.checkpoint_every)
+        || every(schedule.eval_every)
+}
+
 fn step_metrics(
     lease: &pb::BatchLease,
     r: &StepReport,
@@ -413,7 +426,7 @@ fn step_metrics(
         if gen_s > 0.0 {
             m.insert("actor_tokens_per_s".into(), json!(lens.iter().sum::<usize>() as f64 / gen_s));
         }
-        let lag: u64 = lease.groups.iter().map(|g| lease.policy_version.saturating_sub(g.policy_version)).sum();
+        let lag: u64 = lease.groups.iter().map(|g| lease.step.saturating_sub(g.policy_version)).sum();
         m.insert("staleness_mean".into(), json!(lag as f64 / lease.groups.len().max(1) as f64));
     }
     m.insert("kl".into(), json!(r.kl));
@@ -539,10 +552,12 @@ impl Leader<'_> {
         }
     }
 
+    /// Submits the step; `unpublished` when its weights will not be published.
     fn submit(
         &self,
         lease: &pb::BatchLease,
         metrics: &serde_json::Map<String, serde_json::Value>,
+        unpublished: bool,
     ) -> Result<pb::SubmitOutcome, ServiceError> {
         let req = pb::SubmitStepRequest {
             run_id: self.settings.run_id,
@@ -550,6 +565,7 @@ impl Leader<'_> {
             lease_id: lease.lease_id,
             step: lease.step,
             metrics_json: serde_json::Value::Object(metrics.clone()).to_string(),
+            unpublished,
         };
         let work = self.work.clone();
         Ok(self
@@ -627,4 +643,31 @@ fn remove_unrecorded(dir: &Path, step: u64) -> Result<(), ServiceError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use r1_coordinator::spec::Schedule;
+
+    #[test]
+    fn publishes_on_its_cadence_and_wherever_a_version_is_needed() {
+        let schedule = Schedule { total_steps: 10, checkpoint_every: 4, eval_every: 3 };
+        let cases: [(u64, &[u64]); 4] = [
+            (1, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+            // Own cadence 5, checkpoints at 4 and 8, evals at 3, 6 and 9, the end at 10.
+            (5, &[3, 4, 5, 6, 8, 9, 10]),
+            (100, &[3, 4, 6, 8, 9, 10]),
+            (2, &[2, 3, 4, 6, 8, 9, 10]),
+        ];
+        for (publish_every, want) in cases {
+            let opts = LearnerOptions { publish_every, ..LearnerOptions::default() };
+            let got: Vec<u64> = (1..=10).filter(|&s| publish_due(s, &opts, &schedule)).collect();
+            assert_eq!(got, want, "publish_every {publish_every}");
+        }
+        let none = Schedule { total_steps: 4, checkpoint_every: 0, eval_every: 0 };
+        let opts = LearnerOptions { publish_every: 3, ..LearnerOptions::default() };
+        let got: Vec<u64> = (1..=4).filter(|&s| publish_due(s, &opts, &none)).collect();
+        assert_eq!(got, [3, 4], "no checkpoint or eval cadence");
+    }
 }

@@ -200,7 +200,7 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
         assert_eq!(g.rewards, vec![1.5, 0.0], "group {}", g.group_id);
     }
     work.clone()
-        .submit_step(pb::SubmitStepRequest { run_id: run, idempotency_key: "step-0".into(), lease_id: batch.lease_id, step: 0, metrics_json: String::new() })
+        .submit_step(pb::SubmitStepRequest { run_id: run, idempotency_key: "step-0".into(), lease_id: batch.lease_id, step: 0, metrics_json: String::new(), unpublished: false })
         .await
         .unwrap();
     let scored_by_worker = tokio::time::timeout(Duration::from_secs(10), scoring).await.expect("the worker ends with the run").unwrap().unwrap();
