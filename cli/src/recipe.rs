@@ -61,14 +61,25 @@ pub fn run(cmd: RecipeCommand) -> Result<()> {
     }
 }
 
-fn prepare(args: PrepareArgs) -> Result<()> {
-    let mut cfg: RecipeConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("{} is not a valid recipe config", path.display()))?
+/// The laptop preset with `file`'s keys laid over it: a key the file leaves out keeps the
+/// preset's value (`[pretrain] steps = 100` keeps the preset's learning rate).
+pub fn load_config(file: Option<&std::path::Path>) -> Result<RecipeConfig> {
+    let mut f = figment::Figment::from(figment::providers::Serialized::defaults(RecipeConfig::default()));
+    if let Some(path) = file {
+        if !path.is_file() {
+            anyhow::bail!("recipe config {} does not exist", path.display());
         }
-        None => RecipeConfig::default(),
-    };
+        f = f.merge(<figment::providers::Toml as figment::providers::Format>::file_exact(path));
+    }
+    let cfg: RecipeConfig = f.extract().map_err(|e| {
+        anyhow::anyhow!("{} is not a valid recipe config: {e}", file.map_or("the preset".into(), |p| p.display().to_string()))
+    })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn prepare(args: PrepareArgs) -> Result<()> {
+    let mut cfg = load_config(args.config.as_deref())?;
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
@@ -222,4 +233,32 @@ fn sft_on<B: burn::tensor::backend::AutodiffBackend>(args: &SftArgs, device: &B:
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_overrides_only_the_keys_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = RecipeConfig::default();
+        let cases: &[(&str, Result<(u64, f64, usize), &str>)] = &[
+            ("", Ok((preset.pretrain.steps, preset.pretrain.lr, preset.model.num_layers))),
+            ("[pretrain]\nsteps = 7\n", Ok((7, preset.pretrain.lr, preset.model.num_layers))),
+            ("[model]\nnum_layers = 3\n", Ok((preset.pretrain.steps, preset.pretrain.lr, 3))),
+            ("[pretrain]\nstep = 7\n", Err("unknown field")),
+            ("[tasks]\nfamilies = []\n", Err("tasks.families")),
+        ];
+        for (text, want) in cases {
+            let f = dir.path().join("r.toml");
+            std::fs::write(&f, text).unwrap();
+            match (load_config(Some(&f)), want) {
+                (Ok(c), Ok(w)) => assert_eq!((c.pretrain.steps, c.pretrain.lr, c.model.num_layers), *w, "{text}"),
+                (Err(e), Err(msg)) => assert!(format!("{e:#}").contains(msg), "{text}: {e:#}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert!(load_config(Some(&dir.path().join("missing.toml"))).is_err());
+    }
 }

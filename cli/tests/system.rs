@@ -250,7 +250,7 @@ impl System {
         let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, (0..=STEPS).collect::<Vec<_>>(), "one metrics line per step");
         for l in &lines[1..] {
-            for key in ["reward_mean", "accuracy", "kl", "entropy", "response_len_mean", "tokens_per_s", "actor_tokens_per_s", "learner_tokens_per_s"] {
+            for key in ["reward_mean", "accuracy", "kl", "entropy", "response_len_mean", "tokens_per_s", "actor_tokens_per_s", "learner_tokens_per_s", "queue_generate", "queue_score", "queue_train"] {
                 assert!(l[key].is_number(), "step {} lacks {key}: {l}", l["step"]);
             }
         }

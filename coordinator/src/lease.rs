@@ -733,9 +733,22 @@ impl Scheduler {
                 // Evaluations sample with the step's own weights, so only published steps get one.
                 self.ensure_eval(tx, next, now)?;
             }
+            // The queues as this step ends: where the pipeline was waiting (actors, reward
+            // workers or the learner), next to the learner's own numbers.
+            let mut metrics = sub.metrics.clone();
+            if let Some(m) = metrics.as_object_mut() {
+                for stage in ["generate", "score", "train"] {
+                    let n: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND stage = ?2 AND eval_version IS NULL",
+                        params![self.run, stage],
+                        |r| r.get(0),
+                    )?;
+                    m.insert(format!("queue_{stage}"), n.into());
+                }
+            }
             tx.execute(
                 "INSERT INTO step_metrics (run_id, step, metrics) VALUES (?1, ?2, ?3)",
-                params![self.run, sub.step as i64, sub.metrics.to_string()],
+                params![self.run, sub.step as i64, metrics.to_string()],
             )?;
             self.maybe_complete(tx, now)?;
             Ok(Outcome::Accepted)

@@ -319,7 +319,7 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
         lines,
         vec![
             serde_json::json!({"step": 0, "eval_accuracy": 0.5}),
-            serde_json::json!({"step": 1, "kl": 0.01, "eval_accuracy": 1.0}),
+            serde_json::json!({"step": 1, "kl": 0.01, "queue_generate": 0, "queue_score": 0, "queue_train": 0, "eval_accuracy": 1.0}),
         ]
     );
 }

@@ -410,7 +410,7 @@ async fn one_grpo_step_through_the_worker_protocol() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let want = vec![serde_json::json!({"step": 1, "reward_mean": 0.5})];
+    let want = vec![serde_json::json!({"step": 1, "reward_mean": 0.5, "queue_generate": 0, "queue_score": 0, "queue_train": 0})];
     assert_eq!(lines, want, "one line per step, replays add none");
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("spec.json")).unwrap()).unwrap();
