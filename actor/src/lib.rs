@@ -26,10 +26,8 @@ use r1_coordinator::spec::{Algorithm, GrpoSpec, RunSpec};
 use r1_model::{CausalLm, ModelConfig, SamplingParams, TextTokenizer};
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
-use r1_proto::v1::weight_service_client::WeightServiceClient;
 use r1_proto::v1::work_service_client::WorkServiceClient;
 use tokio::runtime::Handle;
-use tonic::transport::Channel;
 
 pub use weights::FetchPolicy;
 
@@ -119,7 +117,7 @@ pub struct Actor<B: Backend> {
     rt: Handle,
     work: WorkServiceClient<AuthChannel>,
     runs: r1_proto::v1::run_service_client::RunServiceClient<AuthChannel>,
-    weights: Option<WeightServiceClient<Channel>>,
+    weights: Option<weights::WeightClient>,
     spec: RunSpec,
     grpo: GrpoSpec,
     tok: TextTokenizer,
@@ -160,13 +158,8 @@ impl<B: Backend> Actor<B> {
         let weights = match &settings.learner {
             // Lazy: the learner may come up after the actor; the first fetch connects.
             Some(url) => Some(
-                WeightServiceClient::new(
-                    Channel::from_shared(url.clone())
-                        .map_err(|e| ActorError::Connect { what: "the learner", message: format!("bad URL `{url}`: {e}") })?
-                        .connect_timeout(Duration::from_secs(5))
-                        .connect_lazy(),
-                )
-                .max_decoding_message_size(64 << 20),
+                weights::client(url, settings.coordinator.token.as_deref())
+                    .map_err(|message| ActorError::Connect { what: "the learner", message })?,
             ),
             None => None,
         };

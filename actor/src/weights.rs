@@ -12,7 +12,24 @@ use std::time::{Duration, Instant};
 use r1_proto::v1 as pb;
 use r1_proto::v1::weight_service_client::WeightServiceClient;
 use sha2::{Digest, Sha256};
+use r1_proto::client::{AuthChannel, BearerToken};
 use tonic::transport::Channel;
+
+/// A client of a learner's weight service, carrying the cluster's bearer token when there is
+/// one (the learner checks the coordinator's token).
+pub type WeightClient = WeightServiceClient<AuthChannel>;
+
+/// A lazy client of the weight service at `url` (`http://host:port`): it connects on first
+/// use, so the learner may come up after the actor. Call inside a Tokio runtime.
+pub fn client(url: &str, token: Option<&str>) -> Result<WeightClient, String> {
+    let channel = Channel::from_shared(url.to_string())
+        .map_err(|e| format!("bad URL `{url}`: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
+    let token = BearerToken::new(token).map_err(|e| e.to_string())?;
+    Ok(WeightServiceClient::new(tonic::service::interceptor::InterceptedService::new(channel, token))
+        .max_decoding_message_size(64 << 20))
+}
 
 /// Why weights could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +71,7 @@ pub struct Fetched {
 
 /// Fetches `version` of run `run_id` and verifies it.
 pub async fn fetch(
-    client: &mut WeightServiceClient<Channel>,
+    client: &mut WeightClient,
     run_id: u64,
     version: u64,
     policy: &FetchPolicy,
@@ -88,13 +105,13 @@ pub async fn fetch(
 
 /// The SHA-256 the publisher holds for `version` now, without waiting; `None` when it
 /// cannot say (not published, dropped, or unreachable).
-pub async fn published_sha256(client: &mut WeightServiceClient<Channel>, run_id: u64, version: u64) -> Option<String> {
+pub async fn published_sha256(client: &mut WeightClient, run_id: u64, version: u64) -> Option<String> {
     let m = client.manifest(pb::ManifestRequest { run_id, version, wait_ms: 0 }).await.ok()?.into_inner();
     (m.version == version).then_some(m.sha256)
 }
 
 async fn manifest(
-    client: &mut WeightServiceClient<Channel>,
+    client: &mut WeightClient,
     run_id: u64,
     version: u64,
     policy: &FetchPolicy,
@@ -116,7 +133,7 @@ async fn manifest(
 
 /// Appends chunks from `bytes.len()` on until `total`; on any failure keeps what verified.
 async fn pull(
-    client: &mut WeightServiceClient<Channel>,
+    client: &mut WeightClient,
     run_id: u64,
     version: u64,
     total: usize,

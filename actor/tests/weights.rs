@@ -6,10 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use r1_actor::weights::{FetchPolicy, WeightError, fetch};
+use r1_actor::weights::{self, FetchPolicy, WeightClient, WeightError, fetch};
 use r1_learner::publish::Publisher;
 use r1_proto::v1 as pb;
-use r1_proto::v1::weight_service_client::WeightServiceClient;
 use r1_proto::v1::weight_service_server::{WeightService, WeightServiceServer};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
@@ -72,7 +71,7 @@ impl WeightService for Faulty {
     }
 }
 
-async fn serve(fault: Fault, times: usize, payload: &[u8]) -> (WeightServiceClient<tonic::transport::Channel>, Arc<AtomicUsize>) {
+async fn serve(fault: Fault, times: usize, payload: &[u8]) -> (WeightClient, Arc<AtomicUsize>) {
     let publisher = Publisher::new(7, 2, 1000);
     publisher.publish(3, payload.to_vec(), "float32");
     let fetches = Arc::new(AtomicUsize::new(0));
@@ -84,7 +83,7 @@ async fn serve(fault: Fault, times: usize, payload: &[u8]) -> (WeightServiceClie
             .add_service(WeightServiceServer::new(svc))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let client = WeightServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let client = weights::client(&format!("http://{addr}"), None).unwrap();
     (client, fetches)
 }
 
@@ -134,7 +133,7 @@ async fn unknown_and_dropped_versions_are_named() {
             .add_service(publisher.service())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut client = WeightServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = weights::client(&format!("http://{addr}"), None).unwrap();
     let quick = FetchPolicy { attempts: 1, wait: std::time::Duration::from_millis(50), backoff: std::time::Duration::from_millis(1) };
     let cases: &[(u64, u64, Result<u8, &str>)] = &[
         (7, 3, Ok(3)),
@@ -148,6 +147,34 @@ async fn unknown_and_dropped_versions_are_named() {
             (Ok(f), Ok(byte)) => assert_eq!(f.bytes, vec![*byte; 10]),
             (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "run {run} v{version}: {e}"),
             (got, want) => panic!("run {run} v{version}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+/// With the cluster's token set, the weight service answers only calls that carry it.
+#[tokio::test]
+async fn a_token_guards_the_weights() {
+    let publisher = Publisher::new(7, 2, 1000);
+    publisher.publish(1, vec![1u8; 10], "float32");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(publisher.authenticated(r1_coordinator::service::Auth::bearer("s3cret")))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let quick = FetchPolicy { attempts: 1, wait: std::time::Duration::from_millis(50), backoff: std::time::Duration::from_millis(1) };
+    let cases: &[(Option<&str>, Result<(), &str>)] = &[
+        (None, Err("requires a bearer token")),
+        (Some("guess"), Err("bearer token is wrong")),
+        (Some("s3cret"), Ok(())),
+    ];
+    for &(token, ref expect) in cases {
+        let mut client = weights::client(&format!("http://{addr}"), token).unwrap();
+        match (fetch(&mut client, 7, 1, &quick).await, expect) {
+            (Ok(f), Ok(())) => assert_eq!(f.bytes, vec![1u8; 10]),
+            (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{token:?}: {e}"),
+            (got, want) => panic!("{token:?}: got {got:?}, want {want:?}"),
         }
     }
 }

@@ -167,7 +167,7 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(&cfg.weights_listen))
             .with_context(|| format!("cannot listen on {} for the weight service; pick a free --weights-listen", cfg.weights_listen))?;
-        serve_weights(rt.handle(), &p, listener);
+        serve_weights(rt.handle(), &p, listener, settings.coordinator.token.as_deref());
         eprintln!("serving weights on {}", cfg.weights_listen);
         Some(p)
     } else {
@@ -188,9 +188,11 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Serves `publisher`'s weight stream on `listener` in the background.
-pub fn serve_weights(rt: &Handle, publisher: &Publisher, listener: tokio::net::TcpListener) {
-    let service = publisher.service();
+/// Serves `publisher`'s weight stream on `listener` in the background, requiring `token` on
+/// every call when there is one.
+pub fn serve_weights(rt: &Handle, publisher: &Publisher, listener: tokio::net::TcpListener, token: Option<&str>) {
+    let auth = token.map_or_else(r1_coordinator::service::Auth::open, r1_coordinator::service::Auth::bearer);
+    let service = publisher.authenticated(auth);
     rt.spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {

@@ -169,7 +169,7 @@ impl Local {
         let publisher = Publisher::new(run_id, max_lag(spec) as usize + 2, DEFAULT_CHUNK_BYTES);
         let weights = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let weights_url = format!("http://{}", weights.local_addr()?);
-        serve_weights(rt.handle(), &publisher, weights);
+        serve_weights(rt.handle(), &publisher, weights, client_cfg.token.as_deref());
         let learner_settings = LearnerSettings::new(client_cfg.clone(), run_id, checkpoints.clone());
         let master = free_addr()?;
         let mut threads = Vec::new();

@@ -5,11 +5,10 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use r1_actor::weights::{FetchPolicy, fetch};
 use r1_learner::publish::{DEFAULT_CHUNK_BYTES, Publisher};
-use r1_proto::v1::weight_service_client::WeightServiceClient;
 use rand::{RngCore, SeedableRng};
 use serde_json::json;
 
@@ -38,11 +37,11 @@ pub fn run(a: WeightsArgs) -> Result<()> {
     publisher.publish(1, payload, "float32");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    crate::serve::serve_weights(rt.handle(), &publisher, listener);
-    let mut client = rt
-        .block_on(WeightServiceClient::connect(format!("http://{addr}")))
-        .context("cannot reach the weight service")?
-        .max_decoding_message_size(64 << 20);
+    crate::serve::serve_weights(rt.handle(), &publisher, listener, None);
+    let mut client = {
+        let _in_runtime = rt.enter();
+        r1_actor::weights::client(&format!("http://{addr}"), None).map_err(anyhow::Error::msg)?
+    };
     let stream = best(a.repeats, || {
         let f = rt.block_on(fetch(&mut client, 1, 1, &FetchPolicy::default()))?;
         anyhow::ensure!(f.bytes.len() == bytes, "fetched {} bytes of {bytes}", f.bytes.len());

@@ -574,7 +574,7 @@ impl tonic::service::Interceptor for Auth {
             .and_then(|v| v.to_str().ok());
         let Some(token) = sent.and_then(|v| v.strip_prefix("Bearer ")) else {
             return Err(Status::unauthenticated(
-                "this coordinator requires a bearer token; send `authorization: Bearer <token>`",
+                "this server requires a bearer token; send `authorization: Bearer <token>` with the cluster's token",
             ));
         };
         let got: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -582,7 +582,7 @@ impl tonic::service::Interceptor for Auth {
         match diff {
             0 => Ok(request),
             _ => Err(Status::unauthenticated(
-                "the bearer token is wrong; use the coordinator's token",
+                "the bearer token is wrong; use the cluster's token (the one the coordinator was given)",
             )),
         }
     }

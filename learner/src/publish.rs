@@ -83,6 +83,13 @@ impl Publisher {
             .max_encoding_message_size(self.chunk_bytes + (64 << 10))
     }
 
+    /// [`Publisher::service`] behind `auth`: with a token set, every call must carry it (the
+    /// cluster's token, the one the coordinator checks), so weights do not leak to whoever
+    /// reaches the port.
+    pub fn authenticated(&self, auth: r1_coordinator::service::Auth) -> AuthenticatedService {
+        tonic::service::interceptor::InterceptedService::new(self.service(), auth)
+    }
+
     fn get(&self, version: u64) -> Result<(u64, Version, u64), Status> {
         let held = self.held.lock().expect("publisher lock");
         let newest = held.versions.keys().next_back().copied();
@@ -112,6 +119,10 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// The weight service behind a bearer-token check.
+pub type AuthenticatedService =
+    tonic::service::interceptor::InterceptedService<WeightServiceServer<Publisher>, r1_coordinator::service::Auth>;
 
 type ChunkStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WeightChunk, Status>> + Send>>;
 
