@@ -274,16 +274,31 @@ impl Local {
     ) -> Result<pb::RunStatus> {
         let bar = crate::progress::bar(total, "steps");
         let mut printed = 0usize;
+        // An evaluation usually finishes after its step's line was printed: the coordinator
+        // then rewrites that line with `eval_accuracy`, shown on its own when it appears.
+        let mut evals_shown = std::collections::HashSet::new();
         loop {
             let status = self.rt.block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), run_id))?;
             bar.set_position(status.step);
             let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
-            for line in lines.iter().skip(printed) {
-                if self.json {
-                    bar.suspend(|| println!("{line}"));
-                } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    bar.suspend(|| eprintln!("{}", summary(&v)));
+            for (i, line) in lines.iter().enumerate() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let step = v.get("step").and_then(|x| x.as_u64()).unwrap_or(0);
+                let eval = v.get("eval_accuracy").and_then(|x| x.as_f64());
+                let eval_new = eval.is_some() && evals_shown.insert(step);
+                if i >= printed {
+                    if self.json {
+                        bar.suspend(|| println!("{line}"));
+                    } else {
+                        bar.suspend(|| eprintln!("{}", summary(&v)));
+                    }
+                } else if let (true, Some(x)) = (eval_new, eval) {
+                    if self.json {
+                        bar.suspend(|| println!("{}", serde_json::json!({"step": step, "eval_accuracy": x})));
+                    } else {
+                        bar.suspend(|| eprintln!("step {step:>4}  EVAL pass@1 {x:.3}"));
+                    }
                 }
             }
             printed = printed.max(lines.len());

@@ -100,9 +100,12 @@ impl Default for RecipeConfig {
             corpus: PretrainMix::default(),
             tokenizer: TokenizerConfig::default(),
             model: ModelShape::default(),
+            // Small batches, many steps: the model learns to copy the question's numbers into
+            // its steps only after a few thousand documents, and updates count more than
+            // tokens per update here (docs/reproduction.md).
             pretrain: SftConfig {
-                steps: 800,
-                batch_size: 24,
+                steps: 1000,
+                batch_size: 12,
                 lr: 4e-3,
                 warmup_steps: 30,
                 min_lr_ratio: 0.1,
