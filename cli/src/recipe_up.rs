@@ -79,6 +79,9 @@ pub struct DistillStage {
     pub k: usize,
     /// The student's shape (smaller than the base model).
     pub student: ModelShape,
+    /// Pretraining steps of the student's base (the rest of its pretraining is the
+    /// teacher's `[prepare.pretrain]`).
+    pub pretrain_steps: u64,
     pub sft: SftStage,
 }
 
@@ -88,7 +91,7 @@ impl Default for RlStage {
             steps: 40,
             group_size: 8,
             prompts_per_step: 8,
-            eval_every: 20,
+            eval_every: 40,
             max_new_tokens: 64,
             temperature: 1.0,
             lr: 2e-4,
@@ -115,6 +118,7 @@ impl Default for DistillStage {
             // Half as wide, a quarter of the weights; two layers are kept, the fewest that
             // can copy a number from the question into a step.
             student: ModelShape { hidden_size: base.hidden_size / 2, intermediate_size: base.intermediate_size / 2, ..base },
+            pretrain_steps: 600,
             sft: SftStage { steps: 40, batch_size: 16, lr: 1e-3 },
         }
     }
@@ -143,6 +147,7 @@ impl UpRecipe {
             prompts: 8,
             k: 2,
             student: ModelShape { hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 1, num_kv_heads: 1, ..r.prepare.model.clone() },
+            pretrain_steps: r.prepare.pretrain.steps,
             sft: SftStage { steps: 2, batch_size: 4, ..r.distill.sft },
             ..r.distill
         };
@@ -263,7 +268,11 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     if recipe.distill.enabled {
         eprintln!("== 4/5 distillation: rejection sampling from R1, SFT of a smaller student, vs the student with RL alone");
         let d = &recipe.distill;
-        let student_cfg = RecipeConfig { model: d.student.clone(), ..recipe.prepare.clone() };
+        let student_cfg = RecipeConfig {
+            model: d.student.clone(),
+            pretrain: r1_recipe::SftConfig { steps: d.pretrain_steps, ..recipe.prepare.pretrain.clone() },
+            ..recipe.prepare.clone()
+        };
         let student = prepare(&root.join("student"), &student_cfg)?;
         let traces = root.join("traces.jsonl");
         let kept = rejection_sample(&r1.final_checkpoint(), train, d, &recipe.eval, &traces)?;
