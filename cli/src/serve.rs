@@ -109,10 +109,7 @@ pub fn stop_on_signals(rt: &Handle, stop: Arc<AtomicBool>) {
 pub fn actor(a: ServeActorArgs) -> Result<()> {
     let w = a.worker;
     let mut cfg = ActorConfig::load(w.config.as_deref())?;
-    set!(cfg, coordinator = w.coordinator, run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
-    if w.token.is_some() {
-        cfg.token = w.token;
-    }
+    set!(cfg, coordinator = w.coordinator, token = w.token.map(Some), run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups);
     let settings = cfg.settings()?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -142,6 +139,7 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     set!(
         cfg,
         coordinator = w.coordinator,
+        token = w.token.map(Some),
         run = w.run.map(Some),
         rank = a.rank,
         world_size = a.world_size,
@@ -149,9 +147,6 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
         weights_listen = a.weights_listen,
         checkpoints = a.checkpoints
     );
-    if w.token.is_some() {
-        cfg.token = w.token;
-    }
     let settings = cfg.settings()?;
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -283,6 +283,10 @@ impl Local {
             let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
             for (i, line) in lines.iter().enumerate() {
+                // Printed lines matter again only once they carry an evaluation.
+                if i < printed && !line.contains("eval_accuracy") {
+                    continue;
+                }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
                 let step = v.get("step").and_then(|x| x.as_u64()).unwrap_or(0);
                 let eval = v.get("eval_accuracy").and_then(|x| x.as_f64());

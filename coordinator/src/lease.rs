@@ -737,14 +737,10 @@ impl Scheduler {
             // workers or the learner), next to the learner's own numbers.
             let mut metrics = sub.metrics.clone();
             if let Some(m) = metrics.as_object_mut() {
-                for stage in ["generate", "score", "train"] {
-                    let n: i64 = tx.query_row(
-                        "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND stage = ?2 AND eval_version IS NULL",
-                        params![self.run, stage],
-                        |r| r.get(0),
-                    )?;
-                    m.insert(format!("queue_{stage}"), n.into());
-                }
+                let q = store::read_stage_counts(tx, self.run)?;
+                m.insert("queue_generate".into(), q.generate.into());
+                m.insert("queue_score".into(), q.score.into());
+                m.insert("queue_train".into(), q.train.into());
             }
             tx.execute(
                 "INSERT INTO step_metrics (run_id, step, metrics) VALUES (?1, ?2, ?3)",

@@ -548,26 +548,7 @@ impl Store {
     /// and an independent tally of what the counters say.
     pub fn stage_counts(&self, id: RunId) -> Result<StageCounts, StoreError> {
         read_run(&self.conn, id)?;
-        let mut stmt = self.conn.prepare(
-            "SELECT stage || COALESCE('/' || drop_reason, ''), COUNT(*) FROM groups
-             WHERE run_id = ?1 AND eval_version IS NULL GROUP BY 1",
-        )?;
-        let mut c = StageCounts::default();
-        for row in stmt.query_map([id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })? {
-            let (stage, n) = row?;
-            match stage.as_str() {
-                "generate" => c.generate = n,
-                "score" => c.score = n,
-                "train" => c.train = n,
-                "done" => c.done = n,
-                "dropped/stale" => c.dropped_stale = n,
-                "dropped/equal" => c.dropped_equal = n,
-                other => return Err(StoreError::Corrupt(format!("group stage `{other}`"))),
-            }
-        }
-        Ok(c)
+        read_stage_counts(&self.conn, id)
     }
 
     /// Evaluations of a run by policy version: (version, eval groups, pass@1 once every
@@ -661,6 +642,30 @@ pub(crate) fn set_state(
         params![id, to.as_str(), message, now],
     )?;
     Ok(())
+}
+
+/// [`Store::stage_counts`] inside a transaction (or on any connection).
+pub(crate) fn read_stage_counts(conn: &Connection, id: RunId) -> Result<StageCounts, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT stage || COALESCE('/' || drop_reason, ''), COUNT(*) FROM groups
+         WHERE run_id = ?1 AND eval_version IS NULL GROUP BY 1",
+    )?;
+    let mut c = StageCounts::default();
+    for row in stmt.query_map([id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })? {
+        let (stage, n) = row?;
+        match stage.as_str() {
+            "generate" => c.generate = n,
+            "score" => c.score = n,
+            "train" => c.train = n,
+            "done" => c.done = n,
+            "dropped/stale" => c.dropped_stale = n,
+            "dropped/equal" => c.dropped_equal = n,
+            other => return Err(StoreError::Corrupt(format!("group stage `{other}`"))),
+        }
+    }
+    Ok(c)
 }
 
 pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, StoreError> {
