@@ -404,6 +404,11 @@ impl<B: Backend> Actor<B> {
         Ok(true)
     }
 
+    /// Totals so far.
+    pub fn report(&self) -> &ActorReport {
+        &self.report
+    }
+
     pub fn spec(&self) -> &RunSpec {
         &self.spec
     }

@@ -122,8 +122,10 @@ async fn manifest(
         let wait_ms = left.min(Duration::from_secs(10)).as_millis() as u32;
         match client.manifest(pb::ManifestRequest { run_id, version, wait_ms }).await {
             Ok(m) => return Ok(m.into_inner()),
-            Err(s) if s.code() == tonic::Code::Unavailable && !left.is_zero() => {
-                tracing::debug!(version, "weights not published yet: {}", s.message());
+            // Not published yet (UNAVAILABLE), or the learner is down or restarting (a
+            // refused or reset connection): the same classification as every other call.
+            Err(s) if r1_proto::client::is_transient(&s, true) && !left.is_zero() => {
+                tracing::debug!(version, "weights not available yet: {}", s.message());
                 tokio::time::sleep(policy.backoff.min(left)).await;
             }
             Err(s) => return Err(WeightError::Unavailable { version, message: s.message().to_string() }),

@@ -178,3 +178,35 @@ async fn a_token_guards_the_weights() {
         }
     }
 }
+
+/// An actor waiting for a version keeps waiting when the learner dies in the middle of its
+/// long-poll (the connection is reset) and comes back: it fetches from the new one.
+#[test]
+fn a_learner_restart_during_the_wait_is_waited_out() {
+    let main = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let addr = main.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap().local_addr().unwrap();
+    let serve = |rt: &tokio::runtime::Runtime, publisher: Publisher| {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
+        rt.spawn(
+            tonic::transport::Server::builder()
+                .add_service(publisher.service())
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+    };
+    // The first learner has published nothing yet; it dies with the actor's call in flight.
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    serve(&first, Publisher::new(7, 2, 1000));
+    let policy = FetchPolicy { attempts: 2, wait: std::time::Duration::from_secs(20), backoff: std::time::Duration::from_millis(20) };
+    let fetching = main.spawn(async move {
+        let mut client = weights::client(&format!("http://{addr}"), None).unwrap();
+        fetch(&mut client, 7, 1, &policy).await
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    first.shutdown_background();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let restarted = Publisher::new(7, 2, 1000);
+    restarted.publish(1, vec![9u8; 10], "float32");
+    serve(&main, restarted);
+    let got = main.block_on(fetching).unwrap().expect("the fetch outlives the learner's restart");
+    assert_eq!(got.bytes, vec![9u8; 10]);
+}
