@@ -166,6 +166,10 @@ impl UpRecipe {
         if r.rl.steps == 0 || r.rl.group_size < 2 || r.rl.prompts_per_step == 0 {
             bail!("recipe config [rl]: steps and prompts_per_step must be at least 1 and group_size at least 2");
         }
+        // Checked now, not after the teacher's stages have run for minutes.
+        if r.distill.enabled && r.distill.pretrain_steps == 0 {
+            bail!("recipe config [distill]: pretrain_steps is 0; the student's base needs at least 1 step (or set enabled = false)");
+        }
         Ok(r)
     }
 }
@@ -406,6 +410,8 @@ mod tests {
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
             ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),
             ("[rl]\ngroup_size = 1\n", Err("group_size at least 2")),
+            ("[distill]\npretrain_steps = 0\n", Err("pretrain_steps is 0")),
+            ("[distill]\npretrain_steps = 1\n", Ok((40, 8))),
         ];
         for (text, want) in cases {
             let f = dir.path().join("r.toml");
