@@ -250,17 +250,32 @@ fn every_attack_scores_zero_when_the_scorer_is_not_root() {
     let exe = dir.path().join("attacks");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new(&exe)
-        .args(["--exact", "every_attack_scores_zero_with_all_layers_the_host_allows", "--test-threads", "1"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("TMPDIR", "/tmp")
-        .env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"))
-        .current_dir(dir.path())
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let run = || {
+        std::process::Command::new(&exe)
+            .args(["--exact", "every_attack_scores_zero_with_all_layers_the_host_allows", "--test-threads", "1"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TMPDIR", "/tmp")
+            .env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"))
+            .current_dir(dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+    };
+    // The other tests in this binary spawn processes concurrently; a child forked while the
+    // copy above still had its file open for writing holds that descriptor until it execs,
+    // and exec of the copy fails with ETXTBSY until then. Retry for a while, as Go's
+    // os/exec does.
+    let mut attempt = 0;
+    let out = loop {
+        match run() {
+            Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && attempt < 100 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
