@@ -379,8 +379,11 @@ pub fn grpo_loss<B: Backend>(
     let loss = match cfg.aggregation {
         Aggregation::TokenMean => per_token.sum().div_scalar(den.tokens.max(1) as f64),
         Aggregation::SeqMeanTokenMean => {
-            let len = mask.clone().sum_dim(1).clamp_min(1.0);
-            (per_token.sum_dim(1) / len)
+            // 1 / len computed forward (exactly) and multiplied: differentiating `x / len`
+            // would go through Burn's approximate reciprocal (see `r1_model::ops`).
+            let len = mask.clone().sum_dim(1).clamp_min(1.0).detach();
+            let inv_len = len.ones_like() / len;
+            (per_token.sum_dim(1) * inv_len)
                 .sum()
                 .div_scalar(den.sequences.max(1) as f64)
         }

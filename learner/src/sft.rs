@@ -12,7 +12,8 @@
 //! token (prompt and padding are 0). N is the number of masked tokens of this batch, or
 //! of the whole optimizer batch when given (so micro-batch losses add up).
 
-use burn::tensor::{Int, Tensor, activation::log_softmax, backend::Backend};
+use burn::tensor::{Int, Tensor, backend::Backend};
+use r1_model::ops::log_softmax;
 
 use crate::LearnerError;
 use crate::grpo::ScalarExt;

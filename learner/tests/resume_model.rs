@@ -2,14 +2,10 @@
 //! (HF safetensors weights + AdamW state + RNG + step), a fresh state loaded from it, and
 //! N − k more steps. The checkpoint folder also loads as a Hugging Face model.
 //!
-//! FIXME: bitwise equality holds for the learner's own state (`tests/checkpoint.rs` resumes
-//! a Burn module bit-identically, and here the reloaded weights, RNG and first steps match
-//! bit for bit), but not through the whole decoder: Burn 0.21's NdArray autodiff backward
-//! is not run-to-run deterministic for it — two identical straight runs in one process give
-//! gradient norms that differ in the 7th digit (one of two values, even with one rayon
-//! thread), i.e. a summation order that varies. Until that is found and fixed upstream, the
-//! comparison here is at 1e-6 with Adam's eps raised so last-bit gradient noise is not
-//! amplified to a ±lr step (see `data_parallel.rs`).
+//! The resumed weights equal the straight run's bit for bit. (They did not before
+//! `r1_model::ops`: Burn 0.21's softmax, log-softmax and RMSNorm gradients went through an
+//! approximate reciprocal that depended on buffer alignment, so two identical runs differed
+//! in the 7th digit.)
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +29,6 @@ fn fixture() -> PathBuf {
 fn optim_cfg() -> OptimConfig {
     OptimConfig {
         lr: 1e-4,
-        eps: 1e-6,
         ..Default::default()
     }
 }
@@ -189,8 +184,8 @@ fn resumed_run_continues_the_straight_run() {
         let resumed = weight_bits(&model, &scratch.path().join("b"));
         let err = max_abs_diff(&straight, &resumed);
         assert!(
-            err <= 1e-6,
-            "k = {k}: resumed weights differ from the straight run by {err}"
+            straight == resumed,
+            "k = {k}: resumed weights differ from the straight run (by up to {err})"
         );
 
         // The checkpoint moved away from the start (the comparison is not vacuous).

@@ -15,11 +15,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Initializer, Linear, LinearConfig, RmsNorm};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::config::{ModelConfig, RopeScaling};
+use crate::ops::{rms_norm, softmax};
 
 /// Additive attention bias value for masked positions. Finite, so that a row whose keys are
 /// all masked (a padding query) gives a uniform distribution instead of NaN.
@@ -195,7 +196,7 @@ impl<B: Backend> CausalLm<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = layer.self_attn.forward(
-                layer.input_layernorm.forward(x.clone()),
+                rms_norm(&layer.input_layernorm, x.clone()),
                 &cos,
                 &sin,
                 bias.clone(),
@@ -203,10 +204,10 @@ impl<B: Backend> CausalLm<B> {
                 &self.config,
             );
             x = x + h;
-            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()));
+            let h = layer.mlp.forward(rms_norm(&layer.post_attention_layernorm, x.clone()));
             x = x + h;
         }
-        self.norm.forward(x)
+        rms_norm(&self.norm, x)
     }
 
     /// Projects hidden states to vocabulary logits.

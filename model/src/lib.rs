@@ -8,6 +8,8 @@
 //! - [`weights`]: safetensors load/save (single file or sharded; f32, bf16, f16).
 //! - [`batch`]: left-padded batches with positions and attention bias.
 //! - [`logprobs`]: teacher-forced per-token log-probabilities (training and `r1ctl logprobs`).
+//! - [`ops`]: softmax, log-softmax and RMSNorm whose gradients are exact and reproducible on
+//!   the CPU backend.
 //! - [`sample`]: batched KV-cached sampling with group forking and per-token log-probs.
 //! - [`tokenizer`]: `tokenizer.json`, the R1 template and chat templates.
 //!
@@ -19,6 +21,7 @@ pub mod config;
 pub mod decoder;
 pub mod error;
 pub mod logprobs;
+pub mod ops;
 pub mod sample;
 pub mod tokenizer;
 pub mod weights;

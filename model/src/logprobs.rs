@@ -3,7 +3,7 @@
 //! [`token_logprobs`] is the differentiable form the learner trains through; [`score`] is the
 //! inference form behind `r1ctl logprobs`, batched and computed in f32.
 
-use burn::tensor::activation::log_softmax;
+use crate::ops::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 

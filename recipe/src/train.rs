@@ -277,7 +277,41 @@ pub fn inference<B: AutodiffBackend>(model: &CausalLm<B>) -> CausalLm<B::InnerBa
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::backend::Backend;
+    use r1_model::CpuTrainBackend;
+
     use super::*;
+    use crate::ModelShape;
+
+    /// Two trainings from the same seed on the same data give bit-identical steps. (Burn's own
+    /// softmax, log-softmax and RMSNorm gradients went through an approximate reciprocal whose
+    /// result depended on buffer alignment, so they did not: see `r1_model::ops`.)
+    #[test]
+    fn training_is_a_function_of_the_seed() {
+        let shape = ModelShape { hidden_size: 32, intermediate_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, max_position_embeddings: 64 };
+        let cfg = shape.config(67, 1).unwrap();
+        let data: Vec<Example> = (0..24u32)
+            .map(|i| Example {
+                prompt: (0..5 + i % 7).map(|j| 2 + (i * 31 + j * 17) % 65).collect(),
+                completion: (0..3 + i % 11).map(|j| 2 + (i * 13 + j * 29) % 65).chain([1]).collect(),
+            })
+            .collect();
+        let sft = SftConfig { steps: 8, batch_size: 6, lr: 1e-2, warmup_steps: 2, loss_on_prompt: true, ..SftConfig::default() };
+        let run = || {
+            let device = Default::default();
+            CpuTrainBackend::seed(&device, 3);
+            let model = CausalLm::<CpuTrainBackend>::init(&cfg, &device);
+            let mut steps = Vec::new();
+            train(model, &data, &sft, &device, &mut |s| steps.push((s.loss.to_bits(), s.grad_norm.to_bits()))).unwrap();
+            steps
+        };
+        let first = run();
+        for attempt in 0..4 {
+            // Allocations in between move the next run's buffers.
+            let _shift: Vec<Vec<f32>> = (0..attempt * 5).map(|k| vec![0.0; 3 + k]).collect();
+            assert_eq!(run(), first, "run {} differs from the first", attempt + 2);
+        }
+    }
 
     #[test]
     fn every_epoch_visits_each_example_once_in_length_sorted_windows() {
