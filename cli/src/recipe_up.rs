@@ -6,6 +6,9 @@
 //! 2. **R1-Zero**: GRPO from the base model with the R1 template and accuracy + format
 //!    rewards, evaluated on the eval split at step 0 and every `eval_every` steps.
 //! 3. **R1**: cold-start SFT on a few hundred chain-of-thought examples, then the same GRPO.
+//!    (This run and the student's RL are not evaluated while they train unless
+//!    `[rl] eval_all_runs` is set: their start and end models are in the final table anyway,
+//!    and each evaluation samples the whole eval split G times.)
 //! 4. **Distillation**: rejection sampling from the R1 model (k samples per train prompt,
 //!    the verified-correct ones kept), SFT of a smaller student on them, against the same
 //!    student trained with GRPO alone.
@@ -50,7 +53,10 @@ pub struct RlStage {
     pub steps: u64,
     pub group_size: u32,
     pub prompts_per_step: u32,
+    /// R1-Zero evaluates on the eval split at step 0 and every `eval_every` steps (0: never).
     pub eval_every: u64,
+    /// Evaluate the R1 and student RL runs the same way while they train.
+    pub eval_all_runs: bool,
     pub max_new_tokens: u32,
     pub temperature: f32,
     pub lr: f64,
@@ -92,6 +98,7 @@ impl Default for RlStage {
             group_size: 8,
             prompts_per_step: 8,
             eval_every: 40,
+            eval_all_runs: false,
             max_new_tokens: 64,
             temperature: 1.0,
             lr: 2e-4,
@@ -175,7 +182,7 @@ impl UpRecipe {
 }
 
 /// The run spec of a GRPO stage.
-fn grpo_spec(name: &str, base: &Path, train: &Path, eval: &Path, rl: &RlStage) -> RunSpec {
+fn grpo_spec(name: &str, base: &Path, train: &Path, eval: &Path, rl: &RlStage, evaluate: bool) -> RunSpec {
     let mut learner = serde_json::Map::new();
     learner.insert("lr".into(), rl.lr.into());
     learner.insert("beta".into(), rl.beta.into());
@@ -203,7 +210,7 @@ fn grpo_spec(name: &str, base: &Path, train: &Path, eval: &Path, rl: &RlStage) -
             learner,
         }),
         fleet: FleetSpec { actors: rl.actors, reward_workers: 1, learner_ranks: 1 },
-        schedule: Schedule { total_steps: rl.steps, checkpoint_every: rl.steps, eval_every: rl.eval_every },
+        schedule: Schedule { total_steps: rl.steps, checkpoint_every: rl.steps, eval_every: if evaluate { rl.eval_every } else { 0 } },
     }
 }
 
@@ -260,11 +267,11 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     let (train, eval) = (&prepared.train_jsonl, &prepared.eval_jsonl);
 
     eprintln!("== 2/5 R1-Zero: GRPO from the base model");
-    let zero = finished(local.run(&grpo_spec("r1-zero", &prepared.base_model_dir, train, eval, rl))?)?;
+    let zero = finished(local.run(&grpo_spec("r1-zero", &prepared.base_model_dir, train, eval, rl, true))?)?;
 
     eprintln!("== 3/5 R1: cold-start SFT, then GRPO");
     let cold = finished(local.run(&sft_spec("cold-start", &prepared.base_model_dir, &prepared.coldstart_jsonl, &recipe.cold_start))?)?;
-    let r1 = finished(local.run(&grpo_spec("r1", &cold.final_checkpoint(), train, eval, rl))?)?;
+    let r1 = finished(local.run(&grpo_spec("r1", &cold.final_checkpoint(), train, eval, rl, rl.eval_all_runs))?)?;
 
     let mut rows = Vec::new();
     let mut student_runs = Vec::new();
@@ -290,7 +297,7 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
             let distilled = finished(local.run(&sft_spec("student-distill", &student.base_model_dir, &traces, &d.sft))?)?;
             student_runs.push(("student + distillation", distilled.final_checkpoint()));
         }
-        let student_rl = finished(local.run(&grpo_spec("student-rl", &student.base_model_dir, train, eval, rl))?)?;
+        let student_rl = finished(local.run(&grpo_spec("student-rl", &student.base_model_dir, train, eval, rl, rl.eval_all_runs))?)?;
         student_runs.push(("student + RL", student_rl.final_checkpoint()));
     }
 
@@ -425,7 +432,8 @@ mod tests {
         // The specs it makes are valid run specs.
         let r = UpRecipe::default();
         let p = Path::new("/x.jsonl");
-        grpo_spec("a", p, p, p, &r.rl).validate().unwrap();
+        grpo_spec("a", p, p, p, &r.rl, true).validate().unwrap();
+        grpo_spec("a", p, p, p, &r.rl, false).validate().unwrap();
         sft_spec("b", p, p, &r.cold_start).validate().unwrap();
     }
 }

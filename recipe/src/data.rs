@@ -99,17 +99,24 @@ pub struct PretrainMix {
     pub r1_format_fraction: f64,
     /// Problems in one plain document (an exercise sheet: question, answer, blank line, ...).
     pub problems_per_plain_document: usize,
+    /// Share of an exercise sheet's problems shown with a worked solution (the rest with the
+    /// answer alone).
+    pub worked_fraction: f64,
 }
 
 impl Default for PretrainMix {
     fn default() -> Self {
-        Self { documents: 6000, r1_fraction: 0.25, r1_format_fraction: 0.35, problems_per_plain_document: 6 }
+        Self { documents: 6000, r1_fraction: 0.25, r1_format_fraction: 0.35, problems_per_plain_document: 6, worked_fraction: 0.5 }
     }
 }
 
 impl PretrainMix {
     pub fn validate(&self) -> Result<(), RecipeError> {
-        for (name, v) in [("r1_fraction", self.r1_fraction), ("r1_format_fraction", self.r1_format_fraction)] {
+        for (name, v) in [
+            ("r1_fraction", self.r1_fraction),
+            ("r1_format_fraction", self.r1_format_fraction),
+            ("worked_fraction", self.worked_fraction),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(RecipeError::Config(format!("`corpus.{name}` is {v}; use a fraction in [0, 1]")));
             }
@@ -243,7 +250,7 @@ pub fn pretrain_document(problems: &[Problem], mix: &PretrainMix, rng: &mut impl
             if i > 0 {
                 text.push_str("\n\n");
             }
-            if rng.random_bool(0.5) {
+            if rng.random_bool(1.0 - mix.worked_fraction) {
                 text.push_str(&format!("Question: {}\nAnswer: {}", q.prompt, q.answer));
             } else {
                 text.push_str(&format!("Question: {}\nSolution: {} The answer is {}.", q.prompt, q.reasoning(), q.answer));
