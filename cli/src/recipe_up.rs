@@ -94,10 +94,10 @@ pub struct DistillStage {
 impl Default for RlStage {
     fn default() -> Self {
         Self {
-            steps: 40,
+            steps: 30,
             group_size: 8,
             prompts_per_step: 8,
-            eval_every: 40,
+            eval_every: 30,
             eval_all_runs: false,
             max_new_tokens: 64,
             temperature: 1.0,
@@ -125,7 +125,7 @@ impl Default for DistillStage {
             // Half as wide, a quarter of the weights; two layers are kept, the fewest that
             // can copy a number from the question into a step.
             student: ModelShape { hidden_size: base.hidden_size / 2, intermediate_size: base.intermediate_size / 2, ..base },
-            pretrain_steps: 600,
+            pretrain_steps: 300,
             sft: SftStage { steps: 40, batch_size: 16, lr: 1e-3 },
         }
     }
@@ -413,12 +413,12 @@ mod tests {
     fn recipe_config_layers_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let cases: &[(&str, Result<(u64, u32), &str>)] = &[
-            ("", Ok((40, 8))),
+            ("", Ok((30, 8))),
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
             ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),
             ("[rl]\ngroup_size = 1\n", Err("group_size at least 2")),
             ("[distill]\npretrain_steps = 0\n", Err("pretrain_steps is 0")),
-            ("[distill]\npretrain_steps = 1\n", Ok((40, 8))),
+            ("[distill]\npretrain_steps = 1\n", Ok((30, 8))),
         ];
         for (text, want) in cases {
             let f = dir.path().join("r.toml");

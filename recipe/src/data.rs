@@ -106,7 +106,7 @@ pub struct PretrainMix {
 
 impl Default for PretrainMix {
     fn default() -> Self {
-        Self { documents: 6000, r1_fraction: 0.25, r1_format_fraction: 0.35, problems_per_plain_document: 6, worked_fraction: 0.5 }
+        Self { documents: 6000, r1_fraction: 0.25, r1_format_fraction: 0.35, problems_per_plain_document: 6, worked_fraction: 1.0 }
     }
 }
 
@@ -403,8 +403,12 @@ mod tests {
 
     #[test]
     fn pretraining_mix_follows_its_fractions() {
-        let mix = PretrainMix { documents: 4000, r1_fraction: 0.5, r1_format_fraction: 0.25, ..Default::default() };
+        let mix = PretrainMix { documents: 4000, r1_fraction: 0.5, r1_format_fraction: 0.25, worked_fraction: 0.3, ..Default::default() };
         let s = make_splits(&small(), &mix, 2).unwrap();
+        let sheets: String = s.pretrain.iter().filter(|d| !d.prompt.starts_with("A conversation")).map(|d| format!("{}{}", d.prompt, d.completion)).collect();
+        let (worked, direct) = (sheets.matches("\nSolution: ").count(), sheets.matches("\nAnswer: ").count());
+        let worked_share = worked as f64 / (worked + direct) as f64;
+        assert!((worked_share - 0.3).abs() < 0.02, "worked share {worked_share}");
         let r1: Vec<&SftRecord> = s.pretrain.iter().filter(|d| d.prompt.starts_with("A conversation")).collect();
         let formatted = r1
             .iter()
