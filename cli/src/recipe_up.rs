@@ -432,8 +432,11 @@ mod tests {
         // The specs it makes are valid run specs.
         let r = UpRecipe::default();
         let p = Path::new("/x.jsonl");
-        grpo_spec("a", p, p, p, &r.rl, true).validate().unwrap();
-        grpo_spec("a", p, p, p, &r.rl, false).validate().unwrap();
+        for (evaluate, every) in [(true, r.rl.eval_every), (false, 0)] {
+            let spec = grpo_spec("a", p, p, p, &r.rl, evaluate);
+            spec.validate().unwrap();
+            assert_eq!(spec.schedule.eval_every, every, "evaluate = {evaluate}");
+        }
         sft_spec("b", p, p, &r.cold_start).validate().unwrap();
     }
 }

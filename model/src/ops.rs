@@ -110,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn values_and_gradients_match_an_f64_reference_bit_for_bit_on_every_run() {
+    fn values_and_gradients_match_an_f64_reference_and_repeat_bit_for_bit() {
         let norm = RmsNorm::<A> {
             gamma: burn::module::Param::from_tensor(Tensor::ones([61], &Default::default())),
             epsilon: 1e-6,
