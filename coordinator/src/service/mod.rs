@@ -13,39 +13,25 @@
 //! plumbing; it ends after sending a finished run's final status, or when the client goes
 //! away.
 //!
-//! When a token is configured every call must carry it ([`Auth`]); without one (loopback)
-//! every call is allowed. Limits: no TLS, so a token on an untrusted network is only as
-//! safe as the network.
-//!
-//! Limits ([`Limits`], the coordinator config's `limits` table), each tested at its boundary in
-//! `tests/limits.rs`:
-//! - **message size**: both services accept and send messages up to `max_message_bytes`
-//!   (default [`MAX_MESSAGE_BYTES`]: a GRPO batch of 32 prompts × 16 samples × 8k tokens with
-//!   log-probs is about 40 MiB); a larger request is refused by tonic with `OUT_OF_RANGE`
-//!   before any handler runs.
-//! - **concurrency**: at most `max_concurrent_requests` RPCs are handled at once across all
-//!   connections; past that a request waits for a slot (`when_busy = "wait"`, until its
-//!   deadline) or is refused at once with `RESOURCE_EXHAUSTED` (`"reject"`).
-//! - **deadlines**: a request's `grpc-timeout` is honoured. A request whose deadline passes
-//!   before its store transaction starts (waiting for a slot or for the store) is answered
-//!   `DEADLINE_EXCEEDED` and changes nothing; a transaction that has started runs to its end,
-//!   since each is atomic, so the store never holds half a request: a retry with the same
-//!   idempotency key then gets the first answer again and changes nothing. The handler
-//!   answers a little before the deadline so that its `DEADLINE_EXCEEDED` arrives ahead of
-//!   tonic's own timer, which would answer `CANCELLED` "Timeout expired" (as does a tonic
-//!   client's own timer: `r1_proto::client::retry` treats both alike).
+//! Laid out as: this module, the two services and their wire conversions; [`auth`], the
+//! bearer-token check; [`limits`], message size, concurrency slots and deadlines; [`server`],
+//! serving both services and the HTTP pages on one port.
 
-use std::net::SocketAddr;
+mod auth;
+mod limits;
+mod server;
+
+pub use auth::Auth;
+pub use limits::{Limits, MAX_MESSAGE_BYTES, WhenBusy, deadline_of};
+pub use server::{ServeError, serve};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_server::{RunService, RunServiceServer};
 use r1_proto::v1::work_service_server::{WorkService, WorkServiceServer};
-use sha2::{Digest, Sha256};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::dataset::{DatasetError, Example, Prompt};
@@ -53,6 +39,7 @@ use crate::lease::{self, LeaseError, Outcome};
 use crate::runs::{Coordinator, RunStatus, RunsError};
 use crate::spec::RunSpec;
 use crate::store::{RunState, StoreError};
+use limits::Gate;
 
 /// Maps every coordinator error to the gRPC code a client can act on.
 pub fn status_of(e: RunsError) -> Status {
@@ -134,118 +121,6 @@ impl Runs {
             .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
             .map_err(status_of)
     }
-}
-
-/// The limits both services enforce; the coordinator config's `limits` table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest request or response, in bytes, on both services.
-    pub max_message_bytes: usize,
-    /// RPCs handled at once across all connections (a Watch stream counts while it reads its
-    /// first status); 0 means no limit.
-    pub max_concurrent_requests: usize,
-    /// What a request past `max_concurrent_requests` does.
-    pub when_busy: WhenBusy,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: MAX_MESSAGE_BYTES,
-            max_concurrent_requests: 256,
-            when_busy: WhenBusy::Wait,
-        }
-    }
-}
-
-/// What a request does when every concurrency slot is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenBusy {
-    /// Wait for a slot, until the request's deadline (`DEADLINE_EXCEEDED` then).
-    Wait,
-    /// Answer `RESOURCE_EXHAUSTED` at once; clients retry with backoff.
-    Reject,
-}
-
-/// The concurrency slots shared by both services.
-#[derive(Clone)]
-struct Gate {
-    slots: Option<Arc<tokio::sync::Semaphore>>,
-    limit: usize,
-    when_busy: WhenBusy,
-}
-
-impl Gate {
-    fn new(limits: &Limits) -> Gate {
-        let limit = limits.max_concurrent_requests;
-        Gate {
-            slots: (limit > 0).then(|| Arc::new(tokio::sync::Semaphore::new(limit))),
-            limit,
-            when_busy: limits.when_busy,
-        }
-    }
-
-    /// A slot for one request, held until the returned permit is dropped.
-    async fn enter(
-        &self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
-        let Some(slots) = &self.slots else {
-            return Ok(None);
-        };
-        let busy = || {
-            format!(
-                "the coordinator is handling its limit of {} requests at once",
-                self.limit
-            )
-        };
-        match (self.when_busy, deadline) {
-            (WhenBusy::Reject, _) => slots.clone().try_acquire_owned().map(Some).map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "{}; retry with backoff or raise limits.max_concurrent_requests",
-                    busy()
-                ))
-            }),
-            (WhenBusy::Wait, None) => Ok(slots.clone().acquire_owned().await.ok()),
-            (WhenBusy::Wait, Some(deadline)) => {
-                match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
-                    Ok(permit) => Ok(permit.ok()),
-                    Err(_) => Err(Status::deadline_exceeded(format!(
-                        "{}, and the request's deadline passed while it waited; nothing was applied",
-                        busy()
-                    ))),
-                }
-            }
-        }
-    }
-}
-
-/// When the handler answers a request: a little before its `grpc-timeout` (5 %, at most
-/// 50 ms), so that its own `DEADLINE_EXCEEDED` leaves ahead of tonic's timer.
-pub fn deadline_of<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
-    let timeout = parse_grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)?;
-    let margin = (timeout / 20).min(Duration::from_millis(50));
-    Some(tokio::time::Instant::now() + timeout - margin)
-}
-
-/// A `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 /// The span every RPC runs in: OpenTelemetry's server-span conventions plus the ids the
@@ -453,138 +328,6 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
         spec_json: serde_json::to_string(&s.run.spec).unwrap_or_default(),
         eval_step,
         eval_accuracy,
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot serve the coordinator on {addr}: {source}; check that the address is free")]
-pub struct ServeError {
-    addr: String,
-    source: tonic::transport::Error,
-}
-
-/// The largest request or response either service accepts or sends.
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
-
-/// Serves RunService and WorkService on `listener` behind `auth`, and `GET /metrics` (HTTP/1
-/// on the same port), until `shutdown` completes, one `rpc` span per call.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    runs: Runs,
-    auth: Auth,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let addr = listener
-        .local_addr()
-        .map(|a: SocketAddr| a.to_string())
-        .unwrap_or_default();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let work = Work {
-        core: runs.core.clone(),
-        limits: runs.limits.clone(),
-        gate: runs.gate.clone(),
-    }
-    .into_server();
-    let core = runs.core.clone();
-    let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
-        .add_service(InterceptedService::new(work, auth));
-    let router = std::mem::take(routes.axum_router_mut());
-    let page = core.clone();
-    *routes.axum_router_mut() = router
-        .route(
-            "/metrics",
-            axum::routing::get(move || metrics_page(core.clone())),
-        )
-        .route(
-            "/",
-            axum::routing::get(move || dashboard_page(page.clone())),
-        );
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .trace_fn(rpc_span)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|source| ServeError { addr, source })
-}
-
-/// The Prometheus page; a store failure is a 500 with the error's message.
-async fn metrics_page(core: Arc<Coordinator>) -> (axum::http::StatusCode, String) {
-    let page =
-        tokio::task::spawn_blocking(move || core.list().map(|runs| crate::metrics::render(&runs)))
-            .await;
-    match page {
-        Ok(Ok(text)) => (axum::http::StatusCode::OK, text),
-        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-/// The dashboard: an HTML table of every run, refreshed by the browser.
-async fn dashboard_page(
-    core: Arc<Coordinator>,
-) -> (axum::http::StatusCode, axum::response::Html<String>) {
-    let page = tokio::task::spawn_blocking(move || {
-        core.list().map(|runs| crate::metrics::dashboard(&runs))
-    })
-    .await;
-    match page {
-        Ok(Ok(html)) => (axum::http::StatusCode::OK, axum::response::Html(html)),
-        Ok(Err(e)) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::response::Html(e.to_string()),
-        ),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::response::Html(e.to_string()),
-        ),
-    }
-}
-
-/// Requires `authorization: Bearer <token>` on every call when a token is set. Tokens are
-/// compared as SHA-256 digests in constant time, so neither their bytes nor their length
-/// leak through timing.
-#[derive(Clone, Default)]
-pub struct Auth {
-    digest: Option<[u8; 32]>,
-}
-
-impl Auth {
-    /// No token: every call is allowed (loopback `r1ctl up`).
-    pub fn open() -> Auth {
-        Auth { digest: None }
-    }
-
-    /// Calls must carry `token`.
-    pub fn bearer(token: &str) -> Auth {
-        Auth {
-            digest: Some(Sha256::digest(token.as_bytes()).into()),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(want) = &self.digest else {
-            return Ok(request);
-        };
-        let sent = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let Some(token) = sent.and_then(|v| v.strip_prefix("Bearer ")) else {
-            return Err(Status::unauthenticated(
-                "this server requires a bearer token; send `authorization: Bearer <token>` with the cluster's token",
-            ));
-        };
-        let got: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let diff = got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        match diff {
-            0 => Ok(request),
-            _ => Err(Status::unauthenticated(
-                "the bearer token is wrong; use the cluster's token (the one the coordinator was given)",
-            )),
-        }
     }
 }
 
@@ -1039,7 +782,10 @@ impl WorkService for Work {
             .await
             .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
             .map_err(status_of)?;
-        note("outcome", format!("rolled back from step {}", done.from_step).as_str());
+        note(
+            "outcome",
+            format!("rolled back from step {}", done.from_step).as_str(),
+        );
         Ok(Response::new(pb::RollbackResponse {
             checkpoint: Some(checkpoint_to_wire(done.checkpoint)),
             from_step: done.from_step,
