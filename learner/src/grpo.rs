@@ -84,7 +84,7 @@ pub use r1_spec::learner::{Aggregation, GrpoConfig, TisLevel};
 
 /// [`GrpoConfig::validate`] as a learner error.
 pub(crate) fn check_config(cfg: &GrpoConfig) -> Result<(), LearnerError> {
-    cfg.validate("grpo").map_err(|e| LearnerError::Config(e.to_string()))?;
+    cfg.validate("algorithm.learner").map_err(|e| LearnerError::Config(e.to_string()))?;
     if cfg.aggregation == Aggregation::SeqMeanTokenSumNorm && cfg.token_sum_norm.is_none() {
         return Err(LearnerError::Config(
             "token_sum_norm is unset for seq-mean-token-sum-norm; set the constant L (the maximum response length)".into(),
