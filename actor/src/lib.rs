@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use r1_coordinator::spec::{Algorithm, GrpoSpec, RunSpec};
+use r1_spec::{Algorithm, GrpoSpec, RunSpec};
 use r1_model::{CausalLm, ModelConfig, SamplingParams, TextTokenizer};
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;

@@ -24,9 +24,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use r1_coordinator::spec::{
-    Algorithm, DatasetSpec, FieldMap, FleetSpec, GrpoSpec, RewardComponent, RunSpec, SamplingSpec, Schedule, SftSpec, Template,
-};
+use r1_recipe::stages::{DistillStage, RlStage, SftStage};
 use r1_recipe::{EvalReport, GenConfig, ModelShape, RecipeConfig, TaskItem};
 use serde::{Deserialize, Serialize};
 
@@ -44,91 +42,6 @@ pub struct UpRecipe {
     pub distill: DistillStage,
     /// How every final model is evaluated for the report.
     pub eval: GenConfig,
-}
-
-/// The GRPO runs (R1-Zero, the RL of R1, the student's RL).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RlStage {
-    pub steps: u64,
-    pub group_size: u32,
-    pub prompts_per_step: u32,
-    /// R1-Zero evaluates on the eval split at step 0 and every `eval_every` steps (0: never).
-    pub eval_every: u64,
-    /// Evaluate the R1 and student RL runs the same way while they train.
-    pub eval_all_runs: bool,
-    pub max_new_tokens: u32,
-    pub temperature: f32,
-    pub lr: f64,
-    pub beta: f64,
-    pub micro_batch: usize,
-    pub actors: u32,
-}
-
-/// An SFT run through the coordinator (cold start; the student's distillation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SftStage {
-    pub steps: u64,
-    pub batch_size: u32,
-    pub lr: f64,
-}
-
-/// Rejection sampling from the R1 model and the student.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DistillStage {
-    pub enabled: bool,
-    /// Train prompts sampled from the teacher.
-    pub prompts: usize,
-    /// Samples per prompt.
-    pub k: usize,
-    /// The student's shape (smaller than the base model).
-    pub student: ModelShape,
-    /// Pretraining steps of the student's base (the rest of its pretraining is the
-    /// teacher's `[prepare.pretrain]`).
-    pub pretrain_steps: u64,
-    pub sft: SftStage,
-}
-
-impl Default for RlStage {
-    fn default() -> Self {
-        Self {
-            steps: 30,
-            group_size: 8,
-            prompts_per_step: 8,
-            eval_every: 30,
-            eval_all_runs: false,
-            max_new_tokens: 64,
-            temperature: 1.0,
-            lr: 2e-4,
-            beta: 0.0,
-            micro_batch: 16,
-            actors: 1,
-        }
-    }
-}
-
-impl Default for SftStage {
-    fn default() -> Self {
-        Self { steps: 30, batch_size: 16, lr: 3e-4 }
-    }
-}
-
-impl Default for DistillStage {
-    fn default() -> Self {
-        let base = ModelShape::default();
-        Self {
-            enabled: true,
-            prompts: 200,
-            k: 4,
-            // Half as wide, a quarter of the weights; two layers are kept, the fewest that
-            // can copy a number from the question into a step.
-            student: ModelShape { hidden_size: base.hidden_size / 2, intermediate_size: base.intermediate_size / 2, ..base },
-            pretrain_steps: 300,
-            sft: SftStage { steps: 40, batch_size: 16, lr: 1e-3 },
-        }
-    }
 }
 
 impl Default for UpRecipe {
@@ -181,72 +94,6 @@ impl UpRecipe {
     }
 }
 
-/// The run spec of a GRPO stage.
-fn grpo_spec(name: &str, base: &Path, train: &Path, eval: &Path, rl: &RlStage, evaluate: bool) -> RunSpec {
-    let mut learner = serde_json::Map::new();
-    learner.insert("lr".into(), rl.lr.into());
-    learner.insert("beta".into(), rl.beta.into());
-    learner.insert("micro_batch".into(), rl.micro_batch.into());
-    RunSpec {
-        name: name.into(),
-        base_model: base.into(),
-        dataset: task_dataset(train, Some(eval)),
-        rewards: vec![
-            RewardComponent { name: "accuracy".into(), verifier: "math".into(), weight: 1.0, options: Default::default() },
-            RewardComponent { name: "format".into(), verifier: "format".into(), weight: 0.5, options: Default::default() },
-        ],
-        algorithm: Algorithm::Grpo(GrpoSpec {
-            group_size: rl.group_size,
-            prompts_per_step: rl.prompts_per_step,
-            max_policy_lag: 0,
-            dynamic_sampling: false,
-            sampling: SamplingSpec {
-                template: Template::R1,
-                temperature: rl.temperature,
-                max_new_tokens: rl.max_new_tokens,
-                stop: vec!["</answer>".into()],
-                ..SamplingSpec::default()
-            },
-            learner,
-        }),
-        fleet: FleetSpec { actors: rl.actors, reward_workers: 1, learner_ranks: 1 },
-        schedule: Schedule { total_steps: rl.steps, checkpoint_every: rl.steps, eval_every: if evaluate { rl.eval_every } else { 0 } },
-    }
-}
-
-/// The run spec of an SFT stage on `{prompt, completion}` rows.
-fn sft_spec(name: &str, base: &Path, data: &Path, s: &SftStage) -> RunSpec {
-    let mut learner = serde_json::Map::new();
-    learner.insert("lr".into(), s.lr.into());
-    learner.insert("micro_batch".into(), s.batch_size.into());
-    RunSpec {
-        name: name.into(),
-        base_model: base.into(),
-        dataset: DatasetSpec {
-            fields: FieldMap { prompt: "prompt".into(), answer: Some("completion".into()), ..FieldMap::default() },
-            epochs: 100,
-            ..task_dataset(data, None)
-        },
-        rewards: vec![],
-        algorithm: Algorithm::Sft(SftSpec { batch_size: s.batch_size, template: Template::R1, learner }),
-        fleet: FleetSpec::default(),
-        schedule: Schedule { total_steps: s.steps, checkpoint_every: s.steps, eval_every: 0 },
-    }
-}
-
-fn task_dataset(path: &Path, eval: Option<&Path>) -> DatasetSpec {
-    DatasetSpec {
-        path: path.into(),
-        format: None,
-        fields: FieldMap { prompt: "prompt".into(), answer: Some("answer".into()), ..FieldMap::default() },
-        eval_fraction: 0.0,
-        eval_path: eval.map(Path::to_path_buf),
-        seed: 0,
-        shuffle: true,
-        epochs: 100,
-    }
-}
-
 /// One row of the final table.
 struct Row {
     label: &'static str,
@@ -267,11 +114,11 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     let (train, eval) = (&prepared.train_jsonl, &prepared.eval_jsonl);
 
     eprintln!("== 2/5 R1-Zero: GRPO from the base model");
-    let zero = finished(local.run(&grpo_spec("r1-zero", &prepared.base_model_dir, train, eval, rl, true))?)?;
+    let zero = finished(local.run(&rl.run_spec("r1-zero", &prepared.base_model_dir, train, eval, true))?)?;
 
     eprintln!("== 3/5 R1: cold-start SFT, then GRPO");
-    let cold = finished(local.run(&sft_spec("cold-start", &prepared.base_model_dir, &prepared.coldstart_jsonl, &recipe.cold_start))?)?;
-    let r1 = finished(local.run(&grpo_spec("r1", &cold.final_checkpoint(), train, eval, rl, rl.eval_all_runs))?)?;
+    let cold = finished(local.run(&recipe.cold_start.run_spec("cold-start", &prepared.base_model_dir, &prepared.coldstart_jsonl))?)?;
+    let r1 = finished(local.run(&rl.run_spec("r1", &cold.final_checkpoint(), train, eval, rl.eval_all_runs))?)?;
 
     let mut rows = Vec::new();
     let mut student_runs = Vec::new();
@@ -294,10 +141,10 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
             eprintln!("   WARNING: the R1 model solved none of the {} sampled prompts; skipping the distillation SFT", d.prompts);
             skipped.push("student + distillation: skipped, rejection sampling kept no verified-correct trace");
         } else {
-            let distilled = finished(local.run(&sft_spec("student-distill", &student.base_model_dir, &traces, &d.sft))?)?;
+            let distilled = finished(local.run(&d.sft.run_spec("student-distill", &student.base_model_dir, &traces))?)?;
             student_runs.push(("student + distillation", distilled.final_checkpoint()));
         }
-        let student_rl = finished(local.run(&grpo_spec("student-rl", &student.base_model_dir, train, eval, rl, rl.eval_all_runs))?)?;
+        let student_rl = finished(local.run(&rl.run_spec("student-rl", &student.base_model_dir, train, eval, rl.eval_all_runs))?)?;
         student_runs.push(("student + RL", student_rl.final_checkpoint()));
     }
 
@@ -433,10 +280,10 @@ mod tests {
         let r = UpRecipe::default();
         let p = Path::new("/x.jsonl");
         for (evaluate, every) in [(true, r.rl.eval_every), (false, 0)] {
-            let spec = grpo_spec("a", p, p, p, &r.rl, evaluate);
+            let spec = r.rl.run_spec("a", p, p, p, evaluate);
             spec.validate().unwrap();
             assert_eq!(spec.schedule.eval_every, every, "evaluate = {evaluate}");
         }
-        sft_spec("b", p, p, &r.cold_start).validate().unwrap();
+        r.cold_start.run_spec("b", p, p).validate().unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! r1-coordinator: the control plane of a training run.
 //!
 //! A run goes through these modules:
-//! - [`spec`]: the run spec a user submits (TOML), parsed and validated before anything runs.
+//! - [`spec`]: the run spec a user submits (TOML), parsed and validated before anything runs;
+//!   it is the `r1-spec` crate, re-exported here.
 //! - [`dataset`]: JSONL and Parquet prompts with field mapping, an eval split, seeded
 //!   per-epoch shuffles and a resumable cursor; every row is checked when the run is submitted.
 //! - [`store`]: SQLite (WAL) holding runs, their state, dataset cursor, counters, policy
@@ -31,5 +32,5 @@ pub mod metrics;
 pub mod rollback;
 pub mod runs;
 pub mod service;
-pub mod spec;
+pub use r1_spec as spec;
 pub mod store;

@@ -60,6 +60,8 @@ fn spec(s: &Settings) -> RunSpec {
         prompts_per_step = {}
         max_policy_lag = {}
         dynamic_sampling = {}
+        [algorithm.learner]
+        clip_eps = 0.2
         [schedule]
         total_steps = {}
         eval_every = {}

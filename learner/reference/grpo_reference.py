@@ -42,24 +42,31 @@ def advantages(rewards, group_size, std_normalize, eps):
 def grpo(logp, old, ref, beh, adv, mask, cfg):
     """Loss to minimise and stats; logp requires grad."""
     pad = mask <= 0
+    c = cfg["log_ratio_clamp"]
     old = logp.detach() if old is None else old
-    log_ratio = torch.where(pad, torch.zeros_like(logp), logp - old)
+    log_ratio = torch.clamp(torch.where(pad, torch.zeros_like(logp), logp - old), -c, c)
     ratio = torch.exp(log_ratio)
     a = adv[:, None]
     surr = ratio * a
     surr_clip = torch.clamp(ratio, 1 - cfg["clip_eps_low"], 1 + cfg["clip_eps_high"]) * a
-    loss_tok = -torch.min(surr, surr_clip)
+    pg = -torch.min(surr, surr_clip)
+    # Truncated IS against the behaviour policy, on the policy-gradient term only (veRL).
+    w = None
+    capped = None
+    if cfg["tis_cap"] is not None and beh is not None:
+        d = torch.clamp(torch.where(pad, torch.zeros_like(old), old - beh), -c, c)
+        if cfg["tis_level"] == "sequence":
+            w = torch.exp(torch.clamp((d * mask).sum(1, keepdim=True), -c, c)).expand_as(d)
+        else:
+            w = torch.exp(d)
+        capped = (w >= cfg["tis_cap"]).float()
+        w = torch.clamp(w, max=cfg["tis_cap"]).detach()
+        pg = pg * w
     kl = None
     if ref is not None:
         d = torch.where(pad, torch.zeros_like(logp), ref - logp)
         kl = torch.exp(d) - d - 1
-    if cfg["beta"] > 0:
-        loss_tok = loss_tok + cfg["beta"] * kl
-    capped = None
-    if cfg["tis_cap"] is not None and beh is not None:
-        w = torch.exp(torch.where(pad, torch.zeros_like(old), old - beh))
-        capped = (w >= cfg["tis_cap"]).float()
-        loss_tok = loss_tok * torch.clamp(w, max=cfg["tis_cap"]).detach()
+    loss_tok = pg + cfg["beta"] * kl if cfg["beta"] > 0 else pg
     loss_tok = loss_tok * mask
     B, T = logp.shape
     agg = cfg["aggregation"]
@@ -68,16 +75,18 @@ def grpo(logp, old, ref, beh, adv, mask, cfg):
     elif agg == "seq-mean-token-mean":
         loss = (loss_tok.sum(1) / mask.sum(1).clamp(min=1)).mean()
     elif agg == "seq-mean-token-sum-norm":
-        L = cfg["token_sum_norm"] or T
-        loss = (loss_tok.sum(1) / L).mean()
+        loss = (loss_tok.sum(1) / cfg["token_sum_norm"]).mean()
     n = mask.sum()
     mm = lambda x: float((x.detach() * mask).sum() / n)
     stats = {
         "clip_frac": mm((surr_clip < surr).float()),
+        "clip_frac_low": mm(((ratio < 1 - cfg["clip_eps_low"]) & (a < 0)).float()),
+        "clip_frac_high": mm(((ratio > 1 + cfg["clip_eps_high"]) & (a > 0)).float()),
         "kl_ref_mean": None if kl is None else mm(kl),
         "approx_kl_old": mm(ratio - 1 - log_ratio),
         "ratio_mean": mm(ratio),
         "ratio_max": float((ratio.detach() * mask).max()),
+        "tis_weight_mean": 1.0 if w is None else mm(w),
         "tis_capped_frac": 0.0 if capped is None else mm(capped),
         "tokens": float(n),
     }
@@ -119,14 +128,19 @@ def grpo_golden():
     for agg, std, beta, (lo, hi), tis in itertools.product(aggs, [True, False], [0.0, 0.04], [(0.2, 0.2), (0.2, 0.28)], [None, 2.0]):
         cfg = {"clip_eps_low": lo, "clip_eps_high": hi, "beta": beta, "aggregation": agg,
                "token_sum_norm": 16 if agg == "seq-mean-token-sum-norm" else None,
-               "std_normalize": std, "adv_eps": 1e-6, "tis_cap": tis}
+               "std_normalize": std, "adv_eps": 1e-6, "tis_cap": tis, "tis_level": "token",
+               "log_ratio_clamp": 20.0}
         add(f"{agg} std={std} beta={beta} eps=({lo},{hi}) tis={tis}", cfg)
     base = {"clip_eps_low": 0.2, "clip_eps_high": 0.2, "beta": 0.001, "aggregation": "seq-mean-token-mean",
-            "token_sum_norm": None, "std_normalize": True, "adv_eps": 1e-6, "tis_cap": None}
-    add("dr-grpo with T as normaliser", {**base, "aggregation": "seq-mean-token-sum-norm", "std_normalize": False})
+            "token_sum_norm": None, "std_normalize": True, "adv_eps": 1e-6, "tis_cap": None,
+            "tis_level": "token", "log_ratio_clamp": 20.0}
+    add("dr-grpo with a constant normaliser", {**base, "aggregation": "seq-mean-token-sum-norm", "token_sum_norm": 12, "std_normalize": False})
     add("on-policy single update", base, on_policy=True)
     add("r1 clip eps=10", {**base, "clip_eps_low": 10.0, "clip_eps_high": 10.0})
     add("tight clip binds often", {**base, "clip_eps_low": 0.05, "clip_eps_high": 0.05, "tis_cap": 1.2})
+    add("sequence-level tis", {**base, "beta": 0.04, "tis_cap": 2.0, "tis_level": "sequence"})
+    add("sequence-level tis, dapo", {**base, "clip_eps_high": 0.28, "beta": 0.0, "aggregation": "token-mean", "tis_cap": 1.5, "tis_level": "sequence"})
+    add("log-ratio clamp binds", {**base, "log_ratio_clamp": 0.25, "tis_cap": 2.0})
     return {"inputs": inputs, "cases": cases}
 
 

@@ -18,11 +18,12 @@
 //! # Options and deviations (all in [`GrpoConfig`])
 //! - **Clip bounds**: `clip_eps_low`/`clip_eps_high` give clip(ρ, 1−ε_low, 1+ε_high);
 //!   equal values are the paper's symmetric ε, a larger ε_high is DAPO's clip-higher.
-//!   Default ε = 0.2, the PPO/DeepSeekMath value. The R1 paper used ε = 10 for R1 (large,
-//!   on-policy batches, so clipping hardly ever binds); we default to the tighter bound
-//!   because r1 also trains on stale samples (`max_policy_lag` > 0), where the clip is
-//!   what keeps an update trust-region-like. [`GrpoConfig::r1`] sets 10 to reproduce R1;
-//!   ε_low ≥ 1 means no lower clip (ρ is always positive).
+//!   A run spec starts from R1's ε = 10 (large on-policy batches, so clipping hardly ever
+//!   binds; [`GrpoConfig::r1`]); a spec with `max_policy_lag` > 0 must set bounds below 1
+//!   (PPO's 0.2), since on stale samples the clip is what keeps an update
+//!   trust-region-like. ε_low ≥ 1 means no lower clip (ρ is always positive). The clip
+//!   fraction is reported split: `clip_frac_low` (Â < 0 and ρ < 1 − ε_low) and
+//!   `clip_frac_high` (Â > 0 and ρ > 1 + ε_high), DAPO's two diagnostics.
 //! - **KL penalty**: β·KL_k3 against a frozen reference policy's log-probs, R1's
 //!   β = 0.001 by default. β = 0 skips the term and `ref_logp` may be absent.
 //! - **Advantage std-normalisation**: on by default (paper); off is Dr. GRPO, which
@@ -35,12 +36,36 @@
 //!   `seq-mean-token-mean` is the paper's 1/G Σ_i 1/|o_i| Σ_t; `token-mean` (DAPO) is
 //!   Σ_i Σ_t / Σ_i |o_i|, so long outputs weigh in per token; `seq-mean-token-sum-norm`
 //!   (Dr. GRPO) is 1/G Σ_i Σ_t / L with a constant L (`token_sum_norm`, e.g. the maximum
-//!   response length), removing the length bias of 1/|o_i|. A row without completion
-//!   tokens still counts as a sequence and adds 0.
-//! - **Truncated importance sampling** (`tis_cap` = C): when the samples came from a
-//!   behaviour policy older than π_old (asynchronous actors, or an inference engine whose
-//!   numerics differ), each token's loss is multiplied by the detached weight
-//!   min(exp(old_logp − behaviour_logp), C). Without `behaviour_logp` the weight is 1.
+//!   response length; a run spec fills in `algorithm.sampling.max_new_tokens`), removing
+//!   the length bias of 1/|o_i|. L is required: a normaliser that followed the batch's
+//!   padded width would change from batch to batch. A row without completion tokens
+//!   still counts as a sequence and adds 0.
+//! - **Off-policy samples: π_old and truncated importance sampling** (`tis_cap` = C,
+//!   `tis_level`). r1 takes π_old to be the *learner's* policy at the start of the rollout
+//!   batch, computed by the learner (a forward pass without gradient) whenever it differs
+//!   from π_θ: when the batch holds a group sampled by older weights (`max_policy_lag` > 0)
+//!   or when one batch takes several optimizer steps (`minibatches_per_batch`,
+//!   `epochs_per_batch`). The gap between π_old and the policy that really sampled the
+//!   tokens (older weights, or an inference engine whose numerics differ) is corrected by a
+//!   separate, detached importance weight against the actors' behaviour log-probs:
+//!   `token`: w_it = min(π_old/π_behaviour, C) per token; `sequence`: one weight per
+//!   sequence, min(Π_t π_old/π_behaviour, C). This is what veRL (`old_log_prob` recomputed
+//!   by the actor, rollout importance weights against `rollout_log_probs`) and TRL
+//!   (`old_per_token_logps` from the trained model, `vllm_importance_sampling_correction`)
+//!   do. We chose it over using the behaviour log-probs as π_old because then the clip
+//!   would act on the staleness itself: a stale token whose ratio already lies outside
+//!   [1 − ε, 1 + ε] before any update gets no gradient at all, and the trust region would
+//!   be measured from a policy the learner no longer holds. With π_old the learner's, the
+//!   clip bounds this update, and the IS weight (truncated, so variance stays bounded)
+//!   reweights stale samples toward the learner's distribution. Fresh samples have
+//!   π_old ≈ π_behaviour and a weight ≈ 1.
+//!   As in veRL the weight multiplies the policy-gradient term only, never the KL penalty:
+//!   the KL term is an expectation under π_θ estimated on the samples, and reweighting it
+//!   by the sampler's staleness would change what it penalises. Without `behaviour_logp`
+//!   (or with `tis_cap` unset) the weight is 1.
+//! - **Log-ratio clamp** (`log_ratio_clamp`): log ρ and log(π_old/π_behaviour) are clamped
+//!   to ±`log_ratio_clamp` before `exp` (veRL uses 20), so one token far off-policy cannot
+//!   overflow the loss to inf; a clamped token's ratio carries no gradient.
 //! - **Micro-batches**: the denominators of the aggregation (number of sequences, number
 //!   of tokens) can be fixed to those of the whole optimizer batch ([`Denominators`]), so
 //!   the sum of the micro-batch losses and gradients equals the full-batch ones.
@@ -51,131 +76,21 @@
 //! in value but still carries the gradient of logp.
 
 use burn::tensor::{Bool, Tensor, backend::Backend};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::LearnerError;
 
-/// How per-token loss terms are reduced to one scalar.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Aggregation {
-    /// Mean over the tokens of each sequence, then over sequences (DeepSeekMath, R1).
-    SeqMeanTokenMean,
-    /// Sum over all tokens divided by the number of tokens (DAPO).
-    TokenMean,
-    /// Sum over each sequence's tokens divided by a constant, then mean over sequences (Dr. GRPO).
-    SeqMeanTokenSumNorm,
-}
+pub use r1_spec::learner::{Aggregation, GrpoConfig, TisLevel};
 
-/// GRPO options; see the module doc for what each one means.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrpoConfig {
-    /// Lower clip bound: ρ is clipped below at 1 − ε_low (ε_low ≥ 1: no lower clip).
-    pub clip_eps_low: f64,
-    /// Upper clip bound: ρ is clipped above at 1 + ε_high (DAPO uses 0.28).
-    pub clip_eps_high: f64,
-    /// KL penalty coefficient against the reference policy; 0 disables it.
-    pub beta: f64,
-    /// Reduction of per-token terms.
-    pub aggregation: Aggregation,
-    /// Constant L of `seq-mean-token-sum-norm`; `None` uses the batch's time dimension T.
-    pub token_sum_norm: Option<usize>,
-    /// Divide advantages by the group's reward std (off = Dr. GRPO).
-    pub std_normalize: bool,
-    /// Added to the std before dividing.
-    pub adv_eps: f64,
-    /// Truncated importance-sampling cap C; `None` disables the correction.
-    pub tis_cap: Option<f64>,
-}
-
-impl Default for GrpoConfig {
-    fn default() -> Self {
-        Self {
-            clip_eps_low: 0.2,
-            clip_eps_high: 0.2,
-            beta: 0.001,
-            aggregation: Aggregation::SeqMeanTokenMean,
-            token_sum_norm: None,
-            std_normalize: true,
-            adv_eps: 1e-6,
-            tis_cap: None,
-        }
+/// [`GrpoConfig::validate`] as a learner error.
+pub(crate) fn check_config(cfg: &GrpoConfig) -> Result<(), LearnerError> {
+    cfg.validate("algorithm.learner").map_err(|e| LearnerError::Config(e.to_string()))?;
+    if cfg.aggregation == Aggregation::SeqMeanTokenSumNorm && cfg.token_sum_norm.is_none() {
+        return Err(LearnerError::Config(
+            "token_sum_norm is unset for seq-mean-token-sum-norm; set the constant L (the maximum response length)".into(),
+        ));
     }
-}
-
-impl GrpoConfig {
-    /// DeepSeek-R1's settings: ε = 10 (clipping practically off), β = 0.001.
-    pub fn r1() -> Self {
-        Self {
-            clip_eps_low: 10.0,
-            clip_eps_high: 10.0,
-            ..Self::default()
-        }
-    }
-
-    /// DAPO: clip-higher (ε_low 0.2, ε_high 0.28), token-mean, no KL term. Pair it with
-    /// dynamic sampling (drop [`GroupAdvantages::degenerate_groups`]) and overlong shaping.
-    pub fn dapo() -> Self {
-        Self {
-            clip_eps_high: 0.28,
-            beta: 0.0,
-            aggregation: Aggregation::TokenMean,
-            ..Self::default()
-        }
-    }
-
-    /// Dr. GRPO: no std division, per-sequence token sums over a constant `max_len`, no KL.
-    pub fn dr_grpo(max_len: usize) -> Self {
-        Self {
-            beta: 0.0,
-            aggregation: Aggregation::SeqMeanTokenSumNorm,
-            token_sum_norm: Some(max_len),
-            std_normalize: false,
-            ..Self::default()
-        }
-    }
-
-    /// Rejects settings that would silently produce a meaningless loss.
-    pub fn validate(&self) -> Result<(), LearnerError> {
-        // Each check is written so that NaN fails it.
-        let checks = [
-            (
-                self.clip_eps_low >= 0.0,
-                format!("clip_eps_low is {}; use a value >= 0", self.clip_eps_low),
-            ),
-            (
-                self.clip_eps_high >= 0.0,
-                format!("clip_eps_high is {}; use a value >= 0", self.clip_eps_high),
-            ),
-            (
-                self.beta >= 0.0,
-                format!("beta is {}; use a value >= 0", self.beta),
-            ),
-            (
-                self.token_sum_norm != Some(0),
-                "token_sum_norm is 0; use the maximum response length".into(),
-            ),
-            (
-                self.adv_eps >= 0.0,
-                format!(
-                    "adv_eps is {}; use a small value >= 0 such as 1e-6",
-                    self.adv_eps
-                ),
-            ),
-            (
-                self.tis_cap.is_none_or(|c| c >= 1.0),
-                format!(
-                    "tis_cap is {:?}; use a cap >= 1 (2 is common) or omit it",
-                    self.tis_cap
-                ),
-            ),
-        ];
-        match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err(LearnerError::Config(msg)),
-            None => Ok(()),
-        }
-    }
+    Ok(())
 }
 
 /// Advantages for a batch of whole groups, and which groups carried no signal.
@@ -276,6 +191,10 @@ impl<B: Backend> GrpoBatch<B> {
 pub struct GrpoStats {
     /// Fraction of tokens whose surrogate took the clipped branch (no gradient).
     pub clip_frac: f64,
+    /// Of which: Â < 0 and ρ < 1 − ε_low.
+    pub clip_frac_low: f64,
+    /// Of which: Â > 0 and ρ > 1 + ε_high.
+    pub clip_frac_high: f64,
     /// Mean k3 estimate of KL(π_θ ‖ π_ref); `None` without reference log-probs.
     pub kl_ref_mean: Option<f64>,
     /// Mean k3 estimate of KL(π_old ‖ π_θ): how far this update has moved.
@@ -283,6 +202,8 @@ pub struct GrpoStats {
     /// Mean and max of ρ.
     pub ratio_mean: f64,
     pub ratio_max: f64,
+    /// Mean importance weight min(π_old/π_behaviour, C) over tokens (1 without TIS).
+    pub tis_weight_mean: f64,
     /// Fraction of tokens whose TIS weight hit the cap.
     pub tis_capped_frac: f64,
     /// Masked tokens and sequences in this batch.
@@ -304,7 +225,7 @@ pub fn grpo_loss<B: Backend>(
     cfg: &GrpoConfig,
     denominators: Option<Denominators>,
 ) -> Result<GrpoOutput<B>, LearnerError> {
-    cfg.validate()?;
+    check_config(cfg)?;
     let GrpoBatch {
         logp,
         old_logp,
@@ -342,34 +263,45 @@ pub fn grpo_loss<B: Backend>(
 
     let pad: Tensor<B, 2, Bool> = mask.clone().lower_equal_elem(0.0);
     let old_logp = old_logp.unwrap_or_else(|| logp.clone()).detach();
-    let adv = advantages.detach().unsqueeze_dim::<2>(1).repeat_dim(1, t);
+    let adv_row = advantages.detach();
+    let adv = adv_row.unsqueeze_dim::<2>(1).repeat_dim(1, t);
+    let c = cfg.log_ratio_clamp;
 
     // Policy-gradient term: −min(ρÂ, clip(ρ)Â), computed where ρ is finite even on padding.
-    let log_ratio = (logp.clone() - old_logp.clone()).mask_fill(pad.clone(), 0.0);
+    let log_ratio = (logp.clone() - old_logp.clone()).mask_fill(pad.clone(), 0.0).clamp(-c, c);
     let ratio = log_ratio.clone().exp();
     let unclipped = ratio.clone() * adv.clone();
     let clipped = ratio
         .clone()
         .clamp(1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high)
-        * adv;
-    let mut per_token = unclipped.clone().min_pair(clipped.clone()).neg();
+        * adv.clone();
+    let mut pg = unclipped.clone().min_pair(clipped.clone()).neg();
+
+    // Truncated importance sampling on the policy-gradient term only: the detached weight
+    // min(π_old/π_behaviour, C), per token or per sequence.
+    let mut tis = None;
+    if let (Some(cap), Some(beh)) = (cfg.tis_cap, behaviour_logp) {
+        let d = (old_logp - beh.detach()).mask_fill(pad.clone(), 0.0).clamp(-c, c);
+        let w = match cfg.tis_level {
+            TisLevel::Token => d.exp(),
+            TisLevel::Sequence => (d * mask.clone()).sum_dim(1).clamp(-c, c).exp().repeat_dim(1, t),
+        };
+        let capped = w.clone().greater_equal_elem(cap).float();
+        let w = w.clamp_max(cap).detach();
+        pg = pg * w.clone();
+        tis = Some((w, capped));
+    }
 
     // KL_k3(π_θ ‖ π_ref) = exp(ref − logp) − (ref − logp) − 1.
     let kl_ref = ref_logp.map(|r| {
         let d = (r.detach() - logp.clone()).mask_fill(pad.clone(), 0.0);
         d.clone().exp() - d - 1.0
     });
-    if cfg.beta > 0.0 {
-        per_token = per_token + kl_ref.clone().expect("checked above").mul_scalar(cfg.beta);
-    }
-
-    // Truncated importance sampling: detached weight min(π_old/π_behaviour, C).
-    let mut tis_capped = None;
-    if let (Some(cap), Some(beh)) = (cfg.tis_cap, behaviour_logp) {
-        let w = (old_logp - beh.detach()).mask_fill(pad.clone(), 0.0).exp();
-        tis_capped = Some(w.clone().greater_equal_elem(cap).float());
-        per_token = per_token * w.clamp_max(cap).detach();
-    }
+    let per_token = if cfg.beta > 0.0 {
+        pg + kl_ref.clone().expect("checked above").mul_scalar(cfg.beta)
+    } else {
+        pg
+    };
 
     let per_token = per_token * mask.clone();
     let den = denominators.unwrap_or(Denominators {
@@ -388,7 +320,7 @@ pub fn grpo_loss<B: Backend>(
                 .div_scalar(den.sequences.max(1) as f64)
         }
         Aggregation::SeqMeanTokenSumNorm => {
-            let norm = cfg.token_sum_norm.unwrap_or(t) as f64;
+            let norm = cfg.token_sum_norm.expect("checked by check_config") as f64;
             per_token
                 .sum()
                 .div_scalar(norm * den.sequences.max(1) as f64)
@@ -404,8 +336,12 @@ pub fn grpo_loss<B: Backend>(
             0.0
         }
     };
+    let clip_low = ratio.clone().lower_elem(1.0 - cfg.clip_eps_low).float() * adv.clone().lower_elem(0.0).float();
+    let clip_high = ratio.clone().greater_elem(1.0 + cfg.clip_eps_high).float() * adv.greater_elem(0.0).float();
     let stats = GrpoStats {
         clip_frac: masked_mean(clipped.lower(unclipped).float()),
+        clip_frac_low: masked_mean(clip_low),
+        clip_frac_high: masked_mean(clip_high),
         kl_ref_mean: kl_ref.map(&masked_mean),
         approx_kl_old: masked_mean(ratio.clone() - 1.0 - log_ratio),
         ratio_mean: masked_mean(ratio.clone()),
@@ -414,7 +350,8 @@ pub fn grpo_loss<B: Backend>(
         } else {
             0.0
         },
-        tis_capped_frac: tis_capped.map(&masked_mean).unwrap_or(0.0),
+        tis_weight_mean: tis.as_ref().map_or(1.0, |(w, _)| masked_mean(w.clone())),
+        tis_capped_frac: tis.map_or(0.0, |(_, capped)| masked_mean(capped)),
         tokens: n,
         sequences: b as f64,
     };

@@ -86,7 +86,7 @@ impl Publisher {
     /// [`Publisher::service`] behind `auth`: with a token set, every call must carry it (the
     /// cluster's token, the one the coordinator checks), so weights do not leak to whoever
     /// reaches the port.
-    pub fn authenticated(&self, auth: r1_coordinator::service::Auth) -> AuthenticatedService {
+    pub fn authenticated(&self, auth: r1_proto::Auth) -> AuthenticatedService {
         tonic::service::interceptor::InterceptedService::new(self.service(), auth)
     }
 
@@ -122,7 +122,7 @@ impl Publisher {
 
 /// The weight service behind a bearer-token check.
 pub type AuthenticatedService =
-    tonic::service::interceptor::InterceptedService<WeightServiceServer<Publisher>, r1_coordinator::service::Auth>;
+    tonic::service::interceptor::InterceptedService<WeightServiceServer<Publisher>, r1_proto::Auth>;
 
 type ChunkStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WeightChunk, Status>> + Send>>;
 

@@ -15,13 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Shape of the schedule after warmup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Decay {
-    Constant,
-    Cosine,
-}
+pub use r1_spec::learner::Decay;
 
 /// A warmup-then-decay schedule, as a multiplier of the base learning rate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
-use r1_coordinator::spec::{Algorithm, RunSpec, Template};
+use r1_spec::{Algorithm, RunSpec, Template};
 use r1_model::{CausalLm, TextTokenizer};
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
@@ -41,7 +41,7 @@ use tokio::runtime::Handle;
 use crate::checkpoint::{self, Checkpoint, TrainerState};
 use crate::collective::{Collective, CollectiveError};
 use crate::grpo::group_advantages;
-use crate::options::LearnerOptions;
+use crate::options::{LearnerOptions, optim_config};
 use crate::publish::Publisher;
 use crate::trainer::{Rollout, StepReport, TrainError, Trainer};
 
@@ -143,25 +143,37 @@ fn setup<B: AutodiffBackend>(
 ) -> Result<RunSetup<B>, ServiceError> {
     let bad = |message: String| ServiceError::Run { run, message };
     let spec = RunSpec::from_json(spec_json).map_err(|e| bad(format!("its spec does not parse: {e}")))?;
-    let (table, template) = match &spec.algorithm {
+    // The spec was checked whole (learner options included) when it was parsed. SFT has no
+    // GRPO loss: its table holds the optimizer's keys only, and no KL term, so no reference.
+    let (opts, template) = match &spec.algorithm {
         Algorithm::Grpo(g) => (g.learner.clone(), g.sampling.template),
-        Algorithm::Sft(s) => (s.learner.clone(), s.template),
+        Algorithm::Sft(s) => (
+            LearnerOptions {
+                optim: s.learner.clone(),
+                grpo: crate::grpo::GrpoConfig { beta: 0.0, ..Default::default() },
+                ..LearnerOptions::default()
+            },
+            s.template,
+        ),
     };
-    let opts = LearnerOptions::from_spec(&serde_json::Value::Object(table)).map_err(|e| bad(e.to_string()))?;
     let base = &spec.base_model;
     let tok = TextTokenizer::from_dir(base)?;
     let config = r1_model::ModelConfig::from_dir(base)?;
     let from = resume.map_or(base.as_path(), |(_, p)| p.as_path());
     let model: CausalLm<B> = r1_model::weights::load_with_config(from, config.clone(), device)?;
     let sft = matches!(spec.algorithm, Algorithm::Sft(_));
-    // SFT has no KL term, so no reference model.
-    let grpo = if sft { crate::grpo::GrpoConfig { beta: 0.0, ..opts.grpo() } } else { opts.grpo() };
+    let grpo = opts.grpo.clone();
+    if opts.steps_per_batch() > 1 {
+        return Err(bad(
+            "algorithm.learner.minibatches_per_batch and epochs_per_batch above 1 are not built into this learner yet; set both to 1".into(),
+        ));
+    }
     let reference = if !sft && grpo.beta > 0.0 {
         Some(r1_model::weights::load_with_config::<B::InnerBackend>(base, config, device)?)
     } else {
         None
     };
-    let trainer = Trainer::new(model, reference, grpo, opts.optim(spec.schedule.total_steps), opts.micro_batch, device.clone())
+    let trainer = Trainer::new(model, reference, grpo, optim_config(&opts.optim, spec.schedule.total_steps), opts.optim.micro_batch, device.clone())
         .map_err(|e| bad(e.to_string()))?;
     let mut s = RunSetup { spec, opts, template, tok, trainer };
     if let Some((step, path)) = resume {
@@ -179,12 +191,11 @@ fn train<B: AutodiffBackend>(
     let group_err = |group: u64, message: String| ServiceError::Run { run: 0, message: format!("group {group}: {message}") };
     match &s.spec.algorithm {
         Algorithm::Grpo(_) => {
-            let grpo = s.opts.grpo();
+            let grpo = s.opts.grpo.clone();
             let mut rollouts = Vec::new();
             for g in &lease.groups {
                 let example = g.example.as_ref().ok_or_else(|| group_err(g.group_id, "has no example".into()))?;
-                let prompt = r1_actor::prompt::prompt_tokens(&s.tok, s.template, example)
-                    .map_err(|m| group_err(g.group_id, m))?;
+                let prompt = prompt_tokens(&s.tok, s.template, example).map_err(|m| group_err(g.group_id, m))?;
                 if g.rewards.len() != g.samples.len() || g.samples.is_empty() {
                     return Err(group_err(
                         g.group_id,
@@ -211,8 +222,7 @@ fn train<B: AutodiffBackend>(
             let mut pairs = Vec::with_capacity(lease.groups.len());
             for g in &lease.groups {
                 let example = g.example.as_ref().ok_or_else(|| group_err(g.group_id, "has no example".into()))?;
-                let prompt = r1_actor::prompt::prompt_tokens(&s.tok, s.template, example)
-                    .map_err(|m| group_err(g.group_id, m))?;
+                let prompt = prompt_tokens(&s.tok, s.template, example).map_err(|m| group_err(g.group_id, m))?;
                 let answer = example.answer.as_deref().ok_or_else(|| {
                     group_err(g.group_id, format!("row {} has no answer to train on", example.row))
                 })?;
@@ -223,6 +233,12 @@ fn train<B: AutodiffBackend>(
             Ok(s.trainer.sft_step(&pairs, collective)?)
         }
     }
+}
+
+/// The tokens the actor sampled after for `example`: the same rendering, the same tokenizer.
+fn prompt_tokens(tok: &TextTokenizer, template: Template, example: &pb::Example) -> Result<Vec<u32>, String> {
+    let prompt = r1_proto::example_prompt(example)?;
+    tok.prompt_tokens(template, &prompt).map_err(|e| format!("row {}: {e}", example.row))
 }
 
 /// Runs a follower rank (rank > 0) until rank 0 says stop.
@@ -364,9 +380,9 @@ fn publish<B: AutodiffBackend>(p: &Publisher, model: &CausalLm<B>, version: u64)
 /// Whether the weights after `step` go to the actors: every `publish_every` steps, and always
 /// at the last step, at checkpoints (a learner that resumes serves its checkpoint's weights
 /// under that step's version) and at evaluations (they sample with that step's weights).
-pub fn publish_due(step: u64, opts: &LearnerOptions, schedule: &r1_coordinator::spec::Schedule) -> bool {
+pub fn publish_due(step: u64, opts: &LearnerOptions, schedule: &r1_spec::Schedule) -> bool {
     let every = |n: u64| n > 0 && step.is_multiple_of(n);
-    every(opts.publish_every)
+    every(opts.optim.publish_every)
         || step >= schedule.total_steps
         || every(schedule.checkpoint_every)
         || every(schedule.eval_every)
@@ -648,7 +664,7 @@ fn remove_unrecorded(dir: &Path, step: u64) -> Result<(), ServiceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use r1_coordinator::spec::Schedule;
+    use r1_spec::Schedule;
 
     #[test]
     fn publishes_on_its_cadence_and_wherever_a_version_is_needed() {
@@ -661,12 +677,14 @@ mod tests {
             (2, &[2, 3, 4, 6, 8, 9, 10]),
         ];
         for (publish_every, want) in cases {
-            let opts = LearnerOptions { publish_every, ..LearnerOptions::default() };
+            let mut opts = LearnerOptions::default();
+            opts.optim.publish_every = publish_every;
             let got: Vec<u64> = (1..=10).filter(|&s| publish_due(s, &opts, &schedule)).collect();
             assert_eq!(got, want, "publish_every {publish_every}");
         }
         let none = Schedule { total_steps: 4, checkpoint_every: 0, eval_every: 0 };
-        let opts = LearnerOptions { publish_every: 3, ..LearnerOptions::default() };
+        let mut opts = LearnerOptions::default();
+        opts.optim.publish_every = 3;
         let got: Vec<u64> = (1..=4).filter(|&s| publish_due(s, &opts, &none)).collect();
         assert_eq!(got, [3, 4], "no checkpoint or eval cadence");
     }

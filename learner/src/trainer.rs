@@ -101,7 +101,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         micro_batch: usize,
         device: B::Device,
     ) -> Result<Self, LearnerError> {
-        grpo.validate()?;
+        crate::grpo::check_config(&grpo)?;
         if grpo.beta > 0.0 && reference.is_none() {
             return Err(LearnerError::MissingReference { beta: grpo.beta });
         }

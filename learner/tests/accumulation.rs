@@ -183,6 +183,7 @@ fn micro_batches_with_global_denominators_match_the_full_batch() {
     ] {
         let cfg = GrpoConfig {
             aggregation: agg,
+            token_sum_norm: (agg == Aggregation::SeqMeanTokenSumNorm).then_some(16),
             beta: 0.05,
             clip_eps_high: 0.28,
             ..GrpoConfig::default()

@@ -149,7 +149,7 @@ fn two_ranks_on_halves_equal_one_rank_on_the_whole_batch() {
         let cfg = GrpoConfig {
             beta: 0.0,
             aggregation,
-            token_sum_norm: Some(8),
+            token_sum_norm: (aggregation == Aggregation::SeqMeanTokenSumNorm).then_some(8),
             ..Default::default()
         };
         let single = train(&[0, 1, 2, 3], &mut SingleRank, &cfg, 3);

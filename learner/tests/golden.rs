@@ -72,6 +72,9 @@ fn grpo_loss_and_grad_match_pytorch() {
         let kl = st.kl_ref_mean.expect("reference given");
         for (what, got, want) in [
             ("clip_frac", st.clip_frac, f(&s["clip_frac"])),
+            ("clip_frac_low", st.clip_frac_low, f(&s["clip_frac_low"])),
+            ("clip_frac_high", st.clip_frac_high, f(&s["clip_frac_high"])),
+            ("tis_weight_mean", st.tis_weight_mean, f(&s["tis_weight_mean"])),
             ("kl_ref_mean", kl, f(&s["kl_ref_mean"])),
             ("approx_kl_old", st.approx_kl_old, f(&s["approx_kl_old"])),
             ("ratio_mean", st.ratio_mean, f(&s["ratio_mean"])),

@@ -76,6 +76,7 @@ fn grpo_moves_the_policy_towards_reward_under_every_aggregation() {
     ] {
         let cfg = GrpoConfig {
             aggregation,
+            token_sum_norm: (aggregation == Aggregation::SeqMeanTokenSumNorm).then_some(8),
             beta: 0.01,
             ..GrpoConfig::default()
         };

@@ -56,7 +56,6 @@ fn config_parses_paper_names_and_rejects_unknown_keys() {
             r#"{"aggregation": "seq-mean"}"#,
             Err("unknown variant `seq-mean`"),
         ),
-        (r#"{"clip_eps": 0.2}"#, Err("unknown field `clip_eps`")),
     ];
     for (json, want) in cases {
         let got = serde_json::from_str::<GrpoConfig>(json).map_err(|e| e.to_string());
@@ -93,18 +92,27 @@ fn config_limits_are_checked_at_their_boundary() {
         (with(|c| c.beta = -1e-9), false),
         (with(|c| c.tis_cap = Some(1.0)), true),
         (with(|c| c.tis_cap = Some(0.99)), false),
-        (GrpoConfig::dr_grpo(1), true),
-        (GrpoConfig::dr_grpo(0), false),
+        (GrpoConfig { token_sum_norm: Some(1), ..GrpoConfig::dr_grpo() }, true),
+        (GrpoConfig { token_sum_norm: Some(0), ..GrpoConfig::dr_grpo() }, false),
+        (with(|c| c.token_sum_norm = Some(8)), false), // not read by seq-mean-token-mean
+        (with(|c| c.log_ratio_clamp = 80.0), true),
+        (with(|c| c.log_ratio_clamp = 80.5), false),
+        (with(|c| c.log_ratio_clamp = 0.0), false),
         (GrpoConfig::dapo(), true),
         (with(|c| c.adv_eps = f64::NAN), false),
     ];
     for (cfg, ok) in cases {
-        let got = cfg.validate();
+        let got = cfg.validate("algorithm.learner");
         assert_eq!(got.is_ok(), ok, "{cfg:?}: {got:?}");
         if let Err(e) = got {
-            assert!(matches!(e, LearnerError::Config(_)), "{e}");
+            assert!(e.to_string().contains("algorithm.learner."), "{e}");
         }
     }
+    // The loss refuses what it cannot compute: Dr. GRPO without its constant normaliser
+    // (a run spec fills it in; the batch's padded width is no constant).
+    let mask: &[&[f32]] = &[&[1.0, 1.0]];
+    let err = grpo_loss(batch(mask, false), &GrpoConfig::dr_grpo(), None).unwrap_err();
+    assert!(matches!(&err, LearnerError::Config(m) if m.contains("token_sum_norm is unset")), "{err}");
     let opt = |f: fn(&mut OptimConfig)| {
         let mut c = OptimConfig::default();
         f(&mut c);
@@ -227,6 +235,7 @@ fn an_all_padding_batch_gives_zero_loss_and_zero_gradient() {
             b,
             &GrpoConfig {
                 aggregation,
+                token_sum_norm: (aggregation == Aggregation::SeqMeanTokenSumNorm).then_some(2),
                 tis_cap: Some(2.0),
                 ..Default::default()
             },

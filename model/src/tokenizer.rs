@@ -8,40 +8,11 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{ModelError, Result};
 
-/// The R1-Zero training template from the DeepSeek-R1 paper; `{prompt}` is replaced by the
-/// question.
-pub const R1_TEMPLATE: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:";
-
-/// How a question becomes the text the model continues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptTemplate {
-    /// The prompt as given.
-    #[default]
-    Raw,
-    /// DeepSeek-R1-Zero's template.
-    R1,
-    /// The model's chat template, with the prompt as one user message.
-    Chat,
-}
-
-/// A dataset prompt: plain text, or chat turns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prompt {
-    Text(String),
-    Chat(Vec<Message>),
-}
-
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
+/// How a question becomes the text the model continues: the run spec's template, whose
+/// text rendering lives in `r1_spec::prompt` (one place for every crate).
+pub use r1_spec::prompt::{Message, Prompt, R1_TEMPLATE, Template as PromptTemplate};
 
 /// A tokenizer with the special tokens and chat template of its model folder.
 pub struct TextTokenizer {
@@ -152,29 +123,23 @@ impl TextTokenizer {
     /// Turns a dataset prompt (text or chat turns) into model input text with `template`.
     /// Chat turns need the chat template; text works with every template.
     pub fn render_prompt(&self, template: PromptTemplate, prompt: &Prompt) -> Result<String> {
-        match (prompt, template) {
-            (Prompt::Text(text), t) => self.render(t, text),
-            (Prompt::Chat(messages), PromptTemplate::Chat) => self.apply_chat_template(messages, true),
-            (Prompt::Chat(_), t) => Err(ModelError::Template(format!(
-                "the prompt is a list of chat messages but the template is `{}`; use the chat template",
-                match t {
-                    PromptTemplate::Raw => "raw",
-                    PromptTemplate::R1 => "r1",
-                    PromptTemplate::Chat => "chat",
-                }
-            ))),
-        }
+        template
+            .render(prompt, |messages| self.apply_chat_template(messages, true).map_err(|e| e.to_string()))
+            .map_err(|e| ModelError::Template(e.to_string()))
     }
 
     /// Turns a question into model input text with `template`.
     pub fn render(&self, template: PromptTemplate, prompt: &str) -> Result<String> {
-        Ok(match template {
-            PromptTemplate::Raw => prompt.to_string(),
-            PromptTemplate::R1 => R1_TEMPLATE.replace("{prompt}", prompt),
-            PromptTemplate::Chat => self.apply_chat_template(
-                &[Message { role: "user".into(), content: prompt.into() }],
-                true,
-            )?,
-        })
+        self.render_prompt(template, &Prompt::Text(prompt.into()))
+    }
+
+    /// The tokens the model continues for `prompt` under `template`: the actor samples after
+    /// them and the learner scores the same tokens again, so both call this.
+    pub fn prompt_tokens(&self, template: PromptTemplate, prompt: &Prompt) -> Result<Vec<u32>> {
+        let ids = self.encode(&self.render_prompt(template, prompt)?)?;
+        if ids.is_empty() {
+            return Err(ModelError::Template("the prompt renders to no tokens".into()));
+        }
+        Ok(ids)
     }
 }

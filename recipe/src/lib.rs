@@ -10,7 +10,8 @@
 //!
 //! Also here, as libraries behind `r1ctl eval`, `r1ctl sample` and `r1ctl sft`:
 //! [`eval`] (pass@1 over k samples, cons@k, format rate; rejection sampling) and
-//! [`train`] (plain SFT: cold start and distillation into a student).
+//! [`train`] (plain SFT: cold start and distillation into a student), and [`stages`]: the
+//! recipe's coordinator stages and the run spec each submits.
 //!
 //! Layout of a prepared folder:
 //!
@@ -28,6 +29,7 @@
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod stages;
 pub mod tasks;
 pub mod tokenizer;
 pub mod train;

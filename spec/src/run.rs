@@ -8,10 +8,13 @@
 //! it receives over the wire. Unknown keys are rejected everywhere, and [`RunSpec::validate`]
 //! checks values and their combinations, naming the field and the fix.
 //!
-//! Limits: reward components are kept as data. The coordinator checks names and weights
-//! and that the dataset maps the fields a known verifier needs (`math` → `answer`, `code` →
+//! Learner options (`algorithm.learner`) are typed ([`crate::learner`]) and checked here with
+//! the rest, so a typo there is refused before the run exists.
+//!
+//! Limits: reward components are kept as data. The spec checks names and weights and that
+//! the dataset maps the fields a known verifier needs (`math` → `answer`, `code` →
 //! `tests`); whether a verifier exists and its `options` are right is checked by the reward
-//! crate. Learner options (`algorithm.learner`) are passed through to the learner unread.
+//! crate when `submit-run` or `up` builds the composite.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,9 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::learner::{Aggregation, LearnerOptions, OptimOptions};
+use crate::prompt::Template;
 
 /// A whole run, as submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,22 +144,9 @@ pub struct GrpoSpec {
     /// How actors sample and how prompts are rendered.
     #[serde(default)]
     pub sampling: SamplingSpec,
-    /// Loss and optimizer options for the learner (ε, β, lr, ...), checked by the learner.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub learner: serde_json::Map<String, serde_json::Value>,
-}
-
-/// How a dataset prompt becomes model input; the same names as `r1_model::PromptTemplate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Template {
-    /// The prompt as given.
-    Raw,
-    /// DeepSeek-R1-Zero's template (`<think>`/`<answer>` instructions around the question).
-    #[default]
-    R1,
-    /// The base model's chat template, with the prompt as one user message.
-    Chat,
+    /// Loss and optimizer options for the learner (ε, β, lr, ...).
+    #[serde(default, deserialize_with = "LearnerOptions::deserialize_layered")]
+    pub learner: LearnerOptions,
 }
 
 /// Sampling settings the actors use for every group of a GRPO run (and evaluation).
@@ -199,8 +192,9 @@ pub struct SftSpec {
     /// How the prompt is rendered before its answer is appended.
     #[serde(default)]
     pub template: Template,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub learner: serde_json::Map<String, serde_json::Value>,
+    /// Optimizer options for the learner (no GRPO loss keys: SFT has no such loss).
+    #[serde(default, deserialize_with = "OptimOptions::deserialize_layered")]
+    pub learner: OptimOptions,
 }
 
 /// How many of each worker the run wants.
@@ -292,7 +286,7 @@ pub enum SpecError {
     Invalid { field: String, problem: String },
 }
 
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
+pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         field: field.into(),
         problem: problem.into(),
@@ -325,18 +319,32 @@ impl RunSpec {
 
     /// Parses and validates the JSON form written by `serde_json::to_string(&spec)`.
     pub fn from_json(text: &str) -> Result<RunSpec, SpecError> {
-        let spec: RunSpec = serde_json::from_str(text).map_err(SpecError::Json)?;
+        let mut spec: RunSpec = serde_json::from_str(text).map_err(SpecError::Json)?;
+        spec.fill_defaults();
         spec.validate()?;
         Ok(spec)
     }
 
     fn extract(figment: Figment, origin: String) -> Result<RunSpec, SpecError> {
-        let spec: RunSpec = figment.extract().map_err(|e| SpecError::Parse {
+        let mut spec: RunSpec = figment.extract().map_err(|e| SpecError::Parse {
             origin,
             source: Box::new(e),
         })?;
+        spec.fill_defaults();
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// Fills the values whose default comes from elsewhere in the spec: Dr. GRPO's
+    /// `algorithm.learner.token_sum_norm` is `algorithm.sampling.max_new_tokens` unless given.
+    /// The parsers call it; a spec built in code calls it before [`RunSpec::validate`].
+    pub fn fill_defaults(&mut self) {
+        if let Algorithm::Grpo(g) = &mut self.algorithm {
+            let l = &mut g.learner.grpo;
+            if l.aggregation == Aggregation::SeqMeanTokenSumNorm && l.token_sum_norm.is_none() {
+                l.token_sum_norm = Some(g.sampling.max_new_tokens as usize);
+            }
+        }
     }
 
     /// Checks every value and combination; the first problem found is returned.
@@ -370,11 +378,13 @@ impl RunSpec {
                     ));
                 }
                 g.sampling.validate()?;
+                g.validate_learner()?;
             }
             Algorithm::Sft(s) => {
                 if s.batch_size == 0 {
                     return Err(invalid("algorithm.batch_size", "is 0; set it to 1 or more"));
                 }
+                s.learner.validate("algorithm.learner")?;
                 if self.dataset.fields.answer.is_none() {
                     return Err(invalid(
                         "dataset.fields.answer",
@@ -493,6 +503,39 @@ impl RunSpec {
             Algorithm::Grpo(g) => g.group_size,
             Algorithm::Sft(_) => 1,
         }
+    }
+}
+
+impl GrpoSpec {
+    fn validate_learner(&self) -> Result<(), SpecError> {
+        let l = &self.learner;
+        l.validate("algorithm.learner")?;
+        if l.grpo.aggregation == Aggregation::SeqMeanTokenSumNorm && l.grpo.token_sum_norm.is_none() {
+            return Err(invalid(
+                "algorithm.learner.token_sum_norm",
+                "is unset for seq-mean-token-sum-norm; set it (the maximum response length) or call RunSpec::fill_defaults",
+            ));
+        }
+        if !self.prompts_per_step.is_multiple_of(l.minibatches_per_batch) {
+            return Err(invalid(
+                "algorithm.learner.minibatches_per_batch",
+                format!(
+                    "is {} but algorithm.prompts_per_step = {} does not split into that many minibatches of whole groups; use a divisor of prompts_per_step",
+                    l.minibatches_per_batch, self.prompts_per_step
+                ),
+            ));
+        }
+        if self.max_policy_lag > 0 && !l.grpo.has_trust_region() {
+            return Err(invalid(
+                "algorithm.learner.clip_eps",
+                format!(
+                    "gives clip bounds ε_low = {}, ε_high = {}, no trust region, while algorithm.max_policy_lag = {} trains on stale samples; \
+                     set clip_eps = 0.2 (PPO's value, both bounds below 1) or max_policy_lag = 0",
+                    l.grpo.clip_eps_low, l.grpo.clip_eps_high, self.max_policy_lag
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

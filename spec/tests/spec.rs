@@ -1,6 +1,6 @@
 //! Run specs: tables of good and bad specs, `R1_*` overrides, and the JSON round trip.
 
-use r1_coordinator::spec::{Algorithm, DatasetFormat, RunSpec};
+use r1_spec::{Aggregation, Algorithm, DatasetFormat, GrpoConfig, Preset, RunSpec, TisLevel};
 
 const BASE: &str = r#"
 name = "t"
@@ -278,6 +278,138 @@ fn specs_accepted_and_refused() {
             edit("algorithm", "{kind = \"sft\", batch_size = 0}"),
             Err("algorithm.batch_size"),
         ),
+        // [algorithm.learner]: typed and checked with the rest of the spec.
+        ("learner lr", edit("algorithm.learner.lr", "1e-5"), Ok(())),
+        (
+            "unknown learner key",
+            edit("algorithm.learner.learning_rate", "1e-5"),
+            Err("unknown key `learning_rate`"),
+        ),
+        (
+            "learner key of the wrong type",
+            edit("algorithm.learner.lr", "\"fast\""),
+            Err("lr"),
+        ),
+        ("zero lr", edit("algorithm.learner.lr", "0.0"), Err("algorithm.learner.lr")),
+        (
+            "negative beta",
+            edit("algorithm.learner.beta", "-0.1"),
+            Err("algorithm.learner.beta"),
+        ),
+        (
+            "tis cap at 1",
+            edit("algorithm.learner.tis_cap", "1.0"),
+            Ok(()),
+        ),
+        (
+            "tis cap under 1",
+            edit("algorithm.learner.tis_cap", "0.99"),
+            Err("algorithm.learner.tis_cap"),
+        ),
+        (
+            "unknown preset",
+            edit("algorithm.learner.preset", "\"ppo\""),
+            Err("use \"r1\", \"dapo\" or \"dr_grpo\""),
+        ),
+        ("dapo preset", edit("algorithm.learner.preset", "\"dapo\""), Ok(())),
+        (
+            "token_sum_norm without sum-norm aggregation",
+            edit("algorithm.learner.token_sum_norm", "512"),
+            Err("algorithm.learner.token_sum_norm"),
+        ),
+        (
+            "zero micro batch",
+            edit("algorithm.learner.micro_batch", "0"),
+            Err("algorithm.learner.micro_batch"),
+        ),
+        (
+            "64 steps per batch",
+            set(
+                &edit("algorithm.learner.minibatches_per_batch", "8"),
+                "algorithm.learner.epochs_per_batch",
+                "8",
+            ),
+            Ok(()),
+        ),
+        (
+            "minibatches that split the prompts",
+            set(
+                &edit("algorithm.learner.minibatches_per_batch", "4"),
+                "algorithm.prompts_per_step",
+                "12",
+            ),
+            Ok(()),
+        ),
+        (
+            "minibatches that do not split the prompts",
+            set(
+                &edit("algorithm.learner.minibatches_per_batch", "5"),
+                "algorithm.prompts_per_step",
+                "12",
+            ),
+            Err("use a divisor of prompts_per_step"),
+        ),
+        (
+            "65 minibatches",
+            edit("algorithm.learner.minibatches_per_batch", "65"),
+            Err("algorithm.learner.minibatches_per_batch"),
+        ),
+        (
+            "128 steps per batch",
+            set(
+                &edit("algorithm.learner.minibatches_per_batch", "16"),
+                "algorithm.learner.epochs_per_batch",
+                "8",
+            ),
+            Err("algorithm.learner.epochs_per_batch"),
+        ),
+        (
+            "zero epochs",
+            edit("algorithm.learner.epochs_per_batch", "0"),
+            Err("algorithm.learner.epochs_per_batch"),
+        ),
+        // Asynchronous runs need a trust region.
+        (
+            "stale samples with R1's eps 10",
+            edit("algorithm.max_policy_lag", "1"),
+            Err("no trust region"),
+        ),
+        (
+            "stale samples with eps 0.2",
+            set(
+                &edit("algorithm.max_policy_lag", "1"),
+                "algorithm.learner.clip_eps",
+                "0.2",
+            ),
+            Ok(()),
+        ),
+        (
+            "stale samples with eps_high 1",
+            set(
+                &edit("algorithm.max_policy_lag", "1"),
+                "algorithm.learner",
+                "{clip_eps = 0.2, clip_eps_high = 1.0}",
+            ),
+            Err("algorithm.learner.clip_eps"),
+        ),
+        (
+            "stale samples with the dapo preset",
+            set(
+                &edit("algorithm.max_policy_lag", "2"),
+                "algorithm.learner.preset",
+                "\"dapo\"",
+            ),
+            Ok(()),
+        ),
+        (
+            "grpo loss key under sft",
+            set(
+                &edit("algorithm", "{kind = \"sft\", batch_size = 4}"),
+                "algorithm.learner.clip_eps_low",
+                "0.2",
+            ),
+            Err("unknown key `clip_eps_low`"),
+        ),
         (
             "grpo key under sft",
             edit("algorithm", "{kind = \"sft\", group_size = 4}"),
@@ -332,13 +464,13 @@ fn defaults_fill_what_the_file_leaves_out() {
 
 #[test]
 fn example_spec_loads_and_round_trips_through_json() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/run.toml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../coordinator/examples/run.toml");
     let spec = RunSpec::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(spec.dataset.fields.prompt, "question");
     let Algorithm::Grpo(g) = &spec.algorithm else {
         panic!("not grpo")
     };
-    assert_eq!(g.learner["lr"], serde_json::json!(3e-6));
+    assert_eq!(g.learner.optim.lr, 3e-6);
     let json = serde_json::to_string(&spec).unwrap();
     assert_eq!(RunSpec::from_json(&json).unwrap(), spec);
 }
@@ -378,4 +510,66 @@ fn environment_overrides_the_file() {
         missing.to_string().contains("/nonexistent/run.toml"),
         "{missing}"
     );
+}
+
+/// The learner table of `BASE` with `table` (TOML inline-table body) as
+/// `[algorithm.learner]`, parsed.
+fn learner(table: &str) -> r1_spec::LearnerOptions {
+    let text = set(BASE, "algorithm.learner", &format!("{{{table}}}"));
+    match RunSpec::from_toml(&text).unwrap().algorithm {
+        Algorithm::Grpo(g) => g.learner,
+        Algorithm::Sft(_) => panic!("not grpo"),
+    }
+}
+
+#[test]
+fn presets_write_out_their_settings_and_keys_override_them() {
+    // (table, the loss settings it must resolve to)
+    let dr = |norm| GrpoConfig { token_sum_norm: Some(norm), ..GrpoConfig::dr_grpo() };
+    let cases: Vec<(&str, GrpoConfig)> = vec![
+        ("", GrpoConfig::r1()),
+        ("preset = \"r1\"", GrpoConfig::r1()),
+        ("preset = \"dapo\"", GrpoConfig::dapo()),
+        // Dr. GRPO's constant normaliser: max_new_tokens (1024 by default) unless given.
+        ("preset = \"dr_grpo\"", dr(1024)),
+        ("preset = \"dr_grpo\", token_sum_norm = 300", dr(300)),
+        ("preset = \"dapo\", beta = 0.01", GrpoConfig { beta: 0.01, ..GrpoConfig::dapo() }),
+        ("clip_eps = 0.2", GrpoConfig { clip_eps_low: 0.2, clip_eps_high: 0.2, ..GrpoConfig::r1() }),
+        (
+            "clip_eps = 0.2, clip_eps_high = 0.28",
+            GrpoConfig { clip_eps_low: 0.2, clip_eps_high: 0.28, ..GrpoConfig::r1() },
+        ),
+        (
+            "preset = \"dapo\", clip_eps = 0.1",
+            GrpoConfig { clip_eps_low: 0.1, clip_eps_high: 0.1, ..GrpoConfig::dapo() },
+        ),
+        (
+            "tis_cap = 2.0, tis_level = \"sequence\", log_ratio_clamp = 10.0",
+            GrpoConfig { tis_cap: Some(2.0), tis_level: TisLevel::Sequence, log_ratio_clamp: 10.0, ..GrpoConfig::r1() },
+        ),
+        (
+            "aggregation = \"seq-mean-token-sum-norm\"",
+            GrpoConfig { aggregation: Aggregation::SeqMeanTokenSumNorm, token_sum_norm: Some(1024), ..GrpoConfig::r1() },
+        ),
+    ];
+    for (table, want) in cases {
+        assert_eq!(learner(table).grpo, want, "{table}");
+    }
+    // Each preset sets the fields that define it (written out, not inherited).
+    let (r1, dapo, dr) = (GrpoConfig::r1(), GrpoConfig::dapo(), GrpoConfig::dr_grpo());
+    assert_eq!((r1.clip_eps_low, r1.clip_eps_high, r1.beta), (10.0, 10.0, 0.001));
+    assert_eq!((dapo.clip_eps_low, dapo.clip_eps_high, dapo.beta, dapo.aggregation), (0.2, 0.28, 0.0, Aggregation::TokenMean));
+    assert_eq!((dr.std_normalize, dr.beta, dr.aggregation), (false, 0.0, Aggregation::SeqMeanTokenSumNorm));
+    // The stored spec records the preset and every resolved value, and reads back the same.
+    let text = set(BASE, "algorithm.learner", "{preset = \"dr_grpo\", lr = 1e-5}");
+    let spec = RunSpec::from_toml(&text).unwrap();
+    let json = serde_json::to_value(&spec).unwrap();
+    let table = &json["algorithm"]["learner"];
+    assert_eq!(table["preset"], "dr_grpo");
+    assert_eq!(table["token_sum_norm"], 1024);
+    assert_eq!(table["std_normalize"], false);
+    assert_eq!(table["lr"], 1e-5);
+    assert_eq!(RunSpec::from_json(&json.to_string()).unwrap(), spec);
+    let Algorithm::Grpo(g) = &spec.algorithm else { panic!("not grpo") };
+    assert_eq!(g.learner.preset, Some(Preset::DrGrpo));
 }
