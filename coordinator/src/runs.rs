@@ -11,7 +11,9 @@
 //! run is resumed on its next lease.
 //!
 //! With run folders ([`Coordinator::with_run_folders`]) each run gets `<id>/spec.json`, its
-//! resolved spec, and `<id>/metrics.jsonl`, one line per learner step.
+//! resolved spec, `<id>/metrics.jsonl`, one line per learner step, and `<id>/samples/`, a
+//! few scored groups per step ([`crate::samples`]). The coordinator also keeps the
+//! [`Registry`] of workers that called in.
 //!
 //! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
 //!
@@ -27,8 +29,10 @@ use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
 use crate::spec::{RunSpec, SpecError};
 use crate::store::{
-    CheckpointRecord, Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
+    CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store,
+    StoreError,
 };
+use crate::workers::Registry;
 
 /// A run with where it stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +76,17 @@ pub struct Coordinator {
     /// writers (a step, an evaluation, a rollback) neither race on the temporary file nor
     /// put an older view in place after a newer one.
     metrics_writer: Mutex<()>,
+    /// Groups kept per step for people to read ([`crate::samples`]).
+    samples_per_step: u32,
+    /// The workers that called in ([`crate::workers`]).
+    workers: Registry,
 }
+
+/// Groups kept per step by default ([`Coordinator::with_samples_per_step`]).
+pub const DEFAULT_SAMPLES_PER_STEP: u32 = 2;
+
+/// How long a worker may stay silent before it is shown as gone, by default.
+pub const DEFAULT_WORKER_GONE_AFTER_MS: Millis = 180_000;
 
 impl Coordinator {
     /// Opens the database at `path` and resumes its running runs.
@@ -97,6 +111,8 @@ impl Coordinator {
             schedulers: Mutex::new(HashMap::new()),
             run_folders: None,
             metrics_writer: Mutex::new(()),
+            samples_per_step: DEFAULT_SAMPLES_PER_STEP,
+            workers: Registry::new(DEFAULT_WORKER_GONE_AFTER_MS),
         };
         let running: Vec<RunId> = core
             .store()
@@ -235,6 +251,9 @@ impl Coordinator {
             "rolled back"
         );
         self.write_metrics(id)?;
+        if let Some(dir) = self.run_folder(id)? {
+            crate::samples::remove_after(&dir, step)?;
+        }
         Ok(done)
     }
 
@@ -248,6 +267,32 @@ impl Coordinator {
     pub fn with_run_folders(mut self, dir: PathBuf) -> Coordinator {
         self.run_folders = Some(dir);
         self
+    }
+
+    /// Keeps `n` groups per step in the run folder ([`crate::samples`]); 0 keeps none.
+    pub fn with_samples_per_step(mut self, n: u32) -> Coordinator {
+        self.samples_per_step = n;
+        self
+    }
+
+    pub fn samples_per_step(&self) -> u32 {
+        self.samples_per_step
+    }
+
+    /// Shows a worker as gone after `ms` without a call ([`crate::workers`]).
+    pub fn with_worker_gone_after(mut self, ms: Millis) -> Coordinator {
+        self.workers = Registry::new(ms);
+        self
+    }
+
+    /// The workers that called in.
+    pub fn workers(&self) -> &Registry {
+        &self.workers
+    }
+
+    /// The run's folder if run folders are kept (whether or not it exists yet).
+    pub fn run_dir(&self, id: RunId) -> Option<PathBuf> {
+        self.run_folders.as_ref().map(|root| root.join(id.to_string()))
     }
 
     /// The run's folder, created if needed; `None` without run folders.
@@ -273,6 +318,20 @@ impl Coordinator {
             return Ok(());
         };
         let _writer = self.metrics_writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for line in self.metric_lines(id)? {
+            serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
+            out.push(b'\n');
+        }
+        write_atomic(&dir.join("metrics.jsonl"), &out)
+    }
+
+    /// The lines of `metrics.jsonl` (see [`Coordinator::write_metrics`]), read from the
+    /// store, in step order.
+    pub fn metric_lines(
+        &self,
+        id: RunId,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, RunsError> {
         let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
             Default::default();
         let (steps, evals) = {
@@ -295,13 +354,13 @@ impl Coordinator {
                     .insert("eval_accuracy".into(), a.into());
             }
         }
-        let mut out = Vec::new();
-        for (step, mut line) in lines {
-            line.insert("step".into(), step.into());
-            serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
-            out.push(b'\n');
-        }
-        write_atomic(&dir.join("metrics.jsonl"), &out)
+        Ok(lines
+            .into_iter()
+            .map(|(step, mut line)| {
+                line.insert("step".into(), step.into());
+                line
+            })
+            .collect())
     }
 
     /// Runs `f` with the store locked, e.g. to lease with a [`Scheduler`].
@@ -328,7 +387,7 @@ fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
     let tmp = path.with_extension("tmp");
     let err = |source| RunsError::RunFolder {
         path: path.into(),
