@@ -34,22 +34,32 @@ use r1_proto::v1::work_service_client::WorkServiceClient;
 
 const TOKEN: &str = "e2e-token";
 /// Script that must never run: every place a run's text shows up carries some.
-pub const XSS_NAME: &str = "<img src=x onerror=\"window.__xss='name-img'\"><script>window.__xss='name'</script> xss";
+pub const XSS_NAME: &str =
+    "<img src=x onerror=\"window.__xss='name-img'\"><script>window.__xss='name'</script> xss";
 const XSS_PROMPT: &str = "<script>window.__xss='prompt'</script>";
 const XSS_COMPLETION: &str = "<script>window.__xss='completion'</script><img src=x onerror=\"window.__xss='completion-img'\">";
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).expect("usage: dashboard_fixture <data dir> [STEPS]"));
-    let steps: u64 = args.get(2).map_or(3, |s| s.parse().expect("STEPS is a number"));
+    let dir = PathBuf::from(
+        args.get(1)
+            .expect("usage: dashboard_fixture <data dir> [STEPS]"),
+    );
+    let steps: u64 = args
+        .get(2)
+        .map_or(3, |s| s.parse().expect("STEPS is a number"));
     std::fs::create_dir_all(&dir).unwrap();
 
-    let core = Coordinator::open(&dir.join("r1.db"), Arc::new(SystemClock), LeaseTtl::default())
-        .unwrap()
-        .with_run_folders(dir.join("runs"))
-        .with_samples_per_step(2)
-        .with_worker_gone_after(60_000);
+    let core = Coordinator::open(
+        &dir.join("r1.db"),
+        Arc::new(SystemClock),
+        LeaseTtl::default(),
+    )
+    .unwrap()
+    .with_run_folders(dir.join("runs"))
+    .with_samples_per_step(2)
+    .with_worker_gone_after(60_000);
     let core = Arc::new(core);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -83,7 +93,7 @@ async fn main() {
     let done = submit("done", "", 1, 0).await;
     let xss = submit(XSS_NAME, XSS_PROMPT, 10, 0).await;
     let demo = submit("gsm-demo", "", 40, 4).await;
-    let mut fleets = vec![
+    let mut fleets = [
         Fleet::new(work.clone(), done, ""),
         Fleet::new(work.clone(), xss, XSS_COMPLETION),
         Fleet::new(work.clone(), demo, ""),
@@ -96,7 +106,14 @@ async fn main() {
         fleets[2].step().await;
     }
     let ten_minutes_ago = SystemClock.now() - 600_000;
-    core.workers().leased(Role::Actor, "actor-1", demo as i64, None, Some(0), ten_minutes_ago);
+    core.workers().leased(
+        Role::Actor,
+        "actor-1",
+        demo as i64,
+        None,
+        Some(0),
+        ten_minutes_ago,
+    );
 
     println!(
         "{}",
@@ -117,7 +134,10 @@ async fn main() {
         match words.as_slice() {
             ["step", run] => {
                 let run: u64 = run.parse().expect("step <run id>");
-                let fleet = fleets.iter_mut().find(|f| f.run == run).expect("a run of this fixture");
+                let fleet = fleets
+                    .iter_mut()
+                    .find(|f| f.run == run)
+                    .expect("a run of this fixture");
                 let step = fleet.step().await;
                 println!("{}", serde_json::json!({"run": run, "step": step}));
             }

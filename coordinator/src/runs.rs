@@ -29,8 +29,7 @@ use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
 use crate::spec::{RunSpec, SpecError};
 use crate::store::{
-    CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store,
-    StoreError,
+    CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
 };
 use crate::workers::Registry;
 
@@ -292,7 +291,9 @@ impl Coordinator {
 
     /// The run's folder if run folders are kept (whether or not it exists yet).
     pub fn run_dir(&self, id: RunId) -> Option<PathBuf> {
-        self.run_folders.as_ref().map(|root| root.join(id.to_string()))
+        self.run_folders
+            .as_ref()
+            .map(|root| root.join(id.to_string()))
     }
 
     /// The run's folder, created if needed; `None` without run folders.
@@ -317,7 +318,10 @@ impl Coordinator {
         let Some(dir) = self.run_folder(id)? else {
             return Ok(());
         };
-        let _writer = self.metrics_writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self
+            .metrics_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for line in self.metric_lines(id)? {
             serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");

@@ -187,12 +187,13 @@ impl Coordinator {
         let mut groups = Vec::new();
         for i in spread(rows.len(), keep) {
             let (group_id, example, version, samples, rewards) = &rows[i];
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group_id}: {e}"));
+            let corrupt =
+                |e: serde_json::Error| StoreError::Corrupt(format!("group {group_id}: {e}"));
             let samples: Vec<Sample> =
                 serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
             let scores: Option<ScoresSubmission> = rewards
                 .as_deref()
-                .map(|r| serde_json::from_str::<ScoresSubmission>(r))
+                .map(serde_json::from_str::<ScoresSubmission>)
                 .transpose()
                 .map_err(corrupt)?;
             let (rewards, components) = scores
@@ -271,7 +272,11 @@ mod tests {
             assert!((got - want).abs() < 1e-5, "{a:?}");
         }
         assert_eq!(advantages(&r, false), vec![0.5, -0.5, -0.5, 0.5]);
-        assert_eq!(advantages(&[2.0, 2.0], true), vec![0.0, 0.0], "equal rewards: no signal");
+        assert_eq!(
+            advantages(&[2.0, 2.0], true),
+            vec![0.0, 0.0],
+            "equal rewards: no signal"
+        );
     }
 
     #[test]
@@ -281,6 +286,10 @@ mod tests {
         let over = format!("{}é", "a".repeat(MAX_TEXT_BYTES - 1));
         let (text, was_cut) = cut(&over);
         assert!(was_cut);
-        assert_eq!(text.len(), MAX_TEXT_BYTES - 1, "é straddles the limit and goes whole");
+        assert_eq!(
+            text.len(),
+            MAX_TEXT_BYTES - 1,
+            "é straddles the limit and goes whole"
+        );
     }
 }

@@ -272,7 +272,9 @@ pub fn holder(store: &Store, run: RunId, what: Held) -> Option<(Role, String)> {
     };
     let (stage, name): (String, String) = store
         .conn
-        .query_row(sql, rusqlite::params![id, run], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(sql, rusqlite::params![id, run], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .ok()?;
     Some((Role::of_stage(&stage)?, name))
 }
@@ -332,7 +334,14 @@ mod tests {
     fn the_longest_silent_worker_is_forgotten_at_the_limit() {
         let r = Registry::new(1_000);
         for i in 0..MAX_WORKERS {
-            r.leased(Role::Actor, &format!("w{i}"), 1, None, None, i as Millis + 1);
+            r.leased(
+                Role::Actor,
+                &format!("w{i}"),
+                1,
+                None,
+                None,
+                i as Millis + 1,
+            );
         }
         assert_eq!(r.list(0).len(), MAX_WORKERS);
         r.leased(Role::Actor, "new", 1, None, None, 1_000_000);

@@ -107,6 +107,7 @@ check('a run page draws one point per finished step and grows without a reload',
   assert.equal(await points('kl', 'kl'), STEPS + 1);
   assert.match(await page.locator('#run-head').textContent(), new RegExp(`${STEPS + 1} / 40`));
   await shot('run.png');
+  await shot('run-top.png', false);
 });
 
 check('the samples of a step show their completions with think and answer set apart', async () => {
@@ -138,6 +139,7 @@ check('the samples of a step show their completions with think and answer set ap
   await page.selectOption('#sort', 'reward-desc');
   await page.waitForFunction(() => document.querySelector('#step').value === '2' && !location.search.includes('sort='));
   await shot('samples.png');
+  await shot('samples-top.png', false);
 });
 
 check('the fleet page shows every worker of each role and the silent one as gone', async () => {

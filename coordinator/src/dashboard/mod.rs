@@ -152,7 +152,9 @@ fn run_id(text: &str) -> Result<RunId, ApiError> {
         Ok(id) if id > 0 => Ok(id),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("run `{text}` does not exist; run ids are positive integers, see GET /api/runs"),
+            format!(
+                "run `{text}` does not exist; run ids are positive integers, see GET /api/runs"
+            ),
         )),
     }
 }
@@ -341,9 +343,14 @@ async fn samples(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
     let body = blocking(&d.core, move |core| {
         core.get(id)?;
         let dir = core.run_dir(id);
-        let steps = dir.as_deref().map(crate::samples::steps).unwrap_or_default();
+        let steps = dir
+            .as_deref()
+            .map(crate::samples::steps)
+            .unwrap_or_default();
         let Some(step) = step.or(steps.last().copied()) else {
-            return Ok(json!({"run": id, "steps": steps, "step": null, "groups_trained": 0, "groups": []}));
+            return Ok(
+                json!({"run": id, "steps": steps, "step": null, "groups_trained": 0, "groups": []}),
+            );
         };
         let kept = match &dir {
             Some(dir) => crate::samples::read(dir, step)?,
@@ -352,7 +359,9 @@ async fn samples(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
         let Some(kept) = kept else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("run {id} has no samples kept for step {step}; steps with samples: {steps:?}"),
+                format!(
+                    "run {id} has no samples kept for step {step}; steps with samples: {steps:?}"
+                ),
             ));
         };
         Ok(json!({
@@ -428,7 +437,10 @@ async fn cancel(
 async fn no_such_api(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("no API at {}; see docs/operations.md for the endpoints", uri.path()),
+        format!(
+            "no API at {}; see docs/operations.md for the endpoints",
+            uri.path()
+        ),
     )
 }
 
@@ -437,8 +449,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     r
 }
 

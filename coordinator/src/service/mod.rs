@@ -402,18 +402,34 @@ impl Work {
     }
 
     /// A lease call of `worker` for the registry ([`crate::workers`]).
-    fn seen(&self, role: Role, worker: &str, run: u64, lease: i64, deadline_ms: i64, version: Option<u64>) {
+    fn seen(
+        &self,
+        role: Role,
+        worker: &str,
+        run: u64,
+        lease: i64,
+        deadline_ms: i64,
+        version: Option<u64>,
+    ) {
         let now = self.core.now();
         let lease = (lease > 0).then_some((lease, deadline_ms));
-        self.core.workers().leased(role, worker, run as i64, lease, version, now);
+        self.core
+            .workers()
+            .leased(role, worker, run as i64, lease, version, now);
     }
 
     /// A submission for the registry: its holder's heartbeat, and `units` of finished work
     /// when it was accepted.
     fn finished(&self, who: Option<(Role, String)>, run: u64, o: Outcome, units: u64) {
         if let Some((role, name)) = who {
-            let units = if matches!(o, Outcome::Accepted | Outcome::Evaluated) { units } else { 0 };
-            self.core.workers().finished(role, &name, run as i64, units, self.core.now());
+            let units = if matches!(o, Outcome::Accepted | Outcome::Evaluated) {
+                units
+            } else {
+                0
+            };
+            self.core
+                .workers()
+                .finished(role, &name, run as i64, units, self.core.now());
         }
     }
 
@@ -538,7 +554,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now)),
             )
             .await?;
-        self.seen(Role::Actor, &worker, run, lease.lease_id, lease.deadline_ms, Some(lease.policy_version));
+        self.seen(
+            Role::Actor,
+            &worker,
+            run,
+            lease.lease_id,
+            lease.deadline_ms,
+            Some(lease.policy_version),
+        );
         note("lease", lease.lease_id);
         note(
             "groups",
@@ -603,7 +626,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now)),
             )
             .await?;
-        self.seen(Role::Reward, &worker, run, lease.lease_id, lease.deadline_ms, None);
+        self.seen(
+            Role::Reward,
+            &worker,
+            run,
+            lease.lease_id,
+            lease.deadline_ms,
+            None,
+        );
         note("lease", lease.lease_id);
         note(
             "groups",
@@ -680,7 +710,14 @@ impl WorkService for Work {
             self.seen(Role::Learner, &worker, run, 0, 0, None);
             return Ok(Response::new(pb::BatchLease::default()));
         };
-        self.seen(Role::Learner, &worker, run, b.lease_id, b.deadline_ms, Some(b.policy_version));
+        self.seen(
+            Role::Learner,
+            &worker,
+            run,
+            b.lease_id,
+            b.deadline_ms,
+            Some(b.policy_version),
+        );
         note("lease", b.lease_id);
         note("step", b.step);
         note(
@@ -731,7 +768,10 @@ impl WorkService for Work {
         };
         note("lease", r.lease_id);
         note("step", r.step);
-        let tokens = metrics.get("tokens").and_then(|t| t.as_f64()).unwrap_or(0.0) as u64;
+        let tokens = metrics
+            .get("tokens")
+            .and_then(|t| t.as_f64())
+            .unwrap_or(0.0) as u64;
         let sub = lease::StepSubmission {
             lease_id: id_of(r.lease_id, "lease")?,
             step: r.step,
@@ -777,7 +817,9 @@ impl WorkService for Work {
             .await?;
         if let Some((role, name)) = who {
             let now = self.core.now();
-            self.core.workers().renewed(role, &name, r.run_id as i64, lease, held, now);
+            self.core
+                .workers()
+                .renewed(role, &name, r.run_id as i64, lease, held, now);
         }
         Ok(Response::new(pb::RenewResponse {
             held: held.is_some(),

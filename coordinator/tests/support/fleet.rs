@@ -19,7 +19,10 @@ use tonic::transport::Channel;
 pub struct Bearer(pub Option<String>);
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(t) = &self.0 {
             request
                 .metadata_mut()
@@ -64,7 +67,11 @@ pub fn spec(name: &str, data: &Path, total_steps: u64, eval_every: u64) -> Strin
 /// What completion `i` of a group says: a `<think>` part and an `<answer>` part, with
 /// `extra` (HTML, say) in front.
 pub fn completion(extra: &str, step: u64, group: u64, i: usize) -> String {
-    let answer = if i % 2 == 0 { "right" } else { "wrong" };
+    let answer = if i.is_multiple_of(2) {
+        "right"
+    } else {
+        "wrong"
+    };
     format!(
         "{extra}<think>Step {step}, group {group}: sample {i} works it out{}.</think> <answer>{answer}</answer>",
         ", carefully".repeat(i)
@@ -145,7 +152,12 @@ impl Fleet {
                 .into_inner();
             for g in &scoring.groups {
                 let comps: Vec<(f64, f64)> = (0..g.samples.len())
-                    .map(|i| (if i % 2 == 0 { 1.0 } else { 0.0 }, if i == 3 { 0.0 } else { 1.0 }))
+                    .map(|i| {
+                        (
+                            if i.is_multiple_of(2) { 1.0 } else { 0.0 },
+                            if i == 3 { 0.0 } else { 1.0 },
+                        )
+                    })
                     .collect();
                 self.work
                     .submit_scores(pb::SubmitScoresRequest {
@@ -156,9 +168,12 @@ impl Fleet {
                         components: comps
                             .iter()
                             .map(|(a, f)| pb::ComponentScores {
-                                components: [("accuracy".to_string(), *a), ("format".to_string(), *f)]
-                                    .into_iter()
-                                    .collect(),
+                                components: [
+                                    ("accuracy".to_string(), *a),
+                                    ("format".to_string(), *f),
+                                ]
+                                .into_iter()
+                                .collect(),
                             })
                             .collect(),
                     })
@@ -209,7 +224,11 @@ impl Fleet {
 /// The learner's metric keys for `batch`: the reward statistics from its rewards, the rest
 /// made up as smooth functions of the step.
 fn step_metrics(batch: &pb::BatchLease) -> serde_json::Value {
-    let rewards: Vec<f64> = batch.groups.iter().flat_map(|g| g.rewards.clone()).collect();
+    let rewards: Vec<f64> = batch
+        .groups
+        .iter()
+        .flat_map(|g| g.rewards.clone())
+        .collect();
     let n = rewards.len().max(1) as f64;
     let mean = rewards.iter().sum::<f64>() / n;
     let std = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();

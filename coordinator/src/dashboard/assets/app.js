@@ -77,7 +77,7 @@ function progressBar(step, total) {
   const f = total > 0 ? Math.min(1, step / total) : 0;
   const bar = h('span', { class: 'bar', title: `${step} of ${total} steps` }, h('span'));
   bar.firstChild.style.width = (f * 100).toFixed(1) + '%';
-  return h('span', {}, bar, `${step} / ${total}`);
+  return h('span', { class: 'progress' }, bar, `${step} / ${total}`);
 }
 
 // ---------------------------------------------------------------- API and polling
@@ -255,7 +255,7 @@ function drawChart(def, lines) {
     x0 = Math.min(x0, p.x); x1 = Math.max(x1, p.x);
     y0 = Math.min(y0, p.sd !== null ? p.y - p.sd : p.y); y1 = Math.max(y1, p.sd !== null ? p.y + p.sd : p.y);
   }
-  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (x0 === x1) x1 += 1;
   if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
   const X = (x) => L + (x - x0) / (x1 - x0) * (W - L - R);
@@ -269,7 +269,6 @@ function drawChart(def, lines) {
     plot.appendChild(svg('text', { x: X(t), y: H - 8, 'text-anchor': 'middle' }, String(t)));
   }
   plot.appendChild(svg('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  plot.appendChild(svg('text', { x: W - R, y: H - 8, 'text-anchor': 'end' }, 'step'));
   for (const s of series) {
     const g = svg('g', { 'data-series': s.key, 'data-points': s.pts.length });
     const banded = s.pts.filter((p) => p.sd !== null);
@@ -296,7 +295,7 @@ function stat(k, v, title) {
 }
 
 function cancelBox(run, onDone) {
-  const token = h('input', { type: 'password', id: 'token', placeholder: 'bearer token, if the coordinator has one', size: 34, autocomplete: 'off' });
+  const token = h('input', { type: 'password', id: 'token', placeholder: 'bearer token, if the coordinator has one', size: 40, autocomplete: 'off' });
   token.value = sessionStorage.getItem(TOKEN_KEY) || '';
   const result = h('span', { class: 'result', id: 'cancel-result' });
   const button = h('button', { class: 'danger', id: 'cancel' }, 'Cancel run…');
@@ -334,7 +333,7 @@ function runPage(id) {
   const charts = h('div', { class: 'charts', id: 'charts' });
   const checkpoints = h('div', { id: 'checkpoints' });
   const spec = h('div', { id: 'spec' });
-  replace(app, head, cancel, h('h2', {}, 'Curves'), charts, h('h2', {}, 'Counters'), stats,
+  replace(app, head, cancel, h('h2', {}, 'Curves ', h('span', { class: 'muted' }, '· by learner step; hover a point for its value')), charts, h('h2', {}, 'Counters'), stats,
     h('h2', {}, 'Checkpoints'), checkpoints, h('h2', {}, 'Spec as submitted'), spec);
   const byStep = new Map();
   let since = null;
@@ -428,7 +427,7 @@ function completionView(c, i) {
   return h('div', { class: 'completion', 'data-reward': c.reward, 'data-tokens': c.tokens },
     h('div', { class: 'head' },
       h('span', {}, `#${i + 1}`),
-      h('span', {}, 'reward ', h('b', { class: c.reward > 0 ? 'pos' : 'neg' }, num(c.reward, 4))),
+      h('span', {}, 'reward ', h('b', { class: c.advantage > 0 ? 'pos' : c.advantage < 0 ? 'neg' : null }, num(c.reward, 4))),
       h('span', {}, 'advantage ', h('b', {}, num(c.advantage, 3))),
       comps.map(([k, v]) => h('span', {}, k + ' ', h('b', {}, num(v, 3)))),
       h('span', {}, h('b', {}, c.tokens), ' tokens'),
@@ -466,35 +465,32 @@ function samplesPage(id) {
     replace(title, h('span', { class: 'muted' }, `run ${id} · samples of `), h('a', { href: `/runs/${id}`, id: 'run-name' }, r.name));
   }).catch(() => {});
 
-  const go = (s) => {
-    step = s;
+  const remember = () => {
     const q = new URLSearchParams();
     if (step !== null) q.set('step', step);
     if (sort !== 'reward-desc') q.set('sort', sort);
     history.replaceState(null, '', `/runs/${id}/samples` + (q.toString() ? '?' + q : ''));
+  };
+  const go = (s) => {
+    step = s;
+    remember();
     load();
   };
+  let data = null;
 
-  const load = async () => {
-    let data;
-    try {
-      data = await api(`/api/runs/${id}/samples` + (step === null ? '' : `?step=${step}`));
-    } catch (e) {
-      replace(body, h('p', { class: 'error' }, e.message));
-      return;
-    }
+  const render = () => {
     const steps = data.steps;
     const i = steps.indexOf(data.step);
     const pick = h('select', { id: 'step' }, steps.map((s) => h('option', { value: s, selected: s === data.step }, `step ${s}`)));
     pick.addEventListener('change', () => go(Number(pick.value)));
     const order = h('select', { id: 'sort' }, Object.entries(SORTS).map(([k, [label]]) => h('option', { value: k, selected: k === sort }, label)));
-    order.addEventListener('change', () => { sort = order.value; go(step === null ? data.step : step); });
+    order.addEventListener('change', () => { sort = order.value; remember(); render(); });
     const prev = h('button', { id: 'prev', disabled: i <= 0 }, '← earlier');
     prev.addEventListener('click', () => go(steps[i - 1]));
     const next = h('button', { id: 'next', disabled: i < 0 || i >= steps.length - 1 }, 'later →');
     next.addEventListener('click', () => go(steps[i + 1]));
     replace(bar, prev, pick, next, h('label', { for: 'sort' }, 'sort by'), order,
-      h('span', { class: 'muted' }, data.step === null ? '' : `${data.groups.length} of ${data.groups_trained} groups of this step kept`));
+      h('span', { class: 'muted' }, data.step === null ? '' : `${data.groups.length} of the ${data.groups_trained} groups of step ${data.step} kept`));
     if (data.step === null) {
       replace(body, h('p', { class: 'muted' }, 'No samples kept yet: they appear after the first learner step (coordinator config samples_per_step).'));
       return;
@@ -509,6 +505,16 @@ function samplesPage(id) {
         g.answer !== null && g.answer !== undefined ? h('div', { class: 'meta' }, 'reference answer: ', h('code', {}, g.answer)) : null,
         shown.map(({ c, i }) => completionView(c, i)));
     }));
+  };
+
+  const load = async () => {
+    try {
+      data = await api(`/api/runs/${id}/samples` + (step === null ? '' : `?step=${step}`));
+    } catch (e) {
+      replace(body, h('p', { class: 'error' }, e.message));
+      return;
+    }
+    render();
   };
   load();
 }
