@@ -82,10 +82,16 @@ function progressBar(step, total) {
 
 // ---------------------------------------------------------------- API and polling
 
+/** Fetches `path` of the JSON API; the token entered on this page, if any, goes along (a
+ * coordinator whose reads are private needs it for every request). */
 async function api(path, options) {
+  const opts = { ...(options || {}) };
+  const stored = sessionStorage.getItem(TOKEN_KEY);
+  opts.headers = { ...(opts.headers || {}) };
+  if (stored && !opts.headers.authorization) opts.headers.authorization = 'Bearer ' + stored;
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, opts);
   } catch (e) {
     throw Object.assign(new Error('the coordinator cannot be reached (' + e.message + ')'), { status: 0 });
   }
@@ -110,11 +116,24 @@ function poll(ms, f) {
     } catch (e) {
       live.className = 'down';
       live.textContent = e.message;
+      if (e.status === 401 && !document.getElementById('read-token')) askForToken();
     }
     if (again) timer = setTimeout(tick, ms);
   };
   tick();
   return () => clearTimeout(timer);
+}
+
+/** This coordinator's pages need its token: ask for it once, keep it for this tab. */
+function askForToken() {
+  const input = h('input', { type: 'password', id: 'read-token', placeholder: 'bearer token', size: 40, autocomplete: 'off' });
+  const form = h('form', { class: 'panel toolbar' }, h('label', { for: 'read-token' }, 'This coordinator needs its token to show anything:'), input, h('button', { type: 'submit' }, 'Use it'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value);
+    location.reload();
+  });
+  app.prepend(form);
 }
 
 const TERMINAL = ['completed', 'failed', 'cancelled'];
