@@ -323,25 +323,29 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        for line in self.metric_lines(id)? {
+        for line in self.metric_lines(id, None)? {
             serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
             out.push(b'\n');
         }
         write_atomic(&dir.join("metrics.jsonl"), &out)
     }
 
-    /// The lines of `metrics.jsonl` (see [`Coordinator::write_metrics`]), read from the
-    /// store, in step order.
+    /// The lines of `metrics.jsonl` (see [`Coordinator::write_metrics`]) with `step` past
+    /// `after` (all with `None`), read from the store, in step order.
     pub fn metric_lines(
         &self,
         id: RunId,
+        after: Option<u64>,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, RunsError> {
         let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
             Default::default();
         let (steps, evals) = {
             let store = self.store();
-            (store.step_metrics(id)?, store.evals(id)?)
+            (step_metrics_after(&store, id, after)?, store.evals(id)?)
         };
+        let evals = evals
+            .into_iter()
+            .filter(|(version, _, _)| after.is_none_or(|a| *version > a));
         for (step, metrics) in steps {
             if let serde_json::Value::Object(m) = metrics {
                 lines
@@ -375,6 +379,33 @@ impl Coordinator {
     pub fn now(&self) -> crate::store::Millis {
         self.clock.now()
     }
+}
+
+/// The learner's metrics of the steps whose line comes after `after` (stored steps are
+/// 0-based: line N holds stored step N − 1), in order; only those rows are read.
+fn step_metrics_after(
+    store: &Store,
+    id: RunId,
+    after: Option<u64>,
+) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
+    let Some(after) = after else {
+        return store.step_metrics(id);
+    };
+    let mut stmt = store.conn.prepare(
+        "SELECT step, metrics FROM step_metrics WHERE run_id = ?1 AND step >= ?2 ORDER BY step",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![id, after.min(i64::MAX as u64) as i64],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    rows.map(|row| {
+        let (step, m) = row?;
+        Ok((
+            step as u64,
+            serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ))
+    })
+    .collect()
 }
 
 fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {

@@ -309,12 +309,8 @@ async fn metrics(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
     let body = blocking(&d.core, move |core| {
         let s = core.get(id)?;
         let lines: Vec<Value> = core
-            .metric_lines(id)?
+            .metric_lines(id, since)?
             .into_iter()
-            .filter(|l| {
-                let step = l.get("step").and_then(Value::as_u64).unwrap_or(0);
-                since.is_none_or(|since| step > since)
-            })
             .map(Value::Object)
             .collect();
         let evals: Vec<Value> = core
