@@ -160,7 +160,7 @@ impl Local {
             let summary = format!("run {run_id} `{}` already completed at step {}; reusing it", spec.name, status.step);
             return Ok(Finished { status, metrics, checkpoints, summary });
         }
-        eprintln!("run {run_id} `{}` (dashboard http://{}/)", spec.name, self.listen);
+        eprintln!("run {run_id} `{}`: curves and samples at http://{}/runs/{run_id}", spec.name, self.listen);
         // Workers of this run stop when it ends, or on Ctrl-C.
         let stop = Arc::new(AtomicBool::new(false));
 

@@ -7,6 +7,9 @@
 //! (command-line flags). Unknown keys are refused.
 //!
 //! `limits` bounds message sizes and concurrent requests ([`Limits`]; `R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS=64`).
+//! `samples_per_step` (default 2) bounds the scored groups kept per step for the dashboard
+//! ([`crate::samples`]); `worker_gone_after_ms` (default 180000) is how long a silent worker
+//! is still shown as live ([`crate::workers`]).
 //! `otlp_endpoint` (`R1_COORDINATOR_OTLP_ENDPOINT`) names an OpenTelemetry collector for the
 //! binary to export spans to; this crate only carries it (the binary sets tracing up).
 //!
@@ -44,6 +47,20 @@ pub struct CoordinatorConfig {
     /// OTLP/gRPC collector to export spans to (`http://collector:4317`); none exports nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
+    /// Scored groups kept per learner step in the run folder for the dashboard; 0 keeps none.
+    #[serde(default = "default_samples_per_step")]
+    pub samples_per_step: u32,
+    /// A worker that made no call for this long is shown as gone on the dashboard.
+    #[serde(default = "default_worker_gone_after_ms")]
+    pub worker_gone_after_ms: i64,
+}
+
+fn default_samples_per_step() -> u32 {
+    crate::runs::DEFAULT_SAMPLES_PER_STEP
+}
+
+fn default_worker_gone_after_ms() -> i64 {
+    crate::runs::DEFAULT_WORKER_GONE_AFTER_MS
 }
 
 impl Default for CoordinatorConfig {
@@ -56,6 +73,8 @@ impl Default for CoordinatorConfig {
             token: None,
             limits: Limits::default(),
             otlp_endpoint: None,
+            samples_per_step: default_samples_per_step(),
+            worker_gone_after_ms: default_worker_gone_after_ms(),
         }
     }
 }
@@ -123,6 +142,7 @@ impl CoordinatorConfig {
             ("leases.score_ms", l.score_ms),
             ("leases.train_ms", l.train_ms),
             ("watch_interval_ms", self.watch_interval_ms as i64),
+            ("worker_gone_after_ms", self.worker_gone_after_ms),
         ] {
             if value <= 0 {
                 return Err(ConfigError::NotPositive { field, value });
@@ -150,9 +170,13 @@ pub async fn run(
     })?;
     let db = config.db_path();
     let (ttl, runs) = (config.leases, config.data_dir.join("runs"));
+    let (keep, gone_after) = (config.samples_per_step, config.worker_gone_after_ms);
     let core = tokio::task::spawn_blocking(move || {
         Ok::<_, RunsError>(
-            Coordinator::open(&db, Arc::new(SystemClock), ttl)?.with_run_folders(runs),
+            Coordinator::open(&db, Arc::new(SystemClock), ttl)?
+                .with_run_folders(runs)
+                .with_samples_per_step(keep)
+                .with_worker_gone_after(gone_after),
         )
     })
     .await

@@ -283,6 +283,11 @@ impl Scheduler {
         })
     }
 
+    /// The run's dataset, as loaded when the run was submitted or resumed.
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
     fn grpo_only(&self, role: &'static str) -> Result<(), LeaseError> {
         match self.sft {
             true => Err(LeaseError::WrongRole { id: self.run, role }),

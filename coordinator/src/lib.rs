@@ -16,8 +16,11 @@
 //!   first), get, list, cancel, and resuming running runs when the coordinator restarts.
 //! - [`service`]: the gRPC services over [`runs::Coordinator`]: `r1.v1.RunService` for
 //!   people and `r1ctl`, `r1.v1.WorkService` for actors, reward workers and learners.
-//! - [`metrics`]: the Prometheus page (`GET /metrics`) and the dashboard (`GET /`), served
-//!   on the gRPC port.
+//! - [`workers`]: the fleet as the coordinator sees it, fed by the workers' own calls.
+//! - [`samples`]: a few scored groups per step kept in the run folder for people to read.
+//! - [`dashboard`]: on the gRPC port over HTTP/1, the JSON API (`/api/`), the pages that use
+//!   it (runs, a run's live curves and samples, the fleet) and [`metrics`], the Prometheus
+//!   page (`GET /metrics`).
 //! - [`config`]: the coordinator service's own config, and [`config::run`] to serve with it.
 //!
 //! Time is always passed in (`now`, Unix milliseconds) so that tests control it.
@@ -26,11 +29,14 @@
 //! export them over OTLP with `r1-telemetry` (config `otlp_endpoint`). Not built yet: TLS.
 
 pub mod config;
+pub mod dashboard;
 pub mod dataset;
 pub mod lease;
 pub mod metrics;
 pub mod rollback;
 pub mod runs;
+pub mod samples;
 pub mod service;
 pub use r1_spec as spec;
 pub mod store;
+pub mod workers;

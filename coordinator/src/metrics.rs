@@ -1,12 +1,10 @@
-//! The coordinator's HTTP pages on the gRPC port: `GET /metrics`, Prometheus text with, per
-//! run, its step and policy version, its exact event counters, its queue depths (groups
+//! `GET /metrics` on the gRPC port ([`crate::dashboard`] serves it): Prometheus text with,
+//! per run, its step and policy version, its exact event counters, its queue depths (groups
 //! waiting for or held by actors, reward workers and learners: the autoscaling signal) and
-//! its latest eval accuracy; and `GET /`, the dashboard, the same numbers as an HTML table
-//! that the browser refreshes every 5 seconds.
+//! its latest eval accuracy.
 //!
-//! Limits: pages are rendered from the store on each request (a few small queries per
-//! run), and they are not behind the bearer token; they show run names and counts, never
-//! data.
+//! Limits: the page is rendered from the store on each request (a few small queries per
+//! run), and it is not behind the bearer token; it shows run names and counts, never data.
 
 use std::fmt::Write;
 
@@ -94,58 +92,6 @@ pub fn render(runs: &[RunStatus]) -> String {
         }
     }
     out
-}
-
-/// The dashboard page: one row per run, newest first.
-pub fn dashboard(runs: &[RunStatus]) -> String {
-    let mut out = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
-         <title>r1 coordinator</title><style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}\
-         td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}</style></head><body><h1>r1 runs</h1>\
-         <table><tr><th>run</th><th>name</th><th>state</th><th>step</th><th>version</th><th>epoch.index</th>\
-         <th>generate</th><th>score</th><th>train</th><th>trained</th><th>stale</th><th>equal</th>\
-         <th>expired</th><th>eval pass@1</th></tr>",
-    );
-    for s in runs {
-        let (c, q) = (s.progress.counters, s.stages);
-        let state = match s.run.message.as_str() {
-            "" => s.run.state.to_string(),
-            m => format!("{} ({})", s.run.state, html(m)),
-        };
-        let eval = s
-            .last_eval
-            .map(|(v, a)| format!("{a:.3} @ {v}"))
-            .unwrap_or_default();
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{}/{}</td><td>{}</td><td>{}.{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{eval}</td></tr>",
-            s.run.id,
-            html(&s.run.spec.name),
-            s.progress.step,
-            s.run.spec.schedule.total_steps,
-            s.progress.policy_version,
-            s.progress.cursor.epoch,
-            s.progress.cursor.index,
-            q.generate,
-            q.score,
-            q.train,
-            c.groups_trained,
-            c.dropped_stale,
-            c.dropped_equal,
-            c.leases_expired,
-        );
-    }
-    out.push_str("</table></body></html>\n");
-    out
-}
-
-/// Text with `&`, `<`, `>` and `"` escaped for HTML.
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A label value with `\`, `"` and newlines escaped as the text format requires.

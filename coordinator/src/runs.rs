@@ -11,7 +11,9 @@
 //! run is resumed on its next lease.
 //!
 //! With run folders ([`Coordinator::with_run_folders`]) each run gets `<id>/spec.json`, its
-//! resolved spec, and `<id>/metrics.jsonl`, one line per learner step.
+//! resolved spec, `<id>/metrics.jsonl`, one line per learner step, and `<id>/samples/`, a
+//! few scored groups per step ([`crate::samples`]). The coordinator also keeps the
+//! [`Registry`] of workers that called in.
 //!
 //! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
 //!
@@ -27,8 +29,9 @@ use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
 use crate::spec::{RunSpec, SpecError};
 use crate::store::{
-    CheckpointRecord, Clock, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
+    CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
 };
+use crate::workers::Registry;
 
 /// A run with where it stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +75,17 @@ pub struct Coordinator {
     /// writers (a step, an evaluation, a rollback) neither race on the temporary file nor
     /// put an older view in place after a newer one.
     metrics_writer: Mutex<()>,
+    /// Groups kept per step for people to read ([`crate::samples`]).
+    samples_per_step: u32,
+    /// The workers that called in ([`crate::workers`]).
+    workers: Registry,
 }
+
+/// Groups kept per step by default ([`Coordinator::with_samples_per_step`]).
+pub const DEFAULT_SAMPLES_PER_STEP: u32 = 2;
+
+/// How long a worker may stay silent before it is shown as gone, by default.
+pub const DEFAULT_WORKER_GONE_AFTER_MS: Millis = 180_000;
 
 impl Coordinator {
     /// Opens the database at `path` and resumes its running runs.
@@ -97,6 +110,8 @@ impl Coordinator {
             schedulers: Mutex::new(HashMap::new()),
             run_folders: None,
             metrics_writer: Mutex::new(()),
+            samples_per_step: DEFAULT_SAMPLES_PER_STEP,
+            workers: Registry::new(DEFAULT_WORKER_GONE_AFTER_MS),
         };
         let running: Vec<RunId> = core
             .store()
@@ -235,6 +250,9 @@ impl Coordinator {
             "rolled back"
         );
         self.write_metrics(id)?;
+        if let Some(dir) = self.run_folder(id)? {
+            crate::samples::remove_after(&dir, step)?;
+        }
         Ok(done)
     }
 
@@ -248,6 +266,34 @@ impl Coordinator {
     pub fn with_run_folders(mut self, dir: PathBuf) -> Coordinator {
         self.run_folders = Some(dir);
         self
+    }
+
+    /// Keeps `n` groups per step in the run folder ([`crate::samples`]); 0 keeps none.
+    pub fn with_samples_per_step(mut self, n: u32) -> Coordinator {
+        self.samples_per_step = n;
+        self
+    }
+
+    pub fn samples_per_step(&self) -> u32 {
+        self.samples_per_step
+    }
+
+    /// Shows a worker as gone after `ms` without a call ([`crate::workers`]).
+    pub fn with_worker_gone_after(mut self, ms: Millis) -> Coordinator {
+        self.workers = Registry::new(ms);
+        self
+    }
+
+    /// The workers that called in.
+    pub fn workers(&self) -> &Registry {
+        &self.workers
+    }
+
+    /// The run's folder if run folders are kept (whether or not it exists yet).
+    pub fn run_dir(&self, id: RunId) -> Option<PathBuf> {
+        self.run_folders
+            .as_ref()
+            .map(|root| root.join(id.to_string()))
     }
 
     /// The run's folder, created if needed; `None` without run folders.
@@ -272,13 +318,34 @@ impl Coordinator {
         let Some(dir) = self.run_folder(id)? else {
             return Ok(());
         };
-        let _writer = self.metrics_writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _writer = self
+            .metrics_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for line in self.metric_lines(id, None)? {
+            serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
+            out.push(b'\n');
+        }
+        write_atomic(&dir.join("metrics.jsonl"), &out)
+    }
+
+    /// The lines of `metrics.jsonl` (see [`Coordinator::write_metrics`]) with `step` past
+    /// `after` (all with `None`), read from the store, in step order.
+    pub fn metric_lines(
+        &self,
+        id: RunId,
+        after: Option<u64>,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, RunsError> {
         let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
             Default::default();
         let (steps, evals) = {
             let store = self.store();
-            (store.step_metrics(id)?, store.evals(id)?)
+            (step_metrics_after(&store, id, after)?, store.evals(id)?)
         };
+        let evals = evals
+            .into_iter()
+            .filter(|(version, _, _)| after.is_none_or(|a| *version > a));
         for (step, metrics) in steps {
             if let serde_json::Value::Object(m) = metrics {
                 lines
@@ -295,13 +362,13 @@ impl Coordinator {
                     .insert("eval_accuracy".into(), a.into());
             }
         }
-        let mut out = Vec::new();
-        for (step, mut line) in lines {
-            line.insert("step".into(), step.into());
-            serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
-            out.push(b'\n');
-        }
-        write_atomic(&dir.join("metrics.jsonl"), &out)
+        Ok(lines
+            .into_iter()
+            .map(|(step, mut line)| {
+                line.insert("step".into(), step.into());
+                line
+            })
+            .collect())
     }
 
     /// Runs `f` with the store locked, e.g. to lease with a [`Scheduler`].
@@ -312,6 +379,33 @@ impl Coordinator {
     pub fn now(&self) -> crate::store::Millis {
         self.clock.now()
     }
+}
+
+/// The learner's metrics of the steps whose line comes after `after` (stored steps are
+/// 0-based: line N holds stored step N − 1), in order; only those rows are read.
+fn step_metrics_after(
+    store: &Store,
+    id: RunId,
+    after: Option<u64>,
+) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
+    let Some(after) = after else {
+        return store.step_metrics(id);
+    };
+    let mut stmt = store.conn.prepare(
+        "SELECT step, metrics FROM step_metrics WHERE run_id = ?1 AND step >= ?2 ORDER BY step",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![id, after.min(i64::MAX as u64) as i64],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    rows.map(|row| {
+        let (step, m) = row?;
+        Ok((
+            step as u64,
+            serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ))
+    })
+    .collect()
 }
 
 fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
@@ -328,7 +422,7 @@ fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
     let tmp = path.with_extension("tmp");
     let err = |source| RunsError::RunFolder {
         path: path.into(),

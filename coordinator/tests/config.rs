@@ -48,6 +48,16 @@ fn layers_and_refusals() {
             Err("`watch_interval_ms` is 0"),
         ),
         ("token = ' '", &[], Err("`token` is empty")),
+        (
+            "worker_gone_after_ms = 1",
+            &[],
+            Ok(("127.0.0.1:7070", 600_000)),
+        ),
+        (
+            "worker_gone_after_ms = 0",
+            &[],
+            Err("`worker_gone_after_ms` is 0"),
+        ),
     ];
     for (file, vars, expected) in cases {
         figment::Jail::expect_with(|jail| {
@@ -213,8 +223,43 @@ async fn http_get(addr: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+fn dashboard_settings_have_defaults_and_layers() {
+    // (file, variables, (samples_per_step, worker_gone_after_ms))
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], (u32, i64));
+    let cases: &[Case] = &[
+        ("", &[], (2, 180_000)),
+        (
+            "samples_per_step = 0\nworker_gone_after_ms = 5000",
+            &[],
+            (0, 5_000),
+        ),
+        (
+            "samples_per_step = 8",
+            &[("R1_COORDINATOR_SAMPLES_PER_STEP", "3")],
+            (3, 180_000),
+        ),
+    ];
+    for (file, vars, want) in cases {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", file)?;
+            for (k, v) in *vars {
+                jail.set_env(k, v);
+            }
+            let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(
+                (c.samples_per_step, c.worker_gone_after_ms),
+                *want,
+                "{file}"
+            );
+            Ok(())
+        });
+    }
+}
+
 #[tokio::test]
-async fn metrics_and_dashboard_pages_show_each_run() {
+async fn metrics_page_and_the_dashboard_api_show_each_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"prompt\": \"1+1\"}\n{\"prompt\": \"2+2\"}\n").unwrap();
@@ -256,13 +301,24 @@ async fn metrics_and_dashboard_pages_show_each_run() {
     );
     let (status, page) = http_get(&addr, "/").await;
     assert!(status.contains("200"), "{status}");
-    for cell in [
-        "<td>say &quot;hi&quot;</td>",
-        "<td>running</td>",
-        "<td>0/3</td>",
-    ] {
-        assert!(page.contains(cell), "missing `{cell}` in\n{page}");
-    }
+    assert!(
+        page.contains("/assets/app.js"),
+        "the dashboard's page: {page}"
+    );
+    let (status, body) = http_get(&addr, "/api/runs").await;
+    assert!(status.contains("200"), "{status}");
+    let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &runs["runs"][0];
+    assert_eq!(
+        (
+            r["name"].as_str(),
+            r["state"].as_str(),
+            r["step"].as_u64(),
+            r["total_steps"].as_u64()
+        ),
+        (Some("say \"hi\""), Some("running"), Some(0), Some(3)),
+        "{body}"
+    );
     stop.send(()).unwrap();
     server.await.unwrap();
 }
@@ -272,7 +328,11 @@ async fn metrics_and_dashboard_pages_show_each_run() {
 fn limits_and_otlp_endpoint() {
     use r1_coordinator::service::WhenBusy;
     // (file, variables, Ok((max_message_bytes, max_concurrent_requests, when_busy, otlp)) or Err(text))
-    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<(usize, usize, WhenBusy, Option<&'a str>), &'a str>);
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Result<(usize, usize, WhenBusy, Option<&'a str>), &'a str>,
+    );
     let cases: &[Case] = &[
         ("", &[], Ok((256 << 20, 256, WhenBusy::Wait, None))),
         (
@@ -282,14 +342,29 @@ fn limits_and_otlp_endpoint() {
         ),
         (
             "[limits]\nmax_concurrent_requests = 8",
-            &[("R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS", "3"), ("R1_COORDINATOR_OTLP_ENDPOINT", "http://otel:4317")],
+            &[
+                ("R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS", "3"),
+                ("R1_COORDINATOR_OTLP_ENDPOINT", "http://otel:4317"),
+            ],
             Ok((256 << 20, 3, WhenBusy::Wait, Some("http://otel:4317"))),
         ),
-        ("[limits]\nmax_concurrent_requests = 0", &[], Ok((256 << 20, 0, WhenBusy::Wait, None))),
-        ("[limits]\nmax_message_bytes = 65535", &[], Err("`limits.max_message_bytes` is 65535")),
+        (
+            "[limits]\nmax_concurrent_requests = 0",
+            &[],
+            Ok((256 << 20, 0, WhenBusy::Wait, None)),
+        ),
+        (
+            "[limits]\nmax_message_bytes = 65535",
+            &[],
+            Err("`limits.max_message_bytes` is 65535"),
+        ),
         ("[limits]\nwhen_busy = 'drop'", &[], Err("drop")),
         ("[limits]\nmax_requests = 1", &[], Err("max_requests")),
-        ("otlp_endpoint = 'otel:4317'", &[], Err("`otlp_endpoint` is `otel:4317`")),
+        (
+            "otlp_endpoint = 'otel:4317'",
+            &[],
+            Err("`otlp_endpoint` is `otel:4317`"),
+        ),
     ];
     for (file, vars, expected) in cases {
         figment::Jail::expect_with(|jail| {
@@ -302,7 +377,12 @@ fn limits_and_otlp_endpoint() {
                 (Ok(c), Ok((bytes, concurrent, busy, otlp))) => {
                     let l = &c.limits;
                     assert_eq!(
-                        (l.max_message_bytes, l.max_concurrent_requests, l.when_busy, c.otlp_endpoint.as_deref()),
+                        (
+                            l.max_message_bytes,
+                            l.max_concurrent_requests,
+                            l.when_busy,
+                            c.otlp_endpoint.as_deref()
+                        ),
                         (*bytes, *concurrent, *busy, *otlp),
                         "{file}"
                     );

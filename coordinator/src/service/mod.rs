@@ -39,6 +39,7 @@ use crate::lease::{self, LeaseError, Outcome};
 use crate::runs::{Coordinator, RunStatus, RunsError};
 use crate::spec::RunSpec;
 use crate::store::{RunState, StoreError};
+use crate::workers::{self, Held, Role};
 use limits::Gate;
 
 /// Maps every coordinator error to the gRPC code a client can act on.
@@ -400,6 +401,50 @@ impl Work {
             .map_err(status_of)?
     }
 
+    /// A lease call of `worker` for the registry ([`crate::workers`]).
+    fn seen(
+        &self,
+        role: Role,
+        worker: &str,
+        run: u64,
+        lease: i64,
+        deadline_ms: i64,
+        version: Option<u64>,
+    ) {
+        let now = self.core.now();
+        let lease = (lease > 0).then_some((lease, deadline_ms));
+        self.core
+            .workers()
+            .leased(role, worker, run as i64, lease, version, now);
+    }
+
+    /// A submission for the registry: its holder's heartbeat, and `units` of finished work
+    /// when it was accepted.
+    fn finished(&self, who: Option<(Role, String)>, run: u64, o: Outcome, units: u64) {
+        if let Some((role, name)) = who {
+            let units = if matches!(o, Outcome::Accepted | Outcome::Evaluated) {
+                units
+            } else {
+                0
+            };
+            self.core
+                .workers()
+                .finished(role, &name, run as i64, units, self.core.now());
+        }
+    }
+
+    /// Keeps a few groups of `step` in the run folder; a failure is logged, not answered
+    /// (the step itself is recorded).
+    async fn keep_samples(&self, run: u64, step: u64) {
+        let core = self.core.clone();
+        let kept = tokio::task::spawn_blocking(move || core.keep_samples(run as i64, step)).await;
+        match kept {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(run, step, error = %e, "samples not kept"),
+            Err(e) => tracing::warn!(run, step, error = %e, "samples not kept"),
+        }
+    }
+
     /// Appends the run's new step metrics to its `metrics.jsonl`, on the blocking pool.
     async fn write_metrics(&self, run: u64) -> Result<(), Status> {
         let run = run_id(run)?;
@@ -501,6 +546,7 @@ impl WorkService for Work {
         let r = request.into_inner();
         let max = r.max_groups.max(1) as usize;
         note("worker", r.worker.as_str());
+        let (run, worker) = (r.run_id, r.worker.clone());
         let lease = self
             .with(
                 r.run_id,
@@ -508,6 +554,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now)),
             )
             .await?;
+        self.seen(
+            Role::Actor,
+            &worker,
+            run,
+            lease.lease_id,
+            lease.deadline_ms,
+            Some(lease.policy_version),
+        );
         note("lease", lease.lease_id);
         note(
             "groups",
@@ -540,13 +594,18 @@ impl WorkService for Work {
             policy_version: r.policy_version,
             samples: r.samples.into_iter().map(sample_from_wire).collect(),
         };
-        let o = self
+        let tokens: usize = sub.samples.iter().map(|s| s.token_ids.len()).sum();
+        let (o, who) = self
             .with(
                 r.run_id,
                 deadline,
-                Box::new(move |s, st, now| s.submit_samples(st, &key, &sub, now)),
+                Box::new(move |s, st, now| {
+                    let who = workers::holder(st, s.run, Held::Group(sub.group_id));
+                    Ok((s.submit_samples(st, &key, &sub, now)?, who))
+                }),
             )
             .await?;
+        self.finished(who, r.run_id, o, tokens as u64);
         Ok(outcome_to_wire(o))
     }
 
@@ -559,6 +618,7 @@ impl WorkService for Work {
         let r = request.into_inner();
         let max = r.max_groups.max(1) as usize;
         note("worker", r.worker.as_str());
+        let (run, worker) = (r.run_id, r.worker.clone());
         let lease = self
             .with(
                 r.run_id,
@@ -566,6 +626,14 @@ impl WorkService for Work {
                 Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now)),
             )
             .await?;
+        self.seen(
+            Role::Reward,
+            &worker,
+            run,
+            lease.lease_id,
+            lease.deadline_ms,
+            None,
+        );
         note("lease", lease.lease_id);
         note(
             "groups",
@@ -604,13 +672,18 @@ impl WorkService for Work {
                 .map(|c| c.components.into_iter().collect())
                 .collect(),
         };
-        let o = self
+        let scored = sub.rewards.len() as u64;
+        let (o, who) = self
             .with(
                 r.run_id,
                 deadline,
-                Box::new(move |s, st, now| s.submit_scores(st, &key, &sub, now)),
+                Box::new(move |s, st, now| {
+                    let who = workers::holder(st, s.run, Held::Group(sub.group_id));
+                    Ok((s.submit_scores(st, &key, &sub, now)?, who))
+                }),
             )
             .await?;
+        self.finished(who, r.run_id, o, scored);
         if o == Outcome::Evaluated {
             self.write_metrics(r.run_id).await?;
         }
@@ -625,6 +698,7 @@ impl WorkService for Work {
         let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         note("worker", r.worker.as_str());
+        let (run, worker) = (r.run_id, r.worker.clone());
         let batch = self
             .with(
                 r.run_id,
@@ -633,8 +707,17 @@ impl WorkService for Work {
             )
             .await?;
         let Some(b) = batch else {
+            self.seen(Role::Learner, &worker, run, 0, 0, None);
             return Ok(Response::new(pb::BatchLease::default()));
         };
+        self.seen(
+            Role::Learner,
+            &worker,
+            run,
+            b.lease_id,
+            b.deadline_ms,
+            Some(b.policy_version),
+        );
         note("lease", b.lease_id);
         note("step", b.step);
         note(
@@ -685,21 +768,30 @@ impl WorkService for Work {
         };
         note("lease", r.lease_id);
         note("step", r.step);
+        let tokens = metrics
+            .get("tokens")
+            .and_then(|t| t.as_f64())
+            .unwrap_or(0.0) as u64;
         let sub = lease::StepSubmission {
             lease_id: id_of(r.lease_id, "lease")?,
             step: r.step,
             metrics,
             unpublished: r.unpublished,
         };
-        let o = self
+        let (o, who) = self
             .with(
                 r.run_id,
                 deadline,
-                Box::new(move |s, st, now| s.submit_step(st, &key, &sub, now)),
+                Box::new(move |s, st, now| {
+                    let who = workers::holder(st, s.run, Held::Lease(sub.lease_id));
+                    Ok((s.submit_step(st, &key, &sub, now)?, who))
+                }),
             )
             .await?;
+        self.finished(who, r.run_id, o, tokens);
         if o == Outcome::Accepted {
             self.write_metrics(r.run_id).await?;
+            self.keep_samples(r.run_id, r.step + 1).await;
         }
         Ok(outcome_to_wire(o))
     }
@@ -713,13 +805,22 @@ impl WorkService for Work {
         let r = request.into_inner();
         let lease = id_of(r.lease_id, "lease")?;
         note("lease", lease);
-        let held = self
+        let (held, who) = self
             .with(
                 r.run_id,
                 deadline,
-                Box::new(move |s, st, now| s.renew(st, lease, now)),
+                Box::new(move |s, st, now| {
+                    let who = workers::holder(st, s.run, Held::Lease(lease));
+                    Ok((s.renew(st, lease, now)?, who))
+                }),
             )
             .await?;
+        if let Some((role, name)) = who {
+            let now = self.core.now();
+            self.core
+                .workers()
+                .renewed(role, &name, r.run_id as i64, lease, held, now);
+        }
         Ok(Response::new(pb::RenewResponse {
             held: held.is_some(),
             deadline_ms: held.unwrap_or(0),

@@ -1,13 +1,12 @@
-//! Serving both gRPC services, `GET /metrics` and the dashboard on one port.
+//! Serving both gRPC services and, over HTTP/1, the dashboard and `GET /metrics`
+//! ([`crate::dashboard`]) on one port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use super::{Auth, Runs, Work, rpc_span};
-use crate::runs::Coordinator;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve the coordinator on {addr}: {source}; check that the address is free")]
@@ -16,8 +15,9 @@ pub struct ServeError {
     source: tonic::transport::Error,
 }
 
-/// Serves RunService and WorkService on `listener` behind `auth`, and `GET /metrics` (HTTP/1
-/// on the same port), until `shutdown` completes, one `rpc` span per call.
+/// Serves RunService and WorkService on `listener` behind `auth`, and the dashboard and
+/// `GET /metrics` ([`crate::dashboard`], HTTP/1 on the same port), until `shutdown`
+/// completes, one `rpc` span per call.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runs: Runs,
@@ -35,20 +35,11 @@ pub async fn serve(
         gate: runs.gate.clone(),
     }
     .into_server();
-    let core = runs.core.clone();
+    let dashboard = crate::dashboard::router(runs.core.clone(), auth.clone());
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
         .add_service(InterceptedService::new(work, auth));
     let router = std::mem::take(routes.axum_router_mut());
-    let page = core.clone();
-    *routes.axum_router_mut() = router
-        .route(
-            "/metrics",
-            axum::routing::get(move || metrics_page(core.clone())),
-        )
-        .route(
-            "/",
-            axum::routing::get(move || dashboard_page(page.clone())),
-        );
+    *routes.axum_router_mut() = router.merge(dashboard);
     tonic::transport::Server::builder()
         .accept_http1(true)
         .trace_fn(rpc_span)
@@ -56,37 +47,4 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
-}
-
-/// The Prometheus page; a store failure is a 500 with the error's message.
-async fn metrics_page(core: Arc<Coordinator>) -> (axum::http::StatusCode, String) {
-    let page =
-        tokio::task::spawn_blocking(move || core.list().map(|runs| crate::metrics::render(&runs)))
-            .await;
-    match page {
-        Ok(Ok(text)) => (axum::http::StatusCode::OK, text),
-        Ok(Err(e)) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-/// The dashboard: an HTML table of every run, refreshed by the browser.
-async fn dashboard_page(
-    core: Arc<Coordinator>,
-) -> (axum::http::StatusCode, axum::response::Html<String>) {
-    let page = tokio::task::spawn_blocking(move || {
-        core.list().map(|runs| crate::metrics::dashboard(&runs))
-    })
-    .await;
-    match page {
-        Ok(Ok(html)) => (axum::http::StatusCode::OK, axum::response::Html(html)),
-        Ok(Err(e)) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::response::Html(e.to_string()),
-        ),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::response::Html(e.to_string()),
-        ),
-    }
 }
