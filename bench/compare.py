@@ -22,6 +22,14 @@ CASES = [
      ["--train-batch", "2", "--seq-len", "128", "--steps", "2"]),
 ]
 
+# r1's sampler against r1's previous (backend-generic Burn) sampler on a GRPO-shaped load:
+# 8 prompts of 16 to 512 tokens, G = 8 samples each, samples ending at mixed lengths (every
+# 64th token id is a stop token, so about 1 in 64 steps ends a sample; at most 512 tokens).
+GROUP_CASES = [
+    ("generate-group", "small", ["--batch", "64", "--group", "8", "--prompt-len", "512", "--min-prompt-len", "16",
+                                 "--new-tokens", "512", "--stop-every", "64"]),
+]
+
 
 def last_json(out):
     return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
@@ -48,10 +56,30 @@ def main():
         ratio = r1["tokens_per_s"] / peer["tokens_per_s"]
         rows.append((what, shape, " ".join(r1_flags), r1["tokens_per_s"], peer["tokens_per_s"], ratio))
         print(json.dumps({"what": what, "shape": shape, "r1": r1, "peer": peer, "ratio": ratio}), file=sys.stderr, flush=True)
+    group_rows = []
+    for what, shape, flags in GROUP_CASES:
+        if a.only not in f"{what}/{shape}":
+            continue
+        runs = {}
+        for sampler in ["auto", "burn"]:
+            runs[sampler] = last_json(subprocess.run([a.r1ctl, "bench", "generate", "--shape", shape, "--device", a.device, "--json",
+                                                      "--sampler", sampler, *flags],
+                                                     capture_output=True, text=True, check=True, env=env).stdout)
+        assert runs["auto"]["tokens"] == runs["burn"]["tokens"], runs
+        ratio = runs["auto"]["tokens_per_s"] / runs["burn"]["tokens_per_s"]
+        group_rows.append((what, shape, " ".join(flags), runs["auto"]["tokens_per_s"], runs["burn"]["tokens_per_s"], ratio))
+        print(json.dumps({"what": what, "shape": shape, "r1": runs["auto"], "r1_burn_sampler": runs["burn"], "ratio": ratio}),
+              file=sys.stderr, flush=True)
     print(f"| bench | shape | settings | r1 tok/s | PyTorch tok/s | r1 / PyTorch |")
     print(f"|---|---|---|---:|---:|---:|")
     for what, shape, flags, r, q, ratio in rows:
         print(f"| {what} | {shape} | `{flags}` | {r:.1f} | {q:.1f} | {ratio:.2f}x |")
+    if group_rows:
+        print()
+        print(f"| bench | shape | settings | r1 tok/s | r1 Burn-path sampler tok/s | ratio |")
+        print(f"|---|---|---|---:|---:|---:|")
+        for what, shape, flags, r, q, ratio in group_rows:
+            print(f"| {what} | {shape} | `{flags}` | {r:.1f} | {q:.1f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let fds = protox::compile(&files, [&root])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Weight chunks as `Bytes`: the publisher hands out slices of the published buffer and
+    // the client reads the received buffer, with no copy per chunk on either side.
+    tonic_prost_build::configure().bytes(".r1.v1.WeightChunk.data").compile_fds(fds)?;
     Ok(())
 }

@@ -274,6 +274,7 @@ impl<B: Backend> Actor<B> {
             stop_strings: s.stop.clone(),
             seed: s.seed,
             max_batch: self.settings.max_batch.max(g),
+            kv_budget_mib: None,
         };
         let started = Instant::now();
         let samples = r1_model::sample::generate_keyed(

@@ -1,6 +1,7 @@
 //! Pulling a policy version from the learner's `WeightService` (see
 //! `r1_learner::publish`): the manifest, then the chunks, each checked against its offset
-//! and CRC-32, then the whole file against its SHA-256.
+//! and CRC-32, then the whole file against its SHA-256, which is computed chunk by chunk as
+//! the chunks arrive (so it overlaps the transfer instead of following it).
 //!
 //! A transfer that breaks off resumes from the last good byte; a chunk that fails its check
 //! is fetched again; a file that fails its SHA-256 is fetched again from the start. Nothing
@@ -81,19 +82,21 @@ pub async fn fetch(
     let total = manifest.total_bytes as usize;
     let mut bytes: Vec<u8> = Vec::with_capacity(total);
     let mut last = String::new();
+    // SHA-256 of `bytes` so far: a resumed transfer continues it.
+    let mut hasher = Sha256::new();
     for attempt in 1..=policy.attempts {
         if attempt > 1 {
             tracing::warn!(run = run_id, version, attempt, offset = bytes.len(), "retrying weight transfer: {last}");
             tokio::time::sleep(policy.backoff).await;
         }
-        match pull(client, run_id, version, total, &mut bytes).await {
+        match pull(client, run_id, version, total, &mut bytes, &mut hasher).await {
             Ok(()) => {}
             Err(e) => {
                 last = e;
                 continue;
             }
         }
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = hex::encode(std::mem::take(&mut hasher).finalize());
         if digest == manifest.sha256 {
             return Ok(Fetched { version, bytes, sha256: digest, seconds: started.elapsed().as_secs_f64(), attempts: attempt });
         }
@@ -140,6 +143,7 @@ async fn pull(
     version: u64,
     total: usize,
     bytes: &mut Vec<u8>,
+    hasher: &mut Sha256,
 ) -> Result<(), String> {
     let request = pb::FetchWeightsRequest { run_id, version, offset: bytes.len() as u64 };
     let mut stream = client.fetch(request).await.map_err(|s| format!("Fetch: {}", s.message()))?.into_inner();
@@ -163,6 +167,7 @@ async fn pull(
         if crc32fast::hash(&chunk.data) != chunk.crc32 {
             return Err(format!("chunk at {} fails its CRC-32", chunk.offset));
         }
+        hasher.update(&chunk.data);
         bytes.extend_from_slice(&chunk.data);
     }
     Ok(())

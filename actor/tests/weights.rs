@@ -34,6 +34,13 @@ struct Faulty {
     fetches: Arc<AtomicUsize>,
 }
 
+/// `data` with its first bit flipped.
+fn flip_first_bit(data: &[u8]) -> Vec<u8> {
+    let mut d = data.to_vec();
+    d[0] ^= 1;
+    d
+}
+
 type ChunkStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WeightChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -58,9 +65,9 @@ impl WeightService for Faulty {
             };
             match fault {
                 Fault::Cut(k) if i >= k => return None,
-                Fault::FlipBit(k) if i == k => c.data[0] ^= 1,
+                Fault::FlipBit(k) if i == k => c.data = flip_first_bit(&c.data).into(),
                 Fault::Forge(k) if i == k => {
-                    c.data[0] ^= 1;
+                    c.data = flip_first_bit(&c.data).into();
                     c.crc32 = crc32fast::hash(&c.data);
                 }
                 _ => {}

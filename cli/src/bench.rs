@@ -50,9 +50,35 @@ pub struct GenArgs {
     pub(crate) batch: usize,
     #[arg(long, default_value_t = 64)]
     pub(crate) prompt_len: usize,
-    /// New tokens per sequence (no early stop)
+    /// New tokens per sequence (the most, with --stop-every)
     #[arg(long, default_value_t = 64)]
     pub(crate) new_tokens: usize,
+    /// Samples per prompt (a GRPO group); --batch counts prompts × samples
+    #[arg(long, default_value_t = 1)]
+    pub(crate) group: usize,
+    /// Shortest prompt: prompt lengths are spread evenly from this to --prompt-len
+    #[arg(long)]
+    pub(crate) min_prompt_len: Option<usize>,
+    /// Every token id divisible by N ends a sample, so samples stop at mixed lengths
+    /// (0: none, every sample runs to --new-tokens)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) stop_every: u32,
+    /// Which sampler: the CPU engine (`auto`, continuous batching) or the backend-generic
+    /// Burn path (`burn`, the sampler before the CPU engine)
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) sampler: SamplerKind,
+    /// MiB for the KV cache (see `r1ctl generate --kv-budget-mib`)
+    #[arg(long)]
+    pub(crate) kv_budget_mib: Option<u64>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SamplerKind {
+    /// The CPU engine when the weights are in host memory, else the Burn path
+    #[default]
+    Auto,
+    /// The backend-generic Burn path
+    Burn,
 }
 
 #[derive(Args, Debug)]
@@ -100,14 +126,35 @@ pub(crate) fn report(m: &ModelArgs, value: serde_json::Value, sentence: String) 
 
 fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     let (model, name) = load_model::<B>(&a.model, device)?;
-    let prompts = random_ids(a.batch, a.prompt_len, model.config().vocab_size, 0);
-    let params = SamplingParams { max_new_tokens: a.new_tokens, max_batch: a.batch, ..Default::default() };
+    anyhow::ensure!(a.group >= 1 && a.batch % a.group == 0, "--batch {} must be a multiple of --group {}", a.batch, a.group);
+    let n_prompts = a.batch / a.group;
+    let vocab = model.config().vocab_size;
+    let mut prompts = random_ids(n_prompts, a.prompt_len, vocab, 0);
+    if let Some(min) = a.min_prompt_len {
+        anyhow::ensure!((1..=a.prompt_len).contains(&min), "--min-prompt-len {min} must be in 1..=--prompt-len");
+        for (i, p) in prompts.iter_mut().enumerate() {
+            let span = a.prompt_len - min;
+            p.truncate(min + if n_prompts > 1 { span * i / (n_prompts - 1) } else { span });
+        }
+    }
+    let stop: Vec<u32> = if a.stop_every == 0 { Vec::new() } else { (0..vocab as u32).filter(|t| t % a.stop_every == 0).collect() };
+    let params = SamplingParams {
+        max_new_tokens: a.new_tokens,
+        max_batch: a.batch,
+        stop_token_ids: stop,
+        kv_budget_mib: a.kv_budget_mib,
+        ..Default::default()
+    };
+    let keys: Vec<u64> = (0..prompts.len() as u64).collect();
+    let run = |p: &SamplingParams, progress: &mut dyn FnMut(usize)| match a.sampler {
+        SamplerKind::Auto => r1_model::sample::generate_keyed(&model, &prompts, &keys, a.group, p, None, device, progress),
+        SamplerKind::Burn => r1_model::sample::generate_burn(&model, &prompts, &keys, a.group, p, None, device, progress),
+    };
     // Warm-up: allocations, thread pools, autotuning on GPU backends.
-    let warm = SamplingParams { max_new_tokens: 2, ..params.clone() };
-    r1_model::sample::generate(&model, &prompts, 1, &warm, None, device, &mut |_| {})?;
+    run(&SamplingParams { max_new_tokens: 2, ..params.clone() }, &mut |_| {})?;
     let bar = crate::progress::tokens_bar((a.batch * a.new_tokens) as u64);
     let t0 = Instant::now();
-    let out = r1_model::sample::generate(&model, &prompts, 1, &params, None, device, &mut |k| bar.inc(k as u64))?;
+    let out = run(&params, &mut |k| bar.inc(k as u64))?;
     let secs = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let tokens: usize = out.iter().flatten().map(|s| s.tokens.len()).sum();
@@ -115,10 +162,11 @@ fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     report(
         &a.model,
         json!({"bench": "generate", "model": name, "device": format!("{:?}", a.model.device).to_lowercase(),
-               "batch": a.batch, "prompt_len": a.prompt_len, "new_tokens": a.new_tokens,
-               "seconds": secs, "tokens_per_s": tps}),
-        format!("generate {name}: batch {} prompt {} new {}: {tokens} tokens in {secs:.2}s = {tps:.1} tokens/s",
-            a.batch, a.prompt_len, a.new_tokens),
+               "batch": a.batch, "group": a.group, "prompt_len": a.prompt_len, "min_prompt_len": a.min_prompt_len,
+               "new_tokens": a.new_tokens, "stop_every": a.stop_every, "sampler": format!("{:?}", a.sampler).to_lowercase(),
+               "tokens": tokens, "seconds": secs, "tokens_per_s": tps}),
+        format!("generate {name}: batch {} (group {}) prompt {} new {}: {tokens} tokens in {secs:.2}s = {tps:.1} tokens/s",
+            a.batch, a.group, a.prompt_len, a.new_tokens),
     );
     Ok(())
 }

@@ -54,6 +54,10 @@ pub struct GenerateArgs {
     /// Most sequences decoded together
     #[arg(long, default_value_t = 64)]
     max_batch: usize,
+    /// MiB for the KV cache (CPU): fewer sequences run together when `--max-batch` of them
+    /// do not fit; a request of which not even one fits is refused at the start
+    #[arg(long)]
+    kv_budget_mib: Option<u64>,
     /// One JSON object per prompt instead of text
     #[arg(long)]
     json: bool,
@@ -137,6 +141,7 @@ fn generate<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
         stop_strings: args.stop_strings.clone(),
         seed: args.seed,
         max_batch: args.max_batch,
+        kv_budget_mib: args.kv_budget_mib,
     };
     let bar = crate::progress::tokens_bar((prompts.len() * args.n * args.max_new_tokens) as u64);
     let t0 = std::time::Instant::now();

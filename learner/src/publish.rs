@@ -25,7 +25,8 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// One published version.
 #[derive(Clone)]
 struct Version {
-    bytes: Arc<Vec<u8>>,
+    /// The published file; chunks are slices of it (no copy).
+    bytes: prost::bytes::Bytes,
     sha256: String,
     dtype: String,
 }
@@ -62,7 +63,7 @@ impl Publisher {
     pub fn publish(&self, version: u64, bytes: Vec<u8>, dtype: &str) {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let mut held = self.held.lock().expect("publisher lock");
-        held.versions.insert(version, Version { bytes: Arc::new(bytes), sha256, dtype: dtype.into() });
+        held.versions.insert(version, Version { bytes: prost::bytes::Bytes::from(bytes), sha256, dtype: dtype.into() });
         while held.versions.len() > self.keep {
             held.versions.pop_first();
         }
@@ -171,7 +172,7 @@ impl WeightService for Publisher {
         let bytes = v.bytes;
         let starts = (r.offset as usize..bytes.len()).step_by(chunk);
         let stream = tokio_stream::iter(starts.map(move |start| {
-            let data = bytes[start..(start + chunk).min(bytes.len())].to_vec();
+            let data = bytes.slice(start..(start + chunk).min(bytes.len()));
             Ok(pb::WeightChunk { version, offset: start as u64, crc32: crc32fast::hash(&data), data })
         }));
         Ok(Response::new(Box::pin(stream)))

@@ -19,7 +19,9 @@
 pub mod batch;
 pub mod config;
 pub mod decoder;
+mod engine;
 pub mod error;
+pub mod kernels;
 pub mod logprobs;
 pub mod ops;
 pub mod sample;

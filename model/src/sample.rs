@@ -41,8 +41,12 @@ pub struct SamplingParams {
     /// Strings that end a sample once its decoded text contains one (kept in the text).
     pub stop_strings: Vec<String>,
     pub seed: u64,
-    /// Most rows decoded together; prompts are processed in chunks of `max_batch / n`.
+    /// Most rows decoded together (the sampler's slots).
     pub max_batch: usize,
+    /// Memory for the KV cache, in MiB (CPU sampler). The cache is allocated at the start;
+    /// fewer slots are used when `max_batch` of them do not fit, and a request of which not
+    /// even one sequence fits is refused before any work. `None`: as much as `max_batch` needs.
+    pub kv_budget_mib: Option<u64>,
 }
 
 impl Default for SamplingParams {
@@ -56,6 +60,7 @@ impl Default for SamplingParams {
             stop_strings: Vec::new(),
             seed: 0,
             max_batch: 64,
+            kv_budget_mib: None,
         }
     }
 }
@@ -74,6 +79,9 @@ impl SamplingParams {
         }
         if self.stop_strings.iter().any(String::is_empty) {
             return bad("stop strings must not be empty".into());
+        }
+        if self.kv_budget_mib == Some(0) {
+            return bad("kv_budget_mib must be at least 1 (or unset for no limit)".into());
         }
         Ok(())
     }
@@ -131,6 +139,23 @@ fn draw(logits: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) 
         logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best })
     } else {
         let t = p.temperature as f64;
+        if p.top_k == 0 && p.top_p >= 1.0 {
+            // Every token is a candidate, in index order: the same sums as the general path
+            // below, without building the candidate list.
+            let weight = |x: f32| ((x as f64 - max) / t).exp();
+            let total: f64 = logits.iter().map(|&x| weight(x)).sum();
+            let mut u = rng.random::<f64>() * total;
+            let mut chosen = logits.len() - 1;
+            for (i, &x) in logits.iter().enumerate() {
+                let w = weight(x);
+                if u < w {
+                    chosen = i;
+                    break;
+                }
+                u -= w;
+            }
+            return (chosen as u32, (logits[chosen] as f64 - lse) as f32);
+        }
         let mut cand: Vec<(usize, f64)> =
             logits.iter().enumerate().map(|(i, &x)| (i, ((x as f64 - max) / t).exp())).collect();
         if p.top_k > 0 || p.top_p < 1.0 {
@@ -195,6 +220,47 @@ pub fn generate_keyed<B: Backend>(
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Sample>>> {
+    check_request(model.config(), prompts, keys, n, params, tokenizer)?;
+    if let Some(host) = crate::engine::HostModel::of(model) {
+        return generate_host(&host, prompts, keys, n, params, tokenizer, progress);
+    }
+    generate_burn(model, prompts, keys, n, params, tokenizer, device, progress)
+}
+
+/// The backend-generic sampler (any Burn backend, e.g. CUDA): prompts in chunks of
+/// `max_batch / n`, each chunk left-padded, prefilled once, forked into its samples and
+/// decoded until every row is done, dropping finished rows. [`generate_keyed`] uses it when
+/// the weights are not in host memory; on the CPU it gives the same tokens as the CPU sampler
+/// (which `model/tests/sampling.rs` checks).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_burn<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[Vec<u32>],
+    keys: &[u64],
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Sample>>> {
+    check_request(model.config(), prompts, keys, n, params, tokenizer)?;
+    let per_chunk = (params.max_batch / n).max(1);
+    let mut out = Vec::with_capacity(prompts.len());
+    for (chunk, keys) in prompts.chunks(per_chunk).zip(keys.chunks(per_chunk)) {
+        out.extend(generate_chunk(model, chunk, keys, n, params, tokenizer, device, progress)?);
+    }
+    Ok(out)
+}
+
+/// Refuses a request that cannot be served, naming what is wrong.
+fn check_request(
+    cfg: &crate::ModelConfig,
+    prompts: &[Vec<u32>],
+    keys: &[u64],
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+) -> Result<()> {
     params.validate()?;
     if keys.len() != prompts.len() {
         return Err(ModelError::Input(format!("{} seed keys for {} prompts; pass one per prompt", keys.len(), prompts.len())));
@@ -205,7 +271,6 @@ pub fn generate_keyed<B: Backend>(
     if !params.stop_strings.is_empty() && tokenizer.is_none() {
         return Err(ModelError::Input("stop strings need a tokenizer to decode text".into()));
     }
-    let cfg = model.config();
     crate::batch::check_sequences(prompts, cfg.vocab_size, "prompt")?;
     for (i, p) in prompts.iter().enumerate() {
         if p.len() + params.max_new_tokens > cfg.max_position_embeddings {
@@ -217,12 +282,7 @@ pub fn generate_keyed<B: Backend>(
             )));
         }
     }
-    let per_chunk = (params.max_batch / n).max(1);
-    let mut out = Vec::with_capacity(prompts.len());
-    for (chunk, keys) in prompts.chunks(per_chunk).zip(keys.chunks(per_chunk)) {
-        out.extend(generate_chunk(model, chunk, keys, n, params, tokenizer, device, progress)?);
-    }
-    Ok(out)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -318,6 +378,56 @@ fn generate_chunk<B: Backend>(
         });
     }
     Ok(out)
+}
+
+/// A running sample's own state in the CPU sampler.
+struct HostState {
+    rng: ChaCha8Rng,
+    logprobs: Vec<f32>,
+    finish: Option<FinishReason>,
+}
+
+/// The CPU sampler ([`crate::engine`]): continuous batching over `max_batch` slots, each
+/// prompt prefilled once and shared by its `n` samples.
+fn generate_host<B: Backend>(
+    host: &crate::engine::HostModel<B>,
+    prompts: &[Vec<u32>],
+    keys: &[u64],
+    n: usize,
+    params: &SamplingParams,
+    tokenizer: Option<&TextTokenizer>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Sample>>> {
+    use crate::engine::{Next, Running};
+    let (slots, prompt_cap, sample_cap) =
+        crate::engine::plan_slots(host.config(), prompts, n, params.max_new_tokens, params.max_batch, params.kv_budget_mib)?;
+    let mut new = |g: usize, s: usize| HostState { rng: sample_rng(params.seed, keys[g], s), logprobs: Vec::new(), finish: None };
+    let draw_one = |r: &mut Running<HostState>, logits: &[f32]| -> Result<Next> {
+        let (tok, lp) = draw(logits, params, &mut r.state.rng);
+        r.tokens.push(tok);
+        r.state.logprobs.push(lp);
+        if params.stop_token_ids.contains(&tok) {
+            r.state.finish = Some(FinishReason::Stop);
+        } else if let Some(t) = tokenizer
+            && !params.stop_strings.is_empty()
+        {
+            let text = t.decode(&r.tokens)?;
+            if params.stop_strings.iter().any(|s| text.contains(s.as_str())) {
+                r.state.finish = Some(FinishReason::StopString);
+            }
+        }
+        Ok(if r.state.finish.is_some() || r.tokens.len() >= params.max_new_tokens { Next::Finished } else { Next::Continue })
+    };
+    let done = crate::engine::run(host, prompts, n, slots, prompt_cap, sample_cap, &mut new, &draw_one, progress)?;
+    let mut out: Vec<Vec<Option<Sample>>> = (0..prompts.len()).map(|_| (0..n).map(|_| None).collect()).collect();
+    for r in done {
+        out[r.group][r.sample] = Some(Sample {
+            tokens: r.tokens,
+            logprobs: r.state.logprobs,
+            finish: r.state.finish.unwrap_or(FinishReason::Length),
+        });
+    }
+    Ok(out.into_iter().map(|g| g.into_iter().map(|s| s.expect("every sample finishes")).collect()).collect())
 }
 
 /// Logits of `hidden` `[rows, 1, hidden]` as a host vector `[rows * vocab]`, in f32.

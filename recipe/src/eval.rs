@@ -130,6 +130,7 @@ pub fn sample_and_score<B: Backend>(
         stop_strings: Vec::new(),
         seed: cfg.seed,
         max_batch: cfg.max_batch,
+        kv_budget_mib: None,
     };
     let out = r1_model::sample::generate(model, &prompts, cfg.k, &params, None, device, progress)?;
     let format = FormatVerifier::new(&Default::default()).expect("the default format compiles");
