@@ -1,4 +1,6 @@
-//! Serving both gRPC services, `GET /metrics` and the dashboard on one port.
+//! Serving both gRPC services, `GET /metrics` and the dashboard on one port. Every HTTP
+//! route (`/`, `/metrics`, and whatever is added under `/api/`) is behind
+//! [`Auth::check_read`]: add routes to [`http_routes`] and they are too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,18 +39,9 @@ pub async fn serve(
     .into_server();
     let core = runs.core.clone();
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
-        .add_service(InterceptedService::new(work, auth));
+        .add_service(InterceptedService::new(work, auth.clone()));
     let router = std::mem::take(routes.axum_router_mut());
-    let page = core.clone();
-    *routes.axum_router_mut() = router
-        .route(
-            "/metrics",
-            axum::routing::get(move || metrics_page(core.clone())),
-        )
-        .route(
-            "/",
-            axum::routing::get(move || dashboard_page(page.clone())),
-        );
+    *routes.axum_router_mut() = router.merge(http_routes(core, auth));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .trace_fn(rpc_span)
@@ -56,6 +49,40 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
+}
+
+/// The HTTP pages, each behind `auth`'s read check.
+pub fn http_routes(core: Arc<Coordinator>, auth: Auth) -> axum::Router {
+    let page = core.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || metrics_page(core.clone())),
+        )
+        .route(
+            "/",
+            axum::routing::get(move || dashboard_page(page.clone())),
+        )
+        .route("/api/{*rest}", axum::routing::get(api_not_found))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let auth = auth.clone();
+                async move {
+                    match auth.check_read(request.headers()) {
+                        Ok(()) => next.run(request).await,
+                        Err(refused) => axum::response::IntoResponse::into_response(refused),
+                    }
+                }
+            },
+        ))
+}
+
+/// Nothing is served under `/api/` yet; the path is reserved (and read-checked) for it.
+async fn api_not_found() -> (axum::http::StatusCode, &'static str) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        "no such API path; see docs/operations.md for the coordinator's HTTP paths",
+    )
 }
 
 /// The Prometheus page; a store failure is a 500 with the error's message.
