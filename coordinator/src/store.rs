@@ -430,6 +430,15 @@ impl Store {
         read_run(&self.conn, id)
     }
 
+    /// Replaces a run's stored spec (its paths, when its data folder was copied or moved).
+    pub fn set_spec(&mut self, id: RunId, spec: &RunSpec) -> Result<(), StoreError> {
+        read_run(&self.conn, id)?;
+        let spec = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn
+            .execute("UPDATE runs SET spec = ?2 WHERE id = ?1", params![id, spec])?;
+        Ok(())
+    }
+
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
         let mut stmt = self
@@ -493,7 +502,10 @@ impl Store {
         // checkpointed step is a published version even when the step itself went unpublished
         // (a checkpoint on SIGTERM between publishes).
         if progress.policy_version < step {
-            tx.execute("UPDATE progress SET policy_version = ?2 WHERE run_id = ?1", params![id, step as i64])?;
+            tx.execute(
+                "UPDATE progress SET policy_version = ?2 WHERE run_id = ?1",
+                params![id, step as i64],
+            )?;
             tx.execute(
                 "INSERT OR IGNORE INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
                 params![id, step as i64, now],
