@@ -383,8 +383,9 @@ impl Coordinator {
     /// folder is a copy (or a move) of it: a run whose spec is `spec` except for paths
     /// under `data_dir`, which it has under another folder with the same tails (`old/x/y`
     /// for `data_dir/x/y`, the same old folder for every path), and whose dataset has the
-    /// fingerprint recorded at submission. Its stored spec then takes `spec`'s paths, so
-    /// every worker reads the files of this folder. `None` when no run matches.
+    /// fingerprint recorded at submission. Its stored spec then takes `spec`'s paths, and its
+    /// checkpoint records under the old folder move here too, so every worker reads the
+    /// files of this folder. `None` when no run matches.
     pub fn adopt_moved(&self, spec: &RunSpec, data_dir: &Path) -> Result<Option<RunId>, RunsError> {
         let runs = self.store().runs()?;
         for run in runs {
@@ -395,14 +396,14 @@ impl Coordinator {
             {
                 continue;
             }
-            if !moved(&run.spec, spec, data_dir) {
+            let Some(old_root) = moved(&run.spec, spec, data_dir) else {
                 continue;
-            }
+            };
             let fingerprint = Dataset::load(&spec.dataset)?.fingerprint().to_string();
             if fingerprint != run.dataset_fingerprint {
                 continue;
             }
-            self.store().set_spec(run.id, spec)?;
+            self.store().relocate(run.id, spec, &old_root, data_dir)?;
             self.schedulers().remove(&run.id);
             if let Some(dir) = self.run_folder(run.id)? {
                 let text = serde_json::to_string_pretty(spec).unwrap_or_default();
@@ -424,9 +425,10 @@ impl Coordinator {
     }
 }
 
-/// Whether `old` is `new` made in another data folder: equal but for the paths of `new`
-/// under `data_dir`, which `old` has under one other folder with the same tails.
-fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> bool {
+/// The folder `old` was made in when it is `new` made in another data folder: equal but for
+/// the paths of `new` under `data_dir`, which `old` has under that one other folder with the
+/// same tails.
+fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> Option<PathBuf> {
     let paths = |s: &RunSpec| {
         [
             Some(s.base_model.clone()),
@@ -439,23 +441,23 @@ fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> bool {
         let (o, n) = match (o, n) {
             (None, None) => continue,
             (Some(o), Some(n)) => (o, n),
-            _ => return false,
+            _ => return None,
         };
         if o == n {
             continue;
         }
         let Ok(tail) = n.strip_prefix(data_dir) else {
-            return false;
+            return None;
         };
         let Some(o_root) = o
             .ancestors()
             .nth(tail.components().count())
             .filter(|r| r.join(tail) == o)
         else {
-            return false;
+            return None;
         };
         match &root {
-            Some(r) if r != o_root => return false,
+            Some(r) if r != o_root => return None,
             _ => root = Some(o_root.to_path_buf()),
         }
     }
@@ -464,7 +466,7 @@ fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> bool {
     relocated.base_model = new.base_model.clone();
     relocated.dataset.path = new.dataset.path.clone();
     relocated.dataset.eval_path = new.dataset.eval_path.clone();
-    root.is_some() && &relocated == new
+    root.filter(|_| &relocated == new)
 }
 
 fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {

@@ -430,12 +430,39 @@ impl Store {
         read_run(&self.conn, id)
     }
 
-    /// Replaces a run's stored spec (its paths, when its data folder was copied or moved).
-    pub fn set_spec(&mut self, id: RunId, spec: &RunSpec) -> Result<(), StoreError> {
-        read_run(&self.conn, id)?;
-        let spec = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn
-            .execute("UPDATE runs SET spec = ?2 WHERE id = ?1", params![id, spec])?;
+    /// Gives a run the paths of a data folder it was copied or moved to: `spec` (the same spec
+    /// with the new paths) replaces the stored one, and checkpoint paths under `from` are
+    /// rewritten under `to`, in one transaction.
+    pub fn relocate(
+        &mut self,
+        id: RunId,
+        spec: &RunSpec,
+        from: &Path,
+        to: &Path,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        read_run(&tx, id)?;
+        let text = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute("UPDATE runs SET spec = ?2 WHERE id = ?1", params![id, text])?;
+        let mut moved = Vec::new();
+        {
+            let mut stmt = tx.prepare("SELECT step, path FROM checkpoints WHERE run_id = ?1")?;
+            let rows =
+                stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (step, path) = row?;
+                if let Ok(tail) = Path::new(&path).strip_prefix(from) {
+                    moved.push((step, to.join(tail).display().to_string()));
+                }
+            }
+        }
+        for (step, path) in moved {
+            tx.execute(
+                "UPDATE checkpoints SET path = ?3 WHERE run_id = ?1 AND step = ?2",
+                params![id, step, path],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

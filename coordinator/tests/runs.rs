@@ -451,10 +451,20 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
         let db = tempfile::tempdir().unwrap();
         let core = open(&db.path().join("r1.db"));
         let id = core.submit(made.clone()).unwrap().run.id;
+        let ckpt = old.join("checkpoints/run-1/step-0");
+        core.record_checkpoint(id, 0, ckpt.to_str().unwrap())
+            .unwrap();
         let got = core.adopt_moved(&wanted, &new).unwrap();
+        let ckpt_now = core.checkpoints(id).unwrap()[0].path.clone();
         match adopted {
             true => {
                 assert_eq!(got, Some(id), "{what}");
+                let want = new.join("checkpoints/run-1/step-0");
+                assert_eq!(
+                    ckpt_now,
+                    want.to_str().unwrap(),
+                    "{what}: checkpoints move too"
+                );
                 assert_eq!(
                     core.get(id).unwrap().run.spec,
                     wanted,
@@ -469,6 +479,7 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
             false => {
                 assert_eq!(got, None, "{what}");
                 assert_eq!(core.get(id).unwrap().run.spec, made, "{what}: untouched");
+                assert_eq!(ckpt_now, ckpt.to_str().unwrap(), "{what}: untouched");
             }
         }
     }
