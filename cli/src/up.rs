@@ -178,7 +178,7 @@ impl Local {
         // A run of this spec made in the folder this one was copied from.
         let core = self.core.clone();
         let (spec_c, dir) = (spec.clone(), self.data_dir.clone());
-        if let Some(id) = rt.block_on(tokio::task::spawn_blocking(move || core.adopt_moved(&spec_c, &dir)))?? {
+        if let Some(id) = rt.block_on(rt.spawn_blocking(move || core.adopt_moved(&spec_c, &dir)))?? {
             eprintln!("run {id} `{}` was made in another data folder (this one is a copy); its paths now point here", spec.name);
         }
         let (run_id, done) = rt.block_on(submit_or_resume(self.runs.clone(), spec))?;
