@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// A bar counting `unit`s up to `len`, with elapsed time and rate.
 pub fn bar(len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let template = format!("{{spinner}} {{elapsed_precise}} {{bar:30}} {{pos}}/{{len}} {unit} (eta {{eta}})");
+    let template = format!("{{spinner}} {{elapsed_precise}} {{bar:30}} {{pos}}/{{len}} {unit} (eta {{eta}}) {{msg}}");
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     bar
 }

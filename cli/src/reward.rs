@@ -145,7 +145,9 @@ fn score_file(args: ScoreArgs) -> Result<()> {
     }
 
     let bar = progress(total);
-    let lines = Mutex::new(reader.lines().enumerate());
+    // Bytes, not `lines()`: a line that is not UTF-8 is that line's `invalid_input`, never
+    // the end of the whole file.
+    let lines = Mutex::new(reader.split(b'\n').enumerate());
     let writer = Mutex::new(writer);
     let metrics = Metrics::default();
     let start = Instant::now();
@@ -153,12 +155,15 @@ fn score_file(args: ScoreArgs) -> Result<()> {
         loop {
             let next = lines.lock().expect("input lock").next();
             let Some((index, line)) = next else { return Ok(()) };
-            let line = line.with_context(|| format!("cannot read line {} of the input", index + 1))?;
-            if line.trim().is_empty() {
+            let mut line = line.with_context(|| format!("cannot read line {} of the input", index + 1))?;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.trim_ascii().is_empty() {
                 continue;
             }
             let began = Instant::now();
-            let result = score_line(index + 1, &line);
+            let result = score_bytes(index + 1, &line);
             metrics.record(result.status, began.elapsed());
             let mut text = serde_json::to_string(&result).context("cannot encode a result")?;
             text.push('\n');
@@ -176,7 +181,24 @@ fn score_file(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses and scores one input line; never fails: a bad line becomes an `invalid_input` result.
+/// Scores one raw input line; a line that is not UTF-8 is `invalid_input` naming the byte.
+fn score_bytes(line_no: usize, bytes: &[u8]) -> ScoreResult {
+    match std::str::from_utf8(bytes) {
+        Ok(line) => score_line(line_no, line),
+        Err(e) => ScoreResult::new(
+            &serde_json::Value::Null,
+            0.0,
+            Status::InvalidInput,
+            format!(
+                "line {line_no}: not UTF-8 (invalid byte at offset {}); write the file as UTF-8",
+                e.valid_up_to()
+            ),
+        ),
+    }
+}
+
+/// Parses and scores one input line; never fails: a bad line becomes an `invalid_input` result
+/// whose detail starts with its line number.
 fn score_line(line_no: usize, line: &str) -> ScoreResult {
     let invalid = |id: &serde_json::Value, why: String| {
         ScoreResult::new(id, 0.0, Status::InvalidInput, format!("line {line_no}: {why}"))
@@ -191,6 +213,11 @@ fn score_line(line_no: usize, line: &str) -> ScoreResult {
         Err(e) => return invalid(&id, format!("{e}; see `r1ctl reward score --help` for the fields")),
     };
     match std::panic::catch_unwind(|| score(&job)) {
+        // The verifier's own refusals (an unknown verifier, a missing test) name the line too.
+        Ok(mut result) if result.status == Status::InvalidInput => {
+            result.detail = format!("line {line_no}: {}", result.detail);
+            result
+        }
         Ok(result) => result,
         Err(_) => ScoreResult::new(
             &id,
@@ -204,8 +231,8 @@ fn score_line(line_no: usize, line: &str) -> ScoreResult {
 fn count_lines(path: &PathBuf) -> Result<u64> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut count = 0;
-    for line in BufReader::new(file).lines() {
-        if !line.with_context(|| format!("cannot read {}", path.display()))?.trim().is_empty() {
+    for line in BufReader::new(file).split(b'\n') {
+        if !line.with_context(|| format!("cannot read {}", path.display()))?.trim_ascii().is_empty() {
             count += 1;
         }
     }

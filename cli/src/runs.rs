@@ -271,7 +271,9 @@ pub fn serve(cmd: ServeCommand) -> Result<()> {
     if let Some(endpoint) = &config.otlp_endpoint {
         r1_telemetry::enable_otlp(endpoint).context("cannot export spans to the coordinator config's otlp_endpoint")?;
     }
-    if config.token.is_none() && !config.listen.starts_with("127.") && !config.listen.starts_with("localhost") {
+    // The flags are checked like the file (a port out of range first), then the token.
+    config.validate()?;
+    if config.token.is_none() && !r1_coordinator::config::is_loopback(&config.listen) {
         bail!("listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN", config.listen);
     }
     eprintln!("coordinator on {} (data in {})", config.listen, config.data_dir.display());

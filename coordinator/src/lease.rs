@@ -67,7 +67,10 @@ use crate::rollback;
 use crate::spec::Algorithm;
 use crate::store::{self, Millis, Run, RunId, RunState, Store, StoreError, bump};
 
-/// How long each kind of lease lasts before its work is handed out again.
+/// How long each kind of lease lasts before its work is handed out again. Short, because
+/// this is how long the work of a worker that died waits: actors and learners renew theirs
+/// every third of it while they work (`r1_proto::client::keep_alive`), and a scoring job is
+/// bounded by the sandbox's time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LeaseTtl {
@@ -79,9 +82,9 @@ pub struct LeaseTtl {
 impl Default for LeaseTtl {
     fn default() -> Self {
         LeaseTtl {
-            generate_ms: 10 * 60_000,
+            generate_ms: 2 * 60_000,
             score_ms: 2 * 60_000,
-            train_ms: 30 * 60_000,
+            train_ms: 5 * 60_000,
         }
     }
 }
@@ -725,7 +728,10 @@ impl Scheduler {
             bump(tx, self.run, "groups_trained", size as u64)?;
             let next = progress.step + 1;
             if sub.unpublished {
-                tx.execute("UPDATE progress SET step = ?2 WHERE run_id = ?1", params![self.run, next as i64])?;
+                tx.execute(
+                    "UPDATE progress SET step = ?2 WHERE run_id = ?1",
+                    params![self.run, next as i64],
+                )?;
             } else {
                 tx.execute(
                     "UPDATE progress SET step = ?2, policy_version = ?2 WHERE run_id = ?1",
@@ -936,7 +942,11 @@ impl Scheduler {
         let samples = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
         let scores = match rewards {
             Some(r) => serde_json::from_str::<ScoresSubmission>(&r).map_err(corrupt)?,
-            None => ScoresSubmission { group_id: group, rewards: Vec::new(), components: Vec::new() },
+            None => ScoresSubmission {
+                group_id: group,
+                rewards: Vec::new(),
+                components: Vec::new(),
+            },
         };
         Ok((version.unwrap_or(0) as u64, samples, scores))
     }

@@ -15,6 +15,14 @@
 //! few scored groups per step ([`crate::samples`]). The coordinator also keeps the
 //! [`Registry`] of workers that called in.
 //!
+//! A run's name is at most [`MAX_NAME_BYTES`] bytes with no control characters, and its
+//! spec at most [`MAX_SPEC_BYTES`] as JSON: both are stored, listed and shown on every page.
+//!
+//! Two things serve `r1ctl up`, the one coordinator that knows it is the only fleet of its
+//! runs: [`Coordinator::release_leases`] hands back at once the leases of a dead incarnation
+//! (instead of waiting out their deadlines), and [`Coordinator::adopt_moved`] finds the runs
+//! of a data folder that was copied or moved: same spec, paths under the old folder.
+//!
 //! The methods block (SQLite, file reads): call them from `spawn_blocking` in async code.
 //!
 //! Limits: runs are not queued for capacity (`pending` is only the instant between
@@ -62,6 +70,43 @@ pub enum RunsError {
     },
     #[error("run {0} is not running; submit a new run or check `r1ctl status {0}`")]
     NotRunning(RunId),
+    #[error("run spec `{field}` is {len} bytes; the limit is {limit} bytes, shorten it")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    #[error("run spec `name` has a control character at byte {0}; use printable text")]
+    NameControl(usize),
+}
+
+/// The longest run name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// The largest run spec, in bytes of its JSON form.
+pub const MAX_SPEC_BYTES: usize = 256 << 10;
+
+/// Refuses a name or spec past its limit, before anything is stored.
+pub fn check_size(spec: &RunSpec) -> Result<(), RunsError> {
+    let name = &spec.name;
+    if name.len() > MAX_NAME_BYTES {
+        return Err(RunsError::TooLong {
+            field: "name",
+            len: name.len(),
+            limit: MAX_NAME_BYTES,
+        });
+    }
+    if let Some((at, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(RunsError::NameControl(at));
+    }
+    let len = serde_json::to_string(spec).map_or(0, |s| s.len());
+    if len > MAX_SPEC_BYTES {
+        return Err(RunsError::TooLong {
+            field: "(the whole spec)",
+            len,
+            limit: MAX_SPEC_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Runs and their schedulers over one store.
@@ -139,6 +184,7 @@ impl Coordinator {
 
     /// Checks the spec and the whole dataset, records the run and starts it.
     pub fn submit(&self, spec: RunSpec) -> Result<RunStatus, RunsError> {
+        check_size(&spec)?;
         spec.validate()?;
         let dataset = Arc::new(Dataset::load(&spec.dataset)?);
         let now = self.clock.now();
@@ -371,6 +417,68 @@ impl Coordinator {
             .collect())
     }
 
+    /// Ends every live lease whose holder starts with `prefix` but not with `keep` (its work
+    /// is handed out again at once, counted in `leases_expired`); returns how many ended.
+    /// `r1ctl up` calls it at start with its own holder prefix and this incarnation's: the
+    /// leases of the process that died are no one's, and waiting out their deadlines (minutes)
+    /// would only stall the run.
+    pub fn release_leases(&self, prefix: &str, keep: &str) -> Result<usize, RunsError> {
+        let now = self.clock.now();
+        let n = self
+            .store()
+            .conn
+            .execute(
+                "UPDATE leases SET deadline_ms = ?1 WHERE deadline_ms > ?1
+                 AND substr(holder, 1, length(?2)) = ?2 AND substr(holder, 1, length(?3)) != ?3",
+                rusqlite::params![now, prefix, keep],
+            )
+            .map_err(StoreError::from)?;
+        if n > 0 {
+            tracing::info!(
+                leases = n,
+                prefix,
+                "released the leases of a dead incarnation"
+            );
+        }
+        Ok(n)
+    }
+
+    /// The unfinished or completed run of `spec` made in another data folder, if this
+    /// folder is a copy (or a move) of it: a run whose spec is `spec` except for paths
+    /// under `data_dir`, which it has under another folder with the same tails (`old/x/y`
+    /// for `data_dir/x/y`, the same old folder for every path), and whose dataset has the
+    /// fingerprint recorded at submission. Its stored spec then takes `spec`'s paths, and its
+    /// checkpoint records under the old folder move here too, so every worker reads the
+    /// files of this folder. `None` when no run matches.
+    pub fn adopt_moved(&self, spec: &RunSpec, data_dir: &Path) -> Result<Option<RunId>, RunsError> {
+        let runs = self.store().runs()?;
+        for run in runs {
+            if !matches!(
+                run.state,
+                RunState::Pending | RunState::Running | RunState::Completed
+            ) || &run.spec == spec
+            {
+                continue;
+            }
+            let Some(old_root) = moved(&run.spec, spec, data_dir) else {
+                continue;
+            };
+            let fingerprint = Dataset::load(&spec.dataset)?.fingerprint().to_string();
+            if fingerprint != run.dataset_fingerprint {
+                continue;
+            }
+            self.store().relocate(run.id, spec, &old_root, data_dir)?;
+            self.schedulers().remove(&run.id);
+            if let Some(dir) = self.run_folder(run.id)? {
+                let text = serde_json::to_string_pretty(spec).unwrap_or_default();
+                write_atomic(&dir.join("spec.json"), text.as_bytes())?;
+            }
+            tracing::info!(run = run.id, data_dir = %data_dir.display(), "adopted a run of a copied data folder");
+            return Ok(Some(run.id));
+        }
+        Ok(None)
+    }
+
     /// Runs `f` with the store locked, e.g. to lease with a [`Scheduler`].
     pub fn with_store_locked<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.store())
@@ -406,6 +514,50 @@ fn step_metrics_after(
         ))
     })
     .collect()
+}
+
+/// The folder `old` was made in when it is `new` made in another data folder: equal but for
+/// the paths of `new` under `data_dir`, which `old` has under that one other folder with the
+/// same tails.
+fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> Option<PathBuf> {
+    let paths = |s: &RunSpec| {
+        [
+            Some(s.base_model.clone()),
+            Some(s.dataset.path.clone()),
+            s.dataset.eval_path.clone(),
+        ]
+    };
+    let mut root: Option<PathBuf> = None;
+    for (o, n) in paths(old).into_iter().zip(paths(new)) {
+        let (o, n) = match (o, n) {
+            (None, None) => continue,
+            (Some(o), Some(n)) => (o, n),
+            _ => return None,
+        };
+        if o == n {
+            continue;
+        }
+        let Ok(tail) = n.strip_prefix(data_dir) else {
+            return None;
+        };
+        let Some(o_root) = o
+            .ancestors()
+            .nth(tail.components().count())
+            .filter(|r| r.join(tail) == o)
+        else {
+            return None;
+        };
+        match &root {
+            Some(r) if r != o_root => return None,
+            _ => root = Some(o_root.to_path_buf()),
+        }
+    }
+    // Equal once the paths are the same.
+    let mut relocated = old.clone();
+    relocated.base_model = new.base_model.clone();
+    relocated.dataset.path = new.dataset.path.clone();
+    relocated.dataset.eval_path = new.dataset.eval_path.clone();
+    root.filter(|_| &relocated == new)
 }
 
 fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {

@@ -430,6 +430,42 @@ impl Store {
         read_run(&self.conn, id)
     }
 
+    /// Gives a run the paths of a data folder it was copied or moved to: `spec` (the same spec
+    /// with the new paths) replaces the stored one, and checkpoint paths under `from` are
+    /// rewritten under `to`, in one transaction.
+    pub fn relocate(
+        &mut self,
+        id: RunId,
+        spec: &RunSpec,
+        from: &Path,
+        to: &Path,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        read_run(&tx, id)?;
+        let text = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute("UPDATE runs SET spec = ?2 WHERE id = ?1", params![id, text])?;
+        let mut moved = Vec::new();
+        {
+            let mut stmt = tx.prepare("SELECT step, path FROM checkpoints WHERE run_id = ?1")?;
+            let rows =
+                stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (step, path) = row?;
+                if let Ok(tail) = Path::new(&path).strip_prefix(from) {
+                    moved.push((step, to.join(tail).display().to_string()));
+                }
+            }
+        }
+        for (step, path) in moved {
+            tx.execute(
+                "UPDATE checkpoints SET path = ?3 WHERE run_id = ?1 AND step = ?2",
+                params![id, step, path],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
         let mut stmt = self
@@ -493,7 +529,10 @@ impl Store {
         // checkpointed step is a published version even when the step itself went unpublished
         // (a checkpoint on SIGTERM between publishes).
         if progress.policy_version < step {
-            tx.execute("UPDATE progress SET policy_version = ?2 WHERE run_id = ?1", params![id, step as i64])?;
+            tx.execute(
+                "UPDATE progress SET policy_version = ?2 WHERE run_id = ?1",
+                params![id, step as i64],
+            )?;
             tx.execute(
                 "INSERT OR IGNORE INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
                 params![id, step as i64, now],

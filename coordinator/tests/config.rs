@@ -18,7 +18,7 @@ fn layers_and_refusals() {
         Result<(&'a str, i64), &'a str>,
     );
     let cases: &[Case] = &[
-        ("", &[], Ok(("127.0.0.1:7070", 600_000))),
+        ("", &[], Ok(("127.0.0.1:7070", 120_000))),
         (
             "listen = '0.0.0.0:1'\n[leases]\ngenerate_ms = 5",
             &[],
@@ -27,7 +27,7 @@ fn layers_and_refusals() {
         (
             "listen = '0.0.0.0:1'",
             &[("R1_COORDINATOR_LISTEN", "127.0.0.1:2")],
-            Ok(("127.0.0.1:2", 600_000)),
+            Ok(("127.0.0.1:2", 120_000)),
         ),
         (
             "",
@@ -37,7 +37,7 @@ fn layers_and_refusals() {
         (
             "",
             &[("R1_COORDINATOR", "http://x"), ("R1_LOG", "debug")],
-            Ok(("127.0.0.1:7070", 600_000)),
+            Ok(("127.0.0.1:7070", 120_000)),
         ),
         ("lisen = 'x'", &[], Err("lisen")),
         ("[leases]\nscore = 1", &[], Err("score")),
@@ -51,12 +51,59 @@ fn layers_and_refusals() {
         (
             "worker_gone_after_ms = 1",
             &[],
-            Ok(("127.0.0.1:7070", 600_000)),
+            Ok(("127.0.0.1:7070", 120_000)),
         ),
         (
             "worker_gone_after_ms = 0",
             &[],
             Err("`worker_gone_after_ms` is 0"),
+        ),
+        // The port is checked first, before any complaint about the token.
+        (
+            "listen = '10.0.0.1:99999'",
+            &[],
+            Err("`listen` is `10.0.0.1:99999`: port 99999 is out of range"),
+        ),
+        (
+            "listen = '10.0.0.1:65535'",
+            &[],
+            Ok(("10.0.0.1:65535", 120_000)),
+        ),
+        (
+            "listen = '10.0.0.1:65536'",
+            &[],
+            Err("port 65536 is out of range"),
+        ),
+        ("listen = '10.0.0.1'", &[], Err("it has no port")),
+        (
+            "listen = '10.0.0.1:http'",
+            &[],
+            Err("port `http` is not a number"),
+        ),
+        (
+            "read_token = ''\npublic_read = false",
+            &[],
+            Err("`read_token` is empty"),
+        ),
+        (
+            "read_token = 'r'",
+            &[],
+            Err("`read_token` is set but `public_read` is true"),
+        ),
+        (
+            "public_read = false",
+            &[],
+            Err("`public_read` is false but there is no `token`"),
+        ),
+        (
+            "public_read = false\nread_token = 'r'",
+            &[],
+            Ok(("127.0.0.1:7070", 120_000)),
+        ),
+        (
+            "public_read = false\ntoken = 't'",
+            &[],
+            Ok(("127.0.0.1:7070", 120_000)),
         ),
     ];
     for (file, vars, expected) in cases {
@@ -319,6 +366,121 @@ async fn metrics_page_and_the_dashboard_api_show_each_run() {
         (Some("say \"hi\""), Some("running"), Some(0), Some(3)),
         "{body}"
     );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+/// `GET path` with an `authorization` header; returns the status line.
+async fn http_get_with(addr: &str, path: &str, authorization: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap().to_string()
+}
+
+/// `public_read` (default true: Prometheus scrapers carry no token) and `read_token`: with
+/// `public_read = false` every HTTP path with data (`/metrics`, `/api/...`) needs the call
+/// token or the read token; the dashboard's page shell and assets stay public.
+#[tokio::test]
+async fn the_read_token_is_enforced_on_every_http_path() {
+    // (token, public_read, read_token, header sent, expected status of every path)
+    type Case<'a> = (
+        Option<&'a str>,
+        bool,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        (Some("t"), true, None, None, "200"),
+        (Some("t"), false, None, None, "401"),
+        (Some("t"), false, None, Some("Bearer t"), "200"),
+        (Some("t"), false, None, Some("Bearer x"), "401"),
+        (Some("t"), false, Some("r"), Some("Bearer r"), "200"),
+        (Some("t"), false, Some("r"), Some("Bearer t"), "200"),
+        (Some("t"), false, Some("r"), Some("Bearer rr"), "401"),
+        (Some("t"), false, Some("r"), Some("Basic r"), "401"),
+        (None, false, Some("r"), None, "401"),
+        (None, false, Some("r"), Some("Bearer r"), "200"),
+    ];
+    for (token, public_read, read_token, header, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig {
+            data_dir: dir.path().join("state"),
+            token: token.map(str::to_string),
+            public_read: *public_read,
+            read_token: read_token.map(str::to_string),
+            ..CoordinatorConfig::default()
+        };
+        let (addr, stop, server) = start(config).await;
+        connect_any(&addr).await;
+        for path in ["/", "/assets/app.js", "/metrics", "/api/runs", "/api/workers"] {
+            let got = http_get_with(&addr, path, *header).await;
+            // The page shell and its assets carry no run data and stay public, so a browser
+            // can load them and send the token with its API calls.
+            let want = match (*want, path) {
+                (_, "/" | "/assets/app.js") => "200",
+                (w, _) => w,
+            };
+            assert!(
+                got.contains(want),
+                "{token:?} public_read={public_read} read_token={read_token:?} {header:?} {path}: {got}"
+            );
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+}
+
+/// Waits until something listens at `addr`.
+async fn connect_any(addr: &str) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the coordinator at {addr} did not come up");
+}
+
+/// One data folder has one coordinator: a second is refused, naming the PID and host that
+/// hold the folder, and the folder is free again once the first has stopped.
+#[tokio::test]
+async fn a_second_coordinator_on_a_data_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CoordinatorConfig {
+        data_dir: dir.path().join("state"),
+        ..CoordinatorConfig::default()
+    };
+    let (addr, stop, server) = start(config.clone()).await;
+    connect(&addr).await;
+    let second = r1_coordinator::config::start(CoordinatorConfig {
+        listen: "127.0.0.1:0".into(),
+        ..config.clone()
+    })
+    .await;
+    let err = second
+        .err()
+        .expect("a second coordinator is refused")
+        .to_string();
+    let pid = format!("pid {}", std::process::id());
+    for text in [
+        "is in use by another coordinator",
+        &pid,
+        "on host",
+        &format!("listening on {addr}"),
+        "coordinator.lock",
+    ] {
+        assert!(err.contains(text), "`{text}` missing from: {err}");
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    let (addr, stop, server) = start(config).await;
+    connect(&addr).await;
     stop.send(()).unwrap();
     server.await.unwrap();
 }

@@ -411,3 +411,44 @@ fn grpc_timeout_headers() {
         }
     }
 }
+
+/// Regression: a 10 MB run name was stored and `r1ctl runs` printed it. Names are bounded at
+/// `MAX_NAME_BYTES` (the boundary is tested in `tests/runs.rs`); past it Submit is
+/// `INVALID_ARGUMENT` naming the limit, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_run_name_is_refused_with_its_limit() {
+    use r1_coordinator::runs::MAX_NAME_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let s = start(dir.path(), Limits::default()).await;
+    // (name, expected code)
+    let cases = [
+        ("n".repeat(MAX_NAME_BYTES), Code::Ok),
+        ("n".repeat(MAX_NAME_BYTES + 1), Code::InvalidArgument),
+        ("n".repeat(10 << 20), Code::InvalidArgument),
+    ];
+    for (name, want) in cases {
+        let text = spec(&data, 0).replace("name = 'limits'", &format!("name = '{name}'"));
+        let got = s
+            .runs
+            .clone()
+            .submit(pb::SubmitRunRequest {
+                spec: Some(pb::submit_run_request::Spec::Toml(text)),
+            })
+            .await;
+        assert_eq!(code(&got), want, "a name of {} bytes", name.len());
+        if let Err(status) = got {
+            let limit = format!("the limit is {MAX_NAME_BYTES} bytes");
+            assert!(status.message().contains(&limit), "{}", status.message());
+        }
+    }
+    let runs = s
+        .runs
+        .clone()
+        .list(pb::ListRunsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 1, "only the name at the limit is stored");
+}

@@ -323,3 +323,232 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
         ]
     );
 }
+
+/// `r1ctl up` at start ends the live leases of its dead incarnations (holders with its prefix
+/// but not its own), so their work is handed out at once instead of after the lease time.
+#[test]
+fn release_leases_frees_only_the_dead_incarnations_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    write(
+        &data,
+        &[
+            r#"{"q": "x", "a": "1"}"#,
+            r#"{"q": "y", "a": "2"}"#,
+            r#"{"q": "z", "a": "3"}"#,
+            r#"{"q": "w", "a": "4"}"#,
+        ],
+    );
+    let core = open(&dir.path().join("r1.db"));
+    let id = core.submit(spec(&data, "")).unwrap().run.id;
+    let sched = core.scheduler(id).unwrap();
+    // The window is 2 prompts (one step): one group each for a dead `up` and a foreign worker.
+    for holder in ["up-1-100/actor-0", "actor-elsewhere"] {
+        let lease = core
+            .with_store_locked(|s| sched.lease_prompts(s, holder, 1, 1000))
+            .unwrap();
+        assert_eq!(lease.groups.len(), 1, "{holder}");
+    }
+    let none = core
+        .with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000))
+        .unwrap();
+    assert!(
+        none.groups.is_empty(),
+        "the window is full until a lease ends"
+    );
+    // Incarnation 2 takes back incarnation 1's lease, not the foreign worker's.
+    assert_eq!(core.release_leases("up-", "up-2-200/").unwrap(), 1);
+    let again = core
+        .with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000))
+        .unwrap();
+    assert_eq!(
+        again.groups.len(),
+        1,
+        "only the dead incarnation's group comes back"
+    );
+    // Its own live lease and the foreign one are kept.
+    assert_eq!(core.release_leases("up-", "up-2-200/").unwrap(), 0);
+    assert_eq!(core.get(id).unwrap().progress.counters.leases_expired, 1);
+}
+
+/// A copied data folder: the run of the same spec with paths under the old folder is
+/// adopted (its paths moved here) instead of orphaned; anything else is not.
+#[test]
+fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    for d in [&old, &new] {
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        write(
+            &d.join("data/d.jsonl"),
+            &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
+        );
+    }
+    std::fs::write(new.join("data/other.jsonl"), r#"{"q": "x", "a": "1"}"#).unwrap();
+    let in_old = |extra: &str| spec(&old.join("data/d.jsonl"), extra);
+    let mut base_moved = spec(&new.join("data/d.jsonl"), "");
+    base_moved.base_model = new.join("model");
+    let mut base_old = in_old("");
+    base_old.base_model = old.join("model");
+    let mut lr = spec(&new.join("data/d.jsonl"), "");
+    lr.schedule.total_steps = 3;
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(elsewhere.path().join("data")).unwrap();
+    std::fs::copy(
+        new.join("data/d.jsonl"),
+        elsewhere.path().join("data/d.jsonl"),
+    )
+    .unwrap();
+    // (the run made in the old folder, the spec `up` runs in the new one, adopted?)
+    let cases: Vec<(&str, RunSpec, RunSpec, bool)> = vec![
+        (
+            "dataset under the folder",
+            in_old(""),
+            spec(&new.join("data/d.jsonl"), ""),
+            true,
+        ),
+        (
+            "base model and dataset",
+            base_old.clone(),
+            base_moved.clone(),
+            true,
+        ),
+        (
+            "only the base model moved",
+            {
+                let mut s = base_old.clone();
+                s.dataset.path = new.join("data/d.jsonl");
+                s
+            },
+            base_moved.clone(),
+            true,
+        ),
+        ("another setting differs", in_old(""), lr, false),
+        (
+            "another file",
+            in_old(""),
+            spec(&new.join("data/other.jsonl"), ""),
+            false,
+        ),
+        (
+            "a path outside the new folder",
+            in_old(""),
+            spec(&dir.path().join("loose.jsonl"), ""),
+            false,
+        ),
+        (
+            "paths under two old folders",
+            {
+                let mut s = base_old.clone();
+                s.base_model = elsewhere.path().join("model");
+                s
+            },
+            base_moved,
+            false,
+        ),
+    ];
+    for (what, made, wanted, adopted) in cases {
+        let db = tempfile::tempdir().unwrap();
+        let core = open(&db.path().join("r1.db"));
+        let id = core.submit(made.clone()).unwrap().run.id;
+        let ckpt = old.join("checkpoints/run-1/step-0");
+        core.record_checkpoint(id, 0, ckpt.to_str().unwrap())
+            .unwrap();
+        let got = core.adopt_moved(&wanted, &new).unwrap();
+        let ckpt_now = core.checkpoints(id).unwrap()[0].path.clone();
+        match adopted {
+            true => {
+                assert_eq!(got, Some(id), "{what}");
+                let want = new.join("checkpoints/run-1/step-0");
+                assert_eq!(
+                    ckpt_now,
+                    want.to_str().unwrap(),
+                    "{what}: checkpoints move too"
+                );
+                assert_eq!(
+                    core.get(id).unwrap().run.spec,
+                    wanted,
+                    "{what}: the stored spec has the new paths"
+                );
+                assert_eq!(
+                    core.adopt_moved(&wanted, &new).unwrap(),
+                    None,
+                    "{what}: once"
+                );
+            }
+            false => {
+                assert_eq!(got, None, "{what}");
+                assert_eq!(core.get(id).unwrap().run.spec, made, "{what}: untouched");
+                assert_eq!(ckpt_now, ckpt.to_str().unwrap(), "{what}: untouched");
+            }
+        }
+    }
+}
+
+/// Names and specs are bounded: at the limit is accepted, one byte past is refused naming
+/// the limit; a name with a control character is refused.
+#[test]
+fn names_and_specs_are_refused_past_their_limits() {
+    use r1_coordinator::runs::{MAX_NAME_BYTES, MAX_SPEC_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    write(
+        &data,
+        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
+    );
+    let core = open(&dir.path().join("r1.db"));
+    let named = |name: String| {
+        let mut s = spec(&data, "");
+        s.name = name;
+        s
+    };
+    let padded = |bytes: usize| {
+        let mut s = spec(&data, "");
+        let len = serde_json::to_string(&s).unwrap().len();
+        s.rewards[0].name = "a".repeat(bytes - len + s.rewards[0].name.len());
+        assert_eq!(serde_json::to_string(&s).unwrap().len(), bytes);
+        s
+    };
+    // (what, spec, Ok or Err(text))
+    let cases: Vec<(&str, RunSpec, Result<(), String>)> = vec![
+        (
+            "name at the limit",
+            named("n".repeat(MAX_NAME_BYTES)),
+            Ok(()),
+        ),
+        (
+            "name past the limit",
+            named("n".repeat(MAX_NAME_BYTES + 1)),
+            Err(format!(
+                "`name` is {} bytes; the limit is {MAX_NAME_BYTES} bytes",
+                MAX_NAME_BYTES + 1
+            )),
+        ),
+        (
+            "ten megabyte name",
+            named("n".repeat(10 << 20)),
+            Err(format!("the limit is {MAX_NAME_BYTES} bytes")),
+        ),
+        (
+            "newline in the name",
+            named("a\nb".into()),
+            Err("control character at byte 1".into()),
+        ),
+        ("spec at the limit", padded(MAX_SPEC_BYTES), Ok(())),
+        (
+            "spec past the limit",
+            padded(MAX_SPEC_BYTES + 1),
+            Err(format!(
+                "is {} bytes; the limit is {MAX_SPEC_BYTES} bytes",
+                MAX_SPEC_BYTES + 1
+            )),
+        ),
+    ];
+    for (what, spec, want) in cases {
+        match (core.submit(spec), want) {
+            (Ok(_), Ok(())) => {}
+            (Err(e), Err(text)) => assert!(e.to_string().contains(&text), "{what}: {e}"),
+            (got, want) => panic!("{what}: expected {want:?}, got {:?}", got.map(|s| s.run.id)),
+        }
+    }
+}

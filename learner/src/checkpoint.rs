@@ -6,7 +6,9 @@
 //! - `optimizer.mpk`: AdamW moments keyed by parameter path (Burn `NamedMpkFileRecorder`,
 //!   full precision, so state round-trips bit for bit), and `optimizer.json` (steps taken);
 //! - `trainer_state.json`: step, RNG state, data cursor, counters ([`TrainerState`]);
-//! - `run_config.json`: the resolved run config (`config.json` is the model's HF config).
+//! - `run_config.json`: the resolved run config (`config.json` is the model's HF config);
+//! - `checksums.json`: the SHA-256 of every other file, written last, so that a damaged or
+//!   truncated file is found ([`Checkpoint::verify`]) before anything is loaded from it.
 //!
 //! Everything is written into `<dir>/.tmp-step-N`, every file and the folder are fsynced,
 //! then the folder is renamed to `step-N` and `<dir>` is fsynced. A crash leaves at most a
@@ -53,6 +55,14 @@ pub enum CheckpointError {
         "checkpoint {0} already exists; resume from it or remove it before saving this step again"
     )]
     Exists(PathBuf),
+    #[error(
+        "checkpoint {dir} is damaged: {file} {why}; resume from an older checkpoint (remove this folder, or let the learner fall back to the one before it)"
+    )]
+    Damaged {
+        dir: PathBuf,
+        file: String,
+        why: String,
+    },
     #[error(transparent)]
     Learner(#[from] LearnerError),
 }
@@ -78,6 +88,23 @@ const TRAINER_STATE: &str = "trainer_state.json";
 /// The resolved run config. Not `config.json`: that name belongs to the HF model config the
 /// weights writer puts beside it, so a checkpoint folder loads as a Hugging Face model.
 const CONFIG: &str = "run_config.json";
+/// SHA-256 of every other file of the checkpoint, by path relative to its folder.
+const CHECKSUMS: &str = "checksums.json";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checksums {
+    sha256: BTreeMap<String, String>,
+}
+
+/// Whether a checkpoint's files are the ones it was saved with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Every file has the checksum recorded when it was saved.
+    Intact,
+    /// Written before checkpoints carried checksums: nothing to check against.
+    NoChecksums,
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +133,28 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         path: path.into(),
         source,
     })
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+fn files(dir: &Path, under: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in io(dir, fs::read_dir(dir))? {
+        let p = io(dir, entry)?.path();
+        if p.is_dir() {
+            files(&p, under, out)?;
+        } else {
+            out.push(p.strip_prefix(under).unwrap_or(&p).to_path_buf());
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = io(path, File::open(path))?;
+    let mut hasher = Sha256::new();
+    io(path, std::io::copy(&mut file, &mut hasher))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// fsync every file under `path`, then the folders themselves.
@@ -162,6 +211,13 @@ where
     write_json(&tmp.join(OPTIMIZER_JSON), &OptimizerMeta { steps })?;
     write_json(&tmp.join(TRAINER_STATE), state)?;
     write_json(&tmp.join(CONFIG), config)?;
+    let mut all = Vec::new();
+    files(&tmp, &tmp, &mut all)?;
+    let mut sha256 = BTreeMap::new();
+    for f in all {
+        sha256.insert(f.to_string_lossy().into_owned(), sha256_file(&tmp.join(&f))?);
+    }
+    write_json(&tmp.join(CHECKSUMS), &Checksums { sha256 })?;
 
     sync_tree(&tmp)?;
     io(&done, fs::rename(&tmp, &done))?;
@@ -200,6 +256,38 @@ pub fn latest(dir: &Path) -> Result<Option<Checkpoint>> {
 }
 
 impl Checkpoint {
+    /// Checks every file against `checksums.json`: a missing, truncated or altered file is
+    /// [`CheckpointError::Damaged`], naming it. A checkpoint written before checksums existed
+    /// is [`Verified::NoChecksums`].
+    pub fn verify(&self) -> Result<Verified> {
+        let damaged = |file: &str, why: String| CheckpointError::Damaged {
+            dir: self.path.clone(),
+            file: file.into(),
+            why,
+        };
+        let list = self.path.join(CHECKSUMS);
+        if !list.exists() {
+            return Ok(Verified::NoChecksums);
+        }
+        let sums: Checksums = read_json(&list)
+            .map_err(|e| damaged(CHECKSUMS, format!("does not parse ({e})")))?;
+        for (file, want) in &sums.sha256 {
+            let path = self.path.join(file);
+            if !path.is_file() {
+                return Err(damaged(file, "is missing".into()));
+            }
+            let got = sha256_file(&path)?;
+            if &got != want {
+                let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                return Err(damaged(
+                    file,
+                    format!("has SHA-256 {got} ({len} bytes), not the {want} it was saved with"),
+                ));
+            }
+        }
+        Ok(Verified::Intact)
+    }
+
     pub fn trainer_state(&self) -> Result<TrainerState> {
         read_json(&self.path.join(TRAINER_STATE))
     }

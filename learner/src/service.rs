@@ -160,7 +160,17 @@ fn setup<B: AutodiffBackend>(
     let tok = TextTokenizer::from_dir(base)?;
     let config = r1_model::ModelConfig::from_dir(base)?;
     let from = resume.map_or(base.as_path(), |(_, p)| p.as_path());
-    let model: CausalLm<B> = r1_model::weights::load_with_config(from, config.clone(), device)?;
+    let model: CausalLm<B> = match (r1_model::weights::load_with_config(from, config.clone(), device), resume) {
+        (Ok(m), _) => m,
+        // Checkpoints carry checksums and are verified first; this is one written before.
+        (Err(e), Some((step, path))) => {
+            return Err(bad(format!(
+                "cannot load the checkpoint of step {step} at {}: {e}; it is damaged: remove that folder and start again, the learner then resumes from the checkpoint before it",
+                path.display()
+            )));
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     let sft = matches!(spec.algorithm, Algorithm::Sft(_));
     let grpo = opts.grpo.clone();
     if opts.steps_per_batch() > 1 {
@@ -489,18 +499,39 @@ impl Leader<'_> {
             .map_err(rpc("ListCheckpoints"))?
             .into_inner()
             .checkpoints;
-        // The newest checkpoint at or before the coordinator's step; past it, the weights of
-        // the steps in between are lost, so the run goes back to it.
-        let newest = list.iter().filter(|c| c.step <= step).max_by_key(|c| c.step);
-        let to = newest.map_or(0, |c| c.step);
-        // Check the weights exist before undoing anything for them.
-        let path = newest.filter(|_| to > 0).map(|c| PathBuf::from(&c.path));
-        if let Some(path) = path.as_ref().filter(|p| !p.join("config.json").exists()) {
-            return Err(ServiceError::Run {
-                run,
-                message: format!("checkpoint of step {to} is recorded at {} but that folder has no model; is the checkpoint storage mounted?", path.display()),
-            });
+        // The newest intact checkpoint at or before the coordinator's step; past it, the
+        // weights of the steps in between are lost, so the run goes back to it. A damaged one
+        // (a file whose SHA-256 is not the one it was saved with) is skipped for the one
+        // before it, and removed below with every folder past the resume step.
+        let mut candidates: Vec<&pb::Checkpoint> = list.iter().filter(|c| c.step <= step && c.step > 0).collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.step));
+        let mut chosen = None;
+        for c in candidates {
+            let path = PathBuf::from(&c.path);
+            // Check the weights exist before undoing anything for them.
+            if !path.join("config.json").exists() {
+                return Err(ServiceError::Run {
+                    run,
+                    message: format!(
+                        "checkpoint of step {} is recorded at {} but that folder has no model; is the checkpoint storage mounted?",
+                        c.step,
+                        path.display()
+                    ),
+                });
+            }
+            match (Checkpoint { step: c.step, path: path.clone() }).verify() {
+                Ok(_) => {
+                    chosen = Some((c.step, path));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(run, step = c.step, "{e}");
+                    eprintln!("learner: {e}; falling back to the checkpoint before it");
+                }
+            }
         }
+        let to = chosen.as_ref().map_or(0, |c| c.0);
+        let path = chosen.map(|c| c.1);
         if to < step {
             self.rollback(step, to)?;
         }

@@ -313,3 +313,52 @@ fn damaged_trainer_state_names_the_file() {
     let err = ckpt.trainer_state().unwrap_err();
     assert!(err.to_string().contains("trainer_state.json"), "{err}");
 }
+
+/// Every checkpoint carries the SHA-256 of its files; `verify` names the first one that is
+/// missing, truncated or altered, so a resume never loads a damaged file.
+#[test]
+fn verify_finds_every_kind_of_damage() {
+    use checkpoint::{Checkpoint, Verified};
+    let model = fresh_model();
+    let optim = Optim::<B, Toy<B>>::new(config()).unwrap();
+    type Damage = fn(&Path);
+    // (what is done to the saved folder, Ok(verdict) or Err(text the error must contain))
+    let cases: &[(&str, Damage, Result<Verified, &str>)] = &[
+        ("untouched", |_| {}, Ok(Verified::Intact)),
+        (
+            "truncated state",
+            |d| {
+                let f = std::fs::OpenOptions::new().write(true).open(d.join("trainer_state.json")).unwrap();
+                f.set_len(5).unwrap();
+            },
+            Err("trainer_state.json has SHA-256"),
+        ),
+        (
+            "one byte changed",
+            |d| {
+                let p = d.join("optimizer.json");
+                let mut b = std::fs::read(&p).unwrap();
+                b[0] ^= 1;
+                std::fs::write(&p, b).unwrap();
+            },
+            Err("optimizer.json has SHA-256"),
+        ),
+        ("file removed", |d| std::fs::remove_file(d.join("run_config.json")).unwrap(), Err("run_config.json is missing")),
+        ("checksums garbled", |d| std::fs::write(d.join("checksums.json"), "{").unwrap(), Err("checksums.json does not parse")),
+        ("written before checksums", |d| std::fs::remove_file(d.join("checksums.json")).unwrap(), Ok(Verified::NoChecksums)),
+    ];
+    for (what, damage, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint::save(dir.path(), 2, |d| write_weights(&model, d), &optim, &model, &TrainerState::default(), &()).unwrap();
+        damage(&path);
+        let got = Checkpoint { step: 2, path: path.clone() }.verify();
+        match (got, want) {
+            (Ok(v), Ok(w)) => assert_eq!(v, *w, "{what}"),
+            (Err(e), Err(text)) => {
+                let e = e.to_string();
+                assert!(e.contains(text) && e.contains(&path.display().to_string()) && e.contains("older checkpoint"), "{what}: {e}");
+            }
+            (got, want) => panic!("{what}: expected {want:?}, got {got:?}"),
+        }
+    }
+}

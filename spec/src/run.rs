@@ -328,7 +328,7 @@ impl RunSpec {
     fn extract(figment: Figment, origin: String) -> Result<RunSpec, SpecError> {
         let mut spec: RunSpec = figment.extract().map_err(|e| SpecError::Parse {
             origin,
-            source: Box::new(e),
+            source: Box::new(algorithm_error(&figment, e)),
         })?;
         spec.fill_defaults();
         spec.validate()?;
@@ -543,13 +543,22 @@ impl SamplingSpec {
     fn validate(&self) -> Result<(), SpecError> {
         let field = |f: &str| format!("algorithm.sampling.{f}");
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(invalid(field("temperature"), format!("is {}; use a finite number >= 0", self.temperature)));
+            return Err(invalid(
+                field("temperature"),
+                format!("is {}; use a finite number >= 0", self.temperature),
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(invalid(field("top_p"), format!("is {}; use a value in (0, 1]", self.top_p)));
+            return Err(invalid(
+                field("top_p"),
+                format!("is {}; use a value in (0, 1]", self.top_p),
+            ));
         }
         if self.max_new_tokens == 0 {
-            return Err(invalid(field("max_new_tokens"), "is 0; set it to 1 or more"));
+            return Err(invalid(
+                field("max_new_tokens"),
+                "is 0; set it to 1 or more",
+            ));
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(invalid(field("stop"), "holds an empty string; remove it"));
@@ -618,5 +627,35 @@ impl DatasetSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// serde reads the internally tagged `algorithm` table through a buffer that forgets where
+/// a bad value was ("expected u32 for key `default.algorithm`"). For such an error the table
+/// is read again as the spec of its `kind`, and that error's key is used:
+/// `default.algorithm.group_size`.
+fn algorithm_error(figment: &Figment, e: figment::Error) -> figment::Error {
+    use figment::providers::Serialized;
+    if e.path.len() != 1 || e.path[0] != "algorithm" {
+        return e;
+    }
+    let Ok(figment::value::Value::Dict(_, mut table)) = figment.find_value("algorithm") else {
+        return e;
+    };
+    let kind = table.remove("kind").and_then(|k| k.into_string());
+    let inner = Figment::from(Serialized::defaults(table));
+    let again = match kind.as_deref() {
+        Some("grpo") => inner.extract::<GrpoSpec>().err(),
+        Some("sft") => inner.extract::<SftSpec>().err(),
+        _ => None,
+    };
+    match again {
+        Some(mut precise) if !precise.path.is_empty() => {
+            precise.path.insert(0, "algorithm".into());
+            precise.profile = e.profile.clone();
+            precise.metadata = e.metadata.clone();
+            precise
+        }
+        _ => e,
     }
 }

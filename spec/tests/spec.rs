@@ -111,7 +111,17 @@ fn specs_accepted_and_refused() {
         (
             "negative group size",
             edit("algorithm.group_size", "-4"),
-            Err("`-4`, expected u32 for key \"default.algorithm\""),
+            Err("`-4`, expected u32 for key \"default.algorithm.group_size\""),
+        ),
+        (
+            "group size as a word",
+            edit("algorithm.group_size", "\"sixteen\""),
+            Err("string \"sixteen\", expected u32 for key \"default.algorithm.group_size\""),
+        ),
+        (
+            "sampling temperature as a word",
+            edit("algorithm.sampling.temperature", "\"hot\""),
+            Err("for key \"default.algorithm.sampling.temperature\""),
         ),
         (
             "no prompts per step",

@@ -1,8 +1,7 @@
-//! The bearer-token check every call goes through.
+//! The bearer-token checks: every gRPC call ([`Auth`] as a tonic interceptor) and every HTTP
+//! page ([`Auth::check_read`], one function for `/`, `/metrics` and `/api/...`).
 //!
-//! When a token is configured every call must carry it ([`Auth`]); without one (loopback)
-//! every call is allowed. The check itself lives in `r1_proto::auth`, shared with the
-//! learner's weight service. Limits: no TLS, so a token on an untrusted network is only as
-//! safe as the network.
+//! The checks live in `r1_proto::auth`, shared with the learner's weight service; see there
+//! for what they compare and what they do not cover (no TLS).
 
-pub use r1_proto::auth::Auth;
+pub use r1_proto::auth::{Auth, Refusal};

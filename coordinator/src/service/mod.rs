@@ -21,7 +21,7 @@ mod auth;
 mod limits;
 mod server;
 
-pub use auth::Auth;
+pub use auth::{Auth, Refusal};
 pub use limits::{Limits, MAX_MESSAGE_BYTES, WhenBusy, deadline_of};
 pub use server::{ServeError, serve};
 
@@ -73,6 +73,7 @@ pub fn status_of(e: RunsError) -> Status {
             | LeaseError::WrongRole { .. },
         ) => Status::failed_precondition(message),
         RunsError::NotRunning(_) => Status::failed_precondition(message),
+        RunsError::TooLong { .. } | RunsError::NameControl(_) => Status::invalid_argument(message),
         RunsError::RunFolder { .. } => Status::internal(message),
     }
 }
@@ -189,6 +190,7 @@ impl RunService for Runs {
             }
         }
         .map_err(|e| status_of(e.into()))?;
+        crate::runs::check_size(&spec).map_err(status_of)?;
         let status = self.blocking(move |core| core.submit(spec)).await?;
         note("run", status.run.id);
         Ok(Response::new(to_wire(status)))

@@ -1,5 +1,8 @@
 //! Serving both gRPC services and, over HTTP/1, the dashboard and `GET /metrics`
-//! ([`crate::dashboard`]) on one port.
+//! ([`crate::dashboard`]) on one port. Every HTTP path that carries data (`/metrics` and
+//! everything under `/api/`) is behind [`Auth::check_read`] ([`read_checked`]); the dashboard's
+//! page shell and its static assets carry none and stay public, so a browser can load them and
+//! then send the token with its API calls.
 
 use std::net::SocketAddr;
 
@@ -37,9 +40,9 @@ pub async fn serve(
     .into_server();
     let dashboard = crate::dashboard::router(runs.core.clone(), auth.clone());
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
-        .add_service(InterceptedService::new(work, auth));
+        .add_service(InterceptedService::new(work, auth.clone()));
     let router = std::mem::take(routes.axum_router_mut());
-    *routes.axum_router_mut() = router.merge(dashboard);
+    *routes.axum_router_mut() = router.merge(read_checked(dashboard, auth));
     tonic::transport::Server::builder()
         .accept_http1(true)
         .trace_fn(rpc_span)
@@ -47,4 +50,22 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
+}
+
+/// `routes` with [`Auth::check_read`] in front of every path that carries data: `/metrics`
+/// and everything under `/api/`.
+pub fn read_checked(routes: axum::Router, auth: Auth) -> axum::Router {
+    routes.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let auth = auth.clone();
+            async move {
+                let path = request.uri().path();
+                let data = path == "/metrics" || path.starts_with("/api/") || path == "/api";
+                match data.then(|| auth.check_read(request.headers())) {
+                    Some(Err(refused)) => axum::response::IntoResponse::into_response(refused),
+                    _ => next.run(request).await,
+                }
+            }
+        },
+    ))
 }
