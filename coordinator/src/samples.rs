@@ -92,11 +92,7 @@ pub fn advantages(rewards: &[f64], std_normalize: bool) -> Vec<f64> {
 /// Whether the run's learner divides advantages by the group's std (the learner's default).
 fn std_normalize(spec: &RunSpec) -> bool {
     match &spec.algorithm {
-        Algorithm::Grpo(g) => g
-            .learner
-            .get("std_normalize")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true),
+        Algorithm::Grpo(g) => g.learner.grpo.std_normalize,
         Algorithm::Sft(_) => true,
     }
 }
