@@ -17,8 +17,9 @@
 //! `/metrics`, anything under `/api/`) are readable without a token by default
 //! (`public_read = true`): Prometheus scrapers on the cluster network usually carry none, and
 //! the pages show progress, never specs' secrets or a way to change anything. With
-//! `public_read = false` they need `authorization: Bearer` with `token` or `read_token` (a
-//! token that reads the pages and nothing else).
+//! `public_read = false` the paths with data (`/metrics`, `/api/...`) need `authorization:
+//! Bearer` with `token` or `read_token` (a token that reads the pages and nothing else); the
+//! dashboard's page shell and assets hold no data and stay public.
 //!
 //! One data folder has one coordinator: [`start`] takes an exclusive lock on
 //! `<data_dir>/coordinator.lock` (holding the PID, host and address) before it opens the
