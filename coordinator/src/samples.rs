@@ -275,6 +275,28 @@ mod tests {
         );
     }
 
+    /// The kept samples' advantages follow the resolved learner table: a `dr_grpo` preset
+    /// turns std division off without naming `std_normalize` (a lookup of the key alone
+    /// missed it), and a key next to a preset overrides it.
+    #[test]
+    fn std_normalize_follows_the_resolved_learner_table() {
+        let example = include_str!("../examples/run.toml");
+        for (learner_lines, want) in [
+            ("", true),
+            ("preset = \"dr_grpo\"\n", false),
+            ("preset = \"dr_grpo\"\nstd_normalize = true\n", true),
+            ("std_normalize = false\n", false),
+        ] {
+            let text = example.replacen(
+                "[algorithm.learner]",
+                &format!("[algorithm.learner]\n{learner_lines}"),
+                1,
+            );
+            let spec = RunSpec::from_toml(&text).unwrap_or_else(|e| panic!("{learner_lines:?}: {e}"));
+            assert_eq!(std_normalize(&spec), want, "{learner_lines:?}");
+        }
+    }
+
     #[test]
     fn text_is_cut_at_the_limit_on_a_character_boundary() {
         let at = "a".repeat(MAX_TEXT_BYTES);
