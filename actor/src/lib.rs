@@ -98,6 +98,9 @@ pub struct ActorReport {
     /// Leases given up before generating because the coordinator stopped holding them while
     /// the actor waited for their policy version (a rollback, or an expired lease).
     pub abandoned: u64,
+    /// Groups the actor could not generate (a prompt that does not render, a generation
+    /// that failed or panicked), reported to the coordinator with `FailGroup`.
+    pub failed: u64,
 }
 
 /// The text a reward worker judges: the completion without its stop token (the format
@@ -255,14 +258,20 @@ impl<B: Backend> Actor<B> {
         let mut prompts = Vec::with_capacity(lease.groups.len());
         let mut keys = Vec::with_capacity(lease.groups.len());
         for group in &lease.groups {
-            let example = group.example.as_ref().ok_or_else(|| ActorError::Group {
-                group: group.group_id,
-                message: "the coordinator sent a group without its example".into(),
-            })?;
-            let ids = prompt::prompt_tokens(&self.tok, self.grpo.sampling.template, example)
-                .map_err(|message| ActorError::Group { group: group.group_id, message })?;
-            prompts.push(ids);
-            keys.push(group.group_id);
+            let ids = match &group.example {
+                Some(example) => prompt::prompt_tokens(&self.tok, self.grpo.sampling.template, example),
+                None => Err("the coordinator sent a group without its example".into()),
+            };
+            match ids {
+                Ok(ids) => {
+                    prompts.push(ids);
+                    keys.push(group.group_id);
+                }
+                Err(message) => self.fail(lease, group.group_id, message)?,
+            }
+        }
+        if prompts.is_empty() {
+            return Ok(());
         }
         let s = &self.grpo.sampling;
         let params = SamplingParams {
@@ -277,18 +286,21 @@ impl<B: Backend> Actor<B> {
             kv_budget_mib: None,
         };
         let started = Instant::now();
-        let samples = r1_model::sample::generate_keyed(
-            &self.model,
-            &prompts,
-            &keys,
-            g,
-            &params,
-            Some(&self.tok),
-            &self.device,
-            &mut |_| {},
-        )
-        .map_err(|e| ActorError::Group { group: keys[0], message: format!("generation failed: {e}") })?;
-        let tokens: usize = samples.iter().flatten().map(|s| s.tokens.len()).sum();
+        // One group must not sink the others, nor the actor: when the batch fails, each
+        // group is generated on its own (each is seeded by its id, so it samples the same)
+        // and only the ones that fail again are reported.
+        let results: Vec<(u64, Result<Vec<r1_model::Sample>, String>)> = match self.generate(&prompts, &keys, g, &params) {
+            Ok(samples) => keys.iter().copied().zip(samples.into_iter().map(Ok)).collect(),
+            Err(message) if keys.len() == 1 => vec![(keys[0], Err(message))],
+            Err(message) => {
+                tracing::warn!(%message, "generation of the leased groups failed; generating them one at a time");
+                keys.iter()
+                    .zip(&prompts)
+                    .map(|(&k, p)| (k, self.generate(std::slice::from_ref(p), &[k], g, &params).map(|mut v| v.remove(0))))
+                    .collect()
+            }
+        };
+        let tokens: usize = results.iter().filter_map(|(_, r)| r.as_ref().ok()).flatten().map(|s| s.tokens.len()).sum();
         tracing::info!(
             tokens,
             seconds = started.elapsed().as_secs_f64(),
@@ -296,9 +308,62 @@ impl<B: Backend> Actor<B> {
             "generated"
         );
         let per_token = started.elapsed().as_secs_f64() / tokens.max(1) as f64;
-        for (group, samples) in lease.groups.iter().zip(samples) {
-            self.submit(lease, group.group_id, samples, per_token)?;
+        for (group_id, result) in results {
+            match result {
+                Ok(samples) => self.submit(lease, group_id, samples, per_token)?,
+                Err(message) => self.fail(lease, group_id, format!("generation failed: {message}"))?,
+            }
         }
+        Ok(())
+    }
+
+    /// G samples for each prompt; an error or a panic of the sampler is an `Err`.
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        keys: &[u64],
+        g: usize,
+        params: &SamplingParams,
+    ) -> Result<Vec<Vec<r1_model::Sample>>, String> {
+        let run = || {
+            r1_model::sample::generate_keyed(&self.model, prompts, keys, g, params, Some(&self.tok), &self.device, &mut |_| {})
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(payload) => Err(format!(
+                "the sampler panicked: {}",
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into())
+            )),
+        }
+    }
+
+    /// Reports that group `group_id` of `lease` could not be generated; the coordinator
+    /// hands it out again or, after `leases.max_attempts` failures, fails it for good.
+    fn fail(&mut self, lease: &pb::PromptLease, group_id: u64, reason: String) -> Result<(), ActorError> {
+        tracing::warn!(group_id, %reason, "reporting the group as failed");
+        let req = pb::FailGroupRequest {
+            run_id: self.settings.run_id,
+            idempotency_key: format!("fail-generate-{}-{group_id}", lease.lease_id),
+            lease_id: lease.lease_id,
+            group_id,
+            reason,
+        };
+        let work = self.work.clone();
+        let outcome = self
+            .rt
+            .block_on(client::retry("FailGroup", &RetryPolicy::idempotent(), || {
+                let (mut work, req) = (work.clone(), req.clone());
+                async move { work.fail_group(req).await }
+            }))
+            .map_err(rpc("FailGroup"))?
+            .into_inner()
+            .outcome();
+        tracing::debug!(group_id, ?outcome, "failure reported");
+        self.report.failed += 1;
         Ok(())
     }
 
@@ -306,7 +371,10 @@ impl<B: Backend> Actor<B> {
     fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>, per_token: f64) -> Result<(), ActorError> {
         let mut wire = Vec::with_capacity(samples.len());
         for s in samples {
-            let text = completion_text(&self.tok, &s).map_err(|e| ActorError::Group { group: group_id, message: e.to_string() })?;
+            let text = match completion_text(&self.tok, &s) {
+                Ok(text) => text,
+                Err(e) => return self.fail(lease, group_id, format!("cannot decode a completion: {e}")),
+            };
             self.report.tokens += s.tokens.len() as u64;
             wire.push(pb::Sample {
                 text,

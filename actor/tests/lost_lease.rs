@@ -43,7 +43,7 @@ fn a_lease_undone_while_waiting_for_its_weights_is_left() {
     );
 
     // The coordinator, with leases that must be renewed several times a second.
-    let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600 };
+    let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600, ..LeaseTtl::default() };
     let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), ttl).unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -1,8 +1,10 @@
 //! `r1ctl`: the r1 command line.
 //!
-//! Each subcommand lives in its own module and is a thin edge over a library crate:
-//! `logprobs`, `generate`, `convert` and `bench` drive `r1-model`/`r1-learner`, `reward`
-//! drives `r1-reward`. No business logic lives here.
+//! Each subcommand lives in its own module and is a thin edge over a library crate: `up`,
+//! `submit-run`, `runs`, `status`, `cancel` and `logs` drive a run through the coordinator
+//! (`r1-coordinator`, `r1-spec`); `serve` runs the coordinator, an actor or a learner;
+//! `reward` drives `r1-reward`; `logprobs`, `generate`, `convert`, `eval` and `bench` drive
+//! `r1-model`/`r1-learner`/`r1-recipe`. No business logic lives here.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -133,15 +133,18 @@ fn status_json(s: &pb::RunStatus) -> serde_json::Value {
         "counters": {"prompts_drawn": c.prompts_drawn, "groups_generated": c.groups_generated,
             "groups_scored": c.groups_scored, "groups_trained": c.groups_trained, "dropped_stale": c.dropped_stale,
             "dropped_equal": c.dropped_equal, "leases_expired": c.leases_expired,
-            "replays": c.replays, "late_submissions": c.late_submissions, "rollbacks": c.rollbacks},
-        "queues": {"generate": q.generate, "score": q.score, "train": q.train},
+            "replays": c.replays, "late_submissions": c.late_submissions, "rollbacks": c.rollbacks,
+            "groups_failed": c.groups_failed},
+        "queues": {"generate": q.generate, "score": q.score, "train": q.train, "failed": q.failed},
     })
 }
 
 fn status_line(s: &pb::RunStatus) -> String {
     let eval = s.eval_accuracy.map(|a| format!(", eval accuracy {a:.3}")).unwrap_or_default();
     let msg = if s.message.is_empty() { String::new() } else { format!(" — {}", s.message) };
-    format!("run {} `{}`: {} at step {}/{}{eval}{msg}", s.id, s.name, state_name(s.state), s.step, s.total_steps)
+    let failed = s.counters.as_ref().map_or(0, |c| c.groups_failed);
+    let failed = if failed > 0 { format!(", {failed} groups failed") } else { String::new() };
+    format!("run {} `{}`: {} at step {}/{}{eval}{failed}{msg}", s.id, s.name, state_name(s.state), s.step, s.total_steps)
 }
 
 fn print(remote: &Remote, s: &pb::RunStatus) {

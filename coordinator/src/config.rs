@@ -203,6 +203,7 @@ impl CoordinatorConfig {
             ("leases.train_ms", l.train_ms),
             ("watch_interval_ms", self.watch_interval_ms as i64),
             ("worker_gone_after_ms", self.worker_gone_after_ms),
+            ("leases.max_attempts", i64::from(l.max_attempts)),
         ] {
             if value <= 0 {
                 return Err(ConfigError::NotPositive { field, value });

@@ -3,7 +3,8 @@
 //!
 //! A prompt group moves through stages, each taken under a lease with a deadline:
 //! `generate` (an actor samples G completions) → `score` (a reward worker scores them) →
-//! `train` (a learner takes `prompts_per_step` groups as one batch) → `done`, or `dropped`.
+//! `train` (a learner takes `prompts_per_step` groups as one batch) → `done`, or `dropped`,
+//! or `failed`.
 //!
 //! - **Expiry.** Work whose lease deadline has passed is available again; handing it out
 //!   counts `leases_expired` once per group. For `generate` and `score`, the first valid
@@ -31,13 +32,23 @@
 //! - **End.** The run completes after `total_steps` steps, or when the dataset is exhausted
 //!   and nothing is in flight (the last batch may then be smaller).
 //!
+//! - **Poison groups.** A group whose work keeps failing must not take down every worker
+//!   that leases it in turn. Each failed attempt counts in the group's `attempts`: a
+//!   generation or scoring lease that expired (counted when the work is handed out again),
+//!   or a worker's [`Scheduler::fail_group`] report (the group is handed out again at once,
+//!   answered [`Outcome::Retry`]). At `leases.max_attempts` the group moves to the `failed`
+//!   stage with its reason (`groups_failed`), and its slot in the window frees. A learner's
+//!   report fails the group at once (a batch is deterministic: another try fails the same
+//!   way) and takes it out of the batch, which the learner then trains without it. A failed
+//!   evaluation group counts as wrong (0 of G) in its evaluation. Learner batch leases that
+//!   expire are not counted against their groups: a learner dies for reasons of its own.
 //! - **Rollback** ([`crate::rollback`]): work a rollback undid is lost work: samples or
 //!   scores for a group it deleted, or samples of a policy version it discarded, are
 //!   answered [`Outcome::AlreadyDone`], a step of a batch it took back [`Outcome::LeaseLost`]
 //!   (even when the step is past the run's), each counted as a late submission.
 //!
 //! Every call is one transaction, so `prompts_drawn = groups_trained + dropped_stale +
-//! dropped_equal + groups in flight` holds at every commit.
+//! dropped_equal + groups_failed + groups in flight` holds at every commit.
 //!
 //! **Evaluation.** At every policy version that is a multiple of `schedule.eval_every`
 //! (version 0 included, the last step's too) each example of the eval split becomes an eval
@@ -67,7 +78,8 @@ use crate::rollback;
 use crate::spec::Algorithm;
 use crate::store::{self, Millis, Run, RunId, RunState, Store, StoreError, bump};
 
-/// How long each kind of lease lasts before its work is handed out again. Short, because
+/// How long each kind of lease lasts before its work is handed out again, and how many
+/// times a group's work may fail before the group fails for good. Leases are short, because
 /// this is how long the work of a worker that died waits: actors and learners renew theirs
 /// every third of it while they work (`r1_proto::client::keep_alive`), and a scoring job is
 /// bounded by the sandbox's time limits.
@@ -77,6 +89,9 @@ pub struct LeaseTtl {
     pub generate_ms: Millis,
     pub score_ms: Millis,
     pub train_ms: Millis,
+    /// Failed attempts (a generation or scoring lease that expired, a `FailGroup` from an
+    /// actor or reward worker) after which a group moves to the `failed` stage.
+    pub max_attempts: u32,
 }
 
 impl Default for LeaseTtl {
@@ -85,6 +100,7 @@ impl Default for LeaseTtl {
             generate_ms: 2 * 60_000,
             score_ms: 2 * 60_000,
             train_ms: 5 * 60_000,
+            max_attempts: 3,
         }
     }
 }
@@ -203,7 +219,23 @@ pub enum Outcome {
     LeaseLost,
     /// The scores of an evaluation group were recorded.
     Evaluated,
+    /// A reported failure was counted; the group will be handed out again.
+    Retry,
+    /// The group failed for good (stage `failed`); a new prompt replaces it.
+    Failed,
 }
+
+/// A worker's report that it could not do the work of one group it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub lease_id: i64,
+    pub group_id: i64,
+    /// Why (kept with the group, at most [`MAX_REASON`] bytes).
+    pub reason: String,
+}
+
+/// Longest failure reason kept with a group.
+pub const MAX_REASON: usize = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -840,7 +872,100 @@ impl Scheduler {
             "leases_expired",
             rows.iter().filter(|(_, expired)| *expired).count() as u64,
         )?;
-        Ok(rows.into_iter().map(|(id, _)| id).collect())
+        let mut ids = Vec::with_capacity(rows.len());
+        for (id, expired) in rows {
+            let why = format!("its {stage} lease expired");
+            if expired && stage != TRAIN && self.count_failure(tx, id, &why, false, now)? {
+                continue;
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Counts a failed attempt at `group`; at `max_attempts`, or at once when `at_once`,
+    /// the group fails for good (an evaluation group is recorded as all wrong). Returns
+    /// whether it failed.
+    fn count_failure(
+        &self,
+        tx: &Transaction<'_>,
+        group: i64,
+        reason: &str,
+        at_once: bool,
+        now: Millis,
+    ) -> Result<bool, LeaseError> {
+        tx.execute("UPDATE groups SET attempts = attempts + 1 WHERE id = ?1", [group])?;
+        let (attempts, stage): (i64, String) = tx.query_row(
+            "SELECT attempts, stage FROM groups WHERE id = ?1",
+            [group],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if !at_once && attempts < i64::from(self.ttl.max_attempts) {
+            return Ok(false);
+        }
+        let mut why = format!("{stage}, attempt {attempts}: {reason}");
+        if why.len() > MAX_REASON {
+            let cut = (0..=MAX_REASON).rev().find(|&i| why.is_char_boundary(i)).unwrap_or(0);
+            why.truncate(cut);
+        }
+        tracing::warn!(run = self.run, group, attempts, reason = %why, "group failed for good");
+        tx.execute(
+            "UPDATE groups SET fail_reason = ?2, updated_ms = ?3 WHERE id = ?1",
+            params![group, why, now],
+        )?;
+        if let Some(version) = self.eval_version(tx, group)? {
+            let zeros = ScoresSubmission {
+                group_id: group,
+                rewards: vec![0.0; self.group_size as usize],
+                components: Vec::new(),
+            };
+            self.record_eval(tx, &zeros, version, now)?;
+            return Ok(true);
+        }
+        tx.execute(
+            "UPDATE groups SET stage = 'failed', lease_id = NULL, updated_ms = ?2 WHERE id = ?1",
+            params![group, now],
+        )?;
+        bump(tx, self.run, "groups_failed", 1)?;
+        Ok(true)
+    }
+
+    /// Takes a worker's report that it could not do the work of a group it holds (see the
+    /// module doc, "Poison groups").
+    pub fn fail_group(
+        &self,
+        store: &mut Store,
+        key: &str,
+        sub: &FailureReport,
+        now: Millis,
+    ) -> Result<Outcome, LeaseError> {
+        self.idempotent(store, key, ("fail", sub), now, |tx| {
+            let Some(stage) = self.stage_or_undone(tx, sub.group_id)? else {
+                return Ok(Outcome::AlreadyDone);
+            };
+            let held: Option<i64> =
+                tx.query_row("SELECT lease_id FROM groups WHERE id = ?1", [sub.group_id], |r| r.get(0))?;
+            if held != Some(sub.lease_id) || ![GENERATE, SCORE, TRAIN].contains(&stage.as_str()) {
+                // Finished or handed to someone else meanwhile: this report is late.
+                bump(tx, self.run, "late_submissions", 1)?;
+                return Ok(Outcome::AlreadyDone);
+            }
+            let reason = if sub.reason.trim().is_empty() { "no reason given" } else { sub.reason.as_str() };
+            if stage == TRAIN {
+                // The learner trains the rest of its batch: the lease holds one group less.
+                tx.execute("UPDATE leases SET size = size - 1 WHERE id = ?1", [sub.lease_id])?;
+                self.count_failure(tx, sub.group_id, reason, true, now)?;
+                return Ok(Outcome::Failed);
+            }
+            if self.count_failure(tx, sub.group_id, reason, false, now)? {
+                return Ok(Outcome::Failed);
+            }
+            tx.execute(
+                "UPDATE groups SET lease_id = NULL, updated_ms = ?2 WHERE id = ?1",
+                params![sub.group_id, now],
+            )?;
+            Ok(Outcome::Retry)
+        })
     }
 
     /// Records a lease on `ids` (none when `ids` is empty: id 0).

@@ -6,59 +6,54 @@
 //! Limits: the page is rendered from the store on each request (a few small queries per
 //! run), and it is not behind the bearer token; it shows run names and counts, never data.
 
-use std::fmt::Write;
+use r1_telemetry::prometheus::{Kind, Page};
 
 use crate::runs::RunStatus;
 
 /// Renders every run's status in the Prometheus text format (version 0.0.4).
 pub fn render(runs: &[RunStatus]) -> String {
-    let mut out = String::new();
-    let mut family =
-        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-    let run = |s: &RunStatus| format!("run=\"{}\",name=\"{}\"", s.run.id, escape(&s.run.spec.name));
+    let mut page = Page::new();
+    let id = |s: &RunStatus| s.run.id.to_string();
+    let mut family = |name: &str, kind: Kind, help: &str, rows: &mut dyn Iterator<Item = (Vec<(&'static str, String)>, u64)>| {
+        page.family(name, kind, help);
+        for (labels, value) in rows {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            page.sample(name, &labels, value);
+        }
+    };
+    let run = |s: &RunStatus| vec![("run", id(s)), ("name", s.run.spec.name.clone())];
+    let with = |s: &RunStatus, k: &'static str, v: String| {
+        let mut l = run(s);
+        l.push((k, v));
+        l
+    };
     family(
         "r1_run_info",
-        "gauge",
+        Kind::Gauge,
         "A run and its state (always 1).",
-        &mut runs
-            .iter()
-            .map(|s| (format!("{},state=\"{}\"", run(s), s.run.state), 1)),
+        &mut runs.iter().map(|s| (with(s, "state", s.run.state.to_string()), 1)),
     );
-    family(
-        "r1_run_step",
-        "gauge",
-        "Learner steps completed.",
-        &mut runs.iter().map(|s| (run(s), s.progress.step)),
-    );
+    family("r1_run_step", Kind::Gauge, "Learner steps completed.", &mut runs.iter().map(|s| (run(s), s.progress.step)));
     family(
         "r1_run_policy_version",
-        "gauge",
+        Kind::Gauge,
         "The policy version the learner holds.",
         &mut runs.iter().map(|s| (run(s), s.progress.policy_version)),
     );
     family(
         "r1_run_queue_depth",
-        "gauge",
+        Kind::Gauge,
         "Prompt groups waiting for or held by each role.",
         &mut runs.iter().flat_map(|s| {
             let q = s.stages;
-            [
-                ("generate", q.generate),
-                ("score", q.score),
-                ("train", q.train),
-            ]
-            .map(|(stage, n)| (format!("{},stage=\"{stage}\"", run(s)), n))
+            [("generate", q.generate), ("score", q.score), ("train", q.train)]
+                .map(|(stage, n)| (with(s, "stage", stage.into()), n))
         }),
     );
     family(
         "r1_run_events_total",
-        "counter",
-        "Exact event counts of a run (prompts drawn, groups generated, dropped, ...).",
+        Kind::Counter,
+        "Exact event counts of a run (prompts drawn, groups generated, dropped, failed, ...).",
         &mut runs.iter().flat_map(|s| {
             let c = s.progress.counters;
             [
@@ -68,35 +63,23 @@ pub fn render(runs: &[RunStatus]) -> String {
                 ("groups_trained", c.groups_trained),
                 ("dropped_stale", c.dropped_stale),
                 ("dropped_equal", c.dropped_equal),
+                ("groups_failed", c.groups_failed),
                 ("leases_expired", c.leases_expired),
                 ("replays", c.replays),
                 ("late_submissions", c.late_submissions),
                 ("rollbacks", c.rollbacks),
             ]
-            .map(|(event, n)| (format!("{},event=\"{event}\"", run(s)), n))
+            .map(|(event, n)| (with(s, "event", event.into()), n))
         }),
     );
-    family(
-        "r1_run_eval_accuracy",
-        "gauge",
-        "pass@1 of the latest finished evaluation.",
-        &mut std::iter::empty(),
-    );
+    page.family("r1_run_eval_accuracy", Kind::Gauge, "pass@1 of the latest finished evaluation.");
     for s in runs {
         if let Some((version, acc)) = s.last_eval {
-            let _ = writeln!(
-                out,
-                "r1_run_eval_accuracy{{{},step=\"{version}\"}} {acc}",
-                run(s)
-            );
+            let labels = with(s, "step", version.to_string());
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            page.sample("r1_run_eval_accuracy", &labels, acc);
         }
     }
-    out
+    page.finish()
 }
 
-/// A label value with `\`, `"` and newlines escaped as the text format requires.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}

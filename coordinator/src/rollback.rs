@@ -168,7 +168,7 @@ pub fn rollback(
         restored += tx.execute(
             &format!(
                 "UPDATE groups SET stage = ?3, {clear} lease_id = NULL, drop_reason = NULL,
-                 step = NULL, updated_ms = ?4 WHERE id = ?1 AND run_id = ?2"
+                 fail_reason = NULL, step = NULL, updated_ms = ?4 WHERE id = ?1 AND run_id = ?2"
             ),
             params![group, id, stage, now],
         )?;
@@ -286,7 +286,7 @@ fn restore_progress(
         "UPDATE progress SET epoch = ?2, idx = ?3, step = ?4, policy_version = ?5,
          prompts_drawn = ?6, groups_generated = ?7, groups_scored = ?8, groups_trained = ?9,
          dropped_stale = ?10, dropped_equal = ?11, leases_expired = ?12, replays = ?13,
-         late_submissions = ?14, rollbacks = ?15 WHERE run_id = ?1",
+         late_submissions = ?14, rollbacks = ?15, groups_failed = ?16 WHERE run_id = ?1",
         params![
             id,
             p.cursor.epoch,
@@ -302,7 +302,8 @@ fn restore_progress(
             n(c.leases_expired),
             n(c.replays),
             n(c.late_submissions),
-            n(rollbacks)
+            n(rollbacks),
+            n(c.groups_failed)
         ],
     )?;
     Ok(())

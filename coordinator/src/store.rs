@@ -140,9 +140,14 @@ pub struct Counters {
     /// snapshot and adds one here. Absent from snapshots older than the counter: 0.
     #[serde(default)]
     pub rollbacks: u64,
+    /// Groups moved to the `failed` stage: their work failed `leases.max_attempts` times
+    /// (expired leases and reported failures), or a learner could not train them. Absent
+    /// from snapshots older than the counter: 0.
+    #[serde(default)]
+    pub groups_failed: u64,
 }
 
-const COUNTERS: [&str; 10] = [
+const COUNTERS: [&str; 11] = [
     "prompts_drawn",
     "groups_generated",
     "groups_scored",
@@ -153,6 +158,7 @@ const COUNTERS: [&str; 10] = [
     "replays",
     "late_submissions",
     "rollbacks",
+    "groups_failed",
 ];
 
 /// Where a run stands.
@@ -179,6 +185,8 @@ pub struct StageCounts {
     pub done: u64,
     pub dropped_stale: u64,
     pub dropped_equal: u64,
+    /// Failed for good (see [`Counters::groups_failed`]).
+    pub failed: u64,
 }
 
 impl StageCounts {
@@ -353,6 +361,14 @@ CREATE TABLE rollbacks (
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+"#,
+    // v4: poison groups. `attempts` counts a group's failed attempts (leases that expired,
+    // failures a worker reported); at `leases.max_attempts` the group moves to the `failed`
+    // stage with `fail_reason`, counted in `groups_failed`.
+    r#"
+ALTER TABLE groups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN fail_reason TEXT;
+ALTER TABLE progress ADD COLUMN groups_failed INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -701,6 +717,7 @@ pub(crate) fn read_stage_counts(conn: &Connection, id: RunId) -> Result<StageCou
             "done" => c.done = n,
             "dropped/stale" => c.dropped_stale = n,
             "dropped/equal" => c.dropped_equal = n,
+            "failed" => c.failed = n,
             other => return Err(StoreError::Corrupt(format!("group stage `{other}`"))),
         }
     }
@@ -726,6 +743,7 @@ pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, St
                 replays: u(11)?,
                 late_submissions: u(12)?,
                 rollbacks: u(13)?,
+                groups_failed: u(14)?,
             };
             Ok(Progress {
                 cursor: Cursor {

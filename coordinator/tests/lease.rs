@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use r1_coordinator::dataset::Dataset;
 use r1_coordinator::lease::{
-    BatchLease, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission, Scheduler,
-    ScoresSubmission, ScoringLease, StepSubmission,
+    BatchLease, FailureReport, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission,
+    Scheduler, ScoresSubmission, ScoringLease, StepSubmission,
 };
 use r1_coordinator::rollback;
 use r1_coordinator::spec::RunSpec;
@@ -130,12 +130,12 @@ impl Harness {
         let stages = self.store.stage_counts(self.run).unwrap();
         assert_eq!(
             c.prompts_drawn,
-            c.groups_trained + c.dropped_stale + c.dropped_equal + stages.in_flight(),
+            c.groups_trained + c.dropped_stale + c.dropped_equal + c.groups_failed + stages.in_flight(),
             "{name}"
         );
         assert_eq!(
-            (c.groups_trained, c.dropped_stale, c.dropped_equal),
-            (stages.done, stages.dropped_stale, stages.dropped_equal),
+            (c.groups_trained, c.dropped_stale, c.dropped_equal, c.groups_failed),
+            (stages.done, stages.dropped_stale, stages.dropped_equal, stages.failed),
             "{name}"
         );
         let step = self.store.progress(self.run).unwrap().step;
@@ -152,6 +152,8 @@ fn ttl() -> LeaseTtl {
         generate_ms: TTL,
         score_ms: TTL,
         train_ms: TTL,
+        // The scripts below expire work on purpose; poison groups have their own test.
+        max_attempts: 1000,
     }
 }
 
@@ -433,6 +435,7 @@ fn counters(
         replays,
         late_submissions: late,
         rollbacks: 0,
+        groups_failed: 0,
     }
 }
 
@@ -2096,4 +2099,72 @@ fn late_work_after_a_rollback_is_lost_work_and_its_refusals_say_what_to_do() {
     assert_eq!(done.store.run(done.run).unwrap().state, RunState::Completed);
     let err = rollback::rollback(&mut done.store, done.run, 0, "k", 0).unwrap_err().to_string();
     assert!(err.contains("is completed; only a running run can be rolled back"), "{err}");
+}
+
+fn failure(lease_id: i64, group_id: i64) -> FailureReport {
+    FailureReport { lease_id, group_id, reason: "the sampler panicked".into() }
+}
+
+/// A group whose work keeps failing (reported failures and expired leases alike) moves to
+/// `failed` at `max_attempts`, its slot goes to a new prompt, and late reports count nothing.
+#[test]
+fn poison_groups_fail_after_max_attempts() {
+    let settings = Settings { prompts_per_step: 1, total_steps: 2, ..BASE };
+    let mut h = Harness::new(&settings);
+    let run = h.store.run(h.run).unwrap();
+    h.sched = Scheduler::new(&run, h.dataset.clone(), LeaseTtl { max_attempts: 3, ..ttl() }).unwrap();
+    let first = h.sched.lease_prompts(&mut h.store, "a", 1, h.now).unwrap();
+    let g = first.groups[0].0;
+    // Attempt 1: reported; the group is handed out again at once, and the report replays.
+    let report = failure(first.lease_id, g);
+    assert_eq!(h.sched.fail_group(&mut h.store, "f1", &report, h.now).unwrap(), Outcome::Retry);
+    assert_eq!(h.sched.fail_group(&mut h.store, "f1", &report, h.now).unwrap(), Outcome::Retry);
+    assert_eq!(h.counters().replays, 1);
+    // Attempt 2: its lease expires (counted when handed out again).
+    let second = h.sched.lease_prompts(&mut h.store, "b", 1, h.now).unwrap();
+    assert_eq!(second.groups[0].0, g, "retried, not failed, under max_attempts");
+    h.now += TTL + 1;
+    let third = h.sched.lease_prompts(&mut h.store, "c", 1, h.now).unwrap();
+    assert_eq!(third.groups[0].0, g, "two failed attempts of three");
+    // A report from a lease that no longer holds the group is late.
+    assert_eq!(h.sched.fail_group(&mut h.store, "f2", &failure(second.lease_id, g), h.now).unwrap(), Outcome::AlreadyDone);
+    // Attempt 3: fails for good; a new prompt takes its slot.
+    assert_eq!(h.sched.fail_group(&mut h.store, "f3", &failure(third.lease_id, g), h.now).unwrap(), Outcome::Failed);
+    let next = h.sched.lease_prompts(&mut h.store, "d", 1, h.now).unwrap();
+    assert_eq!(next.groups.len(), 1);
+    assert_ne!(next.groups[0].0, g);
+    let c = h.counters();
+    assert_eq!((c.groups_failed, c.leases_expired, c.late_submissions), (1, 1, 1));
+    assert_eq!(h.store.stage_counts(h.run).unwrap().failed, 1);
+    h.check_books("after the poison group failed");
+    // The state survives a restart.
+    h.reopen();
+    assert_eq!(h.counters().groups_failed, 1);
+    h.check_books("reopened");
+}
+
+/// A learner that cannot train one group of its batch fails it at once and trains the rest.
+#[test]
+fn a_learner_fails_a_group_at_once_and_trains_the_rest() {
+    let mut h = Harness::new(&Settings { prompts_per_step: 2, total_steps: 1, ..BASE });
+    let lease = h.sched.lease_prompts(&mut h.store, "a", 2, h.now).unwrap();
+    for (i, (g, _)) in lease.groups.iter().enumerate() {
+        let sub = SamplesSubmission { group_id: *g, policy_version: 0, samples: samples(2) };
+        assert_eq!(h.sched.submit_samples(&mut h.store, &format!("s{i}"), &sub, h.now).unwrap(), Outcome::Accepted);
+    }
+    let scoring = h.sched.lease_scoring(&mut h.store, "r", 2, h.now).unwrap();
+    for (i, job) in scoring.jobs.iter().enumerate() {
+        let sub = ScoresSubmission { group_id: job.group_id, rewards: vec![1.0, 0.0], components: vec![] };
+        assert_eq!(h.sched.submit_scores(&mut h.store, &format!("r{i}"), &sub, h.now).unwrap(), Outcome::Accepted);
+    }
+    let batch = h.sched.lease_batch(&mut h.store, "l", h.now).unwrap().expect("a full batch");
+    assert_eq!(batch.groups.len(), 2);
+    let bad = batch.groups[0].group_id;
+    assert_eq!(h.sched.fail_group(&mut h.store, "t", &failure(batch.lease_id, bad), h.now).unwrap(), Outcome::Failed);
+    assert!(h.sched.renew(&mut h.store, batch.lease_id, h.now).unwrap().is_some(), "the rest of the batch is still held");
+    let step = StepSubmission { lease_id: batch.lease_id, step: 0, metrics: serde_json::json!({}), unpublished: false };
+    assert_eq!(h.sched.submit_step(&mut h.store, "step", &step, h.now).unwrap(), Outcome::Accepted);
+    let c = h.counters();
+    assert_eq!((c.groups_trained, c.groups_failed), (1, 1));
+    h.check_books("after the step");
 }

@@ -735,7 +735,7 @@ async fn a_lease_undone_by_a_rollback_is_reported_lost_to_its_keep_alive() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(6)).unwrap();
-    let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600 };
+    let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600, ..LeaseTtl::default() };
     let (mut runs, mut work, stop, url) = start_with(dir.path(), ttl).await;
     let toml = spec_toml(&data).replace(
         "kind = 'grpo'",

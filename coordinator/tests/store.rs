@@ -162,11 +162,12 @@ fn a_version_1_database_is_migrated_with_its_rows() {
         .unwrap()
         .create_run(&spec("old"), "fp", 1)
         .unwrap();
-    // Take the schema back to v1: no eval column, no evals table.
+    // Take the schema back to v1: no poison counts, no rollbacks, no eval column, no evals table.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE checkpoints DROP COLUMN snapshot; ALTER TABLE progress DROP COLUMN rollbacks;
-         DROP TABLE rollbacks; ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals;
+        "ALTER TABLE groups DROP COLUMN attempts; ALTER TABLE groups DROP COLUMN fail_reason;
+         ALTER TABLE progress DROP COLUMN groups_failed; ALTER TABLE checkpoints DROP COLUMN snapshot;
+         ALTER TABLE progress DROP COLUMN rollbacks; DROP TABLE rollbacks; ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -191,11 +192,13 @@ fn a_checkpoint_recorded_before_rollback_support_cannot_be_rolled_back_to() {
     let mut store = Store::open(&path).unwrap();
     store.record_checkpoint(id, 2, "ckpt/step-2", 2).unwrap();
     drop(store);
-    // Back to v2: the checkpoint row loses its snapshot, as rows written by v2 have none.
+    // Back to v2 (no poison counts, no rollbacks): the checkpoint row loses its snapshot, as
+    // rows written by v2 have none.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE checkpoints DROP COLUMN snapshot; ALTER TABLE progress DROP COLUMN rollbacks;
-         DROP TABLE rollbacks; PRAGMA user_version = 2;",
+        "ALTER TABLE groups DROP COLUMN attempts; ALTER TABLE groups DROP COLUMN fail_reason;
+         ALTER TABLE progress DROP COLUMN groups_failed; ALTER TABLE checkpoints DROP COLUMN snapshot;
+         ALTER TABLE progress DROP COLUMN rollbacks; DROP TABLE rollbacks; PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);

@@ -103,6 +103,8 @@ pub struct LearnerReport {
     /// The step it resumed from (0: the base model).
     pub resumed_from: u64,
     pub checkpoints: u64,
+    /// Groups left out of their batch because they could not be trained.
+    pub failed_groups: u64,
 }
 
 /// What rank 0 tells the others, one `broadcast_bytes` each.
@@ -173,18 +175,16 @@ fn setup<B: AutodiffBackend>(
     };
     let sft = matches!(spec.algorithm, Algorithm::Sft(_));
     let grpo = opts.grpo.clone();
-    if opts.steps_per_batch() > 1 {
-        return Err(bad(
-            "algorithm.learner.minibatches_per_batch and epochs_per_batch above 1 are not built into this learner yet; set both to 1".into(),
-        ));
-    }
     let reference = if !sft && grpo.beta > 0.0 {
         Some(r1_model::weights::load_with_config::<B::InnerBackend>(base, config, device)?)
     } else {
         None
     };
-    let trainer = Trainer::new(model, reference, grpo, optim_config(&opts.optim, spec.schedule.total_steps), opts.optim.micro_batch, device.clone())
-        .map_err(|e| bad(e.to_string()))?;
+    // The schedule counts optimizer steps: `steps_per_batch` of them per learner step.
+    let optimizer_steps = spec.schedule.total_steps * u64::from(opts.steps_per_batch());
+    let trainer = Trainer::new(model, reference, grpo, optim_config(&opts.optim, optimizer_steps), opts.optim.micro_batch, device.clone())
+        .map_err(|e| bad(e.to_string()))?
+        .with_steps_per_batch(opts.minibatches_per_batch as usize, opts.epochs_per_batch as usize);
     let mut s = RunSetup { spec, opts, template, tok, trainer };
     if let Some((step, path)) = resume {
         s.trainer.load_optimizer(&Checkpoint { step: *step, path: path.clone() })?;
@@ -192,57 +192,97 @@ fn setup<B: AutodiffBackend>(
     Ok(s)
 }
 
+/// What a rank did with one leased batch.
+struct Trained {
+    /// `None` when no group of the batch could be trained.
+    report: Option<StepReport>,
+    /// Groups left out of the batch, and why; rank 0 reports them to the coordinator.
+    failed: Vec<(u64, String)>,
+}
+
 /// Trains one leased batch on this rank's shard; every rank calls it with the same lease.
+/// A group that cannot be trained (no example, a prompt that does not render, samples and
+/// rewards that do not match, a token outside the vocabulary, ...) is left out and
+/// returned in `failed`, never the end of the learner: every rank leaves out the same
+/// groups, since the checks are deterministic.
 fn train<B: AutodiffBackend>(
     s: &mut RunSetup<B>,
     lease: &pb::BatchLease,
     collective: &mut dyn Collective,
-) -> Result<StepReport, ServiceError> {
-    let group_err = |group: u64, message: String| ServiceError::Run { run: 0, message: format!("group {group}: {message}") };
+) -> Result<Trained, ServiceError> {
+    let mut failed = Vec::new();
     match &s.spec.algorithm {
         Algorithm::Grpo(_) => {
             let grpo = s.opts.grpo.clone();
             let mut rollouts = Vec::new();
+            let mut off_policy = false;
             for g in &lease.groups {
-                let example = g.example.as_ref().ok_or_else(|| group_err(g.group_id, "has no example".into()))?;
-                let prompt = prompt_tokens(&s.tok, s.template, example).map_err(|m| group_err(g.group_id, m))?;
-                if g.rewards.len() != g.samples.len() || g.samples.is_empty() {
-                    return Err(group_err(
-                        g.group_id,
-                        format!("has {} samples and {} rewards; a scored group has one reward per sample", g.samples.len(), g.rewards.len()),
-                    ));
-                }
-                let adv = group_advantages(&g.rewards, g.rewards.len(), &grpo)
-                    .map_err(|e| group_err(g.group_id, e.to_string()))?;
-                for (sample, a) in g.samples.iter().zip(adv.advantages) {
-                    rollouts.push(Rollout {
-                        prompt: prompt.clone(),
-                        completion: sample.token_ids.clone(),
-                        behaviour_logp: sample.logprobs.clone(),
-                        advantage: a as f32,
-                    });
+                match grpo_group(s, &grpo, g) {
+                    Ok(group) => {
+                        rollouts.extend(group);
+                        // The learner holds the weights of `lease.step`; versions are named by
+                        // the step that made them, so a group sampled at any other version is
+                        // off-policy.
+                        off_policy |= g.policy_version != lease.step;
+                    }
+                    Err(message) => failed.push((g.group_id, message)),
                 }
             }
-            // The learner holds the weights of `lease.step`; versions are named by the step
-            // that made them, so a group sampled at any other version is off-policy.
-            let off_policy = lease.groups.iter().any(|g| g.policy_version != lease.step);
-            Ok(s.trainer.grpo_step(&rollouts, off_policy, collective)?)
+            let report = if rollouts.is_empty() { None } else { Some(s.trainer.grpo_step(&rollouts, off_policy, collective)?) };
+            Ok(Trained { report, failed })
         }
         Algorithm::Sft(_) => {
             let mut pairs = Vec::with_capacity(lease.groups.len());
             for g in &lease.groups {
-                let example = g.example.as_ref().ok_or_else(|| group_err(g.group_id, "has no example".into()))?;
-                let prompt = prompt_tokens(&s.tok, s.template, example).map_err(|m| group_err(g.group_id, m))?;
-                let answer = example.answer.as_deref().ok_or_else(|| {
-                    group_err(g.group_id, format!("row {} has no answer to train on", example.row))
-                })?;
-                let mut ids = s.tok.encode(answer)?;
-                ids.extend(s.tok.eos_token_id());
-                pairs.push((prompt, ids));
+                match sft_pair(s, g) {
+                    Ok(pair) => pairs.push(pair),
+                    Err(message) => failed.push((g.group_id, message)),
+                }
             }
-            Ok(s.trainer.sft_step(&pairs, collective)?)
+            let report = if pairs.is_empty() { None } else { Some(s.trainer.sft_step(&pairs, collective)?) };
+            Ok(Trained { report, failed })
         }
     }
+}
+
+/// The rollouts of one scored group, or why it cannot be trained.
+fn grpo_group<B: AutodiffBackend>(s: &RunSetup<B>, grpo: &crate::grpo::GrpoConfig, g: &pb::Group) -> Result<Vec<Rollout>, String> {
+    let example = g.example.as_ref().ok_or("the group has no example")?;
+    let prompt = prompt_tokens(&s.tok, s.template, example)?;
+    if g.rewards.len() != g.samples.len() || g.samples.is_empty() {
+        return Err(format!(
+            "has {} samples and {} rewards; a scored group has one reward per sample",
+            g.samples.len(),
+            g.rewards.len()
+        ));
+    }
+    let adv = group_advantages(&g.rewards, g.rewards.len(), grpo).map_err(|e| e.to_string())?;
+    let rollouts: Vec<Rollout> = g
+        .samples
+        .iter()
+        .zip(adv.advantages)
+        .map(|(sample, a)| Rollout {
+            prompt: prompt.clone(),
+            completion: sample.token_ids.clone(),
+            behaviour_logp: sample.logprobs.clone(),
+            advantage: a,
+        })
+        .collect();
+    for (i, r) in rollouts.iter().enumerate() {
+        s.trainer.check_rollout(r).map_err(|problem| format!("sample {i} {problem}"))?;
+    }
+    Ok(rollouts)
+}
+
+/// The (prompt, answer) tokens of one SFT example, or why it cannot be trained.
+fn sft_pair<B: AutodiffBackend>(s: &RunSetup<B>, g: &pb::Group) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let example = g.example.as_ref().ok_or("the group has no example")?;
+    let prompt = prompt_tokens(&s.tok, s.template, example)?;
+    let answer = example.answer.as_deref().ok_or_else(|| format!("row {} has no answer to train on", example.row))?;
+    let mut ids = s.tok.encode(answer).map_err(|e| format!("row {}: {e}", example.row))?;
+    ids.extend(s.tok.eos_token_id());
+    s.trainer.check_pair(&prompt, &ids)?;
+    Ok((prompt, ids))
 }
 
 /// The tokens the actor sampled after for `example`: the same rendering, the same tokenizer.
@@ -270,9 +310,10 @@ pub fn follow<B: AutodiffBackend>(
             Msg::Batch(bytes) => {
                 let s = state.as_mut().ok_or_else(|| ServiceError::Run { run, message: "rank 0 sent a batch before the run".into() })?;
                 let lease = pb::BatchLease::decode(bytes.as_slice()).map_err(|e| ServiceError::Run { run, message: format!("bad batch from rank 0: {e}") })?;
-                train(s, &lease, collective)?;
-                report.steps += 1;
-                report.step = lease.step + 1;
+                if train(s, &lease, collective)?.report.is_some() {
+                    report.steps += 1;
+                    report.step = lease.step + 1;
+                }
             }
             Msg::Stop => return Ok(report),
         }
@@ -339,7 +380,19 @@ pub fn lead<B: AutodiffBackend>(
         let started = Instant::now();
         let trained = train(&mut s, &lease, collective);
         renew.stop();
-        let step_report = trained?;
+        let Trained { report: step_report, failed } = trained?;
+        for (group, reason) in &failed {
+            tracing::warn!(run, group, %reason, "leaving the group out of the batch");
+            leader.fail_group(&lease, *group, reason)?;
+        }
+        report.failed_groups += failed.len() as u64;
+        let Some(step_report) = step_report else {
+            // Nothing in the batch could be trained: its groups failed, and the next lease
+            // brings a new batch for the same step.
+            continue;
+        };
+        let mut lease = lease;
+        lease.groups.retain(|g| !failed.iter().any(|(id, _)| *id == g.group_id));
         let compute = started.elapsed().as_secs_f64();
         let step = lease.step + 1;
         let publish_due = publish_due(step, &s.opts, &s.spec.schedule);
@@ -597,6 +650,26 @@ impl Leader<'_> {
             }
             Err(s) => Err(rpc("LeaseBatch")(s)),
         }
+    }
+
+    /// Reports a group of `lease` that cannot be trained: the coordinator fails it and takes
+    /// it out of the batch.
+    fn fail_group(&self, lease: &pb::BatchLease, group: u64, reason: &str) -> Result<(), ServiceError> {
+        let req = pb::FailGroupRequest {
+            run_id: self.settings.run_id,
+            idempotency_key: format!("fail-train-{}-{group}", lease.lease_id),
+            lease_id: lease.lease_id,
+            group_id: group,
+            reason: reason.into(),
+        };
+        let work = self.work.clone();
+        self.rt
+            .block_on(client::retry("FailGroup", &RetryPolicy::idempotent(), || {
+                let (mut work, req) = (work.clone(), req.clone());
+                async move { work.fail_group(req).await }
+            }))
+            .map_err(rpc("FailGroup"))?;
+        Ok(())
     }
 
     /// Submits the step; `unpublished` when its weights will not be published.

@@ -12,6 +12,15 @@
 //! gradient does not depend on its micro-batch's width beyond float rounding (≤ 1e-6,
 //! tested).
 //!
+//! Several optimizer steps per rollout batch ([`Trainer::with_steps_per_batch`]): the batch
+//! is split into `minibatches` contiguous minibatches (of whole groups when the spec's
+//! `prompts_per_step` is a multiple of them, as `r1-spec` requires), and each
+//! epoch takes one optimizer step per minibatch, as TRL (`num_iterations`) and veRL
+//! (`ppo_epochs`, `ppo_mini_batch_size`) do. π_old is fixed at the batch's start: the
+//! learner's log-probs of every sample before the first step (see `grpo`'s module doc for
+//! why π_old is the learner's and not the actors'). A minibatch's loss is normalised by its
+//! own counts.
+//!
 //! Token layout: a rollout is `prompt ++ completion`; logit column `j` predicts token
 //! `j + 1`, so the completion's tokens are scored by the columns from the prompt's last
 //! token on. Only those columns are in the loss mask.
@@ -51,13 +60,19 @@ pub struct StepReport {
     pub kl: f64,
     /// Mean policy entropy over completion tokens, in nats.
     pub entropy: f64,
-    /// Fraction of tokens whose ratio was clipped.
+    /// Fraction of tokens whose ratio was clipped, and its two sides (Â < 0 below 1 − ε_low,
+    /// Â > 0 above 1 + ε_high).
     pub clip_frac: f64,
+    pub clip_frac_low: f64,
+    pub clip_frac_high: f64,
     pub grad_norm: f64,
     pub lr: f64,
     /// Completion (or answer) tokens trained on.
     pub tokens: u64,
     pub sequences: u64,
+    /// Optimizer steps this batch took (minibatches × epochs); the numbers above are means
+    /// over them, `lr` the last one's.
+    pub optimizer_steps: u64,
 }
 
 /// Errors of a training step.
@@ -69,6 +84,10 @@ pub enum TrainError {
     Collective(#[from] CollectiveError),
     #[error("rollout {index}: {problem}")]
     Rollout { index: usize, problem: String },
+    #[error(
+        "a batch of {rows} rollouts cannot make {minibatches} minibatches; use fewer algorithm.learner.minibatches_per_batch than rollouts per batch"
+    )]
+    Minibatches { rows: usize, minibatches: usize },
 }
 
 /// A policy model, its optimizer and (when β > 0) the frozen reference model.
@@ -78,6 +97,8 @@ pub struct Trainer<B: AutodiffBackend> {
     optim: Optim<B, CausalLm<B>>,
     grpo: GrpoConfig,
     micro_batch: usize,
+    minibatches: usize,
+    epochs: usize,
     device: B::Device,
 }
 
@@ -88,11 +109,24 @@ struct Sums {
     kl_tokens: f64,
     entropy_tokens: f64,
     clip_tokens: f64,
+    clip_low_tokens: f64,
+    clip_high_tokens: f64,
 }
 
 impl Sums {
     fn to_vec(&self) -> Vec<f32> {
-        [self.loss, self.kl_tokens, self.entropy_tokens, self.clip_tokens].map(|x| x as f32).to_vec()
+        [self.loss, self.kl_tokens, self.entropy_tokens, self.clip_tokens, self.clip_low_tokens, self.clip_high_tokens]
+            .map(|x| x as f32)
+            .to_vec()
+    }
+
+    fn add(&mut self, o: &Sums) {
+        self.loss += o.loss;
+        self.kl_tokens += o.kl_tokens;
+        self.entropy_tokens += o.entropy_tokens;
+        self.clip_tokens += o.clip_tokens;
+        self.clip_low_tokens += o.clip_low_tokens;
+        self.clip_high_tokens += o.clip_high_tokens;
     }
 }
 
@@ -116,8 +150,17 @@ impl<B: AutodiffBackend> Trainer<B> {
             optim: Optim::new(optim)?,
             grpo,
             micro_batch: micro_batch.max(1),
+            minibatches: 1,
+            epochs: 1,
             device,
         })
+    }
+
+    /// Takes `minibatches × epochs` optimizer steps per GRPO batch (1 × 1 by default).
+    pub fn with_steps_per_batch(mut self, minibatches: usize, epochs: usize) -> Self {
+        self.minibatches = minibatches.max(1);
+        self.epochs = epochs.max(1);
+        self
     }
 
     pub fn model(&self) -> &CausalLm<B> {
@@ -134,79 +177,163 @@ impl<B: AutodiffBackend> Trainer<B> {
         checkpoint.load_optimizer(&mut self.optim, model, &self.device)
     }
 
-    /// One GRPO step on `rollouts` (the whole batch). `off_policy` uses the actors'
-    /// log-probs as π_old (the samples came from older weights); otherwise π_old is the
-    /// current policy, detached.
+    /// Why `r` cannot be trained on, if it cannot.
+    pub fn check_rollout(&self, r: &Rollout) -> Result<(), String> {
+        let vocab = self.model().config().vocab_size as u32;
+        if r.prompt.is_empty() {
+            return Err("has an empty prompt".into());
+        }
+        if r.completion.len() != r.behaviour_logp.len() {
+            return Err(format!(
+                "has {} tokens but {} log-probs; the actor must send one per token",
+                r.completion.len(),
+                r.behaviour_logp.len()
+            ));
+        }
+        if let Some(t) = r.prompt.iter().chain(&r.completion).find(|&&t| t >= vocab) {
+            return Err(format!("holds token id {t}, outside the model's vocabulary of {vocab}"));
+        }
+        Ok(())
+    }
+
+    /// Why an SFT (prompt, answer) pair cannot be trained on, if it cannot.
+    pub fn check_pair(&self, prompt: &[u32], answer: &[u32]) -> Result<(), String> {
+        let vocab = self.model().config().vocab_size as u32;
+        if prompt.is_empty() || answer.is_empty() {
+            return Err("needs a non-empty prompt and answer".into());
+        }
+        if let Some(t) = prompt.iter().chain(answer).find(|&&t| t >= vocab) {
+            return Err(format!("holds token id {t}, outside the model's vocabulary of {vocab}"));
+        }
+        Ok(())
+    }
+
+    /// GRPO on `rollouts`, the whole batch in group order: `minibatches × epochs` optimizer
+    /// steps (one by default). `off_policy` says the batch holds samples from older weights.
+    /// π_old is the policy before the first step: when it can differ from π_θ (stale
+    /// samples, or more than one step) the learner computes it, without gradient; otherwise
+    /// it is π_θ detached. The truncated importance weight (`tis_cap`) corrects π_old
+    /// against the actors' behaviour log-probs.
     pub fn grpo_step(
         &mut self,
         rollouts: &[Rollout],
         off_policy: bool,
         collective: &mut dyn Collective,
     ) -> Result<StepReport, TrainError> {
-        let vocab = self.model().config().vocab_size as u32;
         for (index, r) in rollouts.iter().enumerate() {
-            let bad = |problem: String| Err(TrainError::Rollout { index, problem });
-            if r.prompt.is_empty() {
-                return bad("has an empty prompt".into());
-            }
-            if r.completion.len() != r.behaviour_logp.len() {
-                return bad(format!(
-                    "has {} tokens but {} log-probs; the actor must send one per token",
-                    r.completion.len(),
-                    r.behaviour_logp.len()
-                ));
-            }
-            if let Some(t) = r.prompt.iter().chain(&r.completion).find(|&&t| t >= vocab) {
-                return bad(format!("holds token id {t}, outside the model's vocabulary of {vocab}"));
-            }
+            self.check_rollout(r).map_err(|problem| TrainError::Rollout { index, problem })?;
         }
-        let den = Denominators {
-            sequences: rollouts.len(),
-            tokens: rollouts.iter().map(|r| r.completion.len()).sum(),
-        };
-        let mine = shard(rollouts.len(), collective);
+        let m = self.minibatches;
+        if rollouts.len() < m {
+            return Err(TrainError::Minibatches { rows: rollouts.len(), minibatches: m });
+        }
+        // Contiguous minibatches whose sizes differ by at most one: whole groups when the
+        // batch is whole (the spec makes prompts_per_step a multiple of the minibatches),
+        // near-equal when a group was dropped from it.
+        let bounds: Vec<(usize, usize)> =
+            (0..m).map(|k| (k * rollouts.len() / m, (k + 1) * rollouts.len() / m)).collect();
+        // This rank's rows of each minibatch, packed into micro-batches of at most
+        // `micro_batch × (the batch's widest row)` padded tokens. π_old is computed over the
+        // same micro-batches as the first step, so on-policy ratios are exactly 1.
         let len = |i: usize| rollouts[i].prompt.len() + rollouts[i].completion.len();
         let widest = rollouts.iter().map(|r| r.prompt.len() + r.completion.len()).max().unwrap_or(0);
-        let model = self.model.take().expect("model is present between steps");
-        let mut acc = GradAccumulator::<CausalLm<B>>::default();
-        let mut sums = Sums::default();
-        for rows in pack(&mine, len, self.micro_batch * widest) {
-            let part: Vec<&Rollout> = rows.iter().map(|&i| &rollouts[i]).collect();
-            let width = rows.iter().map(|&i| len(i)).max().unwrap_or(0);
-            // Rows without completion tokens carry no loss; skip a micro-batch of only those.
-            if part.iter().all(|r| r.completion.is_empty()) {
-                continue;
+        let plan: Vec<Vec<Vec<usize>>> = bounds
+            .iter()
+            .map(|&(lo, hi)| {
+                let mine: Vec<usize> = shard(hi - lo, collective).into_iter().map(|i| lo + i).collect();
+                pack(&mine, len, self.micro_batch * widest)
+            })
+            .collect();
+        let old = if off_policy || m * self.epochs > 1 {
+            Some(self.old_logprobs(rollouts, plan.iter().flatten(), len))
+        } else {
+            None
+        };
+        let mut reports = Vec::with_capacity(m * self.epochs);
+        for _epoch in 0..self.epochs {
+            for (&(lo, hi), micro) in bounds.iter().zip(&plan) {
+                let rows = &rollouts[lo..hi];
+                let den = Denominators { sequences: rows.len(), tokens: rows.iter().map(|r| r.completion.len()).sum() };
+                let model = self.model.take().expect("model is present between steps");
+                let mut acc = GradAccumulator::<CausalLm<B>>::default();
+                let mut sums = Sums::default();
+                for part in micro {
+                    // Rows without completion tokens carry no loss; skip a micro-batch of only those.
+                    if part.iter().all(|&i| rollouts[i].completion.is_empty()) {
+                        continue;
+                    }
+                    let width = part.iter().map(|&i| len(i)).max().unwrap_or(0);
+                    match self.grpo_micro(&model, rollouts, part, old.as_deref(), width, den) {
+                        Ok((grads, s)) => {
+                            acc.add(&model, grads);
+                            sums.add(&s);
+                        }
+                        Err(e) => {
+                            self.model = Some(model);
+                            return Err(e);
+                        }
+                    }
+                }
+                let grads = if acc.micro_batches() == 0 { GradientsParams::new() } else { acc.sum() };
+                reports.push(self.finish(model, grads, sums, den, collective)?);
             }
-            let (grads, s) = self.grpo_micro(&model, &part, width, off_policy, den)?;
-            acc.add(&model, grads);
-            sums.loss += s.loss;
-            sums.kl_tokens += s.kl_tokens;
-            sums.entropy_tokens += s.entropy_tokens;
-            sums.clip_tokens += s.clip_tokens;
         }
-        let grads = if acc.micro_batches() == 0 { GradientsParams::new() } else { acc.sum() };
-        self.finish(model, grads, sums, den, collective)
+        Ok(mean_report(&reports, rollouts))
     }
 
+    /// log π_old of each completion token of the rows of `micro` (micro-batches of row
+    /// indices, each padded to its widest row as in training), with the weights held now
+    /// (no gradient); other rows are left empty.
+    fn old_logprobs<'a>(
+        &self,
+        rollouts: &[Rollout],
+        micro: impl Iterator<Item = &'a Vec<usize>>,
+        len: impl Fn(usize) -> usize,
+    ) -> Vec<Vec<f32>> {
+        let model = self.model().valid();
+        let mut old = vec![Vec::new(); rollouts.len()];
+        for part in micro {
+            let width = part.iter().map(|&i| len(i)).max().unwrap_or(0);
+            let seqs: Vec<Vec<u32>> = part.iter().map(|&i| [rollouts[i].prompt.as_slice(), &rollouts[i].completion].concat()).collect();
+            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            let batch = PaddedBatch::padded_to(&refs, 0, width);
+            let t = batch.len - 1;
+            let logp = r1_model::logprobs::token_logprobs(&model, &batch, &self.device);
+            let values: Vec<f32> = logp.into_data().convert::<f32>().to_vec().expect("a float tensor");
+            for (k, &i) in part.iter().enumerate() {
+                let start = k * t + batch.pads[k] + rollouts[i].prompt.len() - 1;
+                old[i] = values[start..start + rollouts[i].completion.len()].to_vec();
+            }
+        }
+        old
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn grpo_micro(
         &self,
         model: &CausalLm<B>,
-        part: &[&Rollout],
+        rollouts: &[Rollout],
+        rows: &[usize],
+        old: Option<&[Vec<f32>]>,
         width: usize,
-        off_policy: bool,
         den: Denominators,
     ) -> Result<(GradientsParams, Sums), TrainError> {
+        let part: Vec<&Rollout> = rows.iter().map(|&i| &rollouts[i]).collect();
         let seqs: Vec<Vec<u32>> = part.iter().map(|r| [r.prompt.as_slice(), &r.completion].concat()).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
         let batch = PaddedBatch::padded_to(&refs, 0, width);
         let (b, t) = (batch.batch, batch.len - 1);
         let mut mask = vec![0.0f32; b * t];
         let mut behaviour = vec![0.0f32; b * t];
+        let mut old_host = vec![0.0f32; b * t];
         for (i, r) in part.iter().enumerate() {
             let start = batch.pads[i] + r.prompt.len() - 1;
             for (k, &lp) in r.behaviour_logp.iter().enumerate() {
                 mask[i * t + start + k] = 1.0;
                 behaviour[i * t + start + k] = lp;
+            }
+            if let Some(old) = old {
+                old_host[i * t + start..i * t + start + r.completion.len()].copy_from_slice(&old[rows[i]]);
             }
         }
         let dev = &self.device;
@@ -215,7 +342,6 @@ impl<B: AutodiffBackend> Trainer<B> {
         let entropy = entropy.expect("entropy was asked for").detach();
         let mask_t = host(mask.clone());
         let entropy_tokens = (entropy * mask_t.clone()).sum().into_scalar_f64();
-        let behaviour_t = host(behaviour);
         let ref_logp = match (&self.reference, self.grpo.beta > 0.0) {
             (Some(reference), true) => Some(Tensor::from_inner(r1_model::logprobs::token_logprobs(
                 reference, &batch, dev,
@@ -226,9 +352,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let out = grpo_loss(
             GrpoBatch {
                 logp,
-                old_logp: off_policy.then(|| behaviour_t.clone()),
+                old_logp: old.map(|_| host(old_host)),
                 ref_logp,
-                behaviour_logp: self.grpo.tis_cap.map(|_| behaviour_t),
+                behaviour_logp: self.grpo.tis_cap.map(|_| host(behaviour)),
                 advantages: Tensor::from_data(TensorData::new(advantages, [b]), dev),
                 mask: mask_t,
             },
@@ -241,6 +367,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             kl_tokens: out.stats.kl_ref_mean.unwrap_or(0.0) * tokens,
             entropy_tokens,
             clip_tokens: out.stats.clip_frac * tokens,
+            clip_low_tokens: out.stats.clip_frac_low * tokens,
+            clip_high_tokens: out.stats.clip_frac_high * tokens,
         };
         let grads = GradientsParams::from_grads(out.loss.backward(), model);
         Ok((grads, sums))
@@ -253,17 +381,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         pairs: &[(Vec<u32>, Vec<u32>)],
         collective: &mut dyn Collective,
     ) -> Result<StepReport, TrainError> {
-        let vocab = self.model().config().vocab_size as u32;
         for (index, (p, a)) in pairs.iter().enumerate() {
-            if p.is_empty() || a.is_empty() {
-                return Err(TrainError::Rollout { index, problem: "needs a non-empty prompt and answer".into() });
-            }
-            if let Some(t) = p.iter().chain(a).find(|&&t| t >= vocab) {
-                return Err(TrainError::Rollout {
-                    index,
-                    problem: format!("holds token id {t}, outside the model's vocabulary of {vocab}"),
-                });
-            }
+            self.check_pair(p, a).map_err(|problem| TrainError::Rollout { index, problem })?;
         }
         let den = Denominators { sequences: pairs.len(), tokens: pairs.iter().map(|(_, a)| a.len()).sum() };
         let mine = shard(pairs.len(), collective);
@@ -329,10 +448,13 @@ impl<B: AutodiffBackend> Trainer<B> {
             kl: s[1] as f64 / tokens,
             entropy: s[2] as f64 / tokens,
             clip_frac: s[3] as f64 / tokens,
+            clip_frac_low: s[4] as f64 / tokens,
+            clip_frac_high: s[5] as f64 / tokens,
             grad_norm: stats.grad_norm,
             lr: stats.lr,
             tokens: den.tokens as u64,
             sequences: den.sequences as u64,
+            optimizer_steps: 1,
         })
     }
 
@@ -368,6 +490,25 @@ pub fn pack(rows: &[usize], len: impl Fn(usize) -> usize, budget: usize) -> Vec<
         }
     }
     out
+}
+
+/// The mean of the reports of one batch's optimizer steps, with the batch's counts.
+fn mean_report(reports: &[StepReport], rollouts: &[Rollout]) -> StepReport {
+    let n = reports.len().max(1) as f64;
+    let mean = |f: fn(&StepReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
+    StepReport {
+        loss: mean(|r| r.loss),
+        kl: mean(|r| r.kl),
+        entropy: mean(|r| r.entropy),
+        clip_frac: mean(|r| r.clip_frac),
+        clip_frac_low: mean(|r| r.clip_frac_low),
+        clip_frac_high: mean(|r| r.clip_frac_high),
+        grad_norm: mean(|r| r.grad_norm),
+        lr: reports.last().map_or(0.0, |r| r.lr),
+        tokens: rollouts.iter().map(|r| r.completion.len() as u64).sum(),
+        sequences: rollouts.len() as u64,
+        optimizer_steps: reports.len() as u64,
+    }
 }
 
 /// The row indices rank `r` of `world` trains on.
@@ -417,12 +558,13 @@ mod tests {
             advantage: adv,
         };
         let rollouts = [r(5, 7, 1.0), r(3, 2, -0.5), r(9, 4, 0.25)];
-        let part: Vec<&Rollout> = rollouts.iter().collect();
+        // π_old given (as after a stale batch), so the ratio path is exercised too.
+        let old: Vec<Vec<f32>> = rollouts.iter().map(|r| r.behaviour_logp.clone()).collect();
         let den = Denominators { sequences: 3, tokens: 13 };
         let own = 13;
         let mut max = 0.0f32;
         let grads = |width: usize| {
-            let (mut g, s) = t.grpo_micro(t.model(), &part, width, true, den).unwrap();
+            let (mut g, s) = t.grpo_micro(t.model(), &rollouts, &[0, 1, 2], Some(&old), width, den).unwrap();
             (crate::flat::gather::<B, _>(t.model(), &mut g), s.loss)
         };
         let (a, la) = grads(own);

@@ -140,7 +140,8 @@ impl Reward {
         let mut details = Vec::with_capacity(self.components.len());
         let mut total = 0.0;
         for c in &self.components {
-            let r = match &c.verifier {
+            // A verifier that panics gives an `internal_error` result, like any that fails.
+            let r = crate::job::guarded(job, &c.name, || match &c.verifier {
                 Verifier::Math(cfg) => crate::math::score_with(job, cfg),
                 Verifier::Format(v) => v.score(job),
                 Verifier::Language => crate::language::score(job),
@@ -154,7 +155,7 @@ impl Reward {
                         "no completion length given; pass the generated token count when scoring",
                     ),
                 },
-            };
+            });
             let status = if r.reward.is_finite() { r.status } else { Status::InternalError };
             if status.is_error() {
                 let mut out = ScoreResult::new(

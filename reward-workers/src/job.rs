@@ -90,8 +90,35 @@ impl ScoreResult {
     }
 }
 
-/// Scores one job with the verifier it names.
+/// Runs one verifier on `job`; a panic inside it becomes an `internal_error` result naming
+/// the verifier and the panic, so one sample never takes down the process that scores it.
+pub fn guarded(job: &ScoreJob, verifier: &str, run: impl FnOnce() -> ScoreResult) -> ScoreResult {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(payload) => ScoreResult::new(
+            &job.id,
+            0.0,
+            Status::InternalError,
+            format!("the {verifier} verifier panicked: {}", panic_message(payload.as_ref())),
+        ),
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Scores one job with the verifier it names (a verifier panic is an `internal_error`).
 pub fn score(job: &ScoreJob) -> ScoreResult {
+    guarded(job, &job.verifier, || dispatch(job))
+}
+
+fn dispatch(job: &ScoreJob) -> ScoreResult {
     match job.verifier.as_str() {
         "math" => crate::math::score(job),
         "format" => crate::format::score(job),

@@ -7,9 +7,12 @@
 //! once. A worker holds no state: killed mid-job it loses nothing, because its lease expires
 //! and the coordinator hands the group to another worker.
 //!
-//! A sample whose score has an error status (a component could not judge it) is submitted
-//! with the reward the composition gives it and logged at `warn` with the reason; the
-//! coordinator's protocol carries rewards, not statuses.
+//! A group whose every sample was judged is submitted. A sample whose score
+//! has an error status (a component could not judge it: a malformed job, a verifier that
+//! failed or panicked, see [`crate::job::guarded`]) is never turned into a reward: the
+//! worker reports the group with `FailGroup` and the reason, logs it at `warn`, and goes
+//! on with its next group. The coordinator hands such a group out again, and moves it to
+//! the `failed` stage after `leases.max_attempts` failures; no single group ends a worker.
 //!
 //! Talking to the coordinator goes through [`r1_proto::client`]: the bearer token is sent on
 //! every call, and every call is retried on transient failures (`UNAVAILABLE`, a reset
@@ -23,6 +26,7 @@
 //! coordinator stays away longer than that stops with an error naming the call; a worker
 //! whose run ends between two leases stops without error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
@@ -32,7 +36,10 @@ use r1_proto::v1::work_service_client::WorkServiceClient;
 use tracing::Instrument;
 
 use crate::compose::{Reward, RewardSpec};
-use crate::job::{IoCase, ScoreJob};
+use crate::job::{IoCase, ScoreJob, ScoreResult};
+
+/// Scores one sample's job given its generated length: [`Reward::score`] in production.
+pub type SampleScorer = Arc<dyn Fn(&ScoreJob, Option<usize>) -> ScoreResult + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseWorkerError {
@@ -62,7 +69,7 @@ pub struct LeaseWorker {
     run_id: u64,
     worker: String,
     max_groups: u32,
-    reward: Reward,
+    scorer: SampleScorer,
 }
 
 impl LeaseWorker {
@@ -91,7 +98,14 @@ impl LeaseWorker {
         let spec: RewardSpec = serde_json::from_value(rewards)
             .map_err(|e| LeaseWorkerError::Spec { run: run_id, message: format!("bad `rewards`: {e}") })?;
         let reward = Reward::new(&spec).map_err(|e| LeaseWorkerError::Spec { run: run_id, message: e.to_string() })?;
-        Ok(Self { runs, work, retry, run_id, worker: worker.into(), max_groups: max_groups.max(1), reward })
+        let scorer: SampleScorer = Arc::new(move |job: &ScoreJob, tokens: Option<usize>| reward.score(job, tokens));
+        Ok(Self { runs, work, retry, run_id, worker: worker.into(), max_groups: max_groups.max(1), scorer })
+    }
+
+    /// The same worker scoring with `scorer` instead of the run's reward spec (tests).
+    pub fn with_scorer(mut self, scorer: SampleScorer) -> Self {
+        self.scorer = scorer;
+        self
     }
 
     /// The same worker retrying its calls under `policy` instead of [`default_retry`].
@@ -116,20 +130,36 @@ impl LeaseWorker {
         let n = lease.groups.len();
         for group in lease.groups {
             let span = tracing::info_span!("score_group", run = self.run_id, group = group.group_id, lease = lease.lease_id, samples = group.samples.len());
-            let reward = self.reward.clone();
+            let scorer = self.scorer.clone();
             let example = group.example.clone().unwrap_or_default();
             let samples = group.samples.clone();
             // Scoring can run sandboxed programs: keep it off the async threads.
             let in_span = span.clone();
-            let results = tokio::task::spawn_blocking(move || {
+            let scored = tokio::task::spawn_blocking(move || {
                 let _entered = in_span.enter();
-                samples.iter().enumerate().map(|(i, s)| reward.score(&job_for(&example, s, i), Some(s.token_ids.len()))).collect::<Vec<_>>()
+                samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let job = job_for(&example, s, i);
+                        crate::job::guarded(&job, "reward", || scorer(&job, Some(s.token_ids.len())))
+                    })
+                    .collect::<Vec<_>>()
             })
-            .await
-            .expect("scoring task panicked");
-            for r in results.iter().filter(|r| r.status.is_error()) {
-                tracing::warn!(parent: &span, group = group.group_id, sample = %r.id, status = ?r.status, detail = %r.detail, "sample could not be judged normally");
+            .await;
+            let failure = match &scored {
+                Err(e) => Some(format!("scoring crashed: {e}")),
+                Ok(results) => results
+                    .iter()
+                    .find(|r| r.status.is_error())
+                    .map(|r| format!("sample {} could not be judged ({:?}): {}", r.id, r.status, r.detail)),
+            };
+            if let Some(reason) = failure {
+                tracing::warn!(parent: &span, group = group.group_id, %reason, "reporting the group as failed");
+                self.fail_group(lease.lease_id, group.group_id, reason).instrument(span.clone()).await?;
+                continue;
             }
+            let results = scored.expect("checked above");
             let request = pb::SubmitScoresRequest {
                 run_id: self.run_id,
                 idempotency_key: format!("score-{}-{}", lease.lease_id, group.group_id),
@@ -153,6 +183,28 @@ impl LeaseWorker {
             tracing::debug!(parent: &span, outcome = ?pb::SubmitOutcome::try_from(outcome), "scores submitted");
         }
         Ok(n)
+    }
+
+    /// Reports that the group could not be scored (see the module doc).
+    async fn fail_group(&self, lease_id: u64, group_id: u64, reason: String) -> Result<(), LeaseWorkerError> {
+        let request = pb::FailGroupRequest {
+            run_id: self.run_id,
+            idempotency_key: format!("fail-score-{lease_id}-{group_id}"),
+            lease_id,
+            group_id,
+            reason,
+        };
+        let outcome = client::retry("FailGroup", &self.retry, || {
+            let mut work = self.work.clone();
+            let request = request.clone();
+            async move { work.fail_group(request).await }
+        })
+        .await
+        .map_err(rpc("FailGroup"))?
+        .into_inner()
+        .outcome;
+        tracing::debug!(outcome = ?pb::SubmitOutcome::try_from(outcome), "failure reported");
+        Ok(())
     }
 
     /// Scores until the run has ended, waiting `idle` between empty leases. Returns the number

@@ -3,10 +3,11 @@
 //! Queue depth (`r1_reward_queue_depth`: jobs accepted and waiting for a slot) is the
 //! autoscaling signal; jobs/s, latency and results by status say how the pool is doing.
 
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use r1_telemetry::prometheus::{Kind, Page};
 
 use crate::job::Status;
 
@@ -148,35 +149,32 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(&mut out, "r1_reward_jobs_total", "counter", "Jobs scored, by status.");
+        let mut p = Page::new();
+        p.family("r1_reward_jobs_total", Kind::Counter, "Jobs scored, by status.");
         for (status, count) in STATUSES.iter().zip(&self.by_status) {
-            let _ = writeln!(out, "r1_reward_jobs_total{{status=\"{}\"}} {}", status_name(*status), count.load(Ordering::Relaxed));
+            p.sample("r1_reward_jobs_total", &[("status", status_name(*status))], count.load(Ordering::Relaxed));
         }
-        family(&mut out, "r1_reward_job_seconds", "histogram", "Time to score one job.");
+        p.family("r1_reward_job_seconds", Kind::Histogram, "Time to score one job.");
         for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "r1_reward_job_seconds_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+            p.sample("r1_reward_job_seconds_bucket", &[("le", &bound.to_string())], count.load(Ordering::Relaxed));
         }
         let total: u64 = self.by_status.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         let sum = self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "r1_reward_job_seconds_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "r1_reward_job_seconds_sum {sum}\nr1_reward_job_seconds_count {total}");
+        p.sample("r1_reward_job_seconds_bucket", &[("le", "+Inf")], total);
+        p.sample("r1_reward_job_seconds_sum", &[], sum);
+        p.sample("r1_reward_job_seconds_count", &[], total);
         let gauges = [
             ("r1_reward_queue_depth", "Jobs accepted and waiting for a slot (the autoscaling signal).", self.queue_depth() as f64),
             ("r1_reward_in_flight", "Jobs being scored now.", self.in_flight() as f64),
             ("r1_reward_jobs_per_second", "Jobs finished per second over the last minute.", self.jobs_per_second()),
         ];
         for (name, help, value) in gauges {
-            family(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
+            p.family(name, Kind::Gauge, help).sample(name, &[], value);
         }
         let name = "r1_reward_rejected_batches_total";
-        family(&mut out, name, "counter", "Batches refused because the queue was full.");
-        let _ = writeln!(out, "{name} {}", self.rejected_batches.load(Ordering::Relaxed));
-        out
+        p.family(name, Kind::Counter, "Batches refused because the queue was full.");
+        p.sample(name, &[], self.rejected_batches.load(Ordering::Relaxed));
+        p.finish()
     }
 }
 

@@ -147,7 +147,7 @@ impl RewardWorker {
         let result = match tokio::time::timeout(deadline, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => {
-                let why = if e.is_panic() { panic_message(e.into_panic()) } else { e.to_string() };
+                let why = if e.is_panic() { crate::job::panic_message(e.into_panic().as_ref()) } else { e.to_string() };
                 ScoreResult::new(&id, 0.0, Status::InternalError, format!("the {verifier} verifier crashed: {why}"))
             }
             Err(_) => ScoreResult::new(
@@ -183,14 +183,6 @@ impl Drop for Pending {
             self.metrics.abandoned();
         }
     }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[tonic::async_trait]

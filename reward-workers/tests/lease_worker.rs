@@ -1,6 +1,7 @@
 //! Reward workers leasing from a real coordinator over gRPC: groups are scored with the run's
-//! reward spec, and a worker that dies holding a lease loses nothing — the lease expires and
-//! another worker scores the group, counted once.
+//! reward spec, a worker that dies holding a lease loses nothing — the lease expires and
+//! another worker scores the group, counted once — and a group that panics the verifier is
+//! reported, retried and failed for good without ending the worker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,4 +209,71 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
     let status = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
     assert_eq!((status.state, status.counters.unwrap().groups_scored), (pb::RunState::Completed as i32, 2));
     coordinator.crash();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_panics_the_verifier_fails_and_the_worker_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"3*3\", \"a\": \"9\"}\n").unwrap();
+    let ttl = LeaseTtl { max_attempts: 2, ..LeaseTtl::default() };
+    let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), ttl).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), async move {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let (mut runs, mut work) = (RunServiceClient::new(channel.clone()), WorkServiceClient::new(channel.clone()));
+    let spec = SPEC.replace("DATA", &data.display().to_string());
+    let run = runs
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    // A scorer whose verifier panics on one completion: the poison.
+    let scorer: r1_reward::lease_worker::SampleScorer = Arc::new(|job: &r1_reward::job::ScoreJob, _: Option<usize>| {
+        if job.completion.contains("POISON") {
+            panic!("verifier bug on {}", job.completion);
+        }
+        r1_reward::job::ScoreResult::new(&job.id, 1.0, r1_reward::job::Status::Ok, "fine")
+    });
+    let cfg = ClientConfig::new(format!("http://{addr}"));
+    let mut worker = LeaseWorker::connect(&cfg, run, "reward-0", 4).await.unwrap().with_scorer(scorer);
+    let mut poison = None;
+    // Two attempts (max_attempts = 2): the actor samples the poison group again after the first.
+    for attempt in 0..2 {
+        let prompts = work
+            .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "actor".into(), max_groups: 2 })
+            .await
+            .unwrap()
+            .into_inner();
+        for g in &prompts.groups {
+            let text = if poison.is_none_or(|p| p == g.group_id) && g.example.as_ref().unwrap().answer.as_deref() == Some("2") {
+                poison = Some(g.group_id);
+                "POISON"
+            } else {
+                "fine"
+            };
+            work.submit_samples(pb::SubmitSamplesRequest {
+                run_id: run,
+                idempotency_key: format!("gen-{attempt}-{}", g.group_id),
+                group_id: g.group_id,
+                policy_version: 0,
+                samples: vec![sample(text), sample(text)],
+            })
+            .await
+            .unwrap();
+        }
+        // The worker reports the poison group and scores the rest; it does not stop.
+        assert!(worker.step().await.unwrap() >= 1, "attempt {attempt}");
+    }
+    let status = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
+    let counters = status.counters.unwrap();
+    assert_eq!((counters.groups_scored, counters.groups_failed), (1, 1), "{counters:?}");
+    assert_eq!(status.queues.unwrap().failed, 1);
+    // The worker is still alive and answers.
+    assert_eq!(worker.step().await.unwrap(), 0);
 }

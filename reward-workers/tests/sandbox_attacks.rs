@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use r1_reward::code::score_with;
 use r1_reward::job::{ScoreJob, Status};
-use r1_reward::sandbox::{Sandbox, SandboxConfig};
+use r1_reward::sandbox::{Layers, Sandbox, SandboxConfig};
 
 struct Attack {
     name: &'static str,
@@ -186,6 +186,7 @@ fn check_attacks(namespaces: bool) {
     let secret = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let sandbox = Sandbox::new(SandboxConfig { tmp_root: root.path().to_path_buf(), namespaces }).unwrap();
     eprintln!("sandbox layers: {}", sandbox.layers());
+    report_missing_layers(&sandbox.layers(), namespaces);
 
     let timeout_s = 2.0;
     let mut failures = Vec::new();
@@ -241,6 +242,7 @@ fn check_attacks(namespaces: bool) {
 fn every_attack_scores_zero_when_the_scorer_is_not_root() {
     if unsafe { libc::geteuid() } != 0 {
         // Already unprivileged: the two tests above are this check.
+        skipped("the root-to-nobody rerun", "this test runs unprivileged already; the two suites above are the check");
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -279,4 +281,28 @@ fn every_attack_scores_zero_when_the_scorer_is_not_root() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
+}
+
+/// Says loudly which layers this host lacks: the attacks still ran and scored 0, but without
+/// those layers, so a green run here proves less than on a host that has them.
+fn report_missing_layers(layers: &Layers, asked_namespaces: bool) {
+    let root = unsafe { libc::geteuid() } == 0;
+    let missing = [
+        (asked_namespaces && !layers.namespaces, "namespaces(pid,net,mount,ipc,uts)", "the host refuses unshare (user namespaces off, or a container without CAP_SYS_ADMIN)"),
+        (asked_namespaces && !layers.tmpfs, "tmpfs", "no mount namespace to mount it in"),
+        (root && !layers.dedicated_uid, "dedicated-uid", "the sandbox could not switch to its own uid"),
+        (layers.landlock_abi == 0, "landlock", "the kernel has no Landlock (or it is disabled)"),
+        (!layers.seccomp, "seccomp", "the kernel refused the seccomp filter"),
+    ];
+    for (absent, layer, why) in missing {
+        if absent {
+            skipped(layer, why);
+        }
+    }
+}
+
+/// Writes past the test harness's output capture, so the line shows in a passing run's log.
+fn skipped(what: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED sandbox check: {what}: {why}");
 }

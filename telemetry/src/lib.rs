@@ -18,6 +18,8 @@
 //! trace context propagated between processes (each process's spans are their own trace; a
 //! sample is followed across processes by its `run` and `group` attributes).
 
+pub mod prometheus;
+
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 

@@ -319,6 +319,7 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
             replays: c.replays,
             late_submissions: c.late_submissions,
             rollbacks: c.rollbacks,
+            groups_failed: c.groups_failed,
         }),
         queues: Some(pb::QueueDepths {
             generate: q.generate,
@@ -327,6 +328,7 @@ pub fn to_wire(s: RunStatus) -> pb::RunStatus {
             done: q.done,
             dropped_stale: q.dropped_stale,
             dropped_equal: q.dropped_equal,
+            failed: q.failed,
         }),
         spec_json: serde_json::to_string(&s.run.spec).unwrap_or_default(),
         eval_step,
@@ -514,6 +516,8 @@ fn outcome_to_wire(o: Outcome) -> Response<pb::SubmitResponse> {
         Outcome::AlreadyDone => pb::SubmitOutcome::AlreadyDone,
         Outcome::LeaseLost => pb::SubmitOutcome::LeaseLost,
         Outcome::Evaluated => pb::SubmitOutcome::Evaluated,
+        Outcome::Retry => pb::SubmitOutcome::Retry,
+        Outcome::Failed => pb::SubmitOutcome::Failed,
     };
     Response::new(pb::SubmitResponse {
         outcome: outcome as i32,
@@ -827,6 +831,26 @@ impl WorkService for Work {
             held: held.is_some(),
             deadline_ms: held.unwrap_or(0),
         }))
+    }
+
+    async fn fail_group(
+        &self,
+        request: Request<pb::FailGroupRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let _slot = self.gate.enter(deadline).await?;
+        let r = request.into_inner();
+        let key = key(r.idempotency_key)?;
+        note("group", r.group_id);
+        let sub = lease::FailureReport {
+            lease_id: id_of(r.lease_id, "lease")?,
+            group_id: id_of(r.group_id, "group")?,
+            reason: r.reason,
+        };
+        let o = self
+            .with(r.run_id, deadline, Box::new(move |s, st, now| s.fail_group(st, &key, &sub, now)))
+            .await?;
+        Ok(outcome_to_wire(o))
     }
 
     async fn record_checkpoint(
