@@ -9,7 +9,8 @@
 //! `limits` bounds message sizes and concurrent requests ([`Limits`]; `R1_COORDINATOR_LIMITS__MAX_CONCURRENT_REQUESTS=64`).
 //! `samples_per_step` (default 2) bounds the scored groups kept per step for the dashboard
 //! ([`crate::samples`]); `worker_gone_after_ms` (default 180000) is how long a silent worker
-//! is still shown as live ([`crate::workers`]).
+//! is still shown as live ([`crate::workers`]); `run_claim_ms` (default 60000) is how long a
+//! learner fleet's claim on a run lasts without a renewal ([`crate::pools`]).
 //! `otlp_endpoint` (`R1_COORDINATOR_OTLP_ENDPOINT`) names an OpenTelemetry collector for the
 //! binary to export spans to; this crate only carries it (the binary sets tracing up).
 //!
@@ -67,6 +68,10 @@ pub struct CoordinatorConfig {
     /// A worker that made no call for this long is shown as gone on the dashboard.
     #[serde(default = "default_worker_gone_after_ms")]
     pub worker_gone_after_ms: i64,
+    /// A learner fleet's claim on a run lapses after this long without a renewal (rank 0
+    /// renews it every third of it), so another fleet can take a dead fleet's run over.
+    #[serde(default = "default_run_claim_ms")]
+    pub run_claim_ms: i64,
     /// Whether `/`, `/metrics` and `/api/...` are readable without a token (default true:
     /// scrapers on the cluster network carry none); false requires `token` or `read_token`.
     #[serde(default = "public_read")]
@@ -85,6 +90,10 @@ fn default_worker_gone_after_ms() -> i64 {
     crate::runs::DEFAULT_WORKER_GONE_AFTER_MS
 }
 
+fn default_run_claim_ms() -> i64 {
+    crate::pools::DEFAULT_CLAIM_MS
+}
+
 fn public_read() -> bool {
     true
 }
@@ -101,6 +110,7 @@ impl Default for CoordinatorConfig {
             otlp_endpoint: None,
             samples_per_step: default_samples_per_step(),
             worker_gone_after_ms: default_worker_gone_after_ms(),
+            run_claim_ms: default_run_claim_ms(),
             public_read: true,
             read_token: None,
         }
@@ -204,6 +214,7 @@ impl CoordinatorConfig {
             ("watch_interval_ms", self.watch_interval_ms as i64),
             ("worker_gone_after_ms", self.worker_gone_after_ms),
             ("leases.max_attempts", i64::from(l.max_attempts)),
+            ("run_claim_ms", self.run_claim_ms),
         ] {
             if value <= 0 {
                 return Err(ConfigError::NotPositive { field, value });
@@ -349,13 +360,18 @@ pub async fn start(config: CoordinatorConfig) -> Result<Started, ConfigError> {
     let lock = DataLock::acquire(&config.data_dir, &config.listen)?;
     let db = config.db_path();
     let (ttl, runs) = (config.leases, config.data_dir.join("runs"));
-    let (keep, gone_after) = (config.samples_per_step, config.worker_gone_after_ms);
+    let (keep, gone_after, claim) = (
+        config.samples_per_step,
+        config.worker_gone_after_ms,
+        config.run_claim_ms,
+    );
     let core = tokio::task::spawn_blocking(move || {
         Ok::<_, RunsError>(
             Coordinator::open(&db, Arc::new(SystemClock), ttl)?
                 .with_run_folders(runs)
                 .with_samples_per_step(keep)
-                .with_worker_gone_after(gone_after),
+                .with_worker_gone_after(gone_after)
+                .with_claim_ms(claim),
         )
     })
     .await

@@ -33,6 +33,7 @@ pub mod dashboard;
 pub mod dataset;
 pub mod lease;
 pub mod metrics;
+pub mod pools;
 pub mod rollback;
 pub mod runs;
 pub mod samples;

@@ -78,6 +78,14 @@ pub enum RunsError {
     },
     #[error("run spec `name` has a control character at byte {0}; use printable text")]
     NameControl(usize),
+    #[error(
+        "run {run} is claimed by the learner fleet `{holder}` until unix ms {deadline_ms}; two fleets never train one run: stop that fleet, or wait for its claim to lapse"
+    )]
+    ClaimHeld {
+        run: RunId,
+        holder: String,
+        deadline_ms: Millis,
+    },
 }
 
 /// The longest run name, in bytes.
@@ -124,6 +132,8 @@ pub struct Coordinator {
     samples_per_step: u32,
     /// The workers that called in ([`crate::workers`]).
     workers: Registry,
+    /// How long a learner fleet's run claim lasts without a renewal ([`crate::pools`]).
+    claim_ms: Millis,
 }
 
 /// Groups kept per step by default ([`Coordinator::with_samples_per_step`]).
@@ -157,6 +167,7 @@ impl Coordinator {
             metrics_writer: Mutex::new(()),
             samples_per_step: DEFAULT_SAMPLES_PER_STEP,
             workers: Registry::new(DEFAULT_WORKER_GONE_AFTER_MS),
+            claim_ms: crate::pools::DEFAULT_CLAIM_MS,
         };
         let running: Vec<RunId> = core
             .store()
@@ -328,6 +339,16 @@ impl Coordinator {
     pub fn with_worker_gone_after(mut self, ms: Millis) -> Coordinator {
         self.workers = Registry::new(ms);
         self
+    }
+
+    /// A learner fleet's run claim lasts `ms` without a renewal ([`crate::pools`]).
+    pub fn with_claim_ms(mut self, ms: Millis) -> Coordinator {
+        self.claim_ms = ms.max(1);
+        self
+    }
+
+    pub fn claim_ms(&self) -> Millis {
+        self.claim_ms
     }
 
     /// The workers that called in.

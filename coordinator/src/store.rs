@@ -370,6 +370,16 @@ ALTER TABLE groups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE groups ADD COLUMN fail_reason TEXT;
 ALTER TABLE progress ADD COLUMN groups_failed INTEGER NOT NULL DEFAULT 0;
 "#,
+    // v5: run-agnostic learner fleets. A fleet's rank 0 claims one running run at a time
+    // (`pools`); the claim has a deadline it renews while it trains.
+    r#"
+CREATE TABLE run_claims (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+    holder TEXT NOT NULL,
+    deadline_ms INTEGER NOT NULL,
+    claimed_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this binary writes.

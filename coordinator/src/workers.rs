@@ -177,6 +177,14 @@ impl Registry {
         })
     }
 
+    /// Any other call of a worker (a pool asking which run to serve, a learner fleet's run
+    /// claim): the heartbeat, and the run it serves now (0: none), its lease left as it was.
+    pub fn seen(&self, role: Role, name: &str, run: RunId, now: Millis) {
+        self.with(|map| {
+            Registry::touch(map, role, name, run, now);
+        })
+    }
+
     /// A renewal of `lease` by its holder: the heartbeat, and the new deadline while held.
     pub fn renewed(
         &self,

@@ -36,10 +36,12 @@ struct Held {
     versions: BTreeMap<u64, Version>,
 }
 
-/// The set of versions rank 0 serves; cheap to clone (all clones share it).
+/// The set of versions rank 0 serves; cheap to clone (all clones share it). A learner pool
+/// keeps one publisher (and its port) across runs and moves it to each run it claims with
+/// [`Publisher::start_run`]; run 0 means none yet.
 #[derive(Clone)]
 pub struct Publisher {
-    run_id: u64,
+    run_id: Arc<std::sync::atomic::AtomicU64>,
     keep: usize,
     chunk_bytes: usize,
     held: Arc<Mutex<Held>>,
@@ -50,7 +52,7 @@ impl Publisher {
     /// A publisher for run `run_id` holding the newest `keep` versions (at least 1).
     pub fn new(run_id: u64, keep: usize, chunk_bytes: usize) -> Self {
         Self {
-            run_id,
+            run_id: Arc::new(std::sync::atomic::AtomicU64::new(run_id)),
             keep: keep.max(1),
             chunk_bytes: chunk_bytes.max(1),
             held: Default::default(),
@@ -70,7 +72,23 @@ impl Publisher {
         let newest = *held.versions.keys().next_back().expect("just inserted");
         drop(held);
         self.newest.send_replace(newest);
-        tracing::info!(run = self.run_id, version, "published weights");
+        tracing::info!(run = self.run_id(), version, "published weights");
+    }
+
+    /// The run whose weights this publisher serves (0: none yet).
+    pub fn run_id(&self) -> u64 {
+        self.run_id.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Serves `run_id` from now on, with no version published: the versions of the run before
+    /// are dropped, and actors still asking for that run are told it is not served here.
+    pub fn start_run(&self, run_id: u64) {
+        let mut held = self.held.lock().expect("publisher lock");
+        held.versions.clear();
+        self.run_id.store(run_id, std::sync::atomic::Ordering::Release);
+        drop(held);
+        self.newest.send_replace(0);
+        tracing::info!(run = run_id, "publishing weights of a new run");
     }
 
     /// The newest version published (0 before the first).
@@ -111,10 +129,16 @@ impl Publisher {
     }
 
     fn check_run(&self, run_id: u64) -> Result<(), Status> {
-        if run_id != self.run_id {
+        let serving = self.run_id();
+        if serving == 0 {
+            // A pool between runs: the run's fleet has not claimed it yet, or is loading it.
+            return Err(Status::unavailable(format!(
+                "this learner serves no run yet (run {run_id} is not claimed by its fleet); ask again shortly"
+            )));
+        }
+        if run_id != serving {
             return Err(Status::not_found(format!(
-                "this learner publishes run {}, not run {run_id}; check the actor's --learner address",
-                self.run_id
+                "this learner publishes run {serving}, not run {run_id}; check the actor's --learner address"
             )));
         }
         Ok(())
@@ -141,7 +165,7 @@ impl WeightService for Publisher {
         }
         let (version, v, newest) = self.get(r.version)?;
         Ok(Response::new(pb::WeightManifest {
-            run_id: self.run_id,
+            run_id: self.run_id(),
             version,
             total_bytes: v.bytes.len() as u64,
             sha256: v.sha256,

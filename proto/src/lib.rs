@@ -3,12 +3,14 @@
 //! The `.proto` files live in `proto/r1/v1/`; `build.rs` compiles them with protox, so no
 //! system `protoc` is needed. Besides the generated code it holds [`client`], the one
 //! connector every process uses to reach the coordinator (token, timeouts, reconnects,
-//! retries), [`auth`], the bearer-token check every server applies, and [`example_prompt`],
+//! retries), [`auth`], the bearer-token check every server applies, [`health`], the
+//! `grpc.health.v1` service every process answers, and [`example_prompt`],
 //! a wire example's prompt as the run spec's type. It is the only crate that sees wire types
 //! directly.
 
 pub mod auth;
 pub mod client;
+pub mod health;
 
 pub use auth::Auth;
 

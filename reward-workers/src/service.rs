@@ -225,7 +225,10 @@ pub async fn serve(
     // `GET /metrics` (Prometheus text) on the same port as the gRPC service: the queue depth
     // there is what an autoscaler watches.
     let metrics = worker.metrics();
-    let mut routes = tonic::service::Routes::new(worker.into_server());
+    // grpc.health.v1 for Kubernetes' probes.
+    let health = r1_proto::health::Health::new();
+    health.serving(&["r1.v1.RewardService"]);
+    let mut routes = tonic::service::Routes::new(worker.into_server()).add_service(health.service());
     let router = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = router.route(
         "/metrics",

@@ -74,6 +74,7 @@ pub fn status_of(e: RunsError) -> Status {
         ) => Status::failed_precondition(message),
         RunsError::NotRunning(_) => Status::failed_precondition(message),
         RunsError::TooLong { .. } | RunsError::NameControl(_) => Status::invalid_argument(message),
+        RunsError::ClaimHeld { .. } => Status::failed_precondition(message),
         RunsError::RunFolder { .. } => Status::internal(message),
     }
 }
@@ -216,6 +217,25 @@ impl RunService for Runs {
         let runs = self.blocking(|core| core.list()).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: runs.into_iter().map(to_wire).collect(),
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
+        let (workers, claims, now, gone_after) = self
+            .blocking(|core| {
+                let now = core.now();
+                Ok((core.workers().list(now), core.claims()?, now, core.workers().gone_after_ms()))
+            })
+            .await?;
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers.into_iter().map(worker_to_wire).collect(),
+            claims: claims.into_iter().map(claim_to_wire).collect(),
+            now_ms: now,
+            gone_after_ms: gone_after,
         }))
     }
 
@@ -543,6 +563,80 @@ fn group_to_wire(group_id: i64, example: Example) -> pb::Group {
 
 #[tonic::async_trait]
 impl WorkService for Work {
+    async fn next_run(
+        &self,
+        request: Request<pb::NextRunRequest>,
+    ) -> Result<Response<pb::NextRunResponse>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
+        let r = request.into_inner();
+        let role = match pb::WorkerRole::try_from(r.role) {
+            Ok(pb::WorkerRole::Actor) => Role::Actor,
+            Ok(pb::WorkerRole::Reward) => Role::Reward,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "NextRun serves actors and reward workers (role {}); learner fleets claim runs with ClaimRun",
+                    r.role
+                )));
+            }
+        };
+        note("worker", r.worker.as_str());
+        let core = self.core.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            let run = core.next_run(role)?;
+            core.workers().seen(role, &r.worker, run.unwrap_or(0), core.now());
+            Ok::<_, RunsError>(run)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+        .map_err(status_of)?;
+        if let Some(run) = run {
+            note("run", run);
+        }
+        Ok(Response::new(pb::NextRunResponse { run_id: run.unwrap_or(0) as u64 }))
+    }
+
+    async fn claim_run(
+        &self,
+        request: Request<pb::ClaimRunRequest>,
+    ) -> Result<Response<pb::RunClaim>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
+        let r = request.into_inner();
+        if r.worker.is_empty() {
+            return Err(Status::invalid_argument("worker is empty; send the fleet's name (its rank 0's worker name)"));
+        }
+        let want = if r.run_id == 0 { None } else { Some(run_id(r.run_id)?) };
+        note("worker", r.worker.as_str());
+        let core = self.core.clone();
+        let claim = tokio::task::spawn_blocking(move || {
+            let claim = core.claim_run(&r.worker, want)?;
+            let run = claim.as_ref().map_or(0, |c| c.run);
+            core.workers().seen(Role::Learner, &r.worker, run, core.now());
+            Ok::<_, RunsError>(claim.unwrap_or(crate::pools::Claim { run: 0, holder: r.worker, deadline_ms: 0 }))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+        .map_err(status_of)?;
+        note("run", claim.run);
+        Ok(Response::new(claim_to_wire(claim)))
+    }
+
+    async fn release_claim(
+        &self,
+        request: Request<pb::ReleaseClaimRequest>,
+    ) -> Result<Response<pb::ReleaseClaimResponse>, Status> {
+        let _slot = self.gate.enter(deadline_of(&request)).await?;
+        let r = request.into_inner();
+        let run = run_id(r.run_id)?;
+        note("run", run);
+        note("worker", r.worker.as_str());
+        let core = self.core.clone();
+        let released = tokio::task::spawn_blocking(move || core.release_claim(&r.worker, run))
+            .await
+            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
+            .map_err(status_of)?;
+        Ok(Response::new(pb::ReleaseClaimResponse { released }))
+    }
+
     async fn lease_prompts(
         &self,
         request: Request<pb::LeasePromptsRequest>,
@@ -930,5 +1024,38 @@ fn checkpoint_to_wire(c: crate::store::CheckpointRecord) -> pb::Checkpoint {
         policy_version: c.progress.policy_version,
         epoch: c.progress.cursor.epoch,
         index: c.progress.cursor.index,
+    }
+}
+
+fn role_to_wire(role: Role) -> pb::WorkerRole {
+    match role {
+        Role::Actor => pb::WorkerRole::Actor,
+        Role::Reward => pb::WorkerRole::Reward,
+        Role::Learner => pb::WorkerRole::Learner,
+    }
+}
+
+fn worker_to_wire(w: crate::workers::WorkerStatus) -> pb::Worker {
+    pb::Worker {
+        name: w.name,
+        role: role_to_wire(w.role) as i32,
+        run_id: w.run as u64,
+        lease_id: w.lease.map(|l| l as u64),
+        lease_deadline_ms: w.lease_deadline_ms,
+        first_seen_ms: w.first_seen_ms,
+        last_seen_ms: w.last_seen_ms,
+        policy_version: w.policy_version,
+        throughput: w.throughput,
+        unit: w.unit.to_string(),
+        done: w.done,
+        gone: w.gone,
+    }
+}
+
+fn claim_to_wire(c: crate::pools::Claim) -> pb::RunClaim {
+    pb::RunClaim {
+        run_id: c.run as u64,
+        worker: c.holder,
+        deadline_ms: c.deadline_ms,
     }
 }

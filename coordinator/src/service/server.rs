@@ -18,7 +18,8 @@ pub struct ServeError {
     source: tonic::transport::Error,
 }
 
-/// Serves RunService and WorkService on `listener` behind `auth`, and the dashboard and
+/// Serves RunService and WorkService on `listener` behind `auth`, `grpc.health.v1` (open, for
+/// probes), and the dashboard and
 /// `GET /metrics` ([`crate::dashboard`], HTTP/1 on the same port), until `shutdown`
 /// completes, one `rpc` span per call.
 pub async fn serve(
@@ -39,8 +40,13 @@ pub async fn serve(
     }
     .into_server();
     let dashboard = crate::dashboard::router(runs.core.clone(), auth.clone());
+    // grpc.health.v1 without the token (kubelet's probes carry none): the database is open
+    // by now, so both services are SERVING.
+    let health = r1_proto::health::Health::new();
+    health.serving(&["r1.v1.RunService", "r1.v1.WorkService"]);
     let mut routes = Routes::new(InterceptedService::new(runs.into_server(), auth.clone()))
-        .add_service(InterceptedService::new(work, auth.clone()));
+        .add_service(InterceptedService::new(work, auth.clone()))
+        .add_service(health.service());
     let router = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = router.merge(read_checked(dashboard, auth));
     tonic::transport::Server::builder()
