@@ -20,7 +20,7 @@ pub struct ActorConfig {
     /// Bearer token for the coordinator, when it requires one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// The run to work for (required).
+    /// The run to work for; none: a pool serving the coordinator's running runs, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
     /// Learner rank 0's weight service; without it the actor can sample version 0 only.
@@ -35,6 +35,9 @@ pub struct ActorConfig {
     pub max_batch: usize,
     /// Pause between leases when there is no work.
     pub poll_ms: u64,
+    /// Where the actor serves `grpc.health.v1` for probes (`0.0.0.0:8081`); none: nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<String>,
 }
 
 impl Default for ActorConfig {
@@ -48,6 +51,7 @@ impl Default for ActorConfig {
             max_groups: 4,
             max_batch: 64,
             poll_ms: 200,
+            health_listen: None,
         }
     }
 }
@@ -70,11 +74,17 @@ impl ActorConfig {
         f.merge(Env::prefixed("R1_ACTOR_").split("__")).extract().map_err(|e| ActorConfigError::Parse(Box::new(e)))
     }
 
-    /// Checks the config and turns it into the actor's settings.
+    /// Checks the config and turns it into the actor's settings for its `run`.
     pub fn settings(&self) -> Result<ActorSettings, ActorConfigError> {
         let run = self.run.ok_or_else(|| {
             ActorConfigError::Invalid("run is not set; pass --run N (the id `r1ctl submit-run` printed)".into())
         })?;
+        self.settings_for(run)
+    }
+
+    /// Checks the config and turns it into the actor's settings for `run` (a pool's current
+    /// run).
+    pub fn settings_for(&self, run: u64) -> Result<ActorSettings, ActorConfigError> {
         if self.max_groups == 0 || self.max_batch == 0 {
             return Err(ActorConfigError::Invalid("max_groups and max_batch must be at least 1".into()));
         }

@@ -18,10 +18,17 @@ pub fn url(flag: &str, url: &str) -> Result<()> {
 
 /// A `host:port` address given to `flag` (a port in range; the host is not resolved).
 pub fn addr(flag: &str, addr: &str) -> Result<()> {
-    if let Err(e) = r1_coordinator::config::check_listen(addr) {
-        bail!("{flag}: {e}");
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        bail!("{flag} is `{addr}`, which has no port; use host:port, e.g. 0.0.0.0:8081");
+    };
+    if host.is_empty() {
+        bail!("{flag} is `{addr}`, which has no host; use host:port, e.g. 0.0.0.0:8081");
     }
-    Ok(())
+    match port.parse::<u64>() {
+        Ok(p) if p > u16::MAX as u64 => bail!("{flag} is `{addr}`: port {p} is out of range; use a port from 1 to 65535"),
+        Ok(_) => Ok(()),
+        Err(_) => bail!("{flag} is `{addr}`: port `{port}` is not a number; use host:port, e.g. 0.0.0.0:8081"),
+    }
 }
 
 /// The bearer token (`--token`/`R1_TOKEN`) an HTTP header must carry.

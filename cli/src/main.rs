@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod bench;
+mod check;
 mod convert;
 mod eval;
 mod generate;
 mod jsonl;
 mod logprobs;
+mod pool;
 mod progress;
 mod recipe;
 mod recipe_up;
@@ -61,6 +63,8 @@ enum Command {
     Runs(runs::Remote),
     /// Cancel a run
     Cancel(runs::CancelArgs),
+    /// List the workers the coordinator knows (role, name, run, last call) and learner fleets' run claims
+    Workers(runs::Remote),
     /// Show a run's status, or follow its changes with --follow
     Logs(runs::LogsArgs),
     /// pass@1 (averaged over k samples), cons@k and format rate of a model on a task file
@@ -91,6 +95,7 @@ fn main() -> Result<()> {
         Command::Status(a) => runs::status(a),
         Command::Runs(r) => runs::list(r),
         Command::Cancel(a) => runs::cancel(a),
+        Command::Workers(r) => runs::workers(r),
         Command::Logs(a) => runs::logs(a),
         Command::Serve(c) => runs::serve(c),
         Command::Eval(a) => eval::run(a),

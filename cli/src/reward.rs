@@ -20,7 +20,8 @@ pub enum RewardCommand {
     Score(ScoreArgs),
     /// Serve the reward workers over gRPC (r1.v1.RewardService) until Ctrl-C
     Serve(ServeArgs),
-    /// Lease scoring jobs of one run from the coordinator and score them until the run ends
+    /// Lease scoring jobs from the coordinator and score them: of one run until it ends
+    /// (--run), or of every running run in turn (a pool)
     Work(WorkArgs),
 }
 
@@ -36,12 +37,21 @@ pub struct WorkArgs {
     /// before giving up, in seconds
     #[arg(long, default_value_t = 600)]
     retry_secs: u64,
-    /// The run whose samples to score
+    /// The run whose samples to score. Without it the worker is a pool: it scores the oldest
+    /// running GRPO run, then the next, and waits while none is running
     #[arg(long)]
-    run: u64,
+    run: Option<u64>,
     /// This worker's name in leases (default: reward-<pid>)
-    #[arg(long)]
+    #[arg(long, env = "R1_REWARD_WORKER")]
     worker: Option<String>,
+    /// Serve the standard gRPC health protocol (grpc.health.v1) on this address for probes,
+    /// e.g. 0.0.0.0:8081
+    #[arg(long, env = "R1_REWARD_HEALTH_LISTEN")]
+    health_listen: Option<String>,
+    /// Check the flags and exit: 0 and a summary when the worker would start, an error naming
+    /// the flag otherwise. Connects to nothing
+    #[arg(long)]
+    check: bool,
     /// Groups leased at a time
     #[arg(long, default_value_t = 4)]
     max_groups: u32,
@@ -87,6 +97,10 @@ pub struct ServeArgs {
     /// OTLP/gRPC collector to export spans to (http://host:4317)
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Check the flags and exit: 0 and a summary when the service would start, an error
+    /// naming the flag otherwise. Opens no port
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn run(cmd: RewardCommand) -> Result<()> {
@@ -106,21 +120,77 @@ fn otlp(endpoint: Option<&str>) -> Result<()> {
 }
 
 fn lease_work(args: WorkArgs) -> Result<()> {
+    crate::check::url("--coordinator/R1_COORDINATOR", &args.coordinator)?;
+    crate::check::token(args.token.as_deref())?;
+    crate::check::otlp("--otlp-endpoint/OTEL_EXPORTER_OTLP_ENDPOINT", args.otlp_endpoint.as_deref())?;
+    if let Some(h) = &args.health_listen {
+        crate::check::addr("--health-listen/R1_REWARD_HEALTH_LISTEN", h)?;
+    }
+    if args.max_groups == 0 {
+        anyhow::bail!("--max-groups is 0; lease at least 1 group at a time");
+    }
+    if args.idle_ms == 0 {
+        anyhow::bail!("--idle-ms is 0; wait at least 1 ms between empty leases");
+    }
+    let worker = args.worker.clone().unwrap_or_else(|| format!("reward-{}", std::process::id()));
+    if args.check {
+        let layers = r1_reward::sandbox::shared().map(|s| s.layers().to_string()).unwrap_or_else(|e| e.to_string());
+        let serves = args.run.map_or("a pool (the oldest running GRPO run, one after another)".to_string(), |r| format!("run {r}"));
+        crate::check::ok(
+            "reward work",
+            &format!(
+                "{worker} scoring {serves}; coordinator {}; {} groups per lease; health on {}; sandbox: {layers}",
+                args.coordinator,
+                args.max_groups,
+                args.health_listen.as_deref().unwrap_or("none")
+            ),
+        );
+        return Ok(());
+    }
     otlp(args.otlp_endpoint.as_deref())?;
-    let worker = args.worker.unwrap_or_else(|| format!("reward-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    runtime.block_on(async {
-        let cfg = r1_proto::client::ClientConfig::new(args.coordinator.clone()).with_token(args.token.clone());
-        let retry = r1_proto::client::RetryPolicy {
-            max_elapsed: Duration::from_secs(args.retry_secs),
-            ..r1_reward::lease_worker::default_retry()
-        };
-        let mut w = r1_reward::lease_worker::LeaseWorker::connect(&cfg, args.run, &worker, args.max_groups).await?.with_retry(retry);
-        eprintln!("{worker}: scoring run {} from {}", args.run, args.coordinator);
-        let scored = w.run(std::time::Duration::from_millis(args.idle_ms)).await?;
-        eprintln!("{worker}: run {} has ended; scored {scored} groups", args.run);
-        Ok(())
-    })
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::serve::stop_on_signals(runtime.handle(), stop.clone());
+    let health = crate::serve::health(runtime.handle(), args.health_listen.as_deref())?;
+    let cfg = r1_proto::client::ClientConfig::new(args.coordinator.clone()).with_token(args.token.clone());
+    let retry = r1_proto::client::RetryPolicy { max_elapsed: Duration::from_secs(args.retry_secs), ..r1_reward::lease_worker::default_retry() };
+    let runs: Box<dyn FnMut() -> Result<Option<u64>>> = match args.run {
+        Some(run) => {
+            let mut once = Some(run);
+            Box::new(move || Ok(once.take()))
+        }
+        None => {
+            let pool = runtime.block_on(crate::pool::PoolClient::connect(&cfg))?;
+            let (h, stop, worker) = (runtime.handle().clone(), stop.clone(), worker.clone());
+            eprintln!("{worker}: a pool scoring the coordinator's running runs");
+            Box::new(move || crate::pool::wait_for_run(&h, &pool, r1_proto::v1::WorkerRole::Reward, &worker, &stop))
+        }
+    };
+    let result = crate::serve::serve_runs(runs, &stop, |run| {
+        runtime.block_on(async {
+            let mut w = r1_reward::lease_worker::LeaseWorker::connect(&cfg, run, &worker, args.max_groups).await?.with_retry(retry.clone());
+            eprintln!("{worker}: scoring run {run} from {}", args.coordinator);
+            // SIGTERM ends the worker between two leases; a group it holds is scored again.
+            let scored = tokio::select! {
+                r = w.run(Duration::from_millis(args.idle_ms)) => r?,
+                _ = wait_for(stop.clone()) => {
+                    eprintln!("{worker}: stopping");
+                    return Ok(());
+                }
+            };
+            eprintln!("{worker}: run {run} has ended; scored {scored} groups");
+            Ok(())
+        })
+    });
+    health.stopping();
+    result
+}
+
+/// Resolves once `stop` is set.
+async fn wait_for(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn score_file(args: ScoreArgs) -> Result<()> {
@@ -268,6 +338,15 @@ fn summary(metrics: &Metrics, elapsed: Duration) -> String {
 }
 
 fn serve_workers(args: ServeArgs) -> Result<()> {
+    crate::check::otlp("--otlp-endpoint/OTEL_EXPORTER_OTLP_ENDPOINT", args.otlp_endpoint.as_deref())?;
+    if args.max_message_mb == 0 || args.max_concurrent == Some(0) || args.max_pending == Some(0) {
+        anyhow::bail!("--max-message-mb, --max-concurrent and --max-pending must be at least 1");
+    }
+    if args.check {
+        let layers = r1_reward::sandbox::shared().map(|s| s.layers().to_string()).unwrap_or_else(|e| e.to_string());
+        crate::check::ok("reward serve", &format!("listening on {}; sandbox: {layers}", args.listen));
+        return Ok(());
+    }
     otlp(args.otlp_endpoint.as_deref())?;
     let defaults = ServiceConfig::default();
     let config = ServiceConfig {

@@ -75,6 +75,11 @@ pub enum ServeCommand {
 
 #[derive(Args, Debug)]
 pub struct ServeCoordinatorArgs {
+    /// Check the config (file, `R1_COORDINATOR_*` variables, flags) and exit: 0 and a summary
+    /// when the coordinator would start, an error naming the key otherwise. Opens no port and
+    /// no database
+    #[arg(long)]
+    check: bool,
     /// Config file (TOML); `R1_COORDINATOR_*` variables override it, flags override both
     #[arg(long)]
     config: Option<PathBuf>,
@@ -271,7 +276,9 @@ pub fn serve(cmd: ServeCommand) -> Result<()> {
     if let Some(d) = a.data_dir {
         config.data_dir = d;
     }
-    if let Some(endpoint) = &config.otlp_endpoint {
+    if let Some(endpoint) = &config.otlp_endpoint
+        && !a.check
+    {
         r1_telemetry::enable_otlp(endpoint).context("cannot export spans to the coordinator config's otlp_endpoint")?;
     }
     // The flags are checked like the file (a port out of range first), then the token.
@@ -279,12 +286,92 @@ pub fn serve(cmd: ServeCommand) -> Result<()> {
     if config.token.is_none() && !r1_coordinator::config::is_loopback(&config.listen) {
         bail!("listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN", config.listen);
     }
+    if a.check {
+        crate::check::ok(
+            "serve coordinator",
+            &format!(
+                "listening on {} with data in {}; token {}; leases generate {} ms, score {} ms, train {} ms; run claims {} ms",
+                config.listen,
+                config.data_dir.display(),
+                if config.token.is_some() { "set" } else { "none (loopback only)" },
+                config.leases.generate_ms,
+                config.leases.score_ms,
+                config.leases.train_ms,
+                config.run_claim_ms
+            ),
+        );
+        return Ok(());
+    }
     eprintln!("coordinator on {} (data in {})", config.listen, config.data_dir.display());
     runtime()?.block_on(async {
         r1_coordinator::config::run(config, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+        Ok(())
+    })
+}
+
+fn role_name(r: i32) -> &'static str {
+    match pb::WorkerRole::try_from(r).unwrap_or(pb::WorkerRole::Unspecified) {
+        pb::WorkerRole::Actor => "actor",
+        pb::WorkerRole::Reward => "reward",
+        pb::WorkerRole::Learner => "learner",
+        pb::WorkerRole::Unspecified => "unknown",
+    }
+}
+
+/// `r1ctl workers`: which worker serves which run, as the coordinator sees the fleet.
+pub fn workers(r: Remote) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = client(&r).await?;
+        let reply = client::retry("ListWorkers", &read_retry(), || {
+            let mut c = c.clone();
+            async move { c.list_workers(pb::ListWorkersRequest {}).await }
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+        let now = reply.now_ms;
+        if r.json {
+            let workers: Vec<serde_json::Value> = reply
+                .workers
+                .iter()
+                .map(|w| {
+                    json!({
+                        "name": w.name, "role": role_name(w.role), "run": w.run_id, "lease": w.lease_id,
+                        "lease_deadline_ms": w.lease_deadline_ms, "first_seen_ms": w.first_seen_ms,
+                        "last_seen_ms": w.last_seen_ms, "last_seen_s_ago": (now - w.last_seen_ms) as f64 / 1000.0,
+                        "policy_version": w.policy_version, "throughput": w.throughput, "unit": w.unit,
+                        "done": w.done, "gone": w.gone,
+                    })
+                })
+                .collect();
+            let claims: Vec<serde_json::Value> = reply
+                .claims
+                .iter()
+                .map(|c| json!({"run": c.run_id, "fleet": c.worker, "deadline_ms": c.deadline_ms, "live": c.deadline_ms >= now}))
+                .collect();
+            println!("{}", json!({"workers": workers, "claims": claims, "now_ms": now, "gone_after_ms": reply.gone_after_ms}));
+            return Ok(());
+        }
+        if reply.workers.is_empty() {
+            println!("no worker has called the coordinator yet");
+        } else {
+            println!("{:<8} {:<32} {:>5} {:>8} {:>10} {:>14}  state", "role", "name", "run", "lease", "last seen", "throughput");
+            for w in &reply.workers {
+                let run = if w.run_id == 0 { "-".to_string() } else { w.run_id.to_string() };
+                let lease = w.lease_id.map_or("-".to_string(), |l| l.to_string());
+                let seen = format!("{:.1}s ago", (now - w.last_seen_ms) as f64 / 1000.0);
+                let rate = format!("{:.1} {}", w.throughput, w.unit);
+                let state = if w.gone { "gone" } else if w.run_id == 0 { "idle" } else { "working" };
+                println!("{:<8} {:<32} {:>5} {:>8} {:>10} {:>14}  {state}", role_name(w.role), w.name, run, lease, seen, rate);
+            }
+        }
+        for c in &reply.claims {
+            let live = if c.deadline_ms >= now { "live" } else { "lapsed" };
+            println!("run {} is claimed by learner fleet {} ({live}, until {:.1}s from now)", c.run_id, c.worker, (c.deadline_ms - now) as f64 / 1000.0);
+        }
         Ok(())
     })
 }

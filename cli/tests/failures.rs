@@ -11,37 +11,21 @@
 //! - `a_second_coordinator_on_a_data_folder_is_refused`: names the PID holding the folder.
 //! - `listen_is_checked_before_the_token`: a port out of range says so first.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+mod common;
+use common::{fixture, free_addr, r1ctl};
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 6;
-
-fn r1ctl() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_r1ctl"));
-    cmd.env_remove("R1_TOKEN").env_remove("R1_COORDINATOR").env_remove("R1_COORDINATOR_TOKEN").env("R1_LOG", "warn");
-    cmd
-}
-
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny").canonicalize().unwrap()
-}
 
 /// A run spec and its dataset inside `data/spec/` (so that a copy of the data folder carries
 /// them), checkpointing every step.
 fn write_run(data: &Path) -> PathBuf {
     let dir = data.join("spec");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut rows = String::new();
-    for i in 0..40 {
-        let (a, b) = (i % 9 + 1, (i * 7) % 9 + 1);
-        rows.push_str(&format!("{{\"question\": \"{a}+{b}=\", \"answer\": \"{}\"}}\n", a + b));
-    }
+    let rows = common::digit_sums(40);
     std::fs::write(dir.join("train.jsonl"), rows).unwrap();
     let spec = dir.join("run.toml");
     std::fs::write(

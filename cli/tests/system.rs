@@ -12,65 +12,19 @@
 //! fleet rolls the coordinator back to step 3 and the run still completes with exact
 //! counters.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Proc, fixture, free_addr};
 
 const STEPS: u64 = 8;
 const PROMPTS_PER_STEP: u64 = 2;
 
-/// A child process killed when dropped; its stderr goes to `<dir>/<name>.log`.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_r1ctl"));
-        cmd.args(args).env("R1_LOG", "info,h2=warn,tower=warn,hyper=warn").env_remove("R1_TOKEN").env_remove("R1_COORDINATOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        Proc { name: name.into(), child }
-    }
-
-    /// SIGKILL: no handler runs, nothing is flushed.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny").canonicalize().unwrap()
-}
-
 /// The run spec and its dataset: sums of two digits, scored by the math verifier.
 fn write_run(dir: &Path, checkpoint_every: u64) -> PathBuf {
-    let mut rows = String::new();
-    for i in 0..30 {
-        let (a, b) = (i % 9 + 1, (i * 7) % 9 + 1);
-        rows.push_str(&format!("{{\"question\": \"{a}+{b}=\", \"answer\": \"{}\"}}\n", a + b));
-    }
+    let rows = common::digit_sums(30);
     std::fs::write(dir.join("train.jsonl"), rows).unwrap();
     let spec = dir.join("run.toml");
     std::fs::write(

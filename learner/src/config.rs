@@ -20,13 +20,17 @@ pub struct LearnerConfig {
     pub coordinator: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// The run to train (required).
+    /// The run to train; none: a pool that claims the coordinator's runs one after another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
     pub rank: usize,
     pub world_size: usize,
-    /// Where rank 0 listens for the other ranks to join the ring (`host:port`).
+    /// Where the other ranks reach rank 0 to join the ring (`host:port`).
     pub master_addr: String,
+    /// Where rank 0 listens for them, when not at `master_addr` itself (on a cluster,
+    /// `0.0.0.0:29500` while `master_addr` is rank 0's DNS name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_listen: Option<String>,
     /// This rank's ring listener (`host:0` picks a port); reachable by the other ranks.
     pub ring_bind: String,
     /// Where rank 0 serves weights to actors.
@@ -41,6 +45,9 @@ pub struct LearnerConfig {
     pub poll_ms: u64,
     /// How long ranks wait for each other to join.
     pub join_timeout_s: u64,
+    /// Where this rank serves `grpc.health.v1` for probes (`0.0.0.0:8081`); none: nowhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<String>,
 }
 
 impl Default for LearnerConfig {
@@ -52,6 +59,7 @@ impl Default for LearnerConfig {
             rank: 0,
             world_size: 1,
             master_addr: "127.0.0.1:29500".into(),
+            master_listen: None,
             ring_bind: "127.0.0.1:0".into(),
             weights_listen: "127.0.0.1:7071".into(),
             weights_keep: 2,
@@ -59,6 +67,7 @@ impl Default for LearnerConfig {
             worker: None,
             poll_ms: 100,
             join_timeout_s: 300,
+            health_listen: None,
         }
     }
 }
@@ -87,12 +96,17 @@ impl LearnerConfig {
         })
     }
 
-    /// Checks the config and turns it into the service's settings.
+    /// Checks the config and turns it into the service's settings for its `run`.
     pub fn settings(&self) -> Result<LearnerSettings, LearnerConfigError> {
-        let run = self.run_id()?;
+        self.settings_for(self.run_id()?)
+    }
+
+    /// Checks the config and turns it into the service's settings for `run` (a pool's
+    /// current run).
+    pub fn settings_for(&self, run: u64) -> Result<LearnerSettings, LearnerConfigError> {
         if self.world_size == 0 || self.rank >= self.world_size {
             return Err(LearnerConfigError::Invalid(format!(
-                "rank {} is outside a world of {}; ranks are 0..world_size",
+                "rank {} (--rank/R1_LEARNER_RANK) is outside a world of {} (--world-size/R1_LEARNER_WORLD_SIZE); ranks are 0..world_size",
                 self.rank, self.world_size
             )));
         }
@@ -108,11 +122,17 @@ impl LearnerConfig {
         Ok(s)
     }
 
+    /// How this rank joins the ring: rank 0 listens at `master_listen` (or `master_addr`),
+    /// the others connect to `master_addr`.
     pub fn ring(&self) -> RingConfig {
+        let master = match (&self.master_listen, self.rank) {
+            (Some(listen), 0) => listen.clone(),
+            _ => self.master_addr.clone(),
+        };
         RingConfig {
             rank: self.rank,
             world_size: self.world_size,
-            master_addr: self.master_addr.clone(),
+            master_addr: master,
             bind_addr: self.ring_bind.clone(),
             timeout: Duration::from_secs(self.join_timeout_s.max(1)),
         }
