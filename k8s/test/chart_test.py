@@ -5,6 +5,8 @@ or a container engine; scripts/test runs it in CI through scripts/chart-env.
     $(scripts/chart-env) k8s/test/chart_test.py            # every check, a line each
     $(scripts/chart-env) k8s/test/chart_test.py render -f k8s/test/values/cpu.yaml
         # the rendered objects as one JSON list (what cli/tests/chart.rs starts as processes)
+    $(scripts/chart-env) k8s/test/chart_test.py values-files   # the matrix, one a line
+    $(scripts/chart-env) k8s/test/chart_test.py compose        # compose.yaml's services
 
 The checks, each a table of cases:
 - the real Helm (v4, embedded by helm-python-sdk) lints the chart strictly with its defaults
@@ -305,10 +307,14 @@ def main():
     r.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
     r.add_argument("--set", action="append", default=[], help="helm --set expression (repeatable)")
     sub.add_parser("values-files", help="print the values files of the test matrix, one a line")
+    sub.add_parser("compose", help="print deploy/compose.yaml's services as JSON")
     a = ap.parse_args()
     if a.cmd == "render":
         docs, _ = render(load_values(a.values, a.set))
         json.dump(docs, sys.stdout)
+        return
+    if a.cmd == "compose":
+        json.dump(yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"], sys.stdout)
         return
     if a.cmd == "values-files":
         print("\n".join(str(p) for p in values_files()))
