@@ -168,7 +168,7 @@ fn a_version_1_database_is_migrated_with_its_rows() {
         "ALTER TABLE groups DROP COLUMN attempts; ALTER TABLE groups DROP COLUMN fail_reason;
          ALTER TABLE progress DROP COLUMN groups_failed; ALTER TABLE checkpoints DROP COLUMN snapshot;
          ALTER TABLE progress DROP COLUMN rollbacks; DROP TABLE rollbacks; ALTER TABLE groups DROP COLUMN eval_version; DROP TABLE evals;
-         PRAGMA user_version = 1;",
+         DROP TABLE run_claims; PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -198,7 +198,7 @@ fn a_checkpoint_recorded_before_rollback_support_cannot_be_rolled_back_to() {
     conn.execute_batch(
         "ALTER TABLE groups DROP COLUMN attempts; ALTER TABLE groups DROP COLUMN fail_reason;
          ALTER TABLE progress DROP COLUMN groups_failed; ALTER TABLE checkpoints DROP COLUMN snapshot;
-         ALTER TABLE progress DROP COLUMN rollbacks; DROP TABLE rollbacks; PRAGMA user_version = 2;",
+         ALTER TABLE progress DROP COLUMN rollbacks; DROP TABLE rollbacks; DROP TABLE run_claims; PRAGMA user_version = 2;",
     )
     .unwrap();
     drop(conn);
