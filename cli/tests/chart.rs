@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{Proc, fail_with_logs, fixture, free_addr, r1ctl, wait_run};
+use common::{Proc, Watch, fail_with_logs, fixture, free_addr, r1ctl};
 
 const NAMESPACE: &str = "ml";
 
@@ -295,7 +295,7 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
     let docs = chart(&py, &["render", "-f", values.to_str().unwrap(), "--set", "learner.replicas=2,actors.replicas=1,rewardWorkers.replicas=1"]);
     let local = Local::new(docs.as_array().unwrap(), d);
     let coordinator = local.pods.iter().find(|p| p.component == "coordinator").unwrap();
-    let (coord_args, coord_env) = local.command(coordinator, &coordinator.spec["containers"][0]);
+    let (_, coord_env) = local.command(coordinator, &coordinator.spec["containers"][0]);
     let token = coord_env.iter().find(|(k, _)| k == "R1_COORDINATOR_TOKEN").map(|(_, v)| v.clone()).expect("the coordinator gets the token");
     let url = format!("http://{}", local.address(coordinator, &format!("demo-r1-coordinator.{NAMESPACE}.svc.cluster.local"), 7070));
     // Every pod, the coordinator first (kubelet would start them together; the workers retry).
@@ -306,7 +306,6 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Proc::spawn(d, &pod.name, &args, &env)
     };
-    let _ = (&coord_args, &coord_env);
     let mut procs = vec![spawn(coordinator)];
     for pod in local.pods.iter().filter(|p| p.component != "coordinator" && !p.test_hook) {
         procs.push(spawn(pod));
@@ -350,7 +349,8 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
     .unwrap();
     let submitted = common::json(&url, Some(&token), &["submit-run", spec.to_str().unwrap()]).unwrap_or_else(|| fail_with_logs(d, "submit-run with the chart's token failed"));
     let run = submitted["id"].as_u64().unwrap();
-    let status = wait_run(d, &url, Some(&token), run, &mut procs, "the run to complete", 300, |s| s["state"] == "completed");
+    let watch = Watch { dir: d, url: &url, token: Some(&token) };
+    let status = watch.wait_run(run, &mut procs, "the run to complete", 300, |s| s["state"] == "completed");
     common::check_counters(&status, 3, 2);
     // `helm test`: the test pod's command, with its environment, against the coordinator.
     let test = local.pods.iter().find(|p| p.test_hook).expect("a helm test pod");

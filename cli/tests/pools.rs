@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{Proc, fail_with_logs, fixture, free_addr, json, wait_listening, wait_run};
+use common::{Proc, Watch, fail_with_logs, fixture, free_addr, json, wait_listening};
 
 const STEPS: u64 = 3;
 const PROMPTS_PER_STEP: u64 = 2;
@@ -60,11 +60,11 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
     let (master, weights, ckpt) = (free_addr(), free_addr(), d.join("checkpoints"));
     let health: Vec<String> = (0..4).map(|_| free_addr()).collect();
     let mut pools = Vec::new();
-    for rank in 0..2 {
+    for (rank, health) in health.iter().take(2).enumerate() {
         let rank_s = rank.to_string();
         let args = [
             "serve", "learner", "--coordinator", &url, "--rank", &rank_s, "--world-size", "2", "--master-addr", &master,
-            "--weights-listen", &weights, "--checkpoints", ckpt.to_str().unwrap(), "--health-listen", &health[rank],
+            "--weights-listen", &weights, "--checkpoints", ckpt.to_str().unwrap(), "--health-listen", health,
         ];
         pools.push(Proc::spawn(d, &format!("learner-{rank}"), &args, &[("R1_LEARNER_WORKER", &format!("fleet-rank{rank}"))]));
     }
@@ -102,7 +102,8 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
         let spec = write_run(d, name);
         let submitted = json(&url, None, &["submit-run", spec.to_str().unwrap()]).expect("submit-run");
         let run = submitted["id"].as_u64().unwrap();
-        let status = wait_run(d, &url, None, run, &mut procs, &format!("run {run} ({name}) to complete"), 300, |s| s["state"] == "completed");
+        let watch = Watch { dir: d, url: &url, token: None };
+        let status = watch.wait_run(run, &mut procs, &format!("run {run} ({name}) to complete"), 300, |s| s["state"] == "completed");
         common::check_counters(&status, STEPS, PROMPTS_PER_STEP);
         assert_eq!(status["counters"]["leases_expired"].as_u64(), Some(0), "nothing died, nothing expired: {status}");
         finished.push(run);

@@ -128,25 +128,34 @@ pub fn fail_with_logs(dir: &Path, msg: &str) -> ! {
     panic!("{msg}{logs}");
 }
 
-/// Waits until `cond` holds for run `run`'s status, failing with the logs in `dir` after
-/// `secs` or as soon as one of `procs` exits with an error.
-pub fn wait_run(dir: &Path, url: &str, token: Option<&str>, run: u64, procs: &mut [Proc], what: &str, secs: u64, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let run_s = run.to_string();
-    loop {
-        let status = json(url, token, &["status", &run_s]);
-        if let Some(s) = &status
-            && cond(s)
-        {
-            return s.clone();
+/// A coordinator as the tests watch it: its address, token, and the folder of the logs.
+pub struct Watch<'a> {
+    pub dir: &'a Path,
+    pub url: &'a str,
+    pub token: Option<&'a str>,
+}
+
+impl Watch<'_> {
+    /// Waits until `cond` holds for run `run`'s status, failing with the logs after `secs` or
+    /// as soon as one of `procs` exits with an error.
+    pub fn wait_run(&self, run: u64, procs: &mut [Proc], what: &str, secs: u64, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let run_s = run.to_string();
+        loop {
+            let status = json(self.url, self.token, &["status", &run_s]);
+            if let Some(s) = &status
+                && cond(s)
+            {
+                return s.clone();
+            }
+            if let Some(dead) = procs.iter_mut().find_map(|p| p.exited().filter(|c| !c.success()).map(|c| format!("{} exited with {c}", p.name))) {
+                fail_with_logs(self.dir, &format!("{dead} while waiting for {what}"));
+            }
+            if Instant::now() > deadline {
+                fail_with_logs(self.dir, &format!("timed out waiting for {what}; last status {status:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if let Some(dead) = procs.iter_mut().find_map(|p| p.exited().filter(|c| !c.success()).map(|c| format!("{} exited with {c}", p.name))) {
-            fail_with_logs(dir, &format!("{dead} while waiting for {what}"));
-        }
-        if Instant::now() > deadline {
-            fail_with_logs(dir, &format!("timed out waiting for {what}; last status {status:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
