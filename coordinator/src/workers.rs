@@ -64,7 +64,7 @@ impl Role {
 pub struct WorkerStatus {
     pub name: String,
     pub role: Role,
-    /// The run of its latest call.
+    /// The run of its latest call; 0 for a pool waiting for a run to serve.
     pub run: RunId,
     /// The lease its latest lease call got (none when it got no work).
     pub lease: Option<i64>,

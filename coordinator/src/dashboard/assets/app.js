@@ -564,7 +564,8 @@ function workersPage() {
             h('tbody', {}, mine.map((w) => h('tr', { class: w.gone ? 'gone' : null, 'data-worker': w.name },
               h('td', {}, w.name),
               h('td', { class: 'status' }, badge(w.gone ? 'gone' : 'live')),
-              h('td', { class: 'num' }, h('a', { href: `/runs/${w.run}` }, w.run)),
+              // Run 0: a pool waiting for a run to serve.
+              h('td', { class: 'num' }, w.run ? h('a', { href: `/runs/${w.run}` }, w.run) : h('span', { class: 'muted' }, 'waiting')),
               h('td', {}, w.lease ? `#${w.lease}, ` + (w.lease_deadline_ms > now ? `${ago((w.lease_deadline_ms - now) / 1000)} left` : 'expired') : h('span', { class: 'muted' }, 'idle')),
               h('td', { title: when(w.last_seen_ms) }, `${ago((now - w.last_seen_ms) / 1000)} ago`),
               h('td', { class: 'num' }, w.policy_version === null ? '–' : `v${w.policy_version}`),
