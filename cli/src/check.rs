@@ -25,7 +25,9 @@ pub fn addr(flag: &str, addr: &str) -> Result<()> {
         bail!("{flag} is `{addr}`, which has no host; use host:port, e.g. 0.0.0.0:8081");
     }
     match port.parse::<u64>() {
-        Ok(p) if p > u16::MAX as u64 => bail!("{flag} is `{addr}`: port {p} is out of range; use a port from 1 to 65535"),
+        Ok(p) if p > u16::MAX as u64 => {
+            bail!("{flag} is `{addr}`: port {p} is out of range; use a port from 1 to 65535")
+        }
         Ok(_) => Ok(()),
         Err(_) => bail!("{flag} is `{addr}`: port `{port}` is not a number; use host:port, e.g. 0.0.0.0:8081"),
     }
@@ -55,7 +57,9 @@ pub fn device(device: DeviceKind) -> String {
     match device {
         DeviceKind::Cpu => "device cpu".into(),
         DeviceKind::Cuda if cfg!(feature = "cuda") => "device cuda".into(),
-        DeviceKind::Cuda => "device cuda (this r1ctl has no CUDA: run it from the image built with --features cuda)".into(),
+        DeviceKind::Cuda => {
+            "device cuda (this r1ctl has no CUDA: run it from the image built with --features cuda)".into()
+        }
     }
 }
 

@@ -84,7 +84,13 @@ pub fn nap(d: Duration, stop: &AtomicBool) -> bool {
 }
 
 /// Waits until a run needs `role`; `None` when `stop` was set first.
-pub fn wait_for_run(rt: &Handle, pool: &PoolClient, role: pb::WorkerRole, worker: &str, stop: &AtomicBool) -> Result<Option<u64>> {
+pub fn wait_for_run(
+    rt: &Handle,
+    pool: &PoolClient,
+    role: pb::WorkerRole,
+    worker: &str,
+    stop: &AtomicBool,
+) -> Result<Option<u64>> {
     let mut said = false;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -137,7 +143,14 @@ pub struct Renewal {
 }
 
 impl Renewal {
-    pub fn start(rt: &Handle, pool: PoolClient, worker: String, claim: &pb::RunClaim, stop: Arc<AtomicBool>, run_stop: Arc<AtomicBool>) -> Renewal {
+    pub fn start(
+        rt: &Handle,
+        pool: PoolClient,
+        worker: String,
+        claim: &pb::RunClaim,
+        stop: Arc<AtomicBool>,
+        run_stop: Arc<AtomicBool>,
+    ) -> Renewal {
         let done = Arc::new(AtomicBool::new(false));
         let (run, first_deadline) = (claim.run_id, claim.deadline_ms);
         let flag = done.clone();

@@ -80,13 +80,16 @@ fn pods(docs: &[Value]) -> Vec<Pod> {
         let name = d["metadata"]["name"].as_str().unwrap();
         let (spec, replicas, templates) = match d["kind"].as_str().unwrap() {
             "StatefulSet" | "Deployment" => {
-                let t: Vec<String> = d["spec"]["volumeClaimTemplates"].as_array().map_or(vec![], |a| a.iter().map(|t| t["metadata"]["name"].as_str().unwrap().to_string()).collect());
+                let t: Vec<String> = d["spec"]["volumeClaimTemplates"].as_array().map_or(vec![], |a| {
+                    a.iter().map(|t| t["metadata"]["name"].as_str().unwrap().to_string()).collect()
+                });
                 (&d["spec"]["template"]["spec"], d["spec"]["replicas"].as_u64().unwrap_or(1), t)
             }
             "Pod" => (&d["spec"], 1, vec![]),
             _ => continue,
         };
-        let labels = if d["kind"] == "Pod" { &d["metadata"]["labels"] } else { &d["spec"]["template"]["metadata"]["labels"] };
+        let labels =
+            if d["kind"] == "Pod" { &d["metadata"]["labels"] } else { &d["spec"]["template"]["metadata"]["labels"] };
         for ordinal in 0..replicas as usize {
             pods.push(Pod {
                 name: if d["kind"] == "Pod" { name.to_string() } else { format!("{name}-{ordinal}") },
@@ -130,7 +133,11 @@ impl Local {
                 secrets.insert((d["metadata"]["name"].as_str().unwrap().to_string(), k.clone()), value);
             }
         }
-        let services = docs.iter().filter(|d| d["kind"] == "Service").map(|d| (d["metadata"]["name"].as_str().unwrap().to_string(), d.clone())).collect();
+        let services = docs
+            .iter()
+            .filter(|d| d["kind"] == "Service")
+            .map(|d| (d["metadata"]["name"].as_str().unwrap().to_string(), d.clone()))
+            .collect();
         let addr = regex::Regex::new(r"(0\.0\.0\.0|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc\.cluster\.local):(\d+)").unwrap();
         Local { dir: dir.to_path_buf(), services, pods, secrets, ports, addr }
     }
@@ -142,10 +149,21 @@ impl Local {
     /// The local address of `pod`'s container port `port` (a number or a port's name).
     fn port(&self, pod: &Pod, port: &Value) -> String {
         let number = match port {
-            Value::String(name) => pod.spec["containers"].as_array().unwrap().iter().flat_map(|c| c["ports"].as_array().into_iter().flatten()).find(|p| p["name"] == *name).unwrap_or_else(|| panic!("{} has no port named {name}", pod.name))["containerPort"].as_u64().unwrap(),
+            Value::String(name) => pod.spec["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .find(|p| p["name"] == *name)
+                .unwrap_or_else(|| panic!("{} has no port named {name}", pod.name))["containerPort"]
+                .as_u64()
+                .unwrap(),
             n => n.as_u64().unwrap(),
         };
-        self.ports.get(&(pod.name.clone(), number)).unwrap_or_else(|| panic!("{} does not open port {number}", pod.name)).clone()
+        self.ports
+            .get(&(pod.name.clone(), number))
+            .unwrap_or_else(|| panic!("{} does not open port {number}", pod.name))
+            .clone()
     }
 
     /// `host:port` as the process on `pod` must use it here.
@@ -160,12 +178,20 @@ impl Local {
             _ => panic!("{host} is not a name of this namespace's Services"),
         };
         let svc = self.services.get(service).unwrap_or_else(|| panic!("no Service {service} for {host}"));
-        let entry = svc["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"].as_u64() == Some(port)).unwrap_or_else(|| panic!("Service {service} has no port {port}"));
+        let entry = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"].as_u64() == Some(port))
+            .unwrap_or_else(|| panic!("Service {service} has no port {port}"));
         let target = match target_pod {
             Some(p) => self.pod(p),
             None => {
                 let component = &svc["spec"]["selector"]["app.kubernetes.io/component"];
-                self.pods.iter().find(|p| p.component == *component && !p.test_hook).unwrap_or_else(|| panic!("Service {service} selects no pod"))
+                self.pods
+                    .iter()
+                    .find(|p| p.component == *component && !p.test_hook)
+                    .unwrap_or_else(|| panic!("Service {service} selects no pod"))
             }
         };
         self.port(target, &entry["targetPort"])
@@ -175,9 +201,13 @@ impl Local {
     fn volume(&self, pod: &Pod, volume: &str) -> PathBuf {
         let v = pod.spec["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == volume);
         let dir = match v {
-            Some(v) if v["persistentVolumeClaim"].is_object() => self.dir.join("claims").join(v["persistentVolumeClaim"]["claimName"].as_str().unwrap()),
+            Some(v) if v["persistentVolumeClaim"].is_object() => {
+                self.dir.join("claims").join(v["persistentVolumeClaim"]["claimName"].as_str().unwrap())
+            }
             Some(_) => self.dir.join("pods").join(&pod.name).join(volume),
-            None if pod.templates.iter().any(|t| t == volume) => self.dir.join("claims").join(format!("{volume}-{}", pod.name)),
+            None if pod.templates.iter().any(|t| t == volume) => {
+                self.dir.join("claims").join(format!("{volume}-{}", pod.name))
+            }
             None => panic!("{} mounts {volume}, which it does not declare", pod.name),
         };
         std::fs::create_dir_all(&dir).unwrap();
@@ -186,7 +216,10 @@ impl Local {
 
     /// `s` with addresses and mount paths made local.
     fn local(&self, pod: &Pod, container: &Value, s: &str) -> String {
-        let out = self.addr.replace_all(s, |c: &regex::Captures| self.address(pod, &c[1], c[2].parse().unwrap())).into_owned();
+        let out = self
+            .addr
+            .replace_all(s, |c: &regex::Captures| self.address(pod, &c[1], c[2].parse().unwrap()))
+            .into_owned();
         // The longest mount path that holds it, once.
         let mut mounts: Vec<&Value> = container["volumeMounts"].as_array().into_iter().flatten().collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m["mountPath"].as_str().unwrap().len()));
@@ -202,7 +235,12 @@ impl Local {
     /// A container's arguments and environment as the kubelet would resolve them, made local.
     fn command(&self, pod: &Pod, container: &Value) -> (Vec<String>, Vec<(String, String)>) {
         assert!(container["command"].is_null(), "the image's entrypoint (r1ctl) runs every container");
-        let args = container["args"].as_array().unwrap().iter().map(|a| self.local(pod, container, a.as_str().unwrap())).collect();
+        let args = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| self.local(pod, container, a.as_str().unwrap()))
+            .collect();
         let mut env: Vec<(String, String)> = Vec::new();
         for e in container["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap().to_string();
@@ -248,7 +286,13 @@ fn check(args: &[String], env: &[(String, String)], what: &str) {
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("config ok"), "{what}: r1ctl {} --check refused it: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("config ok"),
+        "{what}: r1ctl {} --check refused it: {}{}",
+        args.join(" "),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -275,8 +319,23 @@ fn every_rendered_command_passes_check() {
     }
     // deploy/compose.yaml: the same commands on one host.
     for (name, svc) in chart(&py, &["compose"]).as_object().unwrap() {
-        let args: Vec<String> = svc["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
-        let env: Vec<(String, String)> = svc["environment"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), if v.as_str().unwrap().contains("R1_TOKEN") { "compose-token".into() } else { v.as_str().unwrap().to_string() })).collect();
+        let args: Vec<String> =
+            svc["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+        let env: Vec<(String, String)> = svc["environment"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.as_str().unwrap().contains("R1_TOKEN") {
+                        "compose-token".into()
+                    } else {
+                        v.as_str().unwrap().to_string()
+                    },
+                )
+            })
+            .collect();
         check(&args, &env, &format!("compose service {name}"));
         checked += 1;
     }
@@ -292,12 +351,28 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let values = repo().join("k8s/test/values/cpu.yaml");
-    let docs = chart(&py, &["render", "-f", values.to_str().unwrap(), "--set", "learner.replicas=2,actors.replicas=1,rewardWorkers.replicas=1"]);
+    let docs = chart(
+        &py,
+        &[
+            "render",
+            "-f",
+            values.to_str().unwrap(),
+            "--set",
+            "learner.replicas=2,actors.replicas=1,rewardWorkers.replicas=1",
+        ],
+    );
     let local = Local::new(docs.as_array().unwrap(), d);
     let coordinator = local.pods.iter().find(|p| p.component == "coordinator").unwrap();
     let (_, coord_env) = local.command(coordinator, &coordinator.spec["containers"][0]);
-    let token = coord_env.iter().find(|(k, _)| k == "R1_COORDINATOR_TOKEN").map(|(_, v)| v.clone()).expect("the coordinator gets the token");
-    let url = format!("http://{}", local.address(coordinator, &format!("demo-r1-coordinator.{NAMESPACE}.svc.cluster.local"), 7070));
+    let token = coord_env
+        .iter()
+        .find(|(k, _)| k == "R1_COORDINATOR_TOKEN")
+        .map(|(_, v)| v.clone())
+        .expect("the coordinator gets the token");
+    let url = format!(
+        "http://{}",
+        local.address(coordinator, &format!("demo-r1-coordinator.{NAMESPACE}.svc.cluster.local"), 7070)
+    );
     // Every pod, the coordinator first (kubelet would start them together; the workers retry).
     let spawn = |pod: &Pod| {
         let c = &pod.spec["containers"][0];
@@ -316,7 +391,8 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
     for pod in local.pods.iter().filter(|p| !p.test_hook) {
         let probe = format!("http://{}", local.probe(pod));
         while !rt.block_on(r1_proto::health::check(&probe, "")).unwrap_or(false) {
-            if let Some(dead) = procs.iter_mut().find_map(|p| p.exited().map(|c| format!("{} exited with {c}", p.name))) {
+            if let Some(dead) = procs.iter_mut().find_map(|p| p.exited().map(|c| format!("{} exited with {c}", p.name)))
+            {
                 fail_with_logs(d, &format!("{dead} before every pod was ready"));
             }
             if Instant::now() > deadline {
@@ -347,7 +423,8 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
         ),
     )
     .unwrap();
-    let submitted = common::json(&url, Some(&token), &["submit-run", spec.to_str().unwrap()]).unwrap_or_else(|| fail_with_logs(d, "submit-run with the chart's token failed"));
+    let submitted = common::json(&url, Some(&token), &["submit-run", spec.to_str().unwrap()])
+        .unwrap_or_else(|| fail_with_logs(d, "submit-run with the chart's token failed"));
     let run = submitted["id"].as_u64().unwrap();
     let watch = Watch { dir: d, url: &url, token: Some(&token) };
     let status = watch.wait_run(run, &mut procs, "the run to complete", 300, |s| s["state"] == "completed");
@@ -356,7 +433,12 @@ fn the_rendered_chart_trains_a_run_as_local_processes() {
     let test = local.pods.iter().find(|p| p.test_hook).expect("a helm test pod");
     let (args, env) = local.command(test, &test.spec["containers"][0]);
     let out = r1ctl().args(&args).envs(env).output().unwrap();
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("`chart`: completed"), "helm test: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("`chart`: completed"),
+        "helm test: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Pods are stopped with SIGTERM; each ends cleanly (the coordinator too: it is safe to end).
     for p in procs.iter().skip(1) {
         p.term();

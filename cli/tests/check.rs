@@ -40,17 +40,45 @@ fn bad_values_fail_naming_the_flag() {
         (&["serve", "coordinator", "--listen", "0.0.0.0:99999"], &[], "port 99999 is out of range"),
         (&["serve", "coordinator", "--listen", "0.0.0.0:7070"], &[], "set R1_COORDINATOR_TOKEN"),
         (&["serve", "coordinator"], &[("R1_COORDINATOR_RUN_CLAIM_MS", "0")], "run_claim_ms"),
-        (&["serve", "actor", "--coordinator", "htp//nowhere"], &[], "--coordinator/R1_ACTOR_COORDINATOR: `htp//nowhere` is not a coordinator URL"),
+        (
+            &["serve", "actor", "--coordinator", "htp//nowhere"],
+            &[],
+            "--coordinator/R1_ACTOR_COORDINATOR: `htp//nowhere` is not a coordinator URL",
+        ),
         (&["serve", "actor", "--learner", "learner:7071"], &[], "--learner/R1_ACTOR_LEARNER"),
-        (&["serve", "actor", "--health-listen", "8081"], &[], "--health-listen/R1_ACTOR_HEALTH_LISTEN is `8081`, which has no port"),
+        (
+            &["serve", "actor", "--health-listen", "8081"],
+            &[],
+            "--health-listen/R1_ACTOR_HEALTH_LISTEN is `8081`, which has no port",
+        ),
         (&["serve", "actor", "--max-groups", "0"], &[], "max_groups and max_batch must be at least 1"),
-        (&["serve", "learner", "--world-size", "2"], &[("R1_LEARNER_RANK", "2")], "rank 2 (--rank/R1_LEARNER_RANK) is outside a world of 2"),
-        (&["serve", "learner", "--master-addr", "learner-0:70000"], &[], "--master-addr/R1_LEARNER_MASTER_ADDR is `learner-0:70000`: port 70000 is out of range"),
-        (&["serve", "learner"], &[("R1_LEARNER_RING_BIND", "10.0.0.1:x")], "R1_LEARNER_RING_BIND is `10.0.0.1:x`: port `x` is not a number"),
+        (
+            &["serve", "learner", "--world-size", "2"],
+            &[("R1_LEARNER_RANK", "2")],
+            "rank 2 (--rank/R1_LEARNER_RANK) is outside a world of 2",
+        ),
+        (
+            &["serve", "learner", "--master-addr", "learner-0:70000"],
+            &[],
+            "--master-addr/R1_LEARNER_MASTER_ADDR is `learner-0:70000`: port 70000 is out of range",
+        ),
+        (
+            &["serve", "learner"],
+            &[("R1_LEARNER_RING_BIND", "10.0.0.1:x")],
+            "R1_LEARNER_RING_BIND is `10.0.0.1:x`: port `x` is not a number",
+        ),
         (&["serve", "learner"], &[("R1_LEARNER_BOGUS", "1")], "bogus"),
-        (&["reward", "work", "--coordinator", "nowhere"], &[], "--coordinator/R1_COORDINATOR: `nowhere` is not a coordinator URL"),
+        (
+            &["reward", "work", "--coordinator", "nowhere"],
+            &[],
+            "--coordinator/R1_COORDINATOR: `nowhere` is not a coordinator URL",
+        ),
         (&["reward", "work", "--max-groups", "0"], &[], "--max-groups is 0"),
-        (&["reward", "work", "--otlp-endpoint", "collector:4317"], &[], "--otlp-endpoint/OTEL_EXPORTER_OTLP_ENDPOINT: `collector:4317` has no http://"),
+        (
+            &["reward", "work", "--otlp-endpoint", "collector:4317"],
+            &[],
+            "--otlp-endpoint/OTEL_EXPORTER_OTLP_ENDPOINT: `collector:4317` has no http://",
+        ),
         (&["reward", "serve", "--max-pending", "0"], &[], "--max-pending must be at least 1"),
     ];
     for (args, env, words) in cases {

@@ -55,7 +55,12 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
     let listen = free_addr();
     let url = format!("http://{listen}");
     let data = d.join("data");
-    let coordinator = Proc::spawn(d, "coordinator", &["serve", "coordinator", "--listen", &listen, "--data-dir", data.to_str().unwrap()], &[("R1_COORDINATOR_RUN_CLAIM_MS", "6000")]);
+    let coordinator = Proc::spawn(
+        d,
+        "coordinator",
+        &["serve", "coordinator", "--listen", &listen, "--data-dir", data.to_str().unwrap()],
+        &[("R1_COORDINATOR_RUN_CLAIM_MS", "6000")],
+    );
     wait_listening(&listen, 30);
     let (master, weights, ckpt) = (free_addr(), free_addr(), d.join("checkpoints"));
     let health: Vec<String> = (0..4).map(|_| free_addr()).collect();
@@ -63,15 +68,60 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
     for (rank, health) in health.iter().take(2).enumerate() {
         let rank_s = rank.to_string();
         let args = [
-            "serve", "learner", "--coordinator", &url, "--rank", &rank_s, "--world-size", "2", "--master-addr", &master,
-            "--weights-listen", &weights, "--checkpoints", ckpt.to_str().unwrap(), "--health-listen", health,
+            "serve",
+            "learner",
+            "--coordinator",
+            &url,
+            "--rank",
+            &rank_s,
+            "--world-size",
+            "2",
+            "--master-addr",
+            &master,
+            "--weights-listen",
+            &weights,
+            "--checkpoints",
+            ckpt.to_str().unwrap(),
+            "--health-listen",
+            health,
         ];
-        pools.push(Proc::spawn(d, &format!("learner-{rank}"), &args, &[("R1_LEARNER_WORKER", &format!("fleet-rank{rank}"))]));
+        pools.push(Proc::spawn(
+            d,
+            &format!("learner-{rank}"),
+            &args,
+            &[("R1_LEARNER_WORKER", &format!("fleet-rank{rank}"))],
+        ));
     }
     let weights_url = format!("http://{weights}");
-    let actor = ["serve", "actor", "--coordinator", &url, "--learner", &weights_url, "--name", "actor-pool", "--max-groups", "1", "--health-listen", &health[2]];
+    let actor = [
+        "serve",
+        "actor",
+        "--coordinator",
+        &url,
+        "--learner",
+        &weights_url,
+        "--name",
+        "actor-pool",
+        "--max-groups",
+        "1",
+        "--health-listen",
+        &health[2],
+    ];
     pools.push(Proc::spawn(d, "actor", &actor, &[]));
-    let reward = ["reward", "work", "--coordinator", &url, "--worker", "reward-pool", "--max-groups", "1", "--idle-ms", "100", "--health-listen", &health[3]];
+    let reward = [
+        "reward",
+        "work",
+        "--coordinator",
+        &url,
+        "--worker",
+        "reward-pool",
+        "--max-groups",
+        "1",
+        "--idle-ms",
+        "100",
+        "--health-listen",
+        &health[3],
+    ];
     pools.push(Proc::spawn(d, "reward", &reward, &[]));
 
     // Every pool is up and healthy before any run exists, and the coordinator knows it idle.
@@ -93,7 +143,10 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(idle["workers"].as_array().unwrap().iter().all(|w| w["run"] == 0 && w["gone"] == false), "idle, serving no run: {idle}");
+    assert!(
+        idle["workers"].as_array().unwrap().iter().all(|w| w["run"] == 0 && w["gone"] == false),
+        "idle, serving no run: {idle}"
+    );
 
     let mut procs = pools;
     let mut finished = Vec::new();
@@ -103,7 +156,8 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
         let submitted = json(&url, None, &["submit-run", spec.to_str().unwrap()]).expect("submit-run");
         let run = submitted["id"].as_u64().unwrap();
         let watch = Watch { dir: d, url: &url, token: None };
-        let status = watch.wait_run(run, &mut procs, &format!("run {run} ({name}) to complete"), 300, |s| s["state"] == "completed");
+        let status = watch
+            .wait_run(run, &mut procs, &format!("run {run} ({name}) to complete"), 300, |s| s["state"] == "completed");
         common::check_counters(&status, STEPS, PROMPTS_PER_STEP);
         assert_eq!(status["counters"]["leases_expired"].as_u64(), Some(0), "nothing died, nothing expired: {status}");
         finished.push(run);
@@ -114,7 +168,11 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
             let w = json(&url, None, &["workers"]).unwrap();
             if w["claims"].as_array().unwrap().is_empty() {
                 let ckpt_dir = ckpt.join(format!("run-{run}")).join(format!("step-{STEPS}"));
-                assert!(ckpt_dir.join("model.safetensors").exists(), "run {run}'s final checkpoint at {}", ckpt_dir.display());
+                assert!(
+                    ckpt_dir.join("model.safetensors").exists(),
+                    "run {run}'s final checkpoint at {}",
+                    ckpt_dir.display()
+                );
                 for who in ["actor-pool", "reward-pool", "fleet-rank0"] {
                     let me = w["workers"].as_array().unwrap().iter().find(|x| x["name"] == who).unwrap();
                     let before = done.insert(who, me["done"].as_u64().unwrap()).unwrap_or(0);
@@ -132,7 +190,12 @@ fn one_pool_of_each_role_serves_two_runs_one_after_the_other() {
     // Each pool says it served both runs (each notices a run's end on its own schedule).
     let log = |name: &str| std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap();
     for run in &finished {
-        for (name, words) in [("learner-0", format!("claimed run {run}")), ("learner-1", format!("done with run {run}")), ("actor", format!("done with run {run}")), ("reward", format!("run {run} has ended"))] {
+        for (name, words) in [
+            ("learner-0", format!("claimed run {run}")),
+            ("learner-1", format!("done with run {run}")),
+            ("actor", format!("done with run {run}")),
+            ("reward", format!("run {run} has ended")),
+        ] {
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while !log(name).contains(&words) {
                 if std::time::Instant::now() > deadline {

@@ -75,7 +75,9 @@ impl Coordinator {
             let tx = store.conn.transaction().map_err(crate::store::StoreError::from)?;
             // Claims of runs that ended are dropped: they hold nothing.
             let live: Vec<(RunId, String, Millis)> = {
-                let mut stmt = tx.prepare("SELECT run_id, holder, deadline_ms FROM run_claims").map_err(crate::store::StoreError::from)?;
+                let mut stmt = tx
+                    .prepare("SELECT run_id, holder, deadline_ms FROM run_claims")
+                    .map_err(crate::store::StoreError::from)?;
                 let rows = stmt
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(crate::store::StoreError::from)?;
@@ -83,12 +85,12 @@ impl Coordinator {
             };
             for (run, _, _) in &live {
                 if !running.contains(run) {
-                    tx.execute("DELETE FROM run_claims WHERE run_id = ?1", [*run]).map_err(crate::store::StoreError::from)?;
+                    tx.execute("DELETE FROM run_claims WHERE run_id = ?1", [*run])
+                        .map_err(crate::store::StoreError::from)?;
                 }
             }
-            let held_by_other = |run: RunId| {
-                live.iter().find(|(r, h, d)| *r == run && h != holder && *d >= now).cloned()
-            };
+            let held_by_other =
+                |run: RunId| live.iter().find(|(r, h, d)| *r == run && h != holder && *d >= now).cloned();
             let pick = match want {
                 Some(run) if !running.contains(&run) => None,
                 Some(run) => {
@@ -98,7 +100,11 @@ impl Coordinator {
                     Some(run)
                 }
                 None => {
-                    let own = live.iter().filter(|(r, h, d)| h == holder && *d >= now && running.contains(r)).map(|(r, _, _)| *r).min();
+                    let own = live
+                        .iter()
+                        .filter(|(r, h, d)| h == holder && *d >= now && running.contains(r))
+                        .map(|(r, _, _)| *r)
+                        .min();
                     own.or_else(|| running.iter().copied().find(|r| held_by_other(*r).is_none()))
                 }
             };

@@ -126,7 +126,10 @@ fn a_claim_lapses_at_its_deadline_and_survives_a_restart() {
     s.advance(1);
     let taken = reopened.claim_run("fleet-b", None).unwrap().unwrap();
     assert_eq!((taken.run, taken.holder.as_str()), (one, "fleet-b"), "just past it another fleet takes the run over");
-    assert!(matches!(reopened.claim_run("fleet-a", Some(one)), Err(RunsError::ClaimHeld { .. })), "the lapsed fleet lost it");
+    assert!(
+        matches!(reopened.claim_run("fleet-a", Some(one)), Err(RunsError::ClaimHeld { .. })),
+        "the lapsed fleet lost it"
+    );
 }
 
 #[test]

@@ -15,9 +15,9 @@
 
 use std::net::SocketAddr;
 
-pub use tonic_health::ServingStatus;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+pub use tonic_health::ServingStatus;
 
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -83,7 +83,8 @@ impl Health {
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind)?;
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+            {
                 tracing::error!("gRPC health service stopped: {e}");
             }
         });
@@ -152,7 +153,11 @@ mod tests {
         let check = |service: &str| HealthCheckRequest { service: service.into() };
         let status = |r: tonic_health::pb::HealthCheckResponse| r.status;
         use tonic_health::pb::health_check_response::ServingStatus as Wire;
-        assert_eq!(status(c.check(check("")).await.unwrap().into_inner()), Wire::NotServing as i32, "not serving until ready");
+        assert_eq!(
+            status(c.check(check("")).await.unwrap().into_inner()),
+            Wire::NotServing as i32,
+            "not serving until ready"
+        );
         h.serving(&["r1.v1.WorkService"]);
         assert_eq!(status(c.check(check("")).await.unwrap().into_inner()), Wire::Serving as i32);
         assert_eq!(status(c.check(check("r1.v1.WorkService")).await.unwrap().into_inner()), Wire::Serving as i32);
@@ -160,7 +165,11 @@ mod tests {
         assert_eq!(unknown.code(), tonic::Code::NotFound);
         assert!(super::check(&url, "").await.unwrap(), "as a probe sees it");
         h.stopping();
-        assert_eq!(status(c.check(check("")).await.unwrap().into_inner()), Wire::NotServing as i32, "a stopping process says so");
+        assert_eq!(
+            status(c.check(check("")).await.unwrap().into_inner()),
+            Wire::NotServing as i32,
+            "a stopping process says so"
+        );
         assert!(!super::check(&url, "").await.unwrap());
     }
 

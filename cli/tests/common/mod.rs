@@ -119,7 +119,8 @@ pub fn fail_with_logs(dir: &Path, msg: &str) -> ! {
         if p.extension().is_some_and(|x| x == "log") {
             let text = std::fs::read_to_string(&p).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let errors = lines.iter().filter(|l| l.contains("panicked") || l.starts_with("Error") || l.contains("ERROR"));
+            let errors =
+                lines.iter().filter(|l| l.contains("panicked") || l.starts_with("Error") || l.contains("ERROR"));
             let tail = lines.iter().skip(lines.len().saturating_sub(8));
             let shown: Vec<&str> = errors.chain(tail).copied().collect();
             logs.push_str(&format!("\n--- {} ---\n{}", p.display(), shown.join("\n")));
@@ -138,7 +139,14 @@ pub struct Watch<'a> {
 impl Watch<'_> {
     /// Waits until `cond` holds for run `run`'s status, failing with the logs after `secs` or
     /// as soon as one of `procs` exits with an error.
-    pub fn wait_run(&self, run: u64, procs: &mut [Proc], what: &str, secs: u64, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_run(
+        &self,
+        run: u64,
+        procs: &mut [Proc],
+        what: &str,
+        secs: u64,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let run_s = run.to_string();
         loop {
@@ -148,7 +156,10 @@ impl Watch<'_> {
             {
                 return s.clone();
             }
-            if let Some(dead) = procs.iter_mut().find_map(|p| p.exited().filter(|c| !c.success()).map(|c| format!("{} exited with {c}", p.name))) {
+            if let Some(dead) = procs
+                .iter_mut()
+                .find_map(|p| p.exited().filter(|c| !c.success()).map(|c| format!("{} exited with {c}", p.name)))
+            {
                 fail_with_logs(self.dir, &format!("{dead} while waiting for {what}"));
             }
             if Instant::now() > deadline {
