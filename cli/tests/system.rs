@@ -211,8 +211,6 @@ impl System {
         for step in [0, 3, 6] {
             assert!(lines[step]["eval_accuracy"].is_number(), "eval at step {step}: {}", lines[step]);
         }
-        let ckpt = self.dir.join("checkpoints").join(format!("run-{}", self.run)).join(format!("step-{STEPS}"));
-        assert!(ckpt.join("model.safetensors").exists() && ckpt.join("tokenizer.json").exists(), "final checkpoint at {}", ckpt.display());
         // Every process ends by itself once the run is over.
         let deadline = Instant::now() + Duration::from_secs(30);
         for p in self.learners.iter_mut().chain(&mut self.actors).chain(&mut self.scorers) {
@@ -227,6 +225,10 @@ impl System {
                 }
             }
         }
+        // Rank 0 writes the final checkpoint after the step that completes the run, so it is
+        // there once the learners have exited, not necessarily when the run shows completed.
+        let ckpt = self.dir.join("checkpoints").join(format!("run-{}", self.run)).join(format!("step-{STEPS}"));
+        assert!(ckpt.join("model.safetensors").exists() && ckpt.join("tokenizer.json").exists(), "final checkpoint at {}", ckpt.display());
     }
 }
 
