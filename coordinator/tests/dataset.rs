@@ -20,6 +20,8 @@ fn spec(path: &Path, fields: FieldMap) -> DatasetSpec {
         fields,
         eval_fraction: 0.0,
         eval_path: None,
+        answer_kind: None,
+        system_prompt: None,
         seed: 0,
         shuffle: true,
         epochs: 1,
