@@ -10,7 +10,7 @@ use safetensors::SafeTensors;
 
 type B = CpuBackend;
 
-const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny"];
+const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny", "qwen3-tiny"];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
