@@ -169,7 +169,7 @@ pub fn score_text(
     let job = ScoreJob { verifier: "math".into(), completion: text.clone(), ground_truth: Some(gold.to_string()), ..Default::default() };
     let correct = math::score_with(&job, math_cfg).reward == 1.0;
     let formatted = format.check(&text).is_ok();
-    let extracted = math::extract::answer(&text, &math_cfg.sources).map(str::to_string);
+    let extracted = math::extract::answer(&text, &math_cfg.sources).map(|a| a.into_owned());
     Scored { text, tokens, finish, extracted, correct, formatted }
 }
 
