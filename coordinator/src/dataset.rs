@@ -278,6 +278,13 @@ fn split_off_eval(
 
 type RawRow = (u64, Result<Value, String>);
 
+/// Every row of a JSONL or Parquet file as a JSON value (or the problem with a row that is
+/// not), numbered from 1 (the line number for JSONL), for readers outside a run such as
+/// `r1ctl eval`.
+pub fn read_rows(path: &Path, format: DatasetFormat) -> Result<Vec<(u64, Result<Value, String>)>, DatasetError> {
+    read_file(path, format).map(|(rows, _)| rows)
+}
+
 /// Reads every row of a file as JSON values (or a per-row parse problem), and its SHA-256.
 fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String), DatasetError> {
     let io = |source| DatasetError::Io {
