@@ -16,8 +16,24 @@ fn here(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The Qwen3 parity fixture with room for the benchmarks' long prompts (its own config says
+/// 256 positions; RoPE has no limit of its own), copied once per test process.
 fn model() -> String {
-    here("../model/tests/fixtures/qwen2-tiny").to_str().unwrap().to_string()
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = here("../model/tests/fixtures/qwen3-tiny");
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let cfg_path = dir.path().join("config.json");
+        let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg["max_position_embeddings"] = 2048.into();
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        dir
+    });
+    dir.path().to_str().unwrap().to_string()
 }
 
 fn r1ctl(args: &[&str]) -> Output {

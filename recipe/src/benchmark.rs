@@ -86,12 +86,13 @@ impl Benchmark {
         let math = |q: String| MATH_QUERY_TEMPLATE.replace("{Question}", &q);
         Ok(match self {
             Benchmark::Math500 => {
+                let prompt = math(text("problem")?);
                 let answer = if row.get("solution").is_some() {
                     gold(AnswerKind::Boxed, "solution")?
                 } else {
                     gold(AnswerKind::Plain, "answer")?
                 };
-                BenchItem { prompt: math(text("problem")?), answer }
+                BenchItem { prompt, answer }
             }
             Benchmark::Aime24 | Benchmark::Aime25 => {
                 BenchItem { prompt: math(text("problem")?), answer: gold(AnswerKind::Plain, "answer")? }
