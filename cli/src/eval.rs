@@ -12,6 +12,7 @@ use clap::Args;
 use r1_model::{PromptTemplate, TextTokenizer};
 use r1_coordinator::spec::{AnswerKind, DatasetFormat};
 use r1_recipe::benchmark::Benchmark;
+use r1_reward::math::AnswerSource;
 use r1_recipe::data::TaskItem;
 use r1_recipe::eval::{GenConfig, Outcome, sample_and_score, summarize};
 
@@ -43,6 +44,11 @@ pub struct SamplingArgs {
     /// (`#### 72`), boxed (a solution's last \boxed{}), choice (a letter)
     #[arg(long, default_value = "plain", value_parser = clap::value_parser!(KindArg))]
     pub answer_kind: KindArg,
+    /// Where a completion's answer is looked for, in order (repeat the flag): boxed,
+    /// answer_tag, hashes (`#### n`), answer_is ("answer is n"), last_number; default boxed
+    /// then answer_tag (a run's accuracy reward), or the benchmark's own
+    #[arg(long = "answer-source", value_parser = parse_source)]
+    pub answer_sources: Vec<AnswerSource>,
     /// Use only the first N questions
     #[arg(long)]
     pub limit: Option<usize>,
@@ -74,6 +80,11 @@ pub struct SamplingArgs {
     pub max_batch: usize,
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceKind,
+}
+
+fn parse_source(s: &str) -> Result<AnswerSource, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("unknown answer source `{s}`; use boxed, answer_tag, hashes, answer_is or last_number"))
 }
 
 /// `--benchmark`, parsed by `r1_recipe::benchmark::Benchmark`'s names.
@@ -135,6 +146,7 @@ impl SamplingArgs {
             system: self.system.clone(),
             think_prefill: self.think,
             answer_sources: match self.benchmark {
+                _ if !self.answer_sources.is_empty() => self.answer_sources.clone(),
                 Some(BenchArg(b)) => b.answer_sources(),
                 None => GenConfig::default().answer_sources,
             },

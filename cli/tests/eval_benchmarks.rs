@@ -152,8 +152,12 @@ fn bad_files_and_flags_are_named() {
     }
     // The same GSM8K file with its answer kind is fine, and the custom path reads it.
     let out = r1ctl(&["eval", "--model", &m, "-k", "2", "--max-new-tokens", "2", "--dataset", &bench("gsm8k.jsonl"),
-        "--prompt-field", "question", "--answer-kind", "gsm8k", "--template", "chat", "--system", "Be brief.", "--think", "--json"]);
+        "--prompt-field", "question", "--answer-kind", "gsm8k", "--template", "chat", "--system", "Be brief.", "--think",
+        "--answer-source", "hashes", "--answer-source", "last_number", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((r["questions"].as_u64(), r["answer_kind"].as_str(), r["think_prefill"].as_bool()), (Some(3), Some("gsm8k"), Some(true)));
+    assert_eq!(r["answer_sources"], serde_json::json!(["hashes", "last_number"]));
+    let out = r1ctl(&["eval", "--model", &m, "--dataset", &bench("gsm8k.jsonl"), "--answer-source", "first_number"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown answer source `first_number`"));
 }

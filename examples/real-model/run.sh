@@ -16,23 +16,31 @@ mkdir -p "$work"
 python3 "$here/make_data.py" "$work/data"
 "$py" "$root/scripts/make-small-qwen3.py" "$tok" "$work/base"
 
+# The questions as the run's prompts (chat template, no benchmark wrapper), answers looked for
+# as the run's accuracy reward looks for them.
+evalargs=(--dataset "$work/data/test.jsonl" --prompt-field question --answer-kind gsm8k --template chat
+  --answer-source boxed --answer-source hashes --answer-source answer_is --answer-source last_number
+  -k 8 --max-new-tokens 32 --temperature 0.7 --json)
+
 echo "== eval of the base (random weights) on the GSM8K-format test split"
-"$r1ctl" eval --model "$work/base" --benchmark gsm8k --dataset "$work/data/test.jsonl" \
-  --template chat -k 4 --max-new-tokens 32 --temperature 0.7 --json | tee "$work/eval-base.json"
+"$r1ctl" eval --model "$work/base" "${evalargs[@]}" | tee "$work/eval-base.json"
 
 echo "== SFT cold start on the train split's solutions"
 "$r1ctl" sft --model "$work/base" --dataset "$work/data/sft.jsonl" --out "$work/sft" \
   --template chat --steps "${SFT_STEPS:-150}" --batch-size 16 --lr 3e-3 --json | tail -1 | tee "$work/sft.json"
 
 echo "== eval after SFT"
-"$r1ctl" eval --model "$work/sft" --benchmark gsm8k --dataset "$work/data/test.jsonl" \
-  --template chat -k 4 --max-new-tokens 32 --temperature 0.7 --json | tee "$work/eval-sft.json"
+"$r1ctl" eval --model "$work/sft" "${evalargs[@]}" | tee "$work/eval-sft.json"
 
 echo "== GRPO through r1ctl up --config"
 rm -rf "$work/r1-data"
 R1_BASE_MODEL="$work/sft" R1_DATASET__PATH="$work/data/train.jsonl" R1_DATASET__EVAL_PATH="$work/data/test.jsonl" \
   "$r1ctl" up --config "$here/run.toml" --data-dir "$work/r1-data" --listen 127.0.0.1:7391 --json \
   | tee "$work/up.jsonl"
+
+echo "== eval of the final checkpoint"
+final=$(ls -d "$work"/r1-data/runs/*/checkpoints/step-* | sort -t- -k2 -n | tail -1)
+"$r1ctl" eval --model "$final" "${evalargs[@]}" | tee "$work/eval-grpo.json"
 
 echo "== transformers loads every checkpoint r1 wrote, with r1's log-probs"
 python3 -c 'import json,sys
