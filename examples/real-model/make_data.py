@@ -2,8 +2,8 @@
 
 Rows in openai/gsm8k's schema, {"question", "answer"}, the answer a worked solution with
 calculator annotations ending in `#### n` (thousands written with commas, as GSM8K does).
-Small one-step word problems, so that a 10M-parameter model can learn some of them on a CPU
-in minutes. Also writes the SFT pairs {"prompt", "completion"} of the cold start (the same
+Small one-step word problems, few of them, so that a 10M-parameter model can learn some on a
+CPU in minutes. Also writes the SFT pairs {"prompt", "completion"} of the cold start (the same
 solutions). Standard library only; seeded, so the files are the same every time.
 
 Usage: python3 examples/real-model/make_data.py OUT_DIR
@@ -32,7 +32,7 @@ def row(rng):
 def main(out):
     rng = random.Random(0)
     os.makedirs(out, exist_ok=True)
-    train = [row(rng) for _ in range(64)]
+    train = [row(rng) for _ in range(24)]
     test = [row(rng) for _ in range(16)]
     for name, rows in [("train.jsonl", train), ("test.jsonl", test)]:
         with open(os.path.join(out, name), "w") as f:

@@ -20,14 +20,14 @@ python3 "$here/make_data.py" "$work/data"
 # as the run's accuracy reward looks for them.
 evalargs=(--dataset "$work/data/test.jsonl" --prompt-field question --answer-kind gsm8k --template chat
   --answer-source boxed --answer-source hashes --answer-source answer_is --answer-source last_number
-  -k 8 --max-new-tokens 32 --temperature 0.7 --json)
+  -k 4 --max-new-tokens 32 --temperature 0.7 --json)
 
 echo "== eval of the base (random weights) on the GSM8K-format test split"
 "$r1ctl" eval --model "$work/base" "${evalargs[@]}" | tee "$work/eval-base.json"
 
 echo "== SFT cold start on the train split's solutions"
 "$r1ctl" sft --model "$work/base" --dataset "$work/data/sft.jsonl" --out "$work/sft" \
-  --template chat --steps "${SFT_STEPS:-150}" --batch-size 16 --lr 3e-3 --json | tail -1 | tee "$work/sft.json"
+  --template chat --steps "${SFT_STEPS:-80}" --batch-size 8 --lr 3e-3 --json | tail -1 | tee "$work/sft.json"
 
 echo "== eval after SFT"
 "$r1ctl" eval --model "$work/sft" "${evalargs[@]}" | tee "$work/eval-sft.json"
@@ -39,14 +39,14 @@ R1_BASE_MODEL="$work/sft" R1_DATASET__PATH="$work/data/train.jsonl" R1_DATASET__
   | tee "$work/up.jsonl"
 
 echo "== eval of the final checkpoint"
-final=$(ls -d "$work"/r1-data/runs/*/checkpoints/step-* | sort -t- -k2 -n | tail -1)
+final=$(ls -d "$work"/r1-data/checkpoints/run-1/step-* | sort -t- -k2 -n | tail -1)
 "$r1ctl" eval --model "$final" "${evalargs[@]}" | tee "$work/eval-grpo.json"
 
 echo "== transformers loads every checkpoint r1 wrote, with r1's log-probs"
 python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l); print(json.dumps({"text": r["question"] + "\n" + r["answer"]}))' "$work/data/test.jsonl" > "$work/texts.jsonl"
-for ckpt in "$work"/r1-data/runs/*/checkpoints/step-*; do
-  "$r1ctl" logprobs --model "$ckpt" --input "$work/texts.jsonl" --no-special-tokens > "$ckpt.logprobs.jsonl"
-  "$py" "$root/scripts/check-logprobs-in-transformers.py" "$ckpt" "$work/texts.jsonl" "$ckpt.logprobs.jsonl"
+for ckpt in "$work"/r1-data/checkpoints/run-1/step-*; do
+  "$r1ctl" logprobs --model "$ckpt" --input "$work/texts.jsonl" --no-special-tokens > "$work/$(basename "$ckpt").logprobs.jsonl"
+  "$py" "$root/recipe/scripts/check_transformers_loads.py" "$ckpt" "$work/$(basename "$ckpt").logprobs.jsonl" "$work/texts.jsonl"
 done
