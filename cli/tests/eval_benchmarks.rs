@@ -43,8 +43,20 @@ fn r1ctl(args: &[&str]) -> Output {
 fn eval(benchmark: &str, dataset: &Path, extra: &[&str]) -> Value {
     let model = model();
     let mut args = vec![
-        "eval", "--model", &model, "--benchmark", benchmark, "--dataset", dataset.to_str().unwrap(),
-        "-k", "3", "--max-new-tokens", "4", "--seed", "5", "--json",
+        "eval",
+        "--model",
+        &model,
+        "--benchmark",
+        benchmark,
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "-k",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "5",
+        "--json",
     ];
     args.extend_from_slice(extra);
     let out = r1ctl(&args);
@@ -81,11 +93,8 @@ fn every_benchmark_reads_its_published_schema_and_reports_pass_at_k() {
 
 /// Writes JSONL rows of string values as a Parquet file with one UTF8 column per key.
 fn to_parquet(jsonl: &Path, out: &Path) {
-    let rows: Vec<serde_json::Map<String, Value>> = std::fs::read_to_string(jsonl)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Map<String, Value>> =
+        std::fs::read_to_string(jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let keys: Vec<String> = rows[0].keys().cloned().collect();
     let fields: String = keys.iter().map(|k| format!("REQUIRED BYTE_ARRAY {k} (UTF8); ")).collect();
     let schema = Arc::new(parse_message_type(&format!("message row {{ {fields}}}")).unwrap());
@@ -125,23 +134,42 @@ fn bad_files_and_flags_are_named() {
     let m = model();
     // (args, fragments the error must contain)
     let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
-        (vec!["--benchmark".into(), "gsm8k".into(), "--dataset".into(), bench("gsm8k_bad.jsonl")],
-            vec!["gsm8k_bad.jsonl has 1 bad rows", "row 2 field `answer` has no `#### <answer>` line"]),
-        (vec!["--benchmark".into(), "math500".into(), "--dataset".into(), bench("gsm8k.jsonl")],
-            vec!["row 1 field `problem` is missing", "a math500 row has this column"]),
-        (vec!["--dataset".into(), bench("gsm8k.jsonl"), "--prompt-field".into(), "question".into()],
-            vec!["row 1 field `answer` holds a `####` line", "answer_kind = \"gsm8k\""]),
-        (vec!["--benchmark".into(), "math-500".into(), "--dataset".into(), bench("gsm8k.jsonl")],
-            vec!["unknown benchmark `math-500`"]),
-        (vec!["--dataset".into(), bench("gsm8k.jsonl"), "--answer-kind".into(), "hashes".into()],
-            vec!["unknown answer kind `hashes`"]),
-        (vec!["--dataset".into(), bench("gsm8k.jsonl"), "--system".into(), "be brief".into()],
-            vec!["--system needs the chat template"]),
-        (vec!["--dataset".into(), here("Cargo.toml").to_str().unwrap().into()],
-            vec!["neither .jsonl nor .parquet"]),
+        (
+            vec!["--benchmark".into(), "gsm8k".into(), "--dataset".into(), bench("gsm8k_bad.jsonl")],
+            vec!["gsm8k_bad.jsonl has 1 bad rows", "row 2 field `answer` has no `#### <answer>` line"],
+        ),
+        (
+            vec!["--benchmark".into(), "math500".into(), "--dataset".into(), bench("gsm8k.jsonl")],
+            vec!["row 1 field `problem` is missing", "a math500 row has this column"],
+        ),
+        (
+            vec!["--dataset".into(), bench("gsm8k.jsonl"), "--prompt-field".into(), "question".into()],
+            vec!["row 1 field `answer` holds a `####` line", "answer_kind = \"gsm8k\""],
+        ),
+        (
+            vec!["--benchmark".into(), "math-500".into(), "--dataset".into(), bench("gsm8k.jsonl")],
+            vec!["unknown benchmark `math-500`"],
+        ),
+        (
+            vec!["--dataset".into(), bench("gsm8k.jsonl"), "--answer-kind".into(), "hashes".into()],
+            vec!["unknown answer kind `hashes`"],
+        ),
+        (
+            vec!["--dataset".into(), bench("gsm8k.jsonl"), "--system".into(), "be brief".into()],
+            vec!["--system needs the chat template"],
+        ),
+        (vec!["--dataset".into(), here("Cargo.toml").to_str().unwrap().into()], vec!["neither .jsonl nor .parquet"]),
     ];
     for (args, want) in cases {
-        let mut full = vec!["eval".to_string(), "--model".into(), m.clone(), "-k".into(), "1".into(), "--max-new-tokens".into(), "2".into()];
+        let mut full = vec![
+            "eval".to_string(),
+            "--model".into(),
+            m.clone(),
+            "-k".into(),
+            "1".into(),
+            "--max-new-tokens".into(),
+            "2".into(),
+        ];
         full.extend(args.iter().cloned());
         let out = r1ctl(&full.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -151,12 +179,37 @@ fn bad_files_and_flags_are_named() {
         }
     }
     // The same GSM8K file with its answer kind is fine, and the custom path reads it.
-    let out = r1ctl(&["eval", "--model", &m, "-k", "2", "--max-new-tokens", "2", "--dataset", &bench("gsm8k.jsonl"),
-        "--prompt-field", "question", "--answer-kind", "gsm8k", "--template", "chat", "--system", "Be brief.", "--think",
-        "--answer-source", "hashes", "--answer-source", "last_number", "--json"]);
+    let out = r1ctl(&[
+        "eval",
+        "--model",
+        &m,
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--dataset",
+        &bench("gsm8k.jsonl"),
+        "--prompt-field",
+        "question",
+        "--answer-kind",
+        "gsm8k",
+        "--template",
+        "chat",
+        "--system",
+        "Be brief.",
+        "--think",
+        "--answer-source",
+        "hashes",
+        "--answer-source",
+        "last_number",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((r["questions"].as_u64(), r["answer_kind"].as_str(), r["think_prefill"].as_bool()), (Some(3), Some("gsm8k"), Some(true)));
+    assert_eq!(
+        (r["questions"].as_u64(), r["answer_kind"].as_str(), r["think_prefill"].as_bool()),
+        (Some(3), Some("gsm8k"), Some(true))
+    );
     assert_eq!(r["answer_sources"], serde_json::json!(["hashes", "last_number"]));
     let out = r1ctl(&["eval", "--model", &m, "--dataset", &bench("gsm8k.jsonl"), "--answer-source", "first_number"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown answer source `first_number`"));

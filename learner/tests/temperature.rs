@@ -50,7 +50,12 @@ fn on_policy_samples_have_ratio_one_at_the_sampling_temperature() {
         let report = t.grpo_step(&rollouts, true, &mut SingleRank).unwrap();
         if ratio_one {
             assert_eq!(report.clip_frac, 0.0, "T = {learner_t}: {report:?}");
-            assert!((report.loss + mean_adv).abs() < 1e-5, "T = {learner_t}: loss {} vs −mean(A) {}", report.loss, -mean_adv);
+            assert!(
+                (report.loss + mean_adv).abs() < 1e-5,
+                "T = {learner_t}: loss {} vs −mean(A) {}",
+                report.loss,
+                -mean_adv
+            );
         } else {
             // Tokens whose ratio left the 1e-4 range on the side where clipping binds.
             assert!(report.clip_frac > 0.2, "T = {learner_t}: the untempered learner should be off policy: {report:?}");

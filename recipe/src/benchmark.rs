@@ -165,11 +165,18 @@ mod tests {
             "solution": "We have that $r = \\sqrt{0^2 + 3^2} = 3.$ ... \\[\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.\\]",
             "answer": "\\left( 3, \\frac{\\pi}{2} \\right)", "subject": "Precalculus", "level": 2, "unique_id": "test/precalculus/807.json"});
         let aime = json!({"id": 60, "problem": "Find the number of ...", "solution": "...", "answer": "204", "url": "https://...", "year": "2024"});
-        let aime_int = json!({"id": 0, "problem": "Find the sum ...", "answer": 70, "url": "https://...", "year": 2025});
+        let aime_int =
+            json!({"id": 0, "problem": "Find the sum ...", "answer": 70, "url": "https://...", "year": 2025});
         // (benchmark, row, prompt starts with, prompt ends with, gold)
         let cases = [
             (Benchmark::Gsm8k, &gsm8k, "Question: Natalia sold", "in April and May?\nAnswer:", "72"),
-            (Benchmark::Math500, &math500, "Solve the following math problem efficiently and clearly.  The last line", "\n\nConvert the point $(0,3)$ in rectangular coordinates to polar coordinates.", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+            (
+                Benchmark::Math500,
+                &math500,
+                "Solve the following math problem efficiently and clearly.  The last line",
+                "\n\nConvert the point $(0,3)$ in rectangular coordinates to polar coordinates.",
+                "\\left( 3, \\frac{\\pi}{2} \\right)",
+            ),
             (Benchmark::Aime24, &aime, "Solve the following", "\n\nFind the number of ...", "204"),
             (Benchmark::Aime25, &aime_int, "Solve the following", "\n\nFind the sum ...", "70"),
         ];
@@ -197,7 +204,12 @@ mod tests {
             assert!(item.prompt.starts_with("Answer the following multiple choice question."), "{}", item.prompt);
             assert!(item.prompt.contains("\n\nWhich is heaviest?\n\nA) "), "{}", item.prompt);
             let shown = format!("{}) lead\n", item.answer);
-            assert!(item.prompt.contains(&shown) || item.prompt.ends_with(shown.trim_end()), "{} in {}", item.answer, item.prompt);
+            assert!(
+                item.prompt.contains(&shown) || item.prompt.ends_with(shown.trim_end()),
+                "{} in {}",
+                item.answer,
+                item.prompt
+            );
             assert_eq!(item, Benchmark::GpqaDiamond.item(&row, line, 7).unwrap(), "seeded");
             letters.insert(item.answer);
         }

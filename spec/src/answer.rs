@@ -194,7 +194,11 @@ mod tests {
         use AnswerKind::*;
         let cases: &[(AnswerKind, &str, Result<&str, &str>)] = &[
             // GSM8K (openai/gsm8k `answer` column).
-            (Gsm8k, "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72", Ok("72")),
+            (
+                Gsm8k,
+                "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+                Ok("72"),
+            ),
             (Gsm8k, "He pays 2*500 = $<<2*500=1000>>1000\n#### 1,000", Ok("1000")),
             (Gsm8k, "...\n####   1,234,567  ", Ok("1234567")),
             (Gsm8k, "...\n#### -3", Ok("-3")),
