@@ -126,7 +126,7 @@ pub struct SftArgs {
     /// Where to save the trained model (a Hugging Face folder)
     #[arg(long)]
     out: PathBuf,
-    /// How prompts are wrapped: the R1 template or as is
+    /// How prompts are wrapped: the R1 template, the model's chat template or as is
     #[arg(long, value_enum, default_value_t = crate::eval::Template::R1)]
     template: crate::eval::Template,
     /// Start from random weights (a student), shaped by the options below
@@ -197,10 +197,7 @@ fn sft_on<B: burn::tensor::backend::AutodiffBackend>(args: &SftArgs, device: &B:
         .or_else(|| model.config().eos_token_ids.first().copied())
         .context("neither tokenizer_config.json nor config.json names an end-of-sequence token")?;
     let records: Vec<SftRecord> = read_jsonl(&args.dataset)?;
-    let template = match args.template {
-        crate::eval::Template::R1 => PromptTemplate::R1,
-        crate::eval::Template::Raw => PromptTemplate::Raw,
-    };
+    let template = PromptTemplate::from(args.template);
     let examples = r1_recipe::train::encode(&records, &tokenizer, template, eos, model.config().max_position_embeddings)
         .with_context(|| format!("in {}", args.dataset.display()))?;
     if args.out == args.model {

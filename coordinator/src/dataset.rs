@@ -6,7 +6,10 @@
 //! number for JSONL, 1-based) and the field at fault. A column is named by
 //! `dataset.fields`; a dotted name (`reward_model.ground_truth`) reaches into nested objects
 //! when no column has that exact name. A prompt is a string or a list of chat messages
-//! (`{role, content}`); an answer is a string or a number; tests are any JSON value.
+//! (`{role, content}`); an answer is a string or a number; tests are any JSON value. With
+//! `dataset.answer_kind` each answer becomes its gold answer (`r1_spec::answer`: `#### 72`
+//! → `72` for GSM8K, the last `\boxed{}` of a MATH solution, ...), and a row without one is
+//! a bad row; `dataset.system_prompt` puts a system message before every prompt.
 //!
 //! Order: the eval split (when `eval_fraction` > 0) is picked by `seed`, and each epoch's
 //! order is a permutation seeded by (`seed`, epoch), so a [`Cursor`] (epoch, index) names
@@ -139,12 +142,12 @@ impl Dataset {
     /// Reads, maps and checks the whole dataset (and the eval file, if any).
     pub fn load(spec: &DatasetSpec) -> Result<Dataset, DatasetError> {
         let (rows, mut fingerprint) = read_file(&spec.path, spec.resolved_format(&spec.path)?)?;
-        let mut all = map_rows(&spec.path, rows, &spec.fields)?;
+        let mut all = map_rows(&spec.path, rows, spec)?;
         let eval = match &spec.eval_path {
             Some(path) => {
                 let (rows, fp) = read_file(path, spec.resolved_format(path)?)?;
                 fingerprint = format!("{fingerprint}+{fp}");
-                map_rows(path, rows, &spec.fields)?
+                map_rows(path, rows, spec)?
             }
             None => split_off_eval(&mut all, spec.eval_fraction, spec.seed)?,
         };
@@ -159,7 +162,7 @@ impl Dataset {
             .enumerate()
             .map(|(i, v)| (i as u64 + 1, Ok(v)))
             .collect();
-        let mut all = map_rows(Path::new("<memory>"), rows, &spec.fields)?;
+        let mut all = map_rows(Path::new("<memory>"), rows, spec)?;
         let eval = split_off_eval(&mut all, spec.eval_fraction, spec.seed)?;
         Ok(Dataset::new(all, eval, spec, String::new()))
     }
@@ -275,6 +278,13 @@ fn split_off_eval(
 
 type RawRow = (u64, Result<Value, String>);
 
+/// Every row of a JSONL or Parquet file as a JSON value (or the problem with a row that is
+/// not), numbered from 1 (the line number for JSONL), for readers outside a run such as
+/// `r1ctl eval`.
+pub fn read_rows(path: &Path, format: DatasetFormat) -> Result<Vec<(u64, Result<Value, String>)>, DatasetError> {
+    read_file(path, format).map(|(rows, _)| rows)
+}
+
 /// Reads every row of a file as JSON values (or a per-row parse problem), and its SHA-256.
 fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String), DatasetError> {
     let io = |source| DatasetError::Io {
@@ -323,7 +333,7 @@ fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String)
 fn map_rows(
     path: &Path,
     rows: Vec<RawRow>,
-    fields: &FieldMap,
+    spec: &DatasetSpec,
 ) -> Result<Vec<Example>, DatasetError> {
     if rows.is_empty() {
         return Err(DatasetError::Empty { path: path.into() });
@@ -333,7 +343,7 @@ fn map_rows(
     let mut count = 0;
     for (row, value) in rows {
         let mapped = match value {
-            Ok(v) => map_row(row, v, fields).map_err(|e| (e.field.to_string(), e.problem)),
+            Ok(v) => map_row(row, v, spec).map_err(|e| (e.field.to_string(), e.problem)),
             Err(problem) => Err(("row".to_string(), problem)),
         };
         match mapped {
@@ -365,7 +375,8 @@ struct FieldProblem {
     problem: String,
 }
 
-fn map_row(row: u64, value: Value, fields: &FieldMap) -> Result<Example, FieldProblem> {
+fn map_row(row: u64, value: Value, spec: &DatasetSpec) -> Result<Example, FieldProblem> {
+    let fields: &FieldMap = &spec.fields;
     let Value::Object(obj) = value else {
         return Err(FieldProblem {
             field: "row",
@@ -417,6 +428,29 @@ fn map_row(row: u64, value: Value, fields: &FieldMap) -> Result<Example, FieldPr
         Some(Value::String(s)) => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => return Err(problem("answer", "is neither text nor a number".into())),
+    };
+    // The gold answer, extracted by the dataset's answer kind (`r1_spec::answer`).
+    let answer = match (answer, spec.answer_kind) {
+        (Some(raw), Some(kind)) => Some(kind.gold(&raw).map_err(|e| problem("answer", e))?),
+        (answer, _) => answer,
+    };
+    let prompt = match (prompt, &spec.system_prompt) {
+        (prompt, None) => prompt,
+        (Prompt::Chat(msgs), Some(_)) if msgs[0].role == "system" => Prompt::Chat(msgs),
+        (prompt, Some(system)) => {
+            let mut msgs = vec![ChatMessage {
+                role: "system".into(),
+                content: system.clone(),
+            }];
+            match prompt {
+                Prompt::Text(text) => msgs.push(ChatMessage {
+                    role: "user".into(),
+                    content: text,
+                }),
+                Prompt::Chat(turns) => msgs.extend(turns),
+            }
+            Prompt::Chat(msgs)
+        }
     };
     let tests = required("tests", &fields.tests)?;
     let language = match required("language", &fields.language)? {

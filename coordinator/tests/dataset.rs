@@ -20,6 +20,8 @@ fn spec(path: &Path, fields: FieldMap) -> DatasetSpec {
         fields,
         eval_fraction: 0.0,
         eval_path: None,
+        answer_kind: None,
+        system_prompt: None,
         seed: 0,
         shuffle: true,
         epochs: 1,
@@ -512,5 +514,76 @@ fn fingerprint_follows_the_file_and_eval_file_is_read() {
         Dataset::load(&spec(&train, fields("q", None, None)))
             .unwrap()
             .fingerprint()
+    );
+}
+
+#[test]
+fn published_answers_become_gold_answers_and_a_row_without_one_is_named() {
+    use r1_coordinator::spec::AnswerKind;
+    let dir = tempfile::tempdir().unwrap();
+    // GSM8K's schema: {question, answer}, the answer a worked solution ending in `#### n`.
+    let path = write_jsonl(
+        dir.path(),
+        &[
+            r#####"{"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?", "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"}"#####,
+            r#####"{"question": "A house costs $1,000 a month. What does a year cost?", "answer": "12*1,000 = <<12*1000=12000>>12,000\n####  12,000"}"#####,
+            r#####"{"question": "q3", "answer": "no final line here"}"#####,
+        ],
+    );
+    let gsm8k = DatasetSpec {
+        answer_kind: Some(AnswerKind::Gsm8k),
+        ..spec(&path, fields("question", Some("answer"), None))
+    };
+    let err = Dataset::load(&gsm8k).unwrap_err().to_string();
+    assert!(
+        err.contains("d.jsonl") && err.contains("1 bad rows") && err.contains("row 3 field `answer` has no `#### <answer>` line"),
+        "{err}"
+    );
+    // Without the kind, a GSM8K solution is refused rather than compared whole (reward 0).
+    let plain = DatasetSpec { answer_kind: Some(AnswerKind::Plain), ..gsm8k.clone() };
+    let err = Dataset::load(&plain).unwrap_err().to_string();
+    assert!(err.contains("row 1 field `answer`") && err.contains("answer_kind = \"gsm8k\""), "{err}");
+
+    let lines = std::fs::read_to_string(&path).unwrap();
+    let two: Vec<&str> = lines.lines().take(2).collect();
+    let path = write_jsonl(dir.path(), &two);
+    let ds = Dataset::load(&DatasetSpec { path: path.clone(), ..gsm8k.clone() }).unwrap();
+    let golds: Vec<Option<&str>> = ds.train().iter().map(|x| x.answer.as_deref()).collect();
+    assert_eq!(golds, [Some("72"), Some("12000")]);
+    // No kind (SFT): the column as written.
+    let raw = Dataset::load(&DatasetSpec { answer_kind: None, ..gsm8k.clone() }).unwrap();
+    assert!(raw.train()[0].answer.as_deref().unwrap().ends_with("#### 72"));
+
+    // A system prompt turns text into a conversation and leaves a row's own system turn alone.
+    let path = write_jsonl(
+        dir.path(),
+        &[
+            r#####"{"question": "2+2?", "answer": "#### 4"}"#####,
+            r#####"{"question": [{"role": "system", "content": "own"}, {"role": "user", "content": "3+3?"}], "answer": "#### 6"}"#####,
+            r#####"{"question": [{"role": "user", "content": "4+4?"}], "answer": "#### 8"}"#####,
+        ],
+    );
+    let ds = Dataset::load(&DatasetSpec {
+        path,
+        system_prompt: Some("Reason step by step.".into()),
+        ..gsm8k
+    })
+    .unwrap();
+    let turns: Vec<Vec<(String, String)>> = ds
+        .train()
+        .iter()
+        .map(|x| match &x.prompt {
+            Prompt::Chat(m) => m.iter().map(|m| (m.role.clone(), m.content.clone())).collect(),
+            Prompt::Text(t) => panic!("still text: {t}"),
+        })
+        .collect();
+    let pair = |r: &str, c: &str| (r.to_string(), c.to_string());
+    assert_eq!(
+        turns,
+        [
+            vec![pair("system", "Reason step by step."), pair("user", "2+2?")],
+            vec![pair("system", "own"), pair("user", "3+3?")],
+            vec![pair("system", "Reason step by step."), pair("user", "4+4?")],
+        ]
     );
 }

@@ -147,6 +147,11 @@ fn setup<B: AutodiffBackend>(
     let spec = RunSpec::from_json(spec_json).map_err(|e| bad(format!("its spec does not parse: {e}")))?;
     // The spec was checked whole (learner options included) when it was parsed. SFT has no
     // GRPO loss: its table holds the optimizer's keys only, and no KL term, so no reference.
+    // GRPO scores its rollouts at the temperature the actors sampled them with.
+    let temperature = match &spec.algorithm {
+        Algorithm::Grpo(g) => g.sampling.temperature,
+        Algorithm::Sft(_) => 1.0,
+    };
     let (opts, template) = match &spec.algorithm {
         Algorithm::Grpo(g) => (g.learner.clone(), g.sampling.template),
         Algorithm::Sft(s) => (
@@ -184,7 +189,8 @@ fn setup<B: AutodiffBackend>(
     let optimizer_steps = spec.schedule.total_steps * u64::from(opts.steps_per_batch());
     let trainer = Trainer::new(model, reference, grpo, optim_config(&opts.optim, optimizer_steps), opts.optim.micro_batch, device.clone())
         .map_err(|e| bad(e.to_string()))?
-        .with_steps_per_batch(opts.minibatches_per_batch as usize, opts.epochs_per_batch as usize);
+        .with_steps_per_batch(opts.minibatches_per_batch as usize, opts.epochs_per_batch as usize)
+        .with_sampling_temperature(temperature);
     let mut s = RunSetup { spec, opts, template, tok, trainer };
     if let Some((step, path)) = resume {
         s.trainer.load_optimizer(&Checkpoint { step: *step, path: path.clone() })?;

@@ -99,6 +99,9 @@ pub struct Trainer<B: AutodiffBackend> {
     micro_batch: usize,
     minibatches: usize,
     epochs: usize,
+    /// Log-probs (policy and reference) are taken under softmax(logits / this): the
+    /// distribution the actors sampled from (`r1_model::sample::logprob_temperature`).
+    temperature: f32,
     device: B::Device,
 }
 
@@ -152,6 +155,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             micro_batch: micro_batch.max(1),
             minibatches: 1,
             epochs: 1,
+            temperature: 1.0,
             device,
         })
     }
@@ -160,6 +164,15 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn with_steps_per_batch(mut self, minibatches: usize, epochs: usize) -> Self {
         self.minibatches = minibatches.max(1);
         self.epochs = epochs.max(1);
+        self
+    }
+
+    /// Scores GRPO rollouts under the distribution they were sampled from at
+    /// `sampling_temperature` (logits / T; greedy counts as T = 1), as the actors' log-probs
+    /// are, so that π_θ / π_old is 1 on on-policy samples at any temperature. SFT steps are
+    /// not affected.
+    pub fn with_sampling_temperature(mut self, sampling_temperature: f32) -> Self {
+        self.temperature = r1_model::sample::logprob_temperature(sampling_temperature);
         self
     }
 
@@ -298,7 +311,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
             let batch = PaddedBatch::padded_to(&refs, 0, width);
             let t = batch.len - 1;
-            let logp = r1_model::logprobs::token_logprobs(&model, &batch, &self.device);
+            let (logp, _) = r1_model::logprobs::token_logprobs_at(&model, &batch, &self.device, self.temperature, false);
             let values: Vec<f32> = logp.into_data().convert::<f32>().to_vec().expect("a float tensor");
             for (k, &i) in part.iter().enumerate() {
                 let start = k * t + batch.pads[k] + rollouts[i].prompt.len() - 1;
@@ -338,14 +351,14 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let dev = &self.device;
         let host = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [b, t]), dev);
-        let (logp, entropy) = r1_model::logprobs::token_logprobs_and_entropy(model, &batch, dev, true);
+        let (logp, entropy) = r1_model::logprobs::token_logprobs_at(model, &batch, dev, self.temperature, true);
         let entropy = entropy.expect("entropy was asked for").detach();
         let mask_t = host(mask.clone());
         let entropy_tokens = (entropy * mask_t.clone()).sum().into_scalar_f64();
         let ref_logp = match (&self.reference, self.grpo.beta > 0.0) {
-            (Some(reference), true) => Some(Tensor::from_inner(r1_model::logprobs::token_logprobs(
-                reference, &batch, dev,
-            ))),
+            (Some(reference), true) => Some(Tensor::from_inner(
+                r1_model::logprobs::token_logprobs_at(reference, &batch, dev, self.temperature, false).0,
+            )),
             _ => None,
         };
         let advantages: Vec<f32> = part.iter().map(|r| r.advantage).collect();

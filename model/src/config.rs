@@ -1,6 +1,8 @@
 //! Model configuration: what r1 reads from (and writes to) a Hugging Face `config.json`.
 //!
-//! Two architectures are supported, `Qwen2ForCausalLM` and `LlamaForCausalLM`, in both the
+//! Three architectures are supported, `Qwen2ForCausalLM`, `Qwen3ForCausalLM` (dense: per-head
+//! RMSNorm on queries and keys, attention biases only with `attention_bias`) and
+//! `LlamaForCausalLM`, in both the
 //! older layout (`rope_theta`, `rope_scaling`, `torch_dtype` at top level, transformers 4.x) and
 //! the newer one (`rope_parameters`, `dtype`, transformers 5.x). Keys r1 does not use are
 //! kept and written back on save; a value that would change the maths and that r1 does not
@@ -14,11 +16,13 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ModelError, Result};
 
-/// Decoder family. Qwen2 has biases on q/k/v; Llama has them on q/k/v/o only when
-/// `attention_bias` is set.
+/// Decoder family. Qwen2 has biases on q/k/v; Qwen3 and Llama have them on q/k/v/o only
+/// when `attention_bias` is set; Qwen3 normalises each head's queries and keys (RMSNorm over
+/// `head_dim`) before the rotary embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Architecture {
     Qwen2,
+    Qwen3,
     Llama,
 }
 
@@ -27,6 +31,7 @@ impl Architecture {
     pub fn hf_name(self) -> &'static str {
         match self {
             Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Qwen3 => "Qwen3ForCausalLM",
             Self::Llama => "LlamaForCausalLM",
         }
     }
@@ -34,6 +39,7 @@ impl Architecture {
     fn model_type(self) -> &'static str {
         match self {
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
             Self::Llama => "llama",
         }
     }
@@ -78,6 +84,9 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// Biases on the MLP projections (Llama's `mlp_bias`).
     pub mlp_bias: bool,
+    /// RMSNorm over `head_dim` on each head's queries and keys, before RoPE (Qwen3).
+    #[serde(default)]
+    pub qk_norm: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
     /// The dtype the checkpoint's weights are stored in (`float32`, `bfloat16`, `float16`).
@@ -105,12 +114,13 @@ impl ModelConfig {
         let architecture = match obj.get("architectures").and_then(Value::as_array) {
             Some(a) if a.len() == 1 => match a[0].as_str().unwrap_or_default() {
                 "Qwen2ForCausalLM" => Architecture::Qwen2,
+                "Qwen3ForCausalLM" => Architecture::Qwen3,
                 "LlamaForCausalLM" => Architecture::Llama,
                 other => {
                     return Err(ModelError::Unsupported {
                         what: "architecture",
                         value: other.to_string(),
-                        supported: "Qwen2ForCausalLM and LlamaForCausalLM",
+                        supported: "Qwen2ForCausalLM, Qwen3ForCausalLM (dense) and LlamaForCausalLM",
                     });
                 }
             },
@@ -196,6 +206,10 @@ impl ModelConfig {
 
         let (qkv_bias, o_bias, mlp_bias) = match architecture {
             Architecture::Qwen2 => (true, false, false),
+            Architecture::Qwen3 => {
+                let ab = obj.get("attention_bias").and_then(Value::as_bool).unwrap_or(false);
+                (ab, ab, false)
+            }
             Architecture::Llama => {
                 let ab = obj.get("attention_bias").and_then(Value::as_bool).unwrap_or(false);
                 let mb = obj.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false);
@@ -242,6 +256,7 @@ impl ModelConfig {
             qkv_bias,
             o_bias,
             mlp_bias,
+            qk_norm: architecture == Architecture::Qwen3,
             bos_token_id,
             eos_token_ids,
             dtype,
@@ -310,9 +325,15 @@ impl ModelConfig {
         for (k, v) in fields.as_object().expect("object literal") {
             obj.insert(k.clone(), v.clone());
         }
-        if self.architecture == Architecture::Llama {
-            obj.insert("attention_bias".into(), json!(self.qkv_bias));
-            obj.insert("mlp_bias".into(), json!(self.mlp_bias));
+        match self.architecture {
+            Architecture::Llama => {
+                obj.insert("attention_bias".into(), json!(self.qkv_bias));
+                obj.insert("mlp_bias".into(), json!(self.mlp_bias));
+            }
+            Architecture::Qwen3 => {
+                obj.insert("attention_bias".into(), json!(self.qkv_bias));
+            }
+            Architecture::Qwen2 => {}
         }
         let scaling = match self.rope_scaling {
             RopeScaling::Default => Value::Null,

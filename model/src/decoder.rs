@@ -3,7 +3,9 @@
 //! Token embedding → N × [RMSNorm → grouped-query attention with Hugging Face-style rotary
 //! embeddings ("rotate half") → residual → RMSNorm → SwiGLU MLP → residual] → RMSNorm → LM head
 //! (tied to the embedding or not). Biases follow the checkpoint: Qwen2 has them on q/k/v,
-//! Llama on q/k/v/o when `attention_bias` is set.
+//! Qwen3 and Llama on q/k/v/o when `attention_bias` is set. Qwen3 normalises each head's
+//! queries and keys (RMSNorm over `head_dim`, weights `q_norm`/`k_norm`) before the rotary
+//! embedding.
 //!
 //! Every call takes explicit per-token positions and an additive attention bias, so one code
 //! path serves left-padded batches of prompts of different lengths, KV-cached decoding and
@@ -32,6 +34,9 @@ pub struct Attention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
+    /// Per-head RMSNorm on queries and keys (Qwen3), `[head_dim]` each.
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
 }
 
 #[derive(Module, Debug)]
@@ -150,6 +155,8 @@ impl<B: Backend> CausalLm<B> {
                     k_proj: linear(h, kv, cfg.qkv_bias),
                     v_proj: linear(h, kv, cfg.qkv_bias),
                     o_proj: linear(q, h, cfg.o_bias),
+                    q_norm: cfg.qk_norm.then(|| norm(cfg.head_dim)),
+                    k_norm: cfg.qk_norm.then(|| norm(cfg.head_dim)),
                 },
                 post_attention_layernorm: norm(h),
                 mlp: Mlp {
@@ -260,6 +267,14 @@ impl<B: Backend> Attention<B> {
         let q = heads(self.q_proj.forward(x.clone()), nh);
         let k = heads(self.k_proj.forward(x.clone()), nkv);
         let v = heads(self.v_proj.forward(x), nkv);
+        let q = match &self.q_norm {
+            Some(n) => rms_norm(n, q),
+            None => q,
+        };
+        let k = match &self.k_norm {
+            Some(n) => rms_norm(n, k),
+            None => k,
+        };
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
         let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
         let (k, v) = match cache {

@@ -97,6 +97,9 @@ struct LayerW<B: Backend> {
     k: Lin<B>,
     v: Lin<B>,
     o: Lin<B>,
+    /// Qwen3's per-head query and key norms, `[head_dim]`.
+    q_norm: Option<Host<B>>,
+    k_norm: Option<Host<B>>,
     ln2: Host<B>,
     gate: Lin<B>,
     up: Lin<B>,
@@ -133,6 +136,8 @@ impl<B: Backend> HostModel<B> {
                 k: Lin::of(&l.self_attn.k_proj),
                 v: Lin::of(&l.self_attn.v_proj),
                 o: Lin::of(&l.self_attn.o_proj),
+                q_norm: l.self_attn.q_norm.as_ref().map(|n| Host::of(n.gamma.val())),
+                k_norm: l.self_attn.k_norm.as_ref().map(|n| Host::of(n.gamma.val())),
                 ln2: Host::of(l.post_attention_layernorm.gamma.val()),
                 gate: Lin::of(&l.mlp.gate_proj),
                 up: Lin::of(&l.mlp.up_proj),
@@ -217,6 +222,15 @@ impl<B: Backend> HostModel<B> {
             let mut q = l.q.apply(&xn, m);
             let mut k = l.k.apply(&xn, m);
             let v = l.v.apply(&xn, m);
+            // Qwen3: RMSNorm over each head's `head_dim` values (the kernel normalises rows
+            // of the gamma's length).
+            for (x, norm) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
+                if let Some(g) = norm {
+                    let mut normed = vec![0.0f32; x.len()];
+                    kernels::rms_norm(x, g.get(), cfg.rms_norm_eps, &mut normed);
+                    *x = normed;
+                }
+            }
             kernels::rope(&mut q, nh, hd, &positions, &self.inv_freq);
             kernels::rope(&mut k, nkv, hd, &positions, &self.inv_freq);
             for (i, r) in rows.iter().enumerate() {

@@ -1,7 +1,9 @@
 //! Teacher-forced log-probabilities: log p(t[i+1] | t[..=i]) for every position of a sequence.
 //!
 //! [`token_logprobs`] is the differentiable form the learner trains through; [`score`] is the
-//! inference form behind `r1ctl logprobs`, batched and computed in f32.
+//! inference form behind `r1ctl logprobs`, batched and computed in f32. The `_at` forms take
+//! a temperature: log-probs under softmax(logits / T), the distribution the sampler draws
+//! from at T (the rule is in [`crate::sample`]).
 
 use crate::ops::log_softmax;
 use burn::tensor::backend::Backend;
@@ -26,11 +28,29 @@ pub fn token_logprobs_and_entropy<B: Backend>(
     device: &B::Device,
     entropy: bool,
 ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    token_logprobs_at(model, batch, device, 1.0, entropy)
+}
+
+/// As [`token_logprobs_and_entropy`], under softmax(logits / `temperature`): the distribution
+/// the sampler draws from at that temperature (pass
+/// [`crate::sample::logprob_temperature`] of the sampling temperature). The entropy is that
+/// distribution's too.
+pub fn token_logprobs_at<B: Backend>(
+    model: &CausalLm<B>,
+    batch: &PaddedBatch,
+    device: &B::Device,
+    temperature: f32,
+    entropy: bool,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
     let (b, t) = (batch.batch, batch.len);
     let tokens = batch.tokens::<B>(device);
     let hidden = model.forward(tokens.clone(), batch.positions(device), batch.causal_bias(device), None);
     let hidden = hidden.narrow(1, 0, t - 1);
-    let logp = log_softmax(model.logits(hidden), 2);
+    let mut logits = model.logits(hidden);
+    if temperature != 1.0 {
+        logits = logits / temperature as f64;
+    }
+    let logp = log_softmax(logits, 2);
     let targets: Tensor<B, 3, Int> = tokens.narrow(1, 1, t - 1).reshape([b, t - 1, 1]);
     let ent = entropy.then(|| (logp.clone().exp() * logp.clone()).sum_dim(2).neg().reshape([b, t - 1]));
     (logp.gather(2, targets).reshape([b, t - 1]), ent)
@@ -44,6 +64,17 @@ pub fn score<B: Backend>(
     max_batch: usize,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>> {
+    score_at(model, seqs, max_batch, 1.0, device)
+}
+
+/// As [`score`], under softmax(logits / `temperature`).
+pub fn score_at<B: Backend>(
+    model: &CausalLm<B>,
+    seqs: &[Vec<u32>],
+    max_batch: usize,
+    temperature: f32,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>> {
     crate::batch::check_sequences(seqs, model.config().vocab_size, "sequence")?;
     let mut out = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(max_batch.max(1)) {
@@ -53,7 +84,7 @@ pub fn score<B: Backend>(
             out.extend(chunk.iter().map(|_| Vec::new()));
             continue;
         }
-        let lp = token_logprobs(model, &batch, device);
+        let (lp, _) = token_logprobs_at(model, &batch, device, temperature, false);
         let w = batch.len - 1;
         let host: Vec<f32> = lp.into_data().convert::<f32>().into_vec().expect("f32 data");
         for (r, s) in chunk.iter().enumerate() {

@@ -9,9 +9,14 @@
 //! draws from its own ChaCha RNG seeded by (seed, prompt index, sample index), so a sample does
 //! not depend on what else was in the batch. Temperature 0 is greedy decoding.
 //!
-//! Every sampled token comes back with its log-probability under the policy itself — the raw
-//! model distribution, before temperature, top-k or top-p — which is π_old in the GRPO ratio
-//! and equals what [`crate::logprobs::score`] computes for the same tokens.
+//! Every sampled token comes back with its log-probability under the distribution it was
+//! drawn from: softmax(logits / T), T the temperature (T = 1 for greedy decoding, see
+//! [`logprob_temperature`]), before top-k or top-p truncation. That is π_old in the GRPO
+//! ratio, and the learner scores its policy at the same T
+//! ([`crate::logprobs::token_logprobs_at`]), so on-policy samples have ratio 1 at any T (the
+//! rule TRL adopted after its issue 4159: a ratio of π₁ against samples from π_T is off
+//! policy by construction). [`crate::logprobs::score_at`] gives the same numbers for the same
+//! tokens.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -103,7 +108,8 @@ pub enum FinishReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub tokens: Vec<u32>,
-    /// log π(token) under the raw policy, one per token.
+    /// log π_T(token), one per token: the log-probability under softmax(logits / T) the token
+    /// was drawn from (T = 1 for greedy decoding).
     pub logprobs: Vec<f32>,
     pub finish: FinishReason,
 }
@@ -130,11 +136,25 @@ fn sample_rng(seed: u64, key: u64, sample: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ key) ^ sample as u64))
 }
 
-/// Draws a token from `logits` and returns it with its raw log-probability.
+/// The temperature log-probabilities are taken at: the sampling temperature, or 1 for greedy
+/// decoding (temperature 0), whose point-mass distribution has no useful log-probabilities.
+/// The sampler and the learner both use it, so they agree on every token.
+pub fn logprob_temperature(temperature: f32) -> f32 {
+    if temperature < GREEDY_BELOW { 1.0 } else { temperature }
+}
+
+/// Temperatures below this decode greedily.
+const GREEDY_BELOW: f32 = 1e-6;
+
+/// Draws a token from `logits` and returns it with its log-probability under
+/// softmax(logits / [`logprob_temperature`]).
 fn draw(logits: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max + logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
-    let pick = if p.temperature < 1e-6 {
+    let lt = logprob_temperature(p.temperature) as f64;
+    // log Σ exp((x - max) / T): the log-partition of the tempered distribution, shifted by max/T.
+    let lse = logits.iter().map(|&x| ((x as f64 - max) / lt).exp()).sum::<f64>().ln();
+    let logprob = |i: usize| ((logits[i] as f64 - max) / lt - lse) as f32;
+    let pick = if p.temperature < GREEDY_BELOW {
         // First maximum, as torch.argmax.
         logits.iter().enumerate().fold(0, |best, (i, &x)| if x > logits[best] { i } else { best })
     } else {
@@ -154,7 +174,7 @@ fn draw(logits: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) 
                 }
                 u -= w;
             }
-            return (chosen as u32, (logits[chosen] as f64 - lse) as f32);
+            return (chosen as u32, logprob(chosen));
         }
         let mut cand: Vec<(usize, f64)> =
             logits.iter().enumerate().map(|(i, &x)| (i, ((x as f64 - max) / t).exp())).collect();
@@ -188,7 +208,7 @@ fn draw(logits: &[f32], p: &SamplingParams, rng: &mut ChaCha8Rng) -> (u32, f32) 
         }
         chosen
     };
-    (pick as u32, (logits[pick] as f64 - lse) as f32)
+    (pick as u32, logprob(pick))
 }
 
 /// Samples `n` completions for every prompt. `tokenizer` is needed only for stop strings.

@@ -225,6 +225,8 @@ fn build<B: Backend>(
                 k_proj: l.linear(&format!("{p}.self_attn.k_proj"), h, kv, cfg.qkv_bias)?,
                 v_proj: l.linear(&format!("{p}.self_attn.v_proj"), h, kv, cfg.qkv_bias)?,
                 o_proj: l.linear(&format!("{p}.self_attn.o_proj"), q, h, cfg.o_bias)?,
+                q_norm: cfg.qk_norm.then(|| l.norm(&format!("{p}.self_attn.q_norm.weight"), cfg.head_dim, eps)).transpose()?,
+                k_norm: cfg.qk_norm.then(|| l.norm(&format!("{p}.self_attn.k_norm.weight"), cfg.head_dim, eps)).transpose()?,
             },
             post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm.weight"), h, eps)?,
             mlp: Mlp {
@@ -297,6 +299,11 @@ fn hf_tensors<B: Backend>(model: &CausalLm<B>) -> Named {
         let a = &layer.self_attn;
         for (n, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
             push_linear(&mut out, &format!("{p}.self_attn.{n}"), l);
+        }
+        for (n, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
+            if let Some(norm) = norm {
+                push_vec(&mut out, format!("{p}.self_attn.{n}.weight"), norm.gamma.val());
+            }
         }
         push_vec(&mut out, format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.gamma.val());
         let m = &layer.mlp;

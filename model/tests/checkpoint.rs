@@ -41,6 +41,8 @@ fn save_load_round_trips() {
         ("llama-tiny", SaveDtype::F32, Some(100_000), 0.0),
         ("llama-tiny", SaveDtype::Bf16, None, 0.0), // its weights are bf16 already: exact
         ("llama-tiny", SaveDtype::F16, None, 0.05),
+        ("qwen3-tiny", SaveDtype::F32, None, 0.0),
+        ("qwen3-tiny", SaveDtype::Bf16, None, 0.05),
     ];
     for (name, dtype, shard, tol) in cases {
         let dev = Default::default();

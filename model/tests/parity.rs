@@ -10,7 +10,7 @@ use safetensors::SafeTensors;
 
 type B = CpuBackend;
 
-const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny"];
+const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny", "qwen3-tiny"];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -99,20 +99,39 @@ fn greedy_sampling_matches_transformers_generate() {
     }
 }
 
+/// The temperature rule: a sampled token's log-prob is its log-prob under softmax(logits / T),
+/// the distribution it was drawn from, and the learner's teacher-forced log-probs at the same T
+/// equal it (1e-5), on the CPU sampler and on the Burn path alike. At T != 1 the untempered
+/// log-probs are another number (the bug this rule fixes), which the test also checks.
 #[test]
-fn sampled_logprobs_equal_teacher_forced_logprobs() {
+fn sampled_logprobs_equal_teacher_forced_logprobs_at_the_sampling_temperature() {
+    let dev = Default::default();
     for name in FIXTURES {
         let model = load(name);
         let r = reference(name);
-        let params = SamplingParams { temperature: 1.0, top_p: 0.9, max_new_tokens: 12, seed: 7, ..Default::default() };
-        let out = sample::generate(&model, &r.ids, 3, &params, None, &Default::default(), &mut |_| {}).unwrap();
-        for (i, samples) in out.iter().enumerate() {
-            let seqs: Vec<Vec<u32>> = samples.iter().map(|s| [r.ids[i].clone(), s.tokens.clone()].concat()).collect();
-            let tf = logprobs::score(&model, &seqs, 8, &Default::default()).unwrap();
-            for (s, lp) in samples.iter().zip(&tf) {
-                let tail = &lp[r.ids[i].len() - 1..];
-                let err = max_abs_diff(&s.logprobs, tail);
-                assert!(err <= 1e-4, "{name} prompt {i}: sampled vs teacher-forced logprob error {err}");
+        let keys: Vec<u64> = (0..r.ids.len() as u64).collect();
+        for temperature in [1.0f32, 0.7, 1.3] {
+            let params =
+                SamplingParams { temperature, top_p: 0.9, max_new_tokens: 12, seed: 7, ..Default::default() };
+            let host = sample::generate(&model, &r.ids, 3, &params, None, &dev, &mut |_| {}).unwrap();
+            let burn =
+                sample::generate_burn(&model, &r.ids, &keys, 3, &params, None, &dev, &mut |_| {}).unwrap();
+            for (path, out) in [("cpu sampler", &host), ("burn path", &burn)] {
+                for (i, samples) in out.iter().enumerate() {
+                    let seqs: Vec<Vec<u32>> =
+                        samples.iter().map(|s| [r.ids[i].clone(), s.tokens.clone()].concat()).collect();
+                    let tf = logprobs::score_at(&model, &seqs, 8, temperature, &dev).unwrap();
+                    let raw = logprobs::score(&model, &seqs, 8, &dev).unwrap();
+                    for ((s, lp), raw) in samples.iter().zip(&tf).zip(&raw) {
+                        let tail = &lp[r.ids[i].len() - 1..];
+                        let err = max_abs_diff(&s.logprobs, tail);
+                        assert!(err <= 1e-5, "{name} {path} T={temperature} prompt {i}: sampled vs teacher-forced error {err}");
+                        let untempered = max_abs_diff(&s.logprobs, &raw[r.ids[i].len() - 1..]);
+                        if temperature != 1.0 {
+                            assert!(untempered > 1e-3, "{name} {path} T={temperature}: untempered log-probs agree ({untempered})");
+                        }
+                    }
+                }
             }
         }
     }

@@ -7,19 +7,28 @@
 //!   grouped by `r1_reward::math` equivalence (so `0.5` and `1/2` vote together), the largest
 //!   group wins, ties go to the group whose first member came first, and samples with no
 //!   extractable answer do not vote. A question is right when the winner equals the reference.
+//! - **pass@k** for every power of two up to k (and k): the unbiased estimator of Chen et al.
+//!   (2021), `1 − C(n−c, k) / C(n, k)` per question with n samples of which c are correct,
+//!   computed as the product `1 − Π_{i=n−c+1}^{n} (1 − k/i)` ([`pass_at_k`]); pass@1 is the
+//!   same number as pass@1 over k.
 //! - **format rate**: the share of samples that pass `r1_reward::format` (the R1 template).
 //!
-//! Correctness is `r1_reward::math` with its default configuration (last `\boxed{}`, else
-//! `<answer>…</answer>`), exactly what the accuracy reward of a run computes.
+//! Correctness is `r1_reward::math` with the answer sources of [`GenConfig::answer_sources`]
+//! (by default the last `\boxed{}`, else `<answer>…</answer>`: exactly what the accuracy
+//! reward of a run computes; a benchmark names its own, see [`crate::benchmark`]).
 //!
 //! The end-of-sequence token that stopped a sample is not part of its text (it is a special
-//! token, and the format rule allows nothing after `</answer>`).
+//! token, and the format rule allows nothing after `</answer>`). When the rendered prompt ends
+//! in an open `<think>` (DeepSeek-R1-Distill's chat template adds one, and
+//! [`GenConfig::think_prefill`] adds one as its model card asks), the scored text starts with
+//! that `<think>\n`: it is what the model said, though the prompt said it.
 
 use burn::tensor::backend::Backend;
-use r1_model::{CausalLm, FinishReason, PromptTemplate, SamplingParams, TextTokenizer};
+use r1_model::tokenizer::Message;
+use r1_model::{CausalLm, FinishReason, Prompt, PromptTemplate, SamplingParams, TextTokenizer};
 use r1_reward::format::FormatVerifier;
 use r1_reward::job::ScoreJob;
-use r1_reward::math::{self, Answer, MathConfig};
+use r1_reward::math::{self, Answer, AnswerSource, MathConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::RecipeError;
@@ -38,6 +47,13 @@ pub struct GenConfig {
     /// Most sequences decoded together.
     pub max_batch: usize,
     pub template: PromptTemplate,
+    /// A system message before each question (needs the chat template).
+    pub system: Option<String>,
+    /// Start every completion with `<think>\n` (DeepSeek-R1-Distill's model card) unless the
+    /// rendered prompt already ends in an open `<think>`.
+    pub think_prefill: bool,
+    /// Where a completion's answer is looked for, first match wins.
+    pub answer_sources: Vec<AnswerSource>,
 }
 
 impl Default for GenConfig {
@@ -50,6 +66,9 @@ impl Default for GenConfig {
             seed: 0,
             max_batch: 64,
             template: PromptTemplate::R1,
+            system: None,
+            think_prefill: false,
+            answer_sources: MathConfig::default().sources,
         }
     }
 }
@@ -84,6 +103,8 @@ pub struct EvalReport {
     pub k: usize,
     /// pass@1 averaged over k samples.
     pub pass_at_1: f64,
+    /// Unbiased pass@k (Chen et al. 2021) for k = 1, 2, 4, ... up to the samples per question.
+    pub pass_at_k: std::collections::BTreeMap<usize, f64>,
     /// Majority vote over k.
     pub cons_at_k: f64,
     /// Share of samples in the R1 format.
@@ -108,10 +129,8 @@ pub fn sample_and_score<B: Backend>(
     if cfg.k == 0 {
         return Err(RecipeError::Config("k (samples per question) must be at least 1".into()));
     }
-    let prompts: Vec<Vec<u32>> = items
-        .iter()
-        .map(|it| tokenizer.encode(&tokenizer.render(cfg.template, &it.prompt)?))
-        .collect::<Result<_, _>>()?;
+    let rendered: Vec<String> = items.iter().map(|it| render(tokenizer, cfg, &it.prompt)).collect::<Result<_, _>>()?;
+    let prompts: Vec<Vec<u32>> = rendered.iter().map(|text| tokenizer.encode(text)).collect::<Result<_, _>>()?;
     let mut stop: Vec<u32> = model.config().eos_token_ids.clone();
     stop.extend(tokenizer.eos_token_id());
     stop.sort_unstable();
@@ -134,11 +153,13 @@ pub fn sample_and_score<B: Backend>(
     };
     let out = r1_model::sample::generate(model, &prompts, cfg.k, &params, None, device, progress)?;
     let format = FormatVerifier::new(&Default::default()).expect("the default format compiles");
-    let math_cfg = MathConfig::default();
+    let math_cfg = MathConfig { sources: cfg.answer_sources.clone() };
     items
         .iter()
         .zip(out)
-        .map(|(item, samples)| {
+        .zip(&rendered)
+        .map(|((item, samples), prompt)| {
+            let prefill = if open_think(prompt) { "<think>\n" } else { "" };
             let scored = samples
                 .iter()
                 .map(|s| {
@@ -146,7 +167,7 @@ pub fn sample_and_score<B: Backend>(
                     if s.finish == FinishReason::Stop {
                         toks = &toks[..toks.len() - 1];
                     }
-                    let text = tokenizer.decode(toks)?;
+                    let text = format!("{prefill}{}", tokenizer.decode(toks)?);
                     Ok(score_text(text, s.tokens.len(), s.finish, &item.answer, &format, &math_cfg))
                 })
                 .collect::<Result<Vec<_>, RecipeError>>()?;
@@ -155,6 +176,48 @@ pub fn sample_and_score<B: Backend>(
             Ok(Outcome { prompt: item.prompt.clone(), answer: item.answer.clone(), samples: scored, vote, vote_correct })
         })
         .collect()
+}
+
+/// The prompt text of a question: the template, with the system message and the `<think>`
+/// prefill when asked for.
+pub fn render(tokenizer: &TextTokenizer, cfg: &GenConfig, question: &str) -> Result<String, RecipeError> {
+    let prompt = match &cfg.system {
+        None => Prompt::Text(question.to_string()),
+        Some(system) => Prompt::Chat(vec![
+            Message { role: "system".into(), content: system.clone() },
+            Message { role: "user".into(), content: question.to_string() },
+        ]),
+    };
+    let mut text = tokenizer.render_prompt(cfg.template, &prompt)?;
+    if cfg.think_prefill && !open_think(&text) {
+        text.push_str("<think>\n");
+    }
+    Ok(text)
+}
+
+/// Whether a rendered prompt ends inside a `<think>` block the model is to continue.
+fn open_think(prompt: &str) -> bool {
+    prompt.trim_end().ends_with("<think>")
+}
+
+/// The unbiased pass@k estimator of Chen et al. (2021) for one question with `n` samples of
+/// which `c` are correct: `1 − C(n−c, k) / C(n, k)`, as the numerically stable product
+/// `1 − Π_{i=n−c+1}^{n} (1 − k/i)`. `k` must be at most `n`.
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+    assert!(k >= 1 && k <= n && c <= n, "pass@k needs 1 <= k <= n and c <= n (n {n}, c {c}, k {k})");
+    if n - c < k {
+        return 1.0;
+    }
+    1.0 - ((n - c + 1)..=n).map(|i| 1.0 - k as f64 / i as f64).product::<f64>()
+}
+
+/// The k the report gives pass@k for: powers of two below `n`, and `n`.
+pub fn report_ks(n: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| k.checked_mul(2)).take_while(|&k| k < n).collect();
+    if n > 0 {
+        ks.push(n);
+    }
+    ks
 }
 
 /// Scores one completion text against `gold`.
@@ -169,7 +232,7 @@ pub fn score_text(
     let job = ScoreJob { verifier: "math".into(), completion: text.clone(), ground_truth: Some(gold.to_string()), ..Default::default() };
     let correct = math::score_with(&job, math_cfg).reward == 1.0;
     let formatted = format.check(&text).is_ok();
-    let extracted = math::extract::answer(&text, &math_cfg.sources).map(str::to_string);
+    let extracted = math::extract::answer(&text, &math_cfg.sources).map(|a| a.into_owned());
     Scored { text, tokens, finish, extracted, correct, formatted }
 }
 
@@ -193,9 +256,21 @@ pub fn summarize(outcomes: &[Outcome], k: usize) -> EvalReport {
     let samples: Vec<&Scored> = outcomes.iter().flat_map(|o| &o.samples).collect();
     let m = samples.len().max(1) as f64;
     let rate = |f: &dyn Fn(&Scored) -> bool| samples.iter().filter(|s| f(s)).count() as f64 / m;
+    let pass_at_k = report_ks(k)
+        .into_iter()
+        .map(|kk| {
+            let total: f64 = outcomes
+                .iter()
+                .filter(|o| o.samples.len() >= kk)
+                .map(|o| pass_at_k(o.samples.len(), o.samples.iter().filter(|s| s.correct).count(), kk))
+                .sum();
+            (kk, total / n)
+        })
+        .collect();
     EvalReport {
         questions: outcomes.len(),
         k,
+        pass_at_k,
         pass_at_1: outcomes
             .iter()
             .map(|o| o.samples.iter().filter(|s| s.correct).count() as f64 / o.samples.len().max(1) as f64)
@@ -294,6 +369,34 @@ mod tests {
         assert!((r.cons_at_k - 0.5).abs() < 1e-12, "{r:?}");
         assert!((r.format_rate - 6.0 / 8.0).abs() < 1e-12, "{r:?}");
         assert!((r.answer_rate - 6.0 / 8.0).abs() < 1e-12, "{r:?}");
+        // pass@2 and pass@4 per question: 1 − C(4−c, k)/C(4, k) with c = 2 and 1.
+        let want2 = ((1.0 - 1.0 / 6.0) + (1.0 - 3.0 / 6.0)) / 2.0;
+        assert!((r.pass_at_k[&2] - want2).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.pass_at_k[&4], 1.0);
+        assert!((r.pass_at_k[&1] - r.pass_at_1).abs() < 1e-12);
+    }
+
+    /// pass@k against the closed form 1 − C(n−c, k)/C(n, k) on hand-made counts.
+    #[test]
+    fn pass_at_k_is_the_unbiased_estimator() {
+        fn choose(n: u64, k: u64) -> f64 {
+            if k > n {
+                return 0.0;
+            }
+            (0..k).map(|i| (n - i) as f64 / (i + 1) as f64).product()
+        }
+        // (n, c, k)
+        let cases = [(5, 2, 2), (10, 3, 1), (10, 3, 4), (16, 0, 8), (16, 16, 1), (16, 1, 16), (64, 5, 8), (4, 1, 3), (3, 1, 3)];
+        for (n, c, k) in cases {
+            let closed = 1.0 - choose((n - c) as u64, k as u64) / choose(n as u64, k as u64);
+            let got = pass_at_k(n, c, k);
+            assert!((got - closed).abs() < 1e-12, "n {n} c {c} k {k}: {got} vs {closed}");
+        }
+        assert!((pass_at_k(5, 2, 2) - 0.7).abs() < 1e-12);
+        assert!((pass_at_k(10, 3, 1) - 0.3).abs() < 1e-12, "pass@1 is c/n");
+        assert_eq!(report_ks(16), [1, 2, 4, 8, 16]);
+        assert_eq!(report_ks(6), [1, 2, 4, 6]);
+        assert_eq!(report_ks(1), [1]);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! every time.
 //!
 //! Also here, as libraries behind `r1ctl eval`, `r1ctl sample` and `r1ctl sft`:
-//! [`eval`] (pass@1 over k samples, cons@k, format rate; rejection sampling) and
+//! [`eval`] (pass@1 over k samples, unbiased pass@k, cons@k, format rate; rejection
+//! sampling), [`benchmark`] (MATH-500, AIME, GSM8K and GPQA-Diamond as lighteval defines
+//! them) and
 //! [`train`] (plain SFT: cold start and distillation into a student), and [`stages`]: the
 //! recipe's coordinator stages and the run spec each submits.
 //!
@@ -26,6 +28,7 @@
 //! DIR/<stage>/stamp.json                  the stage's input hash (and the pretraining report)
 //! ```
 
+pub mod benchmark;
 pub mod data;
 pub mod eval;
 pub mod model;

@@ -165,6 +165,8 @@ fn task_dataset(path: &Path, eval: Option<&Path>) -> DatasetSpec {
         fields: FieldMap { prompt: "prompt".into(), answer: Some("answer".into()), ..FieldMap::default() },
         eval_fraction: 0.0,
         eval_path: eval.map(Path::to_path_buf),
+        answer_kind: None,
+        system_prompt: None,
         seed: 0,
         shuffle: true,
         epochs: 100,

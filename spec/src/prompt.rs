@@ -50,6 +50,15 @@ pub enum RenderError {
 }
 
 impl Template {
+    /// The name written in specs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Raw => "raw",
+            Template::R1 => "r1",
+            Template::Chat => "chat",
+        }
+    }
+
     /// The text the model continues. `chat` applies the checkpoint's chat template to the
     /// messages (with the generation prompt appended); it is called for [`Template::Chat`]
     /// only.

@@ -23,6 +23,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::answer::AnswerKind;
 use crate::learner::{Aggregation, LearnerOptions, OptimOptions};
 use crate::prompt::Template;
 
@@ -54,6 +55,16 @@ pub struct DatasetSpec {
     pub format: Option<DatasetFormat>,
     #[serde(default)]
     pub fields: FieldMap,
+    /// How the answer column holds the gold answer the rewards compare against (`plain`,
+    /// `gsm8k`, `boxed`, `choice`; see [`AnswerKind`]). GRPO runs with an answer column
+    /// default to `plain`; SFT trains on the column as written and takes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_kind: Option<AnswerKind>,
+    /// A system message put before every prompt (text prompts become a system and a user
+    /// message; conversations that open with their own system message keep it). Needs the
+    /// chat template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
     /// Fraction of the rows held out for evaluation, picked by `seed`; 0 holds out none.
     #[serde(default)]
     pub eval_fraction: f64,
@@ -339,6 +350,12 @@ impl RunSpec {
     /// `algorithm.learner.token_sum_norm` is `algorithm.sampling.max_new_tokens` unless given.
     /// The parsers call it; a spec built in code calls it before [`RunSpec::validate`].
     pub fn fill_defaults(&mut self) {
+        if matches!(self.algorithm, Algorithm::Grpo(_))
+            && self.dataset.fields.answer.is_some()
+            && self.dataset.answer_kind.is_none()
+        {
+            self.dataset.answer_kind = Some(AnswerKind::Plain);
+        }
         if let Algorithm::Grpo(g) = &mut self.algorithm {
             let l = &mut g.learner.grpo;
             if l.aggregation == Aggregation::SeqMeanTokenSumNorm && l.token_sum_norm.is_none() {
@@ -359,6 +376,7 @@ impl RunSpec {
             ));
         }
         self.dataset.validate()?;
+        self.validate_prompting()?;
         self.validate_rewards()?;
         match &self.algorithm {
             Algorithm::Grpo(g) => {
@@ -421,6 +439,51 @@ impl RunSpec {
                 "schedule.total_steps",
                 "is 0; set it to the number of learner steps to run",
             ));
+        }
+        Ok(())
+    }
+
+    /// The dataset keys that depend on the algorithm: the answer kind and the system prompt.
+    fn validate_prompting(&self) -> Result<(), SpecError> {
+        let d = &self.dataset;
+        let template = match &self.algorithm {
+            Algorithm::Grpo(g) => ("algorithm.sampling.template", g.sampling.template),
+            Algorithm::Sft(s) => {
+                if let Some(kind) = d.answer_kind {
+                    return Err(invalid(
+                        "dataset.answer_kind",
+                        format!(
+                            "is `{}` for an SFT run; SFT trains on the answer column as written, remove the key",
+                            kind.name()
+                        ),
+                    ));
+                }
+                ("algorithm.template", s.template)
+            }
+        };
+        if d.answer_kind.is_some() && d.fields.answer.is_none() {
+            return Err(invalid(
+                "dataset.answer_kind",
+                "is set but dataset.fields.answer is not; name the answer column",
+            ));
+        }
+        if let Some(system) = &d.system_prompt {
+            if system.trim().is_empty() {
+                return Err(invalid(
+                    "dataset.system_prompt",
+                    "is empty; write the system message or remove the key",
+                ));
+            }
+            if template.1 != Template::Chat {
+                return Err(invalid(
+                    "dataset.system_prompt",
+                    format!(
+                        "needs the chat template but {} is `{}`; set it to \"chat\" or remove the system prompt",
+                        template.0,
+                        template.1.name()
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -90,6 +90,64 @@ fn specs_accepted_and_refused() {
             Err("groupsize"),
         ),
         ("missing schedule", edit("schedule", ""), Err("schedule")),
+        ("answer kind gsm8k", edit("dataset.answer_kind", "\"gsm8k\""), Ok(())),
+        ("answer kind choice", edit("dataset.answer_kind", "\"choice\""), Ok(())),
+        (
+            "unknown answer kind",
+            edit("dataset.answer_kind", "\"gsm-8k\""),
+            Err("gsm-8k"),
+        ),
+        (
+            "answer kind without an answer column",
+            set(&edit("dataset.answer_kind", "\"boxed\""), "dataset.fields", "{ prompt = \"q\" }")
+                .replace("verifier = \"math\"", "verifier = \"format\""),
+            Err("dataset.answer_kind"),
+        ),
+        (
+            "answer kind for sft",
+            set(
+                &set(&edit("algorithm.kind", "\"sft\""), "rewards", "[]"),
+                "dataset.answer_kind",
+                "\"gsm8k\"",
+            ),
+            Err("dataset.answer_kind"),
+        ),
+        (
+            "system prompt with the r1 template",
+            edit("dataset.system_prompt", "\"Reason step by step.\""),
+            Err("dataset.system_prompt"),
+        ),
+        (
+            "system prompt with the chat template",
+            set(
+                &edit("dataset.system_prompt", "\"Reason step by step.\""),
+                "algorithm.sampling.template",
+                "\"chat\"",
+            ),
+            Ok(()),
+        ),
+        (
+            "blank system prompt",
+            set(
+                &edit("dataset.system_prompt", "\" \""),
+                "algorithm.sampling.template",
+                "\"chat\"",
+            ),
+            Err("dataset.system_prompt"),
+        ),
+        (
+            "system prompt for sft needs its template",
+            set(
+                &set(
+                    &set(&edit("algorithm.kind", "\"sft\""), "rewards", "[]"),
+                    "dataset.system_prompt",
+                    "\"x\"",
+                ),
+                "algorithm.template",
+                "\"r1\"",
+            ),
+            Err("algorithm.template"),
+        ),
         ("missing name", edit("name", ""), Err("name")),
         ("blank name", edit("name", "\" \""), Err("`name`")),
         (
@@ -470,6 +528,10 @@ fn defaults_fill_what_the_file_leaves_out() {
         DatasetFormat::Jsonl
     );
     assert_eq!(spec.group_size(), 16);
+    // A GRPO run with an answer column compares against the column as given.
+    assert_eq!(spec.dataset.answer_kind, Some(r1_spec::AnswerKind::Plain));
+    let sft = RunSpec::from_toml(&set(&edit("algorithm.kind", "\"sft\""), "rewards", "[]")).unwrap();
+    assert_eq!(sft.dataset.answer_kind, None);
 }
 
 #[test]
@@ -477,6 +539,8 @@ fn example_spec_loads_and_round_trips_through_json() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../coordinator/examples/run.toml");
     let spec = RunSpec::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(spec.dataset.fields.prompt, "question");
+    // GSM8K publishes `... #### 72`: the example extracts the gold answer after `####`.
+    assert_eq!(spec.dataset.answer_kind, Some(r1_spec::AnswerKind::Gsm8k));
     let Algorithm::Grpo(g) = &spec.algorithm else {
         panic!("not grpo")
     };

@@ -134,16 +134,10 @@ pub fn score_with(job: &ScoreJob, cfg: &MathConfig) -> ScoreResult {
         return fail(Status::InvalidInput, "math job has an empty `ground_truth`; add the reference answer".into());
     }
     let Some(pred) = extract::answer(&job.completion, &cfg.sources) else {
-        let looked: Vec<&str> = cfg
-            .sources
-            .iter()
-            .map(|s| match s {
-                AnswerSource::Boxed => "\\boxed{…}",
-                AnswerSource::AnswerTag => "<answer>…</answer>",
-            })
-            .collect();
+        let looked: Vec<&str> = cfg.sources.iter().map(|s| s.describe()).collect();
         return fail(Status::NoAnswer, format!("no final answer in the completion; looked for {}", looked.join(", ")));
     };
+    let pred = pred.as_ref();
     let ok = answers_match(&Answer::parse(gold), &Answer::parse(pred));
     let reward = if ok { 1.0 } else { 0.0 };
     let verdict = if ok { "equals" } else { "does not equal" };
