@@ -1,8 +1,10 @@
 //! The temperature rule end to end: completions sampled at T = 0.7 carry log-probs under
 //! softmax(logits / T), the learner scores them at the same T, and a GRPO step on those
-//! on-policy samples sees a ratio of 1 on every token (no token clipped even with a clip range
-//! of 1e-4, and the loss is exactly −mean(advantage)). Scoring them at T = 1 instead, the bug
-//! TRL fixed in its issue 4159, clips a large share of tokens.
+//! on-policy samples sees a ratio of 1 on every token: π_θ / π_old, and the truncated
+//! importance weight π_old / π_actor (`tis_cap`), which compares the learner's log-probs with
+//! the actors'. No token is clipped even with a clip range of 1e-4, and the loss is exactly
+//! −mean(advantage). A learner that scores at T = 1 instead (the bug TRL fixed in its issue
+//! 4159) weighs the same samples by π₁ / π_0.7 and gets another loss.
 
 use std::path::PathBuf;
 
@@ -39,14 +41,20 @@ fn on_policy_samples_have_ratio_one_at_the_sampling_temperature() {
     }
     let mean_adv = rollouts.iter().map(|r| r.advantage as f64).sum::<f64>() / rollouts.len() as f64;
     // A trust region of 1e-4: any token whose ratio is off by more is clipped and counted.
-    let grpo = GrpoConfig { beta: 0.0, clip_eps_low: 1e-4, clip_eps_high: 1e-4, ..GrpoConfig::default() };
+    let grpo = GrpoConfig {
+        beta: 0.0,
+        clip_eps_low: 1e-4,
+        clip_eps_high: 1e-4,
+        tis_cap: Some(1e6),
+        ..GrpoConfig::default()
+    };
     // (learner's sampling temperature, whether the ratio is 1)
     for (learner_t, ratio_one) in [(temperature, true), (1.0, false)] {
         let model = r1_model::load::<B>(&fixture(), &dev).unwrap();
         let mut t = Trainer::new(model, None, grpo.clone(), OptimConfig::default(), 8, dev)
             .unwrap()
             .with_sampling_temperature(learner_t);
-        // off_policy: π_old is the actors' log-probs, so the ratio compares the two sides.
+        // off_policy: π_old is taken at the batch's start and weighed against the actors'.
         let report = t.grpo_step(&rollouts, true, &mut SingleRank).unwrap();
         if ratio_one {
             assert_eq!(report.clip_frac, 0.0, "T = {learner_t}: {report:?}");
@@ -57,9 +65,8 @@ fn on_policy_samples_have_ratio_one_at_the_sampling_temperature() {
                 -mean_adv
             );
         } else {
-            // Tokens whose ratio left the 1e-4 range on the side where clipping binds.
-            assert!(report.clip_frac > 0.2, "T = {learner_t}: the untempered learner should be off policy: {report:?}");
-            assert!((report.loss + mean_adv).abs() > 1e-3, "T = {learner_t}: {report:?}");
+            // The importance weights π_1 / π_0.7 are not 1: the loss is no longer −mean(A).
+            assert!((report.loss + mean_adv).abs() > 1e-3, "T = {learner_t}: the untempered learner should be off policy: {report:?}");
         }
     }
 }
