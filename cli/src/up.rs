@@ -169,6 +169,11 @@ impl Local {
     /// Runs `spec` to its end with its fleet in this process (resuming the unfinished run of
     /// the same spec if there is one).
     pub fn run(&self, spec: &RunSpec) -> Result<Finished> {
+        // The coordinator stores specs with their derived defaults filled in; compare and
+        // submit the same form, so a finished run of this spec is found again.
+        let mut filled = spec.clone();
+        filled.fill_defaults();
+        let spec = &filled;
         check_paths(spec)?;
         if self.interrupted.load(Ordering::Relaxed) {
             bail!("interrupted");

@@ -57,6 +57,8 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
     ))
     .unwrap()
     .algorithm;
+    // A GRPO spec gets `answer_kind = plain` by default; SFT trains on the answer as written.
+    sft.dataset.answer_kind = None;
     let mut zero_steps = spec(&good, "");
     zero_steps.schedule.total_steps = 0;
     // (spec, expected error text)
