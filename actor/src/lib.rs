@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use r1_spec::{Algorithm, GrpoSpec, RunSpec};
 use r1_model::{CausalLm, ModelConfig, SamplingParams, TextTokenizer};
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
 use r1_proto::v1::work_service_client::WorkServiceClient;
+use r1_spec::{Algorithm, GrpoSpec, RunSpec};
 use tokio::runtime::Handle;
 
 pub use weights::FetchPolicy;
@@ -208,10 +208,7 @@ impl<B: Backend> Actor<B> {
             .rt
             .block_on(client::get_run(&self.runs, &RetryPolicy::idempotent(), self.settings.run_id))
             .map_err(rpc("Get"))?;
-        Ok(!matches!(
-            pb::RunState::try_from(status.state),
-            Ok(pb::RunState::Running | pb::RunState::Pending)
-        ))
+        Ok(!matches!(pb::RunState::try_from(status.state), Ok(pb::RunState::Running | pb::RunState::Pending)))
     }
 
     /// Leases once and works the lease; false when there was nothing to lease.
@@ -235,10 +232,16 @@ impl<B: Backend> Actor<B> {
         if lease.lease_id == 0 || lease.groups.is_empty() {
             return Ok(false);
         }
-        let span = tracing::info_span!("generate", run = self.settings.run_id, lease = lease.lease_id,
-            groups = lease.groups.len(), version = lease.policy_version);
+        let span = tracing::info_span!(
+            "generate",
+            run = self.settings.run_id,
+            lease = lease.lease_id,
+            groups = lease.groups.len(),
+            version = lease.policy_version
+        );
         let _enter = span.enter();
-        let renew = client::keep_alive(&self.rt, self.work.clone(), self.settings.run_id, lease.lease_id, lease.deadline_ms);
+        let renew =
+            client::keep_alive(&self.rt, self.work.clone(), self.settings.run_id, lease.lease_id, lease.deadline_ms);
         let result = self.work_lease(&lease, &renew);
         renew.stop();
         result?;
@@ -250,7 +253,10 @@ impl<B: Backend> Actor<B> {
             // A rollback undid the step that made this version (or the lease expired while
             // the actor waited): the coordinator hands the groups out again at the version
             // the run is at now.
-            tracing::warn!(version = lease.policy_version, "lease lost while waiting for its policy version; leaving it");
+            tracing::warn!(
+                version = lease.policy_version,
+                "lease lost while waiting for its policy version; leaving it"
+            );
             self.report.abandoned += 1;
             return Ok(());
         }
@@ -289,17 +295,20 @@ impl<B: Backend> Actor<B> {
         // One group must not sink the others, nor the actor: when the batch fails, each
         // group is generated on its own (each is seeded by its id, so it samples the same)
         // and only the ones that fail again are reported.
-        let results: Vec<(u64, Result<Vec<r1_model::Sample>, String>)> = match self.generate(&prompts, &keys, g, &params) {
-            Ok(samples) => keys.iter().copied().zip(samples.into_iter().map(Ok)).collect(),
-            Err(message) if keys.len() == 1 => vec![(keys[0], Err(message))],
-            Err(message) => {
-                tracing::warn!(%message, "generation of the leased groups failed; generating them one at a time");
-                keys.iter()
-                    .zip(&prompts)
-                    .map(|(&k, p)| (k, self.generate(std::slice::from_ref(p), &[k], g, &params).map(|mut v| v.remove(0))))
-                    .collect()
-            }
-        };
+        let results: Vec<(u64, Result<Vec<r1_model::Sample>, String>)> =
+            match self.generate(&prompts, &keys, g, &params) {
+                Ok(samples) => keys.iter().copied().zip(samples.into_iter().map(Ok)).collect(),
+                Err(message) if keys.len() == 1 => vec![(keys[0], Err(message))],
+                Err(message) => {
+                    tracing::warn!(%message, "generation of the leased groups failed; generating them one at a time");
+                    keys.iter()
+                        .zip(&prompts)
+                        .map(|(&k, p)| {
+                            (k, self.generate(std::slice::from_ref(p), &[k], g, &params).map(|mut v| v.remove(0)))
+                        })
+                        .collect()
+                }
+            };
         let tokens: usize = results.iter().filter_map(|(_, r)| r.as_ref().ok()).flatten().map(|s| s.tokens.len()).sum();
         tracing::info!(
             tokens,
@@ -326,7 +335,16 @@ impl<B: Backend> Actor<B> {
         params: &SamplingParams,
     ) -> Result<Vec<Vec<r1_model::Sample>>, String> {
         let run = || {
-            r1_model::sample::generate_keyed(&self.model, prompts, keys, g, params, Some(&self.tok), &self.device, &mut |_| {})
+            r1_model::sample::generate_keyed(
+                &self.model,
+                prompts,
+                keys,
+                g,
+                params,
+                Some(&self.tok),
+                &self.device,
+                &mut |_| {},
+            )
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
             Ok(result) => result.map_err(|e| e.to_string()),
@@ -368,7 +386,13 @@ impl<B: Backend> Actor<B> {
     }
 
     /// Submits one group; `per_token` is the batch's generation seconds per token.
-    fn submit(&mut self, lease: &pb::PromptLease, group_id: u64, samples: Vec<r1_model::Sample>, per_token: f64) -> Result<(), ActorError> {
+    fn submit(
+        &mut self,
+        lease: &pb::PromptLease,
+        group_id: u64,
+        samples: Vec<r1_model::Sample>,
+        per_token: f64,
+    ) -> Result<(), ActorError> {
         let mut wire = Vec::with_capacity(samples.len());
         for s in samples {
             let text = match completion_text(&self.tok, &s) {
@@ -429,7 +453,11 @@ impl<B: Backend> Actor<B> {
             };
             match self.rt.block_on(weights::published_sha256(client, run, version)) {
                 Some(now) if &now != held => {
-                    tracing::warn!(run, version, "the learner republished this version with other weights (a rollback); fetching it again");
+                    tracing::warn!(
+                        run,
+                        version,
+                        "the learner republished this version with other weights (a rollback); fetching it again"
+                    );
                 }
                 _ => return Ok(true),
             }

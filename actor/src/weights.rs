@@ -10,10 +10,10 @@
 
 use std::time::{Duration, Instant};
 
+use r1_proto::client::{AuthChannel, BearerToken};
 use r1_proto::v1 as pb;
 use r1_proto::v1::weight_service_client::WeightServiceClient;
 use sha2::{Digest, Sha256};
-use r1_proto::client::{AuthChannel, BearerToken};
 use tonic::transport::Channel;
 
 /// A client of a learner's weight service, carrying the cluster's bearer token when there is
@@ -98,7 +98,13 @@ pub async fn fetch(
         }
         let digest = hex::encode(std::mem::take(&mut hasher).finalize());
         if digest == manifest.sha256 {
-            return Ok(Fetched { version, bytes, sha256: digest, seconds: started.elapsed().as_secs_f64(), attempts: attempt });
+            return Ok(Fetched {
+                version,
+                bytes,
+                sha256: digest,
+                seconds: started.elapsed().as_secs_f64(),
+                attempts: attempt,
+            });
         }
         last = format!("SHA-256 {digest} does not match the manifest's {}; starting over", manifest.sha256);
         bytes.clear();

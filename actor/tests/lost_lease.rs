@@ -24,7 +24,13 @@ fn fixture() -> PathBuf {
 }
 
 fn sample() -> pb::Sample {
-    pb::Sample { text: "2".into(), token_ids: vec![7, 8], logprobs: vec![-0.25, -1.5], truncated: false, generation_seconds: 0.0 }
+    pb::Sample {
+        text: "2".into(),
+        token_ids: vec![7, 8],
+        logprobs: vec![-0.25, -1.5],
+        truncated: false,
+        generation_seconds: 0.0,
+    }
 }
 
 #[test]
@@ -47,7 +53,12 @@ fn a_lease_undone_while_waiting_for_its_weights_is_left() {
     let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), ttl).unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(serve(listener, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), std::future::pending()));
+    rt.spawn(serve(
+        listener,
+        Runs::new(Arc::new(core), Duration::from_millis(20)),
+        Auth::open(),
+        std::future::pending(),
+    ));
     // A weight service that has published nothing: the learner that made version 1 is gone.
     let publisher = Publisher::new(1, 2, 1000);
     let weights = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -80,10 +91,16 @@ fn a_lease_undone_while_waiting_for_its_weights_is_left() {
         };
         work.submit_samples(samples).await.unwrap();
         work.lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "r".into(), max_groups: 1 }).await.unwrap();
-        let scores =
-            pb::SubmitScoresRequest { run_id: run, idempotency_key: "r".into(), group_id, rewards: vec![1.0, 0.0], components: vec![] };
+        let scores = pb::SubmitScoresRequest {
+            run_id: run,
+            idempotency_key: "r".into(),
+            group_id,
+            rewards: vec![1.0, 0.0],
+            components: vec![],
+        };
         work.submit_scores(scores).await.unwrap();
-        let batch = work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "l".into() }).await.unwrap().into_inner();
+        let batch =
+            work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "l".into() }).await.unwrap().into_inner();
         let step = pb::SubmitStepRequest {
             run_id: run,
             idempotency_key: "t".into(),

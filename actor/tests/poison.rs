@@ -38,7 +38,12 @@ fn a_group_that_crashes_generation_fails_and_the_actor_goes_on() {
     let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), ttl).unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(serve(listener, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), std::future::pending()));
+    rt.spawn(serve(
+        listener,
+        Runs::new(Arc::new(core), Duration::from_millis(20)),
+        Auth::open(),
+        std::future::pending(),
+    ));
     let mut runs = rt.block_on(async {
         RunServiceClient::new(tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap())
     });

@@ -141,7 +141,11 @@ async fn unknown_and_dropped_versions_are_named() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let mut client = weights::client(&format!("http://{addr}"), None).unwrap();
-    let quick = FetchPolicy { attempts: 1, wait: std::time::Duration::from_millis(50), backoff: std::time::Duration::from_millis(1) };
+    let quick = FetchPolicy {
+        attempts: 1,
+        wait: std::time::Duration::from_millis(50),
+        backoff: std::time::Duration::from_millis(1),
+    };
     let cases: &[(u64, u64, Result<u8, &str>)] = &[
         (7, 3, Ok(3)),
         (7, 2, Ok(2)),
@@ -170,7 +174,11 @@ async fn a_token_guards_the_weights() {
             .add_service(publisher.authenticated(r1_coordinator::service::Auth::bearer("s3cret")))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let quick = FetchPolicy { attempts: 1, wait: std::time::Duration::from_millis(50), backoff: std::time::Duration::from_millis(1) };
+    let quick = FetchPolicy {
+        attempts: 1,
+        wait: std::time::Duration::from_millis(50),
+        backoff: std::time::Duration::from_millis(1),
+    };
     let cases: &[(Option<&str>, Result<(), &str>)] = &[
         (None, Err("requires a bearer token")),
         (Some("guess"), Err("bearer token is wrong")),
@@ -203,7 +211,11 @@ fn a_learner_restart_during_the_wait_is_waited_out() {
     // The first learner has published nothing yet; it dies with the actor's call in flight.
     let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     serve(&first, Publisher::new(7, 2, 1000));
-    let policy = FetchPolicy { attempts: 2, wait: std::time::Duration::from_secs(20), backoff: std::time::Duration::from_millis(20) };
+    let policy = FetchPolicy {
+        attempts: 2,
+        wait: std::time::Duration::from_secs(20),
+        backoff: std::time::Duration::from_millis(20),
+    };
     let fetching = main.spawn(async move {
         let mut client = weights::client(&format!("http://{addr}"), None).unwrap();
         fetch(&mut client, 7, 1, &policy).await

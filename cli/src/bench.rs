@@ -99,7 +99,9 @@ pub struct TrainArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Generate(a) => with_backend!(a.model.device, |B, device| generate::<B>(&a, &device)),
-        BenchCommand::TrainStep(a) => with_backend!(a.model.device, |B, device| crate::train_bench::train_step::<B>(&a, &device)),
+        BenchCommand::TrainStep(a) => {
+            with_backend!(a.model.device, |B, device| crate::train_bench::train_step::<B>(&a, &device))
+        }
         BenchCommand::Weights(a) => crate::weights_bench::run(a),
     }
 }
@@ -126,7 +128,12 @@ pub(crate) fn report(m: &ModelArgs, value: serde_json::Value, sentence: String) 
 
 fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     let (model, name) = load_model::<B>(&a.model, device)?;
-    anyhow::ensure!(a.group >= 1 && a.batch % a.group == 0, "--batch {} must be a multiple of --group {}", a.batch, a.group);
+    anyhow::ensure!(
+        a.group >= 1 && a.batch % a.group == 0,
+        "--batch {} must be a multiple of --group {}",
+        a.batch,
+        a.group
+    );
     let n_prompts = a.batch / a.group;
     let vocab = model.config().vocab_size;
     let mut prompts = random_ids(n_prompts, a.prompt_len, vocab, 0);
@@ -137,7 +144,8 @@ fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
             p.truncate(min + if n_prompts > 1 { span * i / (n_prompts - 1) } else { span });
         }
     }
-    let stop: Vec<u32> = if a.stop_every == 0 { Vec::new() } else { (0..vocab as u32).filter(|t| t % a.stop_every == 0).collect() };
+    let stop: Vec<u32> =
+        if a.stop_every == 0 { Vec::new() } else { (0..vocab as u32).filter(|t| t % a.stop_every == 0).collect() };
     let params = SamplingParams {
         max_new_tokens: a.new_tokens,
         max_batch: a.batch,
@@ -147,8 +155,12 @@ fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     };
     let keys: Vec<u64> = (0..prompts.len() as u64).collect();
     let run = |p: &SamplingParams, progress: &mut dyn FnMut(usize)| match a.sampler {
-        SamplerKind::Auto => r1_model::sample::generate_keyed(&model, &prompts, &keys, a.group, p, None, device, progress),
-        SamplerKind::Burn => r1_model::sample::generate_burn(&model, &prompts, &keys, a.group, p, None, device, progress),
+        SamplerKind::Auto => {
+            r1_model::sample::generate_keyed(&model, &prompts, &keys, a.group, p, None, device, progress)
+        }
+        SamplerKind::Burn => {
+            r1_model::sample::generate_burn(&model, &prompts, &keys, a.group, p, None, device, progress)
+        }
     };
     // Warm-up: allocations, thread pools, autotuning on GPU backends.
     run(&SamplingParams { max_new_tokens: 2, ..params.clone() }, &mut |_| {})?;
@@ -165,8 +177,10 @@ fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
                "batch": a.batch, "group": a.group, "prompt_len": a.prompt_len, "min_prompt_len": a.min_prompt_len,
                "new_tokens": a.new_tokens, "stop_every": a.stop_every, "sampler": format!("{:?}", a.sampler).to_lowercase(),
                "tokens": tokens, "seconds": secs, "tokens_per_s": tps}),
-        format!("generate {name}: batch {} (group {}) prompt {} new {}: {tokens} tokens in {secs:.2}s = {tps:.1} tokens/s",
-            a.batch, a.group, a.prompt_len, a.new_tokens),
+        format!(
+            "generate {name}: batch {} (group {}) prompt {} new {}: {tokens} tokens in {secs:.2}s = {tps:.1} tokens/s",
+            a.batch, a.group, a.prompt_len, a.new_tokens
+        ),
     );
     Ok(())
 }

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
-use r1_model::{PromptTemplate, TextTokenizer};
 use r1_coordinator::spec::{AnswerKind, DatasetFormat};
+use r1_model::{PromptTemplate, TextTokenizer};
 use r1_recipe::benchmark::Benchmark;
-use r1_reward::math::AnswerSource;
 use r1_recipe::data::TaskItem;
 use r1_recipe::eval::{GenConfig, Outcome, sample_and_score, summarize};
+use r1_reward::math::AnswerSource;
 
 use crate::backend::{DeviceKind, with_backend};
 
@@ -278,8 +278,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{v}");
     } else {
         let k = report.k;
-        let pass_k: Vec<String> =
-            report.pass_at_k.iter().filter(|(kk, _)| **kk > 1).map(|(kk, p)| format!("pass@{kk} {:.1}%", 100.0 * p)).collect();
+        let pass_k: Vec<String> = report
+            .pass_at_k
+            .iter()
+            .filter(|(kk, _)| **kk > 1)
+            .map(|(kk, p)| format!("pass@{kk} {:.1}%", 100.0 * p))
+            .collect();
         let name = args.sampling.benchmark.map_or(String::new(), |b| format!("{}: ", b.0.name()));
         println!(
             "{name}{} questions x {k} samples at temperature {}: pass@1 {:.1}%  {}  cons@{k} {:.1}%  format {:.1}%  answered {:.1}%  truncated {:.1}%  mean {:.1} tokens  ({secs:.1}s)",

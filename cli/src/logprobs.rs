@@ -49,9 +49,10 @@ fn score<B: Backend>(args: &LogprobsArgs, device: &B::Device) -> Result<()> {
     let lines: Vec<Line> = crate::jsonl::read(&args.input)?;
     let needs_text = lines.iter().any(|l| l.text.is_some());
     let tokenizer = if needs_text {
-        Some(tokenizers::Tokenizer::from_file(args.model.join("tokenizer.json")).map_err(|e| {
-            anyhow::anyhow!("text input needs {}/tokenizer.json: {e}", args.model.display())
-        })?)
+        Some(
+            tokenizers::Tokenizer::from_file(args.model.join("tokenizer.json"))
+                .map_err(|e| anyhow::anyhow!("text input needs {}/tokenizer.json: {e}", args.model.display()))?,
+        )
     } else {
         None
     };

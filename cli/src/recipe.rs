@@ -49,7 +49,10 @@ fn show_step(bar: &ProgressBar, s: &StepLog) {
     bar.set_position(s.step);
     bar.set_message(format!("loss {:.3} lr {:.2e} ({:.0} tok/s)", s.loss, s.lr, s.tokens as f64 / s.seconds.max(1e-9)));
     if s.step % 50 == 0 || s.step == s.steps {
-        let line = format!("step {}/{} loss {:.4} lr {:.2e} grad-norm {:.3} {:.0}s", s.step, s.steps, s.loss, s.lr, s.grad_norm, s.seconds);
+        let line = format!(
+            "step {}/{} loss {:.4} lr {:.2e} grad-norm {:.3} {:.0}s",
+            s.step, s.steps, s.loss, s.lr, s.grad_norm, s.seconds
+        );
         // Logged lines also reach a non-terminal stderr, where the bar is hidden.
         if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
     }
@@ -72,7 +75,10 @@ pub fn load_config(file: Option<&std::path::Path>) -> Result<RecipeConfig> {
         f = f.merge(<figment::providers::Toml as figment::providers::Format>::file_exact(path));
     }
     let cfg: RecipeConfig = f.extract().map_err(|e| {
-        anyhow::anyhow!("{} is not a valid recipe config: {e}", file.map_or("the preset".into(), |p| p.display().to_string()))
+        anyhow::anyhow!(
+            "{} is not a valid recipe config: {e}",
+            file.map_or("the preset".into(), |p| p.display().to_string())
+        )
     })?;
     cfg.validate()?;
     Ok(cfg)
@@ -107,7 +113,14 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         println!("  train     {}", prepared.train_jsonl.display());
         println!("  eval      {}", prepared.eval_jsonl.display());
         println!("  coldstart {}", prepared.coldstart_jsonl.display());
-        println!("  base      {} (pretrained {} steps in {:.0}s, loss {:.3} -> {:.3})", prepared.base_model_dir.display(), r.steps, r.seconds, r.first_loss, r.final_loss);
+        println!(
+            "  base      {} (pretrained {} steps in {:.0}s, loss {:.3} -> {:.3})",
+            prepared.base_model_dir.display(),
+            r.steps,
+            r.seconds,
+            r.first_loss,
+            r.final_loss
+        );
         if !prepared.reused.is_empty() {
             println!("  reused    {}", prepared.reused.join(", "));
         }
@@ -174,7 +187,8 @@ pub fn sft(args: SftArgs) -> Result<()> {
 
 fn sft_on<B: burn::tensor::backend::AutodiffBackend>(args: &SftArgs, device: &B::Device) -> Result<()> {
     let tokenizer = TextTokenizer::from_dir(&args.model)?;
-    let base = r1_model::load::<B>(&args.model, device).with_context(|| format!("cannot load {}", args.model.display()))?;
+    let base =
+        r1_model::load::<B>(&args.model, device).with_context(|| format!("cannot load {}", args.model.display()))?;
     let model = if args.fresh {
         let own = ModelShape::of(base.config());
         let shape = ModelShape {
@@ -198,8 +212,9 @@ fn sft_on<B: burn::tensor::backend::AutodiffBackend>(args: &SftArgs, device: &B:
         .context("neither tokenizer_config.json nor config.json names an end-of-sequence token")?;
     let records: Vec<SftRecord> = read_jsonl(&args.dataset)?;
     let template = PromptTemplate::from(args.template);
-    let examples = r1_recipe::train::encode(&records, &tokenizer, template, eos, model.config().max_position_embeddings)
-        .with_context(|| format!("in {}", args.dataset.display()))?;
+    let examples =
+        r1_recipe::train::encode(&records, &tokenizer, template, eos, model.config().max_position_embeddings)
+            .with_context(|| format!("in {}", args.dataset.display()))?;
     if args.out == args.model {
         bail!("--out must differ from --model; the starting checkpoint is kept");
     }

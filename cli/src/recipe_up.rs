@@ -61,12 +61,27 @@ impl UpRecipe {
     pub fn quick() -> Self {
         let mut r = Self::default();
         r.prepare = RecipeConfig::tiny();
-        r.rl = RlStage { steps: 3, group_size: 4, prompts_per_step: 2, eval_every: 3, max_new_tokens: 24, micro_batch: 8, ..r.rl };
+        r.rl = RlStage {
+            steps: 3,
+            group_size: 4,
+            prompts_per_step: 2,
+            eval_every: 3,
+            max_new_tokens: 24,
+            micro_batch: 8,
+            ..r.rl
+        };
         r.cold_start = SftStage { steps: 2, batch_size: 4, ..r.cold_start };
         r.distill = DistillStage {
             prompts: 8,
             k: 2,
-            student: ModelShape { hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 1, num_kv_heads: 1, ..r.prepare.model.clone() },
+            student: ModelShape {
+                hidden_size: 16,
+                intermediate_size: 32,
+                num_layers: 1,
+                num_heads: 1,
+                num_kv_heads: 1,
+                ..r.prepare.model.clone()
+            },
             pretrain_steps: r.prepare.pretrain.steps,
             sft: SftStage { steps: 2, batch_size: 4, ..r.distill.sft },
             ..r.distill
@@ -88,7 +103,9 @@ impl UpRecipe {
         }
         // Checked now, not after the teacher's stages have run for minutes.
         if r.distill.enabled && r.distill.pretrain_steps == 0 {
-            bail!("recipe config [distill]: pretrain_steps is 0; the student's base needs at least 1 step (or set enabled = false)");
+            bail!(
+                "recipe config [distill]: pretrain_steps is 0; the student's base needs at least 1 step (or set enabled = false)"
+            );
         }
         Ok(r)
     }
@@ -117,14 +134,20 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     let zero = finished(local.run(&rl.run_spec("r1-zero", &prepared.base_model_dir, train, eval, true))?)?;
 
     eprintln!("== 3/5 R1: cold-start SFT, then GRPO");
-    let cold = finished(local.run(&recipe.cold_start.run_spec("cold-start", &prepared.base_model_dir, &prepared.coldstart_jsonl))?)?;
+    let cold = finished(local.run(&recipe.cold_start.run_spec(
+        "cold-start",
+        &prepared.base_model_dir,
+        &prepared.coldstart_jsonl,
+    ))?)?;
     let r1 = finished(local.run(&rl.run_spec("r1", &cold.final_checkpoint(), train, eval, rl.eval_all_runs))?)?;
 
     let mut rows = Vec::new();
     let mut student_runs = Vec::new();
     let mut skipped: Vec<&str> = Vec::new();
     if recipe.distill.enabled {
-        eprintln!("== 4/5 distillation: rejection sampling from R1, SFT of a smaller student, vs the student with RL alone");
+        eprintln!(
+            "== 4/5 distillation: rejection sampling from R1, SFT of a smaller student, vs the student with RL alone"
+        );
         let d = &recipe.distill;
         let student_cfg = RecipeConfig {
             model: d.student.clone(),
@@ -138,13 +161,18 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
         student_runs.push(("student base", student.base_model_dir.clone()));
         if kept == 0 {
             // Nothing to distil: said loudly here and in the report, not papered over.
-            eprintln!("   WARNING: the R1 model solved none of the {} sampled prompts; skipping the distillation SFT", d.prompts);
+            eprintln!(
+                "   WARNING: the R1 model solved none of the {} sampled prompts; skipping the distillation SFT",
+                d.prompts
+            );
             skipped.push("student + distillation: skipped, rejection sampling kept no verified-correct trace");
         } else {
-            let distilled = finished(local.run(&d.sft.run_spec("student-distill", &student.base_model_dir, &traces))?)?;
+            let distilled =
+                finished(local.run(&d.sft.run_spec("student-distill", &student.base_model_dir, &traces))?)?;
             student_runs.push(("student + distillation", distilled.final_checkpoint()));
         }
-        let student_rl = finished(local.run(&rl.run_spec("student-rl", &student.base_model_dir, train, eval, rl.eval_all_runs))?)?;
+        let student_rl =
+            finished(local.run(&rl.run_spec("student-rl", &student.base_model_dir, train, eval, rl.eval_all_runs))?)?;
         student_runs.push(("student + RL", student_rl.final_checkpoint()));
     }
 
@@ -161,7 +189,13 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     .collect();
     for (label, model) in models {
         let report = evaluate(&model, &eval_items, &recipe.eval)?;
-        eprintln!("   {label:<24} pass@1 {:.1}%  cons@{} {:.1}%  format {:.1}%", report.pass_at_1 * 100.0, report.k, report.cons_at_k * 100.0, report.format_rate * 100.0);
+        eprintln!(
+            "   {label:<24} pass@1 {:.1}%  cons@{} {:.1}%  format {:.1}%",
+            report.pass_at_1 * 100.0,
+            report.k,
+            report.cons_at_k * 100.0,
+            report.format_rate * 100.0
+        );
         rows.push(Row { label, model, report });
     }
     let out = root.join("report");
@@ -201,7 +235,8 @@ fn prepare(dir: &Path, cfg: &RecipeConfig) -> Result<r1_recipe::Prepared> {
 
 fn load_model(dir: &Path) -> Result<(r1_model::CausalLm<r1_model::CpuBackend>, r1_model::TextTokenizer)> {
     let tok = r1_model::TextTokenizer::from_dir(dir).with_context(|| format!("tokenizer of {}", dir.display()))?;
-    let model = r1_model::load::<r1_model::CpuBackend>(dir, &Default::default()).with_context(|| format!("model {}", dir.display()))?;
+    let model = r1_model::load::<r1_model::CpuBackend>(dir, &Default::default())
+        .with_context(|| format!("model {}", dir.display()))?;
     Ok((model, tok))
 }
 
@@ -234,7 +269,10 @@ fn render(rows: &[Row], curves: &[Curves], recipe: &UpRecipe, seconds: f64) -> S
         recipe.eval.temperature,
         recipe.eval.k
     ));
-    s.push_str(&format!("| model | pass@1 | cons@{} | format rate | mean length | folder |\n|---|---:|---:|---:|---:|---|\n", recipe.eval.k));
+    s.push_str(&format!(
+        "| model | pass@1 | cons@{} | format rate | mean length | folder |\n|---|---:|---:|---:|---:|---|\n",
+        recipe.eval.k
+    ));
     for r in rows {
         s.push_str(&format!(
             "| {} | {:.1}% | {:.1}% | {:.1}% | {:.0} | `{}` |\n",

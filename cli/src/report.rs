@@ -27,10 +27,7 @@ impl Curves {
 
     /// (step, value) of every line that has `key`.
     pub fn series(&self, key: &str) -> Vec<(f64, f64)> {
-        self.lines
-            .iter()
-            .filter_map(|l| Some((l.get("step")?.as_f64()?, l.get(key)?.as_f64()?)))
-            .collect()
+        self.lines.iter().filter_map(|l| Some((l.get("step")?.as_f64()?, l.get(key)?.as_f64()?))).collect()
     }
 
     pub fn first(&self, key: &str) -> Option<f64> {

@@ -135,7 +135,9 @@ fn lease_work(args: WorkArgs) -> Result<()> {
     let worker = args.worker.clone().unwrap_or_else(|| format!("reward-{}", std::process::id()));
     if args.check {
         let layers = r1_reward::sandbox::shared().map(|s| s.layers().to_string()).unwrap_or_else(|e| e.to_string());
-        let serves = args.run.map_or("a pool (the oldest running GRPO run, one after another)".to_string(), |r| format!("run {r}"));
+        let serves = args
+            .run
+            .map_or("a pool (the oldest running GRPO run, one after another)".to_string(), |r| format!("run {r}"));
         crate::check::ok(
             "reward work",
             &format!(
@@ -148,12 +150,16 @@ fn lease_work(args: WorkArgs) -> Result<()> {
         return Ok(());
     }
     otlp(args.otlp_endpoint.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::serve::stop_on_signals(runtime.handle(), stop.clone());
     let health = crate::serve::health(runtime.handle(), args.health_listen.as_deref())?;
     let cfg = r1_proto::client::ClientConfig::new(args.coordinator.clone()).with_token(args.token.clone());
-    let retry = r1_proto::client::RetryPolicy { max_elapsed: Duration::from_secs(args.retry_secs), ..r1_reward::lease_worker::default_retry() };
+    let retry = r1_proto::client::RetryPolicy {
+        max_elapsed: Duration::from_secs(args.retry_secs),
+        ..r1_reward::lease_worker::default_retry()
+    };
     let runs: Box<dyn FnMut() -> Result<Option<u64>>> = match args.run {
         Some(run) => {
             let mut once = Some(run);
@@ -168,7 +174,9 @@ fn lease_work(args: WorkArgs) -> Result<()> {
     };
     let result = crate::serve::serve_runs(runs, &stop, |run| {
         runtime.block_on(async {
-            let mut w = r1_reward::lease_worker::LeaseWorker::connect(&cfg, run, &worker, args.max_groups).await?.with_retry(retry.clone());
+            let mut w = r1_reward::lease_worker::LeaseWorker::connect(&cfg, run, &worker, args.max_groups)
+                .await?
+                .with_retry(retry.clone());
             eprintln!("{worker}: scoring run {run} from {}", args.coordinator);
             // SIGTERM ends the worker between two leases; a group it holds is scored again.
             let scored = tokio::select! {
@@ -259,10 +267,7 @@ fn score_bytes(line_no: usize, bytes: &[u8]) -> ScoreResult {
             &serde_json::Value::Null,
             0.0,
             Status::InvalidInput,
-            format!(
-                "line {line_no}: not UTF-8 (invalid byte at offset {}); write the file as UTF-8",
-                e.valid_up_to()
-            ),
+            format!("line {line_no}: not UTF-8 (invalid byte at offset {}); write the file as UTF-8", e.valid_up_to()),
         ),
     }
 }
@@ -355,7 +360,8 @@ fn serve_workers(args: ServeArgs) -> Result<()> {
         max_message_bytes: args.max_message_mb << 20,
         ..defaults
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use r1_coordinator::config::CoordinatorConfig;
 use r1_coordinator::spec::RunSpec;
+use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 use serde_json::json;
-use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
@@ -149,7 +149,14 @@ fn status_line(s: &pb::RunStatus) -> String {
     let msg = if s.message.is_empty() { String::new() } else { format!(" — {}", s.message) };
     let failed = s.counters.as_ref().map_or(0, |c| c.groups_failed);
     let failed = if failed > 0 { format!(", {failed} groups failed") } else { String::new() };
-    format!("run {} `{}`: {} at step {}/{}{eval}{failed}{msg}", s.id, s.name, state_name(s.state), s.step, s.total_steps)
+    format!(
+        "run {} `{}`: {} at step {}/{}{eval}{failed}{msg}",
+        s.id,
+        s.name,
+        state_name(s.state),
+        s.step,
+        s.total_steps
+    )
 }
 
 fn print(remote: &Remote, s: &pb::RunStatus) {
@@ -164,7 +171,8 @@ pub fn submit(a: SubmitArgs) -> Result<()> {
     let mut spec = RunSpec::load(&a.file).with_context(|| format!("{} is not a valid run spec", a.file.display()))?;
     // `s.toml` has the parent `` (empty), which std::path::absolute refuses.
     let parent = a.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let base = std::path::absolute(parent).with_context(|| format!("cannot resolve the folder of {}", a.file.display()))?;
+    let base =
+        std::path::absolute(parent).with_context(|| format!("cannot resolve the folder of {}", a.file.display()))?;
     spec.resolve_paths(&base);
     let json = serde_json::to_string(&spec)?;
     runtime()?.block_on(async {
@@ -284,7 +292,10 @@ pub fn serve(cmd: ServeCommand) -> Result<()> {
     // The flags are checked like the file (a port out of range first), then the token.
     config.validate()?;
     if config.token.is_none() && !r1_coordinator::config::is_loopback(&config.listen) {
-        bail!("listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN", config.listen);
+        bail!(
+            "listening on {} without a token would let anyone on the network control runs; set R1_COORDINATOR_TOKEN",
+            config.listen
+        );
     }
     if a.check {
         crate::check::ok(

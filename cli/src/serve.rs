@@ -128,7 +128,16 @@ pub fn stop_on_signals(rt: &Handle, stop: Arc<AtomicBool>) {
 pub fn actor(a: ServeActorArgs) -> Result<()> {
     let w = a.worker;
     let mut cfg = ActorConfig::load(w.config.as_deref())?;
-    set!(cfg, coordinator = w.coordinator, token = w.token.map(Some), run = w.run.map(Some), learner = a.learner.map(Some), worker = a.name.map(Some), max_groups = a.max_groups, health_listen = w.health_listen.map(Some));
+    set!(
+        cfg,
+        coordinator = w.coordinator,
+        token = w.token.map(Some),
+        run = w.run.map(Some),
+        learner = a.learner.map(Some),
+        worker = a.name.map(Some),
+        max_groups = a.max_groups,
+        health_listen = w.health_listen.map(Some)
+    );
     // The same checks for a pool (run 0 stands for "each run in turn").
     let settings = cfg.settings_for(cfg.run.unwrap_or(0))?;
     check::url("--coordinator/R1_ACTOR_COORDINATOR", &cfg.coordinator)?;
@@ -140,7 +149,9 @@ pub fn actor(a: ServeActorArgs) -> Result<()> {
     }
     check::token(cfg.token.as_deref())?;
     if w.check {
-        let serves = cfg.run.map_or("a pool (the oldest running GRPO run, one after another)".to_string(), |r| format!("run {r}"));
+        let serves = cfg
+            .run
+            .map_or("a pool (the oldest running GRPO run, one after another)".to_string(), |r| format!("run {r}"));
         let learner = cfg.learner.as_deref().unwrap_or("none (version 0 only)");
         check::ok(
             "serve actor",
@@ -174,7 +185,8 @@ pub fn actor(a: ServeActorArgs) -> Result<()> {
     };
     let result = serve_runs(runs, &stop, |run| {
         let settings = cfg.settings_for(run)?;
-        let report = with_backend!(w.device, |B, device| run_actor::<B>(settings, rt.handle().clone(), device, stop.clone())?);
+        let report =
+            with_backend!(w.device, |B, device| run_actor::<B>(settings, rt.handle().clone(), device, stop.clone())?);
         eprintln!(
             "actor done with run {run}: {} groups, {} samples, {} tokens, {} weight swaps, {} not counted, {} leases abandoned",
             report.groups, report.samples, report.tokens, report.weight_swaps, report.not_counted, report.abandoned
@@ -186,7 +198,11 @@ pub fn actor(a: ServeActorArgs) -> Result<()> {
 }
 
 /// Serves each run `next` hands out (None: stop) with `serve`, until `stop` is set.
-pub fn serve_runs(mut next: Box<dyn FnMut() -> Result<Option<u64>> + '_>, stop: &AtomicBool, mut serve: impl FnMut(u64) -> Result<()>) -> Result<()> {
+pub fn serve_runs(
+    mut next: Box<dyn FnMut() -> Result<Option<u64>> + '_>,
+    stop: &AtomicBool,
+    mut serve: impl FnMut(u64) -> Result<()>,
+) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         let Some(run) = next()? else { break };
         serve(run)?;
@@ -245,8 +261,11 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     }
     check::token(cfg.token.as_deref())?;
     if w.check {
-        let serves = cfg.run.map_or("a pool (claims the coordinator's runs one after another)".to_string(), |r| format!("run {r}"));
-        let weights = if cfg.rank == 0 { format!("serves weights on {}", cfg.weights_listen) } else { "follows rank 0".into() };
+        let serves = cfg
+            .run
+            .map_or("a pool (claims the coordinator's runs one after another)".to_string(), |r| format!("run {r}"));
+        let weights =
+            if cfg.rank == 0 { format!("serves weights on {}", cfg.weights_listen) } else { "follows rank 0".into() };
         check::ok(
             "serve learner",
             &format!(
@@ -275,9 +294,9 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
     };
     let publisher = if cfg.rank == 0 {
         let p = Publisher::new(cfg.run.unwrap_or(0), cfg.weights_keep, DEFAULT_CHUNK_BYTES);
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(&cfg.weights_listen))
-            .with_context(|| format!("cannot listen on {} for the weight service; pick a free --weights-listen", cfg.weights_listen))?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind(&cfg.weights_listen)).with_context(|| {
+            format!("cannot listen on {} for the weight service; pick a free --weights-listen", cfg.weights_listen)
+        })?;
         serve_weights(rt.handle(), &p, listener, settings.coordinator.token.as_deref());
         eprintln!("serving weights on {}", cfg.weights_listen);
         Some(p)
@@ -298,7 +317,14 @@ pub fn learner(a: ServeLearnerArgs) -> Result<()> {
             print_learner(cfg.rank, run, &report);
             Ok(())
         }
-        None => with_backend!(w.device, |B, device| learner_pool::<Autodiff<B>>(&cfg, collective.as_mut(), publisher.as_ref(), rt.handle(), device, &stop)),
+        None => with_backend!(w.device, |B, device| learner_pool::<Autodiff<B>>(
+            &cfg,
+            collective.as_mut(),
+            publisher.as_ref(),
+            rt.handle(),
+            device,
+            &stop
+        )),
     };
     health.stopping();
     result
@@ -339,7 +365,8 @@ fn learner_pool<B: burn::tensor::backend::AutodiffBackend>(
     eprintln!("{fleet}: a learner fleet of {} claiming the coordinator's runs", collective.world_size());
     let mut said = false;
     while !stop.load(Ordering::Relaxed) {
-        let claim = rt.block_on(pool.claim(&fleet, 0)).map_err(|s| anyhow::anyhow!("cannot claim a run: {}", s.message()))?;
+        let claim =
+            rt.block_on(pool.claim(&fleet, 0)).map_err(|s| anyhow::anyhow!("cannot claim a run: {}", s.message()))?;
         if claim.run_id == 0 {
             if !said {
                 eprintln!("{fleet}: no unclaimed running run; waiting for one");
@@ -378,7 +405,12 @@ pub fn serve_weights(rt: &Handle, publisher: &Publisher, listener: tokio::net::T
     health.serving(&["r1.v1.WeightService"]);
     rt.spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        if let Err(e) = tonic::transport::Server::builder().add_service(health.service()).add_service(service).serve_with_incoming(incoming).await {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(health.service())
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+        {
             tracing::error!("weight service stopped: {e}");
         }
     });

@@ -26,20 +26,10 @@ pub fn train_step<B: Backend>(a: &TrainArgs, device: &B::Device) -> Result<()> {
     let batch = PaddedBatch::new(&refs, 0);
     let t = a.seq_len - 1;
     // Completion = the second half of each sequence.
-    let mask: Vec<f32> = (0..a.batch * t)
-        .map(|i| if i % t >= t / 2 { 1.0 } else { 0.0 })
-        .collect();
-    let adv: Vec<f32> = (0..a.batch)
-        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-        .collect();
-    let cfg = GrpoConfig {
-        beta: 0.0,
-        ..Default::default()
-    };
-    let mut optim = Optim::<AB<B>, CausalLm<AB<B>>>::new(OptimConfig {
-        lr: 1e-6,
-        ..Default::default()
-    })?;
+    let mask: Vec<f32> = (0..a.batch * t).map(|i| if i % t >= t / 2 { 1.0 } else { 0.0 }).collect();
+    let adv: Vec<f32> = (0..a.batch).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let cfg = GrpoConfig { beta: 0.0, ..Default::default() };
+    let mut optim = Optim::<AB<B>, CausalLm<AB<B>>>::new(OptimConfig { lr: 1e-6, ..Default::default() })?;
 
     let mut model = model;
     let mut step = |model: CausalLm<AB<B>>| -> Result<CausalLm<AB<B>>> {
@@ -70,10 +60,7 @@ pub fn train_step<B: Backend>(a: &TrainArgs, device: &B::Device) -> Result<()> {
         &a.model,
         json!({"bench": "train-step", "model": name, "device": format!("{:?}", a.model.device).to_lowercase(),
                "batch": a.batch, "seq_len": a.seq_len, "seconds_per_step": secs, "tokens_per_s": tps}),
-        format!(
-            "train-step {name}: {} x {} tokens: {:.3}s/step = {tps:.1} tokens/s",
-            a.batch, a.seq_len, secs
-        ),
+        format!("train-step {name}: {} x {} tokens: {:.3}s/step = {tps:.1} tokens/s", a.batch, a.seq_len, secs),
     );
     drop(model);
     Ok(())

@@ -119,37 +119,56 @@ pub struct Local {
 impl Local {
     /// Starts the coordinator on `listen` with its database and run folders in `data_dir`.
     pub fn start(data_dir: &Path, listen: &str, json: bool) -> Result<Local> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
         let data_dir = data_dir.canonicalize()?;
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
         let interrupted = Arc::new(AtomicBool::new(false));
         stop_on_signals(rt.handle(), interrupted.clone());
-        let coordinator = CoordinatorConfig { listen: listen.into(), data_dir: data_dir.clone(), ..CoordinatorConfig::default() };
+        let coordinator =
+            CoordinatorConfig { listen: listen.into(), data_dir: data_dir.clone(), ..CoordinatorConfig::default() };
         // Checks the address, locks the data folder, opens the database and binds: a second
         // `up` on this folder or address is refused here, naming what holds it.
-        let started = rt.block_on(r1_coordinator::config::start(coordinator)).with_context(|| format!("r1ctl up --listen {listen} --data-dir {}", data_dir.display()))?;
+        let started = rt
+            .block_on(r1_coordinator::config::start(coordinator))
+            .with_context(|| format!("r1ctl up --listen {listen} --data-dir {}", data_dir.display()))?;
         let core = started.coordinator().clone();
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let incarnation = format!("{UP_HOLDER}{}-{since}/", std::process::id());
         let released = core.release_leases(UP_HOLDER, &incarnation)?;
         if released > 0 {
-            eprintln!("took back {released} leases held by the previous `r1ctl up` on this data folder; their work is handed out again now");
+            eprintln!(
+                "took back {released} leases held by the previous `r1ctl up` on this data folder; their work is handed out again now"
+            );
         }
         let (down_tx, down_rx) = tokio::sync::oneshot::channel::<()>();
         let served = rt.spawn(started.serve(async {
             let _ = down_rx.await;
         }));
         let client_cfg = ClientConfig::new(format!("http://{listen}"));
-        let channel = rt
-            .block_on(client::connect(&client_cfg))
-            .with_context(|| format!("the coordinator did not come up on {listen}; pick another address with --listen"))?;
+        let channel = rt.block_on(client::connect(&client_cfg)).with_context(|| {
+            format!("the coordinator did not come up on {listen}; pick another address with --listen")
+        })?;
         if served.is_finished() {
             let err = rt.block_on(served)?.err().map(|e| e.to_string()).unwrap_or_default();
             bail!("the coordinator stopped at once: {err}");
         }
         let runs = client::run_client(channel, client_cfg.max_message_bytes);
         eprintln!("coordinator on {listen}: dashboard at http://{listen}/, data in {}", data_dir.display());
-        Ok(Local { rt, incarnation, core, listen: listen.into(), data_dir, client_cfg, runs, down: Some(down_tx), served: Some(served), interrupted, json })
+        Ok(Local {
+            rt,
+            incarnation,
+            core,
+            listen: listen.into(),
+            data_dir,
+            client_cfg,
+            runs,
+            down: Some(down_tx),
+            served: Some(served),
+            interrupted,
+            json,
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -184,7 +203,10 @@ impl Local {
         let core = self.core.clone();
         let (spec_c, dir) = (spec.clone(), self.data_dir.clone());
         if let Some(id) = rt.block_on(rt.spawn_blocking(move || core.adopt_moved(&spec_c, &dir)))?? {
-            eprintln!("run {id} `{}` was made in another data folder (this one is a copy); its paths now point here", spec.name);
+            eprintln!(
+                "run {id} `{}` was made in another data folder (this one is a copy); its paths now point here",
+                spec.name
+            );
         }
         let (run_id, done) = rt.block_on(submit_or_resume(self.runs.clone(), spec))?;
         let checkpoints = self.data_dir.join("checkpoints").join(format!("run-{run_id}"));
@@ -211,28 +233,30 @@ impl Local {
             let (settings, rt_h, stop) = (learner_settings.clone(), rt.handle().clone(), stop.clone());
             let publisher = (rank == 0).then(|| publisher.clone());
             let master = master.clone();
-            threads.push(std::thread::Builder::new().name(format!("learner-{rank}")).spawn(move || -> Result<String> {
-                let mut collective: Box<dyn Collective> = if ranks > 1 {
-                    Box::new(TcpRing::join(&RingConfig {
-                        rank,
-                        world_size: ranks,
-                        master_addr: master,
-                        bind_addr: "127.0.0.1:0".into(),
-                        timeout: Duration::from_secs(60),
-                    })?)
-                } else {
-                    Box::new(SingleRank)
-                };
-                let r = run_learner::<Autodiff<r1_model::CpuBackend>>(
-                    &settings,
-                    collective.as_mut(),
-                    publisher.as_ref(),
-                    &rt_h,
-                    Default::default(),
-                    stop,
-                )?;
-                Ok(format!("learner {rank}: {} steps (resumed from {})", r.steps, r.resumed_from))
-            })?);
+            threads.push(std::thread::Builder::new().name(format!("learner-{rank}")).spawn(
+                move || -> Result<String> {
+                    let mut collective: Box<dyn Collective> = if ranks > 1 {
+                        Box::new(TcpRing::join(&RingConfig {
+                            rank,
+                            world_size: ranks,
+                            master_addr: master,
+                            bind_addr: "127.0.0.1:0".into(),
+                            timeout: Duration::from_secs(60),
+                        })?)
+                    } else {
+                        Box::new(SingleRank)
+                    };
+                    let r = run_learner::<Autodiff<r1_model::CpuBackend>>(
+                        &settings,
+                        collective.as_mut(),
+                        publisher.as_ref(),
+                        &rt_h,
+                        Default::default(),
+                        stop,
+                    )?;
+                    Ok(format!("learner {rank}: {} steps (resumed from {})", r.steps, r.resumed_from))
+                },
+            )?);
         }
         let grpo = matches!(spec.algorithm, r1_coordinator::spec::Algorithm::Grpo(_));
         // Actors (GRPO only: SFT batches carry no samples).
@@ -314,7 +338,8 @@ impl Local {
             if let Some(line) = waiting.update(&status, &what, std::time::Instant::now()) {
                 bar.suspend(|| eprintln!("{line}"));
             }
-            let lines: Vec<String> = std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
+            let lines: Vec<String> =
+                std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
             for (i, line) in lines.iter().enumerate() {
                 // Printed lines matter again only once they carry an evaluation.
@@ -340,7 +365,8 @@ impl Local {
                 }
             }
             printed = printed.max(lines.len());
-            let live = matches!(pb::RunState::try_from(status.state), Ok(pb::RunState::Running | pb::RunState::Pending));
+            let live =
+                matches!(pb::RunState::try_from(status.state), Ok(pb::RunState::Running | pb::RunState::Pending));
             let interrupted = self.interrupted.load(Ordering::Relaxed);
             if !live || interrupted || stop.load(Ordering::Relaxed) || threads.iter().any(|t| t.is_finished()) {
                 bar.finish_and_clear();
@@ -494,7 +520,11 @@ async fn submit_or_resume(
 
 /// Says which file of the spec is missing before anything starts.
 fn check_paths(spec: &RunSpec) -> Result<()> {
-    let files = [("base_model", Some(&spec.base_model)), ("dataset.path", Some(&spec.dataset.path)), ("dataset.eval_path", spec.dataset.eval_path.as_ref())];
+    let files = [
+        ("base_model", Some(&spec.base_model)),
+        ("dataset.path", Some(&spec.dataset.path)),
+        ("dataset.eval_path", spec.dataset.eval_path.as_ref()),
+    ];
     for (field, p) in files {
         if let Some(p) = p.filter(|p| !p.exists()) {
             bail!("run spec `{field}`: {} does not exist", p.display());

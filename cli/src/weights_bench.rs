@@ -49,7 +49,10 @@ pub fn run(a: WeightsArgs) -> Result<()> {
     })?;
     let mb_s = |s: f64| bytes as f64 / 1e6 / s;
     if a.json {
-        println!("{}", json!({"mib": a.mib, "chunk_kib": a.chunk_kib, "stream_mb_s": mb_s(stream), "tcp_mb_s": mb_s(tcp), "ratio": tcp / stream}));
+        println!(
+            "{}",
+            json!({"mib": a.mib, "chunk_kib": a.chunk_kib, "stream_mb_s": mb_s(stream), "tcp_mb_s": mb_s(tcp), "ratio": tcp / stream})
+        );
     } else {
         println!(
             "{} MiB: weight stream {:.0} MB/s, raw loopback TCP {:.0} MB/s; the stream runs at {:.2}x the loopback limit",

@@ -50,7 +50,16 @@ fn write_run(data: &Path) -> PathBuf {
 fn spawn_up(data: &Path, spec: &Path, name: &str) -> (Child, PathBuf) {
     let log = data.with_file_name(format!("{name}.log"));
     let child = r1ctl()
-        .args(["up", "--json", "--config", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--listen", &free_addr()])
+        .args([
+            "up",
+            "--json",
+            "--config",
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &free_addr(),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -101,7 +110,11 @@ fn resume(data: &Path, spec: &Path, name: &str, limit: Duration) -> String {
 
 /// The one run of `data`, completed at the last step, with one metrics line per step.
 fn check_completed(data: &Path, stderr: &str) {
-    let runs: Vec<String> = std::fs::read_dir(data.join("runs")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let runs: Vec<String> = std::fs::read_dir(data.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(runs, ["1"], "one run, resumed, not a second one:\n{stderr}");
     let metrics = std::fs::read_to_string(data.join("runs/1/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count() as u64, STEPS, "{metrics}");
@@ -141,13 +154,20 @@ fn a_damaged_checkpoint_falls_back_to_the_one_before() {
     for e in std::fs::read_dir(data.join("checkpoints/run-1")).unwrap().flatten() {
         let step = e.file_name().to_str().and_then(|n| n.strip_prefix("step-")?.parse::<u64>().ok());
         if step.is_some_and(|s| s >= 2) {
-            std::fs::OpenOptions::new().write(true).open(e.path().join("model.safetensors")).unwrap().set_len(100).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(e.path().join("model.safetensors"))
+                .unwrap()
+                .set_len(100)
+                .unwrap();
             damaged.push(e.path());
         }
     }
     assert!(!damaged.is_empty());
     let stderr = resume(&data, &spec, "resumed", Duration::from_secs(60));
-    let said = damaged.iter().any(|d| stderr.contains(&format!("checkpoint {} is damaged: model.safetensors has SHA-256", d.display())));
+    let said = damaged
+        .iter()
+        .any(|d| stderr.contains(&format!("checkpoint {} is damaged: model.safetensors has SHA-256", d.display())));
     assert!(said, "no damaged checkpoint of {damaged:?} reported:\n{stderr}");
     assert!(stderr.contains("falling back to the checkpoint before it"), "{stderr}");
     check_completed(&data, &stderr);
@@ -175,7 +195,15 @@ fn a_second_coordinator_on_a_data_folder_is_refused() {
         .unwrap();
     let spec = write_run(&dir.path().join("elsewhere"));
     let up: Output = r1ctl()
-        .args(["up", "--config", spec.to_str().unwrap(), "--listen", &free_addr(), "--data-dir", data.to_str().unwrap()])
+        .args([
+            "up",
+            "--config",
+            spec.to_str().unwrap(),
+            "--listen",
+            &free_addr(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     for (what, out) in [("serve coordinator", second), ("up", up)] {

@@ -30,7 +30,21 @@ fn generated_logprobs_equal_r1ctl_logprobs() {
     let model = fixture("llama-tiny");
     let m = model.to_str().unwrap();
     let generated = r1ctl(
-        &["generate", "--model", m, "--input", "-", "-n", "3", "--max-new-tokens", "10", "--seed", "3", "--json", "--ignore-eos"],
+        &[
+            "generate",
+            "--model",
+            m,
+            "--input",
+            "-",
+            "-n",
+            "3",
+            "--max-new-tokens",
+            "10",
+            "--seed",
+            "3",
+            "--json",
+            "--ignore-eos",
+        ],
         "{\"input_ids\": [5, 17, 33, 2, 90]}\n{\"prompt\": \"What is 12 + 35?\"}\n",
     );
     let lines = json_lines(&generated);
@@ -107,7 +121,10 @@ fn up_refuses_bad_input_before_training() {
     let listen = format!("127.0.0.1:{port}");
     let d = data.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["up", "--config", "/nonexistent/run.toml", "--data-dir", d, "--listen", &listen], "/nonexistent/run.toml"),
+        (
+            vec!["up", "--config", "/nonexistent/run.toml", "--data-dir", d, "--listen", &listen],
+            "/nonexistent/run.toml",
+        ),
         (vec!["up", "--recipe", bad_recipe.to_str().unwrap(), "--data-dir", d, "--listen", &listen], "stepz"),
         (vec!["up", "--config", "run.toml", "--quick"], "cannot be used with"),
     ];

@@ -17,14 +17,30 @@ const CASES: &[(&str, &str, &str)] = &[
         "ok",
         "",
     ),
-    (r#"{"id": "early", "verifier": "code", "completion": "import sys\nsys.exit(0)", "test": "assert False"}"#, "exited_early", ""),
-    (r#"{"id": "wrong", "verifier": "code", "completion": "def f(x):\n    return x", "test": "assert f(1) == 2"}"#, "failed", "AssertionError"),
+    (
+        r#"{"id": "early", "verifier": "code", "completion": "import sys\nsys.exit(0)", "test": "assert False"}"#,
+        "exited_early",
+        "",
+    ),
+    (
+        r#"{"id": "wrong", "verifier": "code", "completion": "def f(x):\n    return x", "test": "assert f(1) == 2"}"#,
+        "failed",
+        "AssertionError",
+    ),
     ("not json at all", "invalid_input", "line 6"),
-    (r#"{"id": 6, "verifier": "code", "completion": "x", "surprise": true}"#, "invalid_input", "line 7: unknown field `surprise`"),
+    (
+        r#"{"id": 6, "verifier": "code", "completion": "x", "surprise": true}"#,
+        "invalid_input",
+        "line 7: unknown field `surprise`",
+    ),
     (r#"{"verifier": "code", "completion": "x"}"#, "invalid_input", "line 8: missing field `id`"),
     (r#"{"id": 8, "verifier": "no-such-verifier", "completion": "x"}"#, "invalid_input", "line 9: unknown verifier"),
     (r#"{"id": 9, "verifier": "code", "completion": "print(1)"}"#, "invalid_input", "line 10: "),
-    (r#"{"id": 10, "verifier": "code", "completion": "print(1)", "test": "pass", "timeout_s": 0}"#, "invalid_input", "timeout_s"),
+    (
+        r#"{"id": 10, "verifier": "code", "completion": "print(1)", "test": "pass", "timeout_s": 0}"#,
+        "invalid_input",
+        "timeout_s",
+    ),
 ];
 
 fn r1ctl() -> Command {
@@ -32,7 +48,8 @@ fn r1ctl() -> Command {
 }
 
 fn check_output(text: &str) {
-    let results: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("every output line is JSON")).collect();
+    let results: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("every output line is JSON")).collect();
     assert_eq!(results.len(), CASES.len(), "one output line per input line:\n{text}");
     for r in &results {
         let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
@@ -44,7 +61,9 @@ fn check_output(text: &str) {
         let found = results
             .iter()
             .find(|r| r["id"] == id && r["status"] == *status && r["detail"].as_str().unwrap().contains(detail));
-        let r = found.unwrap_or_else(|| panic!("case {} ({line}): no result with status {status} and detail ~ {detail:?} in\n{text}", i + 1));
+        let r = found.unwrap_or_else(|| {
+            panic!("case {} ({line}): no result with status {status} and detail ~ {detail:?} in\n{text}", i + 1)
+        });
         let reward = if *status == "ok" { 1.0 } else { 0.0 };
         assert_eq!(r["reward"], json!(reward), "case {}", i + 1);
     }
@@ -105,9 +124,15 @@ fn a_line_that_is_not_utf8_is_invalid_input_and_every_other_line_is_scored() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mixed.jsonl");
     let mut bytes = Vec::new();
-    bytes.extend_from_slice(b"{\"id\": 1, \"verifier\": \"math\", \"completion\": \"<answer>4</answer>\", \"ground_truth\": \"4\"}\n");
-    bytes.extend_from_slice(b"{\"id\": 2, \"verifier\": \"math\", \"completion\": \"caf\xe9\", \"ground_truth\": \"4\"}\n");
-    bytes.extend_from_slice(b"{\"id\": 3, \"verifier\": \"math\", \"completion\": \"<answer>5</answer>\", \"ground_truth\": \"4\"}\r\n");
+    bytes.extend_from_slice(
+        b"{\"id\": 1, \"verifier\": \"math\", \"completion\": \"<answer>4</answer>\", \"ground_truth\": \"4\"}\n",
+    );
+    bytes.extend_from_slice(
+        b"{\"id\": 2, \"verifier\": \"math\", \"completion\": \"caf\xe9\", \"ground_truth\": \"4\"}\n",
+    );
+    bytes.extend_from_slice(
+        b"{\"id\": 3, \"verifier\": \"math\", \"completion\": \"<answer>5</answer>\", \"ground_truth\": \"4\"}\r\n",
+    );
     std::fs::write(&input, bytes).unwrap();
     let run = r1ctl().args(["reward", "score", "-j", "2", "-i"]).arg(&input).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -119,6 +144,9 @@ fn a_line_that_is_not_utf8_is_invalid_input_and_every_other_line_is_scored() {
     let detail = bad[0]["detail"].as_str().unwrap();
     assert!(detail.starts_with("line 2: not UTF-8 (invalid byte at offset 48)"), "{detail}");
     for id in [1, 3] {
-        assert!(results.iter().any(|r| r["id"] == id && r["status"] != "invalid_input"), "line {id} is scored:\n{stdout}");
+        assert!(
+            results.iter().any(|r| r["id"] == id && r["status"] != "invalid_input"),
+            "line {id} is scored:\n{stdout}"
+        );
     }
 }

@@ -6,7 +6,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn r1ctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_r1ctl")).args(args).env_remove("R1_COORDINATOR").env_remove("R1_TOKEN").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_r1ctl"))
+        .args(args)
+        .env_remove("R1_COORDINATOR")
+        .env_remove("R1_TOKEN")
+        .output()
+        .unwrap()
 }
 
 struct Server(Child);
@@ -43,7 +48,11 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn submit_list_status_cancel() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("train.jsonl"), "{\"question\": \"1+1\", \"answer\": \"2\"}\n{\"question\": \"2+3\", \"answer\": \"5\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("train.jsonl"),
+        "{\"question\": \"1+1\", \"answer\": \"2\"}\n{\"question\": \"2+3\", \"answer\": \"5\"}\n",
+    )
+    .unwrap();
     let spec = dir.path().join("run.toml");
     // Relative paths: r1ctl resolves them against the spec's folder.
     std::fs::write(
@@ -67,10 +76,8 @@ fn submit_list_status_cancel() {
     assert_eq!(cancelled["state"], "cancelled");
 
     // Errors say what is wrong and exit non-zero.
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["status", "999"], "999"),
-        (vec!["submit-run", "/nonexistent.toml"], "/nonexistent.toml"),
-    ];
+    let cases: Vec<(Vec<&str>, &str)> =
+        vec![(vec!["status", "999"], "999"), (vec!["submit-run", "/nonexistent.toml"], "/nonexistent.toml")];
     for (args, frag) in cases {
         let out = r1ctl(&[&args[..], &c].concat());
         let err = String::from_utf8_lossy(&out.stderr);

@@ -100,7 +100,12 @@ impl System {
             ("R1_COORDINATOR_LEASES__SCORE_MS", "4000"),
             ("R1_COORDINATOR_LEASES__TRAIN_MS", "6000"),
         ];
-        let p = Proc::spawn(&self.dir, name, &["serve", "coordinator", "--listen", &self.listen, "--data-dir", data.to_str().unwrap()], &leases);
+        let p = Proc::spawn(
+            &self.dir,
+            name,
+            &["serve", "coordinator", "--listen", &self.listen, "--data-dir", data.to_str().unwrap()],
+            &leases,
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&self.listen).is_err() {
             assert!(Instant::now() < deadline, "the coordinator did not start listening");
@@ -114,8 +119,22 @@ impl System {
         for rank in 0..2 {
             let rank_s = rank.to_string();
             let args = [
-                "serve", "learner", "--coordinator", &self.url, "--run", &self.run, "--rank", &rank_s, "--world-size", "2",
-                "--master-addr", &self.master, "--weights-listen", &self.weights, "--checkpoints", ckpt.to_str().unwrap(),
+                "serve",
+                "learner",
+                "--coordinator",
+                &self.url,
+                "--run",
+                &self.run,
+                "--rank",
+                &rank_s,
+                "--world-size",
+                "2",
+                "--master-addr",
+                &self.master,
+                "--weights-listen",
+                &self.weights,
+                "--checkpoints",
+                ckpt.to_str().unwrap(),
             ];
             self.learners.push(Proc::spawn(&self.dir, &format!("learner-{rank}-{generation}"), &args, &[]));
         }
@@ -123,12 +142,38 @@ impl System {
 
     fn actor(&self, name: &str) -> Proc {
         let learner = format!("http://{}", self.weights);
-        let args = ["serve", "actor", "--coordinator", &self.url, "--run", &self.run, "--learner", &learner, "--name", name, "--max-groups", "1"];
+        let args = [
+            "serve",
+            "actor",
+            "--coordinator",
+            &self.url,
+            "--run",
+            &self.run,
+            "--learner",
+            &learner,
+            "--name",
+            name,
+            "--max-groups",
+            "1",
+        ];
         Proc::spawn(&self.dir, name, &args, &[])
     }
 
     fn scorer(&self, name: &str) -> Proc {
-        let args = ["reward", "work", "--coordinator", &self.url, "--run", &self.run, "--worker", name, "--max-groups", "1", "--idle-ms", "100"];
+        let args = [
+            "reward",
+            "work",
+            "--coordinator",
+            &self.url,
+            "--run",
+            &self.run,
+            "--worker",
+            name,
+            "--max-groups",
+            "1",
+            "--idle-ms",
+            "100",
+        ];
         Proc::spawn(&self.dir, name, &args, &[])
     }
 
@@ -173,7 +218,8 @@ impl System {
                 // Errors and panics, wherever they are, then the last lines.
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
-                let errors = lines.iter().filter(|l| l.contains("panicked") || l.starts_with("Error") || l.contains("ERROR"));
+                let errors =
+                    lines.iter().filter(|l| l.contains("panicked") || l.starts_with("Error") || l.contains("ERROR"));
                 let tail = lines.iter().skip(lines.len().saturating_sub(8));
                 let shown: Vec<&str> = errors.chain(tail).copied().collect();
                 logs.push_str(&format!("\n--- {} ---\n{}", p.display(), shown.join("\n")));
@@ -191,11 +237,17 @@ impl System {
         assert_eq!(status["state"], "completed", "{status}");
         assert_eq!(Self::step(status), STEPS);
         let c = &status["counters"];
-        assert_eq!(c["groups_trained"].as_u64(), Some(STEPS * PROMPTS_PER_STEP), "every trained group counted once: {c}");
+        assert_eq!(
+            c["groups_trained"].as_u64(),
+            Some(STEPS * PROMPTS_PER_STEP),
+            "every trained group counted once: {c}"
+        );
         // Every drawn prompt ended somewhere: trained, dropped, or still queued (none, since the
         // run is complete but actors may have drawn ahead of the learner).
         let q = &status["queues"];
-        let ended = c["groups_trained"].as_u64().unwrap() + c["dropped_stale"].as_u64().unwrap() + c["dropped_equal"].as_u64().unwrap();
+        let ended = c["groups_trained"].as_u64().unwrap()
+            + c["dropped_stale"].as_u64().unwrap()
+            + c["dropped_equal"].as_u64().unwrap();
         let open = q["generate"].as_u64().unwrap() + q["score"].as_u64().unwrap() + q["train"].as_u64().unwrap();
         assert_eq!(c["prompts_drawn"].as_u64().unwrap(), ended + open, "no group lost: {c} {q}");
         let metrics = self.dir.join("data/runs").join(&self.run).join("metrics.jsonl");
@@ -204,7 +256,19 @@ impl System {
         let steps: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
         assert_eq!(steps, (0..=STEPS).collect::<Vec<_>>(), "one metrics line per step");
         for l in &lines[1..] {
-            for key in ["reward_mean", "accuracy", "kl", "entropy", "response_len_mean", "tokens_per_s", "actor_tokens_per_s", "learner_tokens_per_s", "queue_generate", "queue_score", "queue_train"] {
+            for key in [
+                "reward_mean",
+                "accuracy",
+                "kl",
+                "entropy",
+                "response_len_mean",
+                "tokens_per_s",
+                "actor_tokens_per_s",
+                "learner_tokens_per_s",
+                "queue_generate",
+                "queue_score",
+                "queue_train",
+            ] {
                 assert!(l[key].is_number(), "step {} lacks {key}: {l}", l["step"]);
             }
         }
@@ -228,7 +292,11 @@ impl System {
         // Rank 0 writes the final checkpoint after the step that completes the run, so it is
         // there once the learners have exited, not necessarily when the run shows completed.
         let ckpt = self.dir.join("checkpoints").join(format!("run-{}", self.run)).join(format!("step-{STEPS}"));
-        assert!(ckpt.join("model.safetensors").exists() && ckpt.join("tokenizer.json").exists(), "final checkpoint at {}", ckpt.display());
+        assert!(
+            ckpt.join("model.safetensors").exists() && ckpt.join("tokenizer.json").exists(),
+            "final checkpoint at {}",
+            ckpt.display()
+        );
     }
 }
 
@@ -336,7 +404,10 @@ fn sigterm_makes_the_learner_checkpoint_before_it_exits() {
     let step = System::step(&st);
     assert!(step < STEPS, "SIGTERM landed mid-run: {st}");
     let ckpt = dir.path().join("checkpoints").join(format!("run-{}", s.run)).join(format!("step-{step}"));
-    assert!(ckpt.join("model.safetensors").exists() && ckpt.join("optimizer.mpk").exists(), "checkpoint of step {step} written");
+    assert!(
+        ckpt.join("model.safetensors").exists() && ckpt.join("optimizer.mpk").exists(),
+        "checkpoint of step {step} written"
+    );
     // The rest of the fleet (rank 1) and a restarted one finish the run from that checkpoint.
     let mut rank1 = s.learners.remove(0);
     while rank1.exited().is_none() {

@@ -30,7 +30,14 @@ fn quick_recipe_runs_every_stage_and_resumes() {
     }
     let report = data.join("recipe-quick/report");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    for row in ["| base |", "| R1-Zero (GRPO) |", "| cold start (SFT) |", "| R1 (cold start + GRPO) |", "| student base |", "| student + RL |"] {
+    for row in [
+        "| base |",
+        "| R1-Zero (GRPO) |",
+        "| cold start (SFT) |",
+        "| R1 (cold start + GRPO) |",
+        "| student base |",
+        "| student + RL |",
+    ] {
         assert!(md.contains(row), "report row {row} missing:\n{md}");
     }
     assert!(stdout.contains("report.md"), "{stdout}");

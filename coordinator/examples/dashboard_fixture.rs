@@ -34,32 +34,23 @@ use r1_proto::v1::work_service_client::WorkServiceClient;
 
 const TOKEN: &str = "e2e-token";
 /// Script that must never run: every place a run's text shows up carries some.
-pub const XSS_NAME: &str =
-    "<img src=x onerror=\"window.__xss='name-img'\"><script>window.__xss='name'</script> xss";
+pub const XSS_NAME: &str = "<img src=x onerror=\"window.__xss='name-img'\"><script>window.__xss='name'</script> xss";
 const XSS_PROMPT: &str = "<script>window.__xss='prompt'</script>";
-const XSS_COMPLETION: &str = "<script>window.__xss='completion'</script><img src=x onerror=\"window.__xss='completion-img'\">";
+const XSS_COMPLETION: &str =
+    "<script>window.__xss='completion'</script><img src=x onerror=\"window.__xss='completion-img'\">";
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(
-        args.get(1)
-            .expect("usage: dashboard_fixture <data dir> [STEPS]"),
-    );
-    let steps: u64 = args
-        .get(2)
-        .map_or(3, |s| s.parse().expect("STEPS is a number"));
+    let dir = PathBuf::from(args.get(1).expect("usage: dashboard_fixture <data dir> [STEPS]"));
+    let steps: u64 = args.get(2).map_or(3, |s| s.parse().expect("STEPS is a number"));
     std::fs::create_dir_all(&dir).unwrap();
 
-    let core = Coordinator::open(
-        &dir.join("r1.db"),
-        Arc::new(SystemClock),
-        LeaseTtl::default(),
-    )
-    .unwrap()
-    .with_run_folders(dir.join("runs"))
-    .with_samples_per_step(2)
-    .with_worker_gone_after(60_000);
+    let core = Coordinator::open(&dir.join("r1.db"), Arc::new(SystemClock), LeaseTtl::default())
+        .unwrap()
+        .with_run_folders(dir.join("runs"))
+        .with_samples_per_step(2)
+        .with_worker_gone_after(60_000);
     let core = Arc::new(core);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -69,11 +60,7 @@ async fn main() {
         Auth::bearer(TOKEN),
         std::future::pending(),
     ));
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let bearer = Bearer(Some(TOKEN.into()));
     let mut runs = RunServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let work = WorkServiceClient::with_interceptor(channel, bearer);
@@ -82,13 +69,11 @@ async fn main() {
         let data = dir.join(format!("data-{}.jsonl", name.len()));
         fleet::write_dataset(&data, 20, prompt_extra);
         let spec = fleet::spec(name, &data, total, eval_every);
-        runs.submit(pb::SubmitRunRequest {
-            spec: Some(pb::submit_run_request::Spec::Toml(spec)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
+        runs.submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
     };
     let done = submit("done", "", 1, 0).await;
     let xss = submit(XSS_NAME, XSS_PROMPT, 10, 0).await;
@@ -106,14 +91,7 @@ async fn main() {
         fleets[2].step().await;
     }
     let ten_minutes_ago = SystemClock.now() - 600_000;
-    core.workers().leased(
-        Role::Actor,
-        "actor-1",
-        demo as i64,
-        None,
-        Some(0),
-        ten_minutes_ago,
-    );
+    core.workers().leased(Role::Actor, "actor-1", demo as i64, None, Some(0), ten_minutes_ago);
 
     println!(
         "{}",
@@ -134,10 +112,7 @@ async fn main() {
         match words.as_slice() {
             ["step", run] => {
                 let run: u64 = run.parse().expect("step <run id>");
-                let fleet = fleets
-                    .iter_mut()
-                    .find(|f| f.run == run)
-                    .expect("a run of this fixture");
+                let fleet = fleets.iter_mut().find(|f| f.run == run).expect("a run of this fixture");
                 let step = fleet.step().await;
                 println!("{}", serde_json::json!({"run": run, "step": step}));
             }

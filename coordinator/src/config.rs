@@ -136,36 +136,21 @@ pub enum ConfigError {
     #[error(
         "data folder {dir} is in use by another coordinator ({holder}); stop that one (it holds {lock}), or give this one another data folder"
     )]
-    Locked {
-        dir: PathBuf,
-        lock: PathBuf,
-        holder: String,
-    },
+    Locked { dir: PathBuf, lock: PathBuf, holder: String },
     #[error("cannot lock the data folder with {path}: {source}; check the folder's permissions")]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Lock { path: PathBuf, source: std::io::Error },
     #[error("coordinator config `{field}` is {value}; use a positive number")]
     NotPositive { field: &'static str, value: i64 },
     #[error("coordinator config `token` is empty; set a secret or remove the key")]
     EmptyToken,
-    #[error(
-        "coordinator config `limits.max_message_bytes` is {0}; use at least 65536 (a run spec must fit)"
-    )]
+    #[error("coordinator config `limits.max_message_bytes` is {0}; use at least 65536 (a run spec must fit)")]
     MessageLimit(usize),
     #[error("coordinator config `otlp_endpoint` is `{0}`; use http://host:4317 or remove the key")]
     OtlpEndpoint(String),
     #[error("cannot create the data folder {path}: {source}; pick a writable data_dir")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}; pick a free address for `listen`")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error(transparent)]
     Open(#[from] RunsError),
     #[error(transparent)]
@@ -232,28 +217,17 @@ impl CoordinatorConfig {
 /// `host:port` with a port in range; what an address given to `listen` must be, checked
 /// before anything else looks at it.
 pub fn check_listen(listen: &str) -> Result<(), ConfigError> {
-    let bad = |why: String| ConfigError::Listen {
-        addr: listen.into(),
-        why,
-    };
+    let bad = |why: String| ConfigError::Listen { addr: listen.into(), why };
     let Some((host, port)) = listen.rsplit_once(':') else {
-        return Err(bad(
-            "it has no port; use host:port, e.g. 127.0.0.1:7070".into()
-        ));
+        return Err(bad("it has no port; use host:port, e.g. 127.0.0.1:7070".into()));
     };
     if host.is_empty() {
-        return Err(bad(
-            "it has no host; use host:port, e.g. 0.0.0.0:7070".into()
-        ));
+        return Err(bad("it has no host; use host:port, e.g. 0.0.0.0:7070".into()));
     }
     match port.parse::<u64>() {
-        Ok(p) if p > u16::MAX as u64 => Err(bad(format!(
-            "port {p} is out of range; use a port from 1 to 65535"
-        ))),
+        Ok(p) if p > u16::MAX as u64 => Err(bad(format!("port {p} is out of range; use a port from 1 to 65535"))),
         Ok(_) => Ok(()),
-        Err(_) => Err(bad(format!(
-            "port `{port}` is not a number; use host:port, e.g. 127.0.0.1:7070"
-        ))),
+        Err(_) => Err(bad(format!("port `{port}` is not a number; use host:port, e.g. 127.0.0.1:7070"))),
     }
 }
 
@@ -262,10 +236,7 @@ pub fn check_listen(listen: &str) -> Result<(), ConfigError> {
 pub fn is_loopback(listen: &str) -> bool {
     let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The exclusive lock on a data folder, held as long as this value lives (and released by the
@@ -281,17 +252,9 @@ impl DataLock {
     /// refused with the holder's details when another process holds it.
     pub fn acquire(dir: &Path, listen: &str) -> Result<DataLock, ConfigError> {
         let path = dir.join("coordinator.lock");
-        let err = |source| ConfigError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(err)?;
+        let err = |source| ConfigError::Lock { path: path.clone(), source };
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -301,18 +264,11 @@ impl DataLock {
                     "" => "a process that has not written its details yet".to_string(),
                     h => h.to_string(),
                 };
-                return Err(ConfigError::Locked {
-                    dir: dir.into(),
-                    lock: path,
-                    holder,
-                });
+                return Err(ConfigError::Locked { dir: dir.into(), lock: path, holder });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
         }
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let who = format!(
             "pid {} on host {}, listening on {listen}, since unix time {since}",
             std::process::id(),
@@ -353,18 +309,12 @@ pub struct Started {
 /// running runs) and binds `listen`. Every failure here is immediate and says what to do.
 pub async fn start(config: CoordinatorConfig) -> Result<Started, ConfigError> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| ConfigError::DataDir { path: config.data_dir.clone(), source })?;
     let lock = DataLock::acquire(&config.data_dir, &config.listen)?;
     let db = config.db_path();
     let (ttl, runs) = (config.leases, config.data_dir.join("runs"));
-    let (keep, gone_after, claim) = (
-        config.samples_per_step,
-        config.worker_gone_after_ms,
-        config.run_claim_ms,
-    );
+    let (keep, gone_after, claim) = (config.samples_per_step, config.worker_gone_after_ms, config.run_claim_ms);
     let core = tokio::task::spawn_blocking(move || {
         Ok::<_, RunsError>(
             Coordinator::open(&db, Arc::new(SystemClock), ttl)?
@@ -375,22 +325,11 @@ pub async fn start(config: CoordinatorConfig) -> Result<Started, ConfigError> {
         )
     })
     .await
-    .map_err(|e| ConfigError::DataDir {
-        path: config.db_path(),
-        source: std::io::Error::other(e),
-    })??;
+    .map_err(|e| ConfigError::DataDir { path: config.db_path(), source: std::io::Error::other(e) })??;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| ConfigError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    Ok(Started {
-        config,
-        lock,
-        listener,
-        core: Arc::new(core),
-    })
+        .map_err(|source| ConfigError::Bind { addr: config.listen.clone(), source })?;
+    Ok(Started { config, lock, listener, core: Arc::new(core) })
 }
 
 impl Started {
@@ -400,22 +339,10 @@ impl Started {
     }
 
     /// Serves until `shutdown` completes; the data folder stays locked until then.
-    pub async fn serve(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), ConfigError> {
-        let Started {
-            config,
-            lock,
-            listener,
-            core,
-        } = self;
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), ConfigError> {
+        let Started { config, lock, listener, core } = self;
         tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), lock = %lock.path().display(), "coordinator serving");
-        let runs = Runs::with_limits(
-            core,
-            Duration::from_millis(config.watch_interval_ms),
-            config.limits.clone(),
-        );
+        let runs = Runs::with_limits(core, Duration::from_millis(config.watch_interval_ms), config.limits.clone());
         let auth = match config.token.as_deref() {
             Some(token) => Auth::bearer(token),
             None => Auth::open(),

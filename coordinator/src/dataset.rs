@@ -63,9 +63,7 @@ pub struct Example {
 }
 
 /// Where the next training example comes from: pass `epoch`, position `index` in its order.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Cursor {
     pub epoch: u32,
     pub index: u64,
@@ -82,11 +80,7 @@ pub struct RowError {
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "row {} field `{}` {}",
-            self.row, self.field, self.problem
-        )
+        write!(f, "row {} field `{}` {}", self.row, self.field, self.problem)
     }
 }
 
@@ -95,23 +89,11 @@ pub enum DatasetError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("cannot read dataset {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot read Parquet file {path}: {source}; check that it is Parquet (uncompressed, Snappy or Zstd)"
-    )]
-    Parquet {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read Parquet file {path}: {source}; check that it is Parquet (uncompressed, Snappy or Zstd)")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
     #[error("dataset {path} has {count} bad rows: {}; fix the rows or `dataset.fields`", list(.rows))]
-    BadRows {
-        path: PathBuf,
-        count: usize,
-        rows: Vec<RowError>,
-    },
+    BadRows { path: PathBuf, count: usize, rows: Vec<RowError> },
     #[error("dataset {path} has no rows; point dataset.path at a file with data")]
     Empty { path: PathBuf },
     #[error("dataset.eval_fraction {fraction} leaves no training rows out of {rows}; lower it")]
@@ -119,10 +101,7 @@ pub enum DatasetError {
 }
 
 fn list(rows: &[RowError]) -> String {
-    rows.iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+    rows.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
 }
 
 /// A loaded, checked dataset with its split and its per-epoch orders.
@@ -157,22 +136,13 @@ impl Dataset {
     /// Builds a dataset from rows already in memory (row numbers count from 1), for tests
     /// and for callers that produce rows themselves. `eval_path` is ignored.
     pub fn from_records(records: Vec<Value>, spec: &DatasetSpec) -> Result<Dataset, DatasetError> {
-        let rows = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (i as u64 + 1, Ok(v)))
-            .collect();
+        let rows = records.into_iter().enumerate().map(|(i, v)| (i as u64 + 1, Ok(v))).collect();
         let mut all = map_rows(Path::new("<memory>"), rows, spec)?;
         let eval = split_off_eval(&mut all, spec.eval_fraction, spec.seed)?;
         Ok(Dataset::new(all, eval, spec, String::new()))
     }
 
-    fn new(
-        train: Vec<Example>,
-        eval: Vec<Example>,
-        spec: &DatasetSpec,
-        fingerprint: String,
-    ) -> Dataset {
+    fn new(train: Vec<Example>, eval: Vec<Example>, spec: &DatasetSpec, fingerprint: String) -> Dataset {
         Dataset {
             train,
             eval,
@@ -215,15 +185,9 @@ impl Dataset {
         }
         let order = self.order(cursor.epoch);
         let idx = order[cursor.index as usize] as usize;
-        let mut after = Cursor {
-            epoch: cursor.epoch,
-            index: cursor.index + 1,
-        };
+        let mut after = Cursor { epoch: cursor.epoch, index: cursor.index + 1 };
         if after.index == self.train.len() as u64 {
-            after = Cursor {
-                epoch: cursor.epoch + 1,
-                index: 0,
-            };
+            after = Cursor { epoch: cursor.epoch + 1, index: 0 };
         }
         Some((idx, after))
     }
@@ -249,11 +213,7 @@ impl Dataset {
 
 /// Moves a seeded `fraction` of the rows (rounded, at least one when > 0) into a new list;
 /// both lists stay in file order.
-fn split_off_eval(
-    all: &mut Vec<Example>,
-    fraction: f64,
-    seed: u64,
-) -> Result<Vec<Example>, DatasetError> {
+fn split_off_eval(all: &mut Vec<Example>, fraction: f64, seed: u64) -> Result<Vec<Example>, DatasetError> {
     if fraction <= 0.0 {
         return Ok(Vec::new());
     }
@@ -268,10 +228,7 @@ fn split_off_eval(
     for &i in &order[..n_eval] {
         is_eval[i as usize] = true;
     }
-    let (eval, train): (Vec<_>, Vec<_>) = std::mem::take(all)
-        .into_iter()
-        .zip(is_eval)
-        .partition(|(_, e)| *e);
+    let (eval, train): (Vec<_>, Vec<_>) = std::mem::take(all).into_iter().zip(is_eval).partition(|(_, e)| *e);
     *all = train.into_iter().map(|(x, _)| x).collect();
     Ok(eval.into_iter().map(|(x, _)| x).collect())
 }
@@ -287,10 +244,7 @@ pub fn read_rows(path: &Path, format: DatasetFormat) -> Result<Vec<(u64, Result<
 
 /// Reads every row of a file as JSON values (or a per-row parse problem), and its SHA-256.
 fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String), DatasetError> {
-    let io = |source| DatasetError::Io {
-        path: path.into(),
-        source,
-    };
+    let io = |source| DatasetError::Io { path: path.into(), source };
     let mut hasher = Sha256::new();
     std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
     let fingerprint = hex::encode(hasher.finalize());
@@ -303,18 +257,14 @@ fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String)
                 if line.trim().is_empty() {
                     continue;
                 }
-                let parsed =
-                    serde_json::from_str(&line).map_err(|e| format!("is not valid JSON ({e})"));
+                let parsed = serde_json::from_str(&line).map_err(|e| format!("is not valid JSON ({e})"));
                 rows.push((i as u64 + 1, parsed));
             }
             rows
         }
         DatasetFormat::Parquet => {
             use parquet::file::reader::{FileReader, SerializedFileReader};
-            let pq = |source| DatasetError::Parquet {
-                path: path.into(),
-                source,
-            };
+            let pq = |source| DatasetError::Parquet { path: path.into(), source };
             let reader = SerializedFileReader::new(file).map_err(pq)?;
             let mut rows = Vec::new();
             for (i, row) in reader.get_row_iter(None).map_err(pq)?.enumerate() {
@@ -330,11 +280,7 @@ fn read_file(path: &Path, format: DatasetFormat) -> Result<(Vec<RawRow>, String)
 }
 
 /// Maps raw rows to examples, collecting every bad row.
-fn map_rows(
-    path: &Path,
-    rows: Vec<RawRow>,
-    spec: &DatasetSpec,
-) -> Result<Vec<Example>, DatasetError> {
+fn map_rows(path: &Path, rows: Vec<RawRow>, spec: &DatasetSpec) -> Result<Vec<Example>, DatasetError> {
     if rows.is_empty() {
         return Err(DatasetError::Empty { path: path.into() });
     }
@@ -351,21 +297,13 @@ fn map_rows(
             Err((field, problem)) => {
                 count += 1;
                 if bad.len() < MAX_REPORTED {
-                    bad.push(RowError {
-                        row,
-                        field,
-                        problem,
-                    });
+                    bad.push(RowError { row, field, problem });
                 }
             }
         }
     }
     if count > 0 {
-        return Err(DatasetError::BadRows {
-            path: path.into(),
-            count,
-            rows: bad,
-        });
+        return Err(DatasetError::BadRows { path: path.into(), count, rows: bad });
     }
     Ok(out)
 }
@@ -378,20 +316,14 @@ struct FieldProblem {
 fn map_row(row: u64, value: Value, spec: &DatasetSpec) -> Result<Example, FieldProblem> {
     let fields: &FieldMap = &spec.fields;
     let Value::Object(obj) = value else {
-        return Err(FieldProblem {
-            field: "row",
-            problem: "is not a JSON object".into(),
-        });
+        return Err(FieldProblem { field: "row", problem: "is not a JSON object".into() });
     };
     let problem = |field, problem: String| FieldProblem { field, problem };
     let prompt = match lookup(&obj, &fields.prompt) {
         None | Some(Value::Null) => {
             return Err(problem(
                 "prompt",
-                format!(
-                    "is missing (column `{}`); set dataset.fields.prompt",
-                    fields.prompt
-                ),
+                format!("is missing (column `{}`); set dataset.fields.prompt", fields.prompt),
             ));
         }
         Some(Value::String(s)) if s.trim().is_empty() => {
@@ -401,22 +333,14 @@ fn map_row(row: u64, value: Value, spec: &DatasetSpec) -> Result<Example, FieldP
         Some(v @ Value::Array(_)) => match serde_json::from_value::<Vec<ChatMessage>>(v.clone()) {
             Ok(msgs) if !msgs.is_empty() => Prompt::Chat(msgs),
             _ => {
-                return Err(problem(
-                    "prompt",
-                    "is a list but not of {role, content} messages".into(),
-                ));
+                return Err(problem("prompt", "is a list but not of {role, content} messages".into()));
             }
         },
         Some(_) => {
-            return Err(problem(
-                "prompt",
-                "is neither text nor a list of chat messages".into(),
-            ));
+            return Err(problem("prompt", "is neither text nor a list of chat messages".into()));
         }
     };
-    let required = |field: &'static str,
-                    col: &Option<String>|
-     -> Result<Option<Value>, FieldProblem> {
+    let required = |field: &'static str, col: &Option<String>| -> Result<Option<Value>, FieldProblem> {
         let Some(col) = col else { return Ok(None) };
         match lookup(&obj, col) {
             None | Some(Value::Null) => Err(problem(field, format!("is missing (column `{col}`)"))),
@@ -438,15 +362,9 @@ fn map_row(row: u64, value: Value, spec: &DatasetSpec) -> Result<Example, FieldP
         (prompt, None) => prompt,
         (Prompt::Chat(msgs), Some(_)) if msgs[0].role == "system" => Prompt::Chat(msgs),
         (prompt, Some(system)) => {
-            let mut msgs = vec![ChatMessage {
-                role: "system".into(),
-                content: system.clone(),
-            }];
+            let mut msgs = vec![ChatMessage { role: "system".into(), content: system.clone() }];
             match prompt {
-                Prompt::Text(text) => msgs.push(ChatMessage {
-                    role: "user".into(),
-                    content: text,
-                }),
+                Prompt::Text(text) => msgs.push(ChatMessage { role: "user".into(), content: text }),
                 Prompt::Chat(turns) => msgs.extend(turns),
             }
             Prompt::Chat(msgs)
@@ -458,13 +376,7 @@ fn map_row(row: u64, value: Value, spec: &DatasetSpec) -> Result<Example, FieldP
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(problem("language", "is not text".into())),
     };
-    Ok(Example {
-        row,
-        prompt,
-        answer,
-        tests,
-        language,
-    })
+    Ok(Example { row, prompt, answer, tests, language })
 }
 
 /// A column by exact name, else by a dotted path into nested objects.

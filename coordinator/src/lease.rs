@@ -96,12 +96,7 @@ pub struct LeaseTtl {
 
 impl Default for LeaseTtl {
     fn default() -> Self {
-        LeaseTtl {
-            generate_ms: 2 * 60_000,
-            score_ms: 2 * 60_000,
-            train_ms: 5 * 60_000,
-            max_attempts: 3,
-        }
+        LeaseTtl { generate_ms: 2 * 60_000, score_ms: 2 * 60_000, train_ms: 5 * 60_000, max_attempts: 3 }
     }
 }
 
@@ -247,19 +242,13 @@ pub enum LeaseError {
     WrongRole { id: RunId, role: &'static str },
     #[error("group {group} is not part of run {id}; submit only groups you leased")]
     UnknownGroup { id: RunId, group: i64 },
-    #[error(
-        "lease {lease} is not a lease of run {id} of the right kind; use the lease id you were given"
-    )]
+    #[error("lease {lease} is not a lease of run {id} of the right kind; use the lease id you were given")]
     UnknownLease { id: RunId, lease: i64 },
     #[error("submission for group {group} {problem}")]
     BadSubmission { group: i64, problem: String },
-    #[error(
-        "step {step} submitted while run {id} is at step {current}; submit the step of the batch you leased"
-    )]
+    #[error("step {step} submitted while run {id} is at step {current}; submit the step of the batch you leased")]
     FutureStep { id: RunId, step: u64, current: u64 },
-    #[error(
-        "idempotency key `{key}` was already used for a different submission; use a fresh key per submission"
-    )]
+    #[error("idempotency key `{key}` was already used for a different submission; use a fresh key per submission")]
     KeyReused { key: String },
 }
 
@@ -292,18 +281,11 @@ const TRAIN: &str = "train";
 
 impl Scheduler {
     pub fn new(run: &Run, dataset: Arc<Dataset>, ttl: LeaseTtl) -> Result<Scheduler, LeaseError> {
-        let (sft, group_size, prompts_per_step, max_policy_lag, dynamic_sampling) =
-            match &run.spec.algorithm {
-                Algorithm::Grpo(g) => (
-                    false,
-                    g.group_size,
-                    g.prompts_per_step,
-                    g.max_policy_lag,
-                    g.dynamic_sampling,
-                ),
-                // Examples never go stale: they carry no samples from an older policy.
-                Algorithm::Sft(s) => (true, 1, s.batch_size, u64::MAX, false),
-            };
+        let (sft, group_size, prompts_per_step, max_policy_lag, dynamic_sampling) = match &run.spec.algorithm {
+            Algorithm::Grpo(g) => (false, g.group_size, g.prompts_per_step, g.max_policy_lag, g.dynamic_sampling),
+            // Examples never go stale: they carry no samples from an older policy.
+            Algorithm::Sft(s) => (true, 1, s.batch_size, u64::MAX, false),
+        };
         Ok(Scheduler {
             run: run.id,
             sft,
@@ -381,18 +363,11 @@ impl Scheduler {
         let mut ids = self.available(&tx, GENERATE, max, now)?;
         let inflight = self.count(&tx, &[GENERATE, SCORE, TRAIN])? as u64;
         let pps = self.prompts_per_step as u64;
-        let window = (pps * (self.max_policy_lag + 1))
-            .min(self.total_steps.saturating_sub(progress.step) * pps);
-        let room = window
-            .saturating_sub(inflight)
-            .min((max - ids.len()) as u64);
+        let window = (pps * (self.max_policy_lag + 1)).min(self.total_steps.saturating_sub(progress.step) * pps);
+        let room = window.saturating_sub(inflight).min((max - ids.len()) as u64);
         ids.extend(self.draw(&tx, &mut progress, room, GENERATE, now)?);
-        let (lease_id, deadline_ms) =
-            self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
-        let groups = ids
-            .iter()
-            .map(|&id| Ok((id, self.example(&tx, id)?)))
-            .collect::<Result<_, LeaseError>>()?;
+        let (lease_id, deadline_ms) = self.grant(&tx, GENERATE, worker, &ids, now + self.ttl.generate_ms, now)?;
+        let groups = ids.iter().map(|&id| Ok((id, self.example(&tx, id)?))).collect::<Result<_, LeaseError>>()?;
         self.maybe_complete(&tx, now)?;
         tx.commit()?;
         Ok(PromptLease {
@@ -480,25 +455,16 @@ impl Scheduler {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let ids = self.available(&tx, SCORE, max, now)?;
-        let (lease_id, deadline_ms) =
-            self.grant(&tx, SCORE, worker, &ids, now + self.ttl.score_ms, now)?;
+        let (lease_id, deadline_ms) = self.grant(&tx, SCORE, worker, &ids, now + self.ttl.score_ms, now)?;
         let jobs = ids
             .iter()
             .map(|&group_id| {
                 let (_, samples, _) = self.payload(&tx, group_id)?;
-                Ok(ScoringJob {
-                    group_id,
-                    example: self.example(&tx, group_id)?,
-                    samples,
-                })
+                Ok(ScoringJob { group_id, example: self.example(&tx, group_id)?, samples })
             })
             .collect::<Result<_, LeaseError>>()?;
         tx.commit()?;
-        Ok(ScoringLease {
-            lease_id,
-            deadline_ms,
-            jobs,
-        })
+        Ok(ScoringLease { lease_id, deadline_ms, jobs })
     }
 
     /// Takes a reward worker's scores for one group.
@@ -520,7 +486,9 @@ impl Scheduler {
                 return Err(bad(format!("has {} rewards; send one per sample (G = {g})", sub.rewards.len())));
             }
             if let Some(r) = sub.rewards.iter().find(|r| !r.is_finite()) {
-                return Err(bad(format!("has reward {r}; a reward that cannot be computed is an error status, not a number")));
+                return Err(bad(format!(
+                    "has reward {r}; a reward that cannot be computed is an error status, not a number"
+                )));
             }
             if !sub.components.is_empty() && sub.components.len() != g {
                 return Err(bad(format!("has {} component maps; send none or one per sample", sub.components.len())));
@@ -552,12 +520,7 @@ impl Scheduler {
     /// another learner holds a live batch, or fewer than `prompts_per_step` groups are scored
     /// (unless the dataset is exhausted and nothing else is in flight), or the run is over.
     /// The learner holding the live batch gets that same batch again.
-    pub fn lease_batch(
-        &self,
-        store: &mut Store,
-        worker: &str,
-        now: Millis,
-    ) -> Result<Option<BatchLease>, LeaseError> {
+    pub fn lease_batch(&self, store: &mut Store, worker: &str, now: Millis) -> Result<Option<BatchLease>, LeaseError> {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let progress = store::read_progress(&tx, self.run)?;
@@ -575,16 +538,8 @@ impl Scheduler {
                 return Ok(None);
             }
             let mut stmt = tx.prepare("SELECT id FROM groups WHERE lease_id = ?1 ORDER BY id")?;
-            let ids: Vec<i64> = stmt
-                .query_map([lease_id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            return Ok(Some(self.batch(
-                &tx,
-                lease_id,
-                deadline_ms,
-                &progress,
-                &ids,
-            )?));
+            let ids: Vec<i64> = stmt.query_map([lease_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            return Ok(Some(self.batch(&tx, lease_id, deadline_ms, &progress, &ids)?));
         }
         if progress.step >= self.total_steps {
             return Ok(None);
@@ -600,9 +555,9 @@ impl Scheduler {
         }
         let stale: Vec<i64> = {
             let oldest_ok = progress.policy_version.saturating_sub(self.max_policy_lag) as i64;
-            let mut stmt = tx.prepare("SELECT id FROM groups WHERE run_id = ?1 AND stage = 'train' AND policy_version < ?2")?;
-            stmt.query_map(params![self.run, oldest_ok], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
+            let mut stmt =
+                tx.prepare("SELECT id FROM groups WHERE run_id = ?1 AND stage = 'train' AND policy_version < ?2")?;
+            stmt.query_map(params![self.run, oldest_ok], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         for &id in &stale {
             self.drop_group(&tx, id, "stale", now)?;
@@ -615,15 +570,13 @@ impl Scheduler {
         }
         let ids = self.available(&tx, TRAIN, self.prompts_per_step as usize, now)?;
         let full = ids.len() == self.prompts_per_step as usize;
-        let last =
-            self.dataset.is_exhausted(progress.cursor) && self.count(&tx, &[GENERATE, SCORE])? == 0;
+        let last = self.dataset.is_exhausted(progress.cursor) && self.count(&tx, &[GENERATE, SCORE])? == 0;
         if ids.is_empty() || !(full || last) {
             self.maybe_complete(&tx, now)?;
             tx.commit()?;
             return Ok(None);
         }
-        let (lease_id, deadline_ms) =
-            self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
+        let (lease_id, deadline_ms) = self.grant(&tx, TRAIN, worker, &ids, now + self.ttl.train_ms, now)?;
         let batch = self.batch(&tx, lease_id, deadline_ms, &progress, &ids)?;
         tx.commit()?;
         Ok(Some(batch))
@@ -652,24 +605,13 @@ impl Scheduler {
                 })
             })
             .collect::<Result<_, LeaseError>>()?;
-        Ok(BatchLease {
-            lease_id,
-            deadline_ms,
-            step: progress.step,
-            policy_version: progress.policy_version,
-            groups,
-        })
+        Ok(BatchLease { lease_id, deadline_ms, step: progress.step, policy_version: progress.policy_version, groups })
     }
 
     /// Extends a lease by its role's TTL from `now` (a heartbeat for long generations and
     /// steps). An expired lease is revived while none of its work was handed to another
     /// worker; `None` when nothing it held is still its own (finished or handed out again).
-    pub fn renew(
-        &self,
-        store: &mut Store,
-        lease_id: i64,
-        now: Millis,
-    ) -> Result<Option<Millis>, LeaseError> {
+    pub fn renew(&self, store: &mut Store, lease_id: i64, now: Millis) -> Result<Option<Millis>, LeaseError> {
         let tx = store.conn.transaction()?;
         self.check_running(&tx)?;
         let lease: Option<(String, i64)> = tx
@@ -679,10 +621,7 @@ impl Scheduler {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let (role, size) = lease.ok_or(LeaseError::UnknownLease {
-            id: self.run,
-            lease: lease_id,
-        })?;
+        let (role, size) = lease.ok_or(LeaseError::UnknownLease { id: self.run, lease: lease_id })?;
         let held: i64 = tx.query_row(
             "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = ?2",
             params![lease_id, role],
@@ -697,10 +636,7 @@ impl Scheduler {
             SCORE => self.ttl.score_ms,
             _ => self.ttl.train_ms,
         };
-        tx.execute(
-            "UPDATE leases SET deadline_ms = ?2 WHERE id = ?1",
-            params![lease_id, now + ttl],
-        )?;
+        tx.execute("UPDATE leases SET deadline_ms = ?2 WHERE id = ?1", params![lease_id, now + ttl])?;
         tx.commit()?;
         Ok(Some(now + ttl))
     }
@@ -722,10 +658,7 @@ impl Scheduler {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let size = size.ok_or(LeaseError::UnknownLease {
-                id: self.run,
-                lease: sub.lease_id,
-            })?;
+            let size = size.ok_or(LeaseError::UnknownLease { id: self.run, lease: sub.lease_id })?;
             let progress = store::read_progress(tx, self.run)?;
             let held: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM groups WHERE lease_id = ?1 AND stage = 'train'",
@@ -734,11 +667,7 @@ impl Scheduler {
             )?;
             // A step past the run's is lost work when a rollback took its batch back.
             if sub.step > progress.step && held == size {
-                return Err(LeaseError::FutureStep {
-                    id: self.run,
-                    step: sub.step,
-                    current: progress.step,
-                });
+                return Err(LeaseError::FutureStep { id: self.run, step: sub.step, current: progress.step });
             }
             if sub.step != progress.step || held != size {
                 bump(tx, self.run, "late_submissions", 1)?;
@@ -747,11 +676,7 @@ impl Scheduler {
                     [sub.lease_id],
                     |r| r.get(0),
                 )?;
-                return Ok(if trained_by_us == size {
-                    Outcome::AlreadyDone
-                } else {
-                    Outcome::LeaseLost
-                });
+                return Ok(if trained_by_us == size { Outcome::AlreadyDone } else { Outcome::LeaseLost });
             }
             tx.execute(
                 "UPDATE groups SET stage = 'done', step = ?2, updated_ms = ?3 WHERE lease_id = ?1",
@@ -760,10 +685,7 @@ impl Scheduler {
             bump(tx, self.run, "groups_trained", size as u64)?;
             let next = progress.step + 1;
             if sub.unpublished {
-                tx.execute(
-                    "UPDATE progress SET step = ?2 WHERE run_id = ?1",
-                    params![self.run, next as i64],
-                )?;
+                tx.execute("UPDATE progress SET step = ?2 WHERE run_id = ?1", params![self.run, next as i64])?;
             } else {
                 tx.execute(
                     "UPDATE progress SET step = ?2, policy_version = ?2 WHERE run_id = ?1",
@@ -804,8 +726,7 @@ impl Scheduler {
         now: Millis,
         apply: impl FnOnce(&Transaction<'_>) -> Result<Outcome, LeaseError>,
     ) -> Result<Outcome, LeaseError> {
-        let body =
-            serde_json::to_vec(&submission).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_vec(&submission).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let digest = hex::encode(Sha256::digest(&body));
         let tx = store.conn.transaction()?;
         let seen: Option<(String, String)> = tx
@@ -826,8 +747,7 @@ impl Scheduler {
         }
         self.check_running(&tx)?;
         let outcome = apply(&tx)?;
-        let stored =
-            serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stored = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
             "INSERT INTO submissions (run_id, key, digest, outcome, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![self.run, key, digest, stored, now],
@@ -840,38 +760,22 @@ impl Scheduler {
         let run = store::read_run(tx, self.run)?;
         match run.state {
             RunState::Running => Ok(()),
-            state => Err(LeaseError::NotRunning {
-                id: self.run,
-                state,
-            }),
+            state => Err(LeaseError::NotRunning { id: self.run, state }),
         }
     }
 
     /// Groups in `stage` with no lease or an expired one, evaluation groups first, then
     /// oldest first.
-    fn available(
-        &self,
-        tx: &Transaction<'_>,
-        stage: &str,
-        max: usize,
-        now: Millis,
-    ) -> Result<Vec<i64>, LeaseError> {
+    fn available(&self, tx: &Transaction<'_>, stage: &str, max: usize, now: Millis) -> Result<Vec<i64>, LeaseError> {
         let mut stmt = tx.prepare(
             "SELECT g.id, g.lease_id IS NOT NULL FROM groups g LEFT JOIN leases l ON l.id = g.lease_id
              WHERE g.run_id = ?1 AND g.stage = ?2 AND (g.lease_id IS NULL OR l.deadline_ms <= ?3)
              ORDER BY g.eval_version IS NULL, g.id LIMIT ?4",
         )?;
         let rows: Vec<(i64, bool)> = stmt
-            .query_map(params![self.run, stage, now, max as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
+            .query_map(params![self.run, stage, now, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        bump(
-            tx,
-            self.run,
-            "leases_expired",
-            rows.iter().filter(|(_, expired)| *expired).count() as u64,
-        )?;
+        bump(tx, self.run, "leases_expired", rows.iter().filter(|(_, expired)| *expired).count() as u64)?;
         let mut ids = Vec::with_capacity(rows.len());
         for (id, expired) in rows {
             let why = format!("its {stage} lease expired");
@@ -895,11 +799,8 @@ impl Scheduler {
         now: Millis,
     ) -> Result<bool, LeaseError> {
         tx.execute("UPDATE groups SET attempts = attempts + 1 WHERE id = ?1", [group])?;
-        let (attempts, stage): (i64, String) = tx.query_row(
-            "SELECT attempts, stage FROM groups WHERE id = ?1",
-            [group],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (attempts, stage): (i64, String) =
+            tx.query_row("SELECT attempts, stage FROM groups WHERE id = ?1", [group], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if !at_once && attempts < i64::from(self.ttl.max_attempts) {
             return Ok(false);
         }
@@ -909,10 +810,7 @@ impl Scheduler {
             why.truncate(cut);
         }
         tracing::warn!(run = self.run, group, attempts, reason = %why, "group failed for good");
-        tx.execute(
-            "UPDATE groups SET fail_reason = ?2, updated_ms = ?3 WHERE id = ?1",
-            params![group, why, now],
-        )?;
+        tx.execute("UPDATE groups SET fail_reason = ?2, updated_ms = ?3 WHERE id = ?1", params![group, why, now])?;
         if let Some(version) = self.eval_version(tx, group)? {
             let zeros = ScoresSubmission {
                 group_id: group,
@@ -960,10 +858,7 @@ impl Scheduler {
             if self.count_failure(tx, sub.group_id, reason, false, now)? {
                 return Ok(Outcome::Failed);
             }
-            tx.execute(
-                "UPDATE groups SET lease_id = NULL, updated_ms = ?2 WHERE id = ?1",
-                params![sub.group_id, now],
-            )?;
+            tx.execute("UPDATE groups SET lease_id = NULL, updated_ms = ?2 WHERE id = ?1", params![sub.group_id, now])?;
             Ok(Outcome::Retry)
         })
     }
@@ -986,8 +881,7 @@ impl Scheduler {
             params![self.run, role, holder, ids.len() as i64, deadline, now],
         )?;
         let lease = tx.last_insert_rowid();
-        let mut stmt =
-            tx.prepare("UPDATE groups SET lease_id = ?2, updated_ms = ?3 WHERE id = ?1")?;
+        let mut stmt = tx.prepare("UPDATE groups SET lease_id = ?2, updated_ms = ?3 WHERE id = ?1")?;
         for &id in ids {
             stmt.execute(params![id, lease, now])?;
         }
@@ -995,29 +889,16 @@ impl Scheduler {
     }
 
     fn count(&self, tx: &Transaction<'_>, stages: &[&str]) -> Result<i64, LeaseError> {
-        let list = stages
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let sql = format!(
-            "SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND eval_version IS NULL AND stage IN ({list})"
-        );
+        let list = stages.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let sql =
+            format!("SELECT COUNT(*) FROM groups WHERE run_id = ?1 AND eval_version IS NULL AND stage IN ({list})");
         Ok(tx.query_row(&sql, [self.run], |r| r.get(0))?)
     }
 
     /// The group's stage; `None` (counted as a late submission) when a rollback deleted it.
-    fn stage_or_undone(
-        &self,
-        tx: &Transaction<'_>,
-        group: i64,
-    ) -> Result<Option<String>, LeaseError> {
+    fn stage_or_undone(&self, tx: &Transaction<'_>, group: i64) -> Result<Option<String>, LeaseError> {
         let stage: Option<String> = tx
-            .query_row(
-                "SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2",
-                params![group, self.run],
-                |r| r.get(0),
-            )
+            .query_row("SELECT stage FROM groups WHERE id = ?1 AND run_id = ?2", params![group, self.run], |r| r.get(0))
             .optional()?;
         if stage.is_some() {
             return Ok(stage);
@@ -1026,77 +907,41 @@ impl Scheduler {
             bump(tx, self.run, "late_submissions", 1)?;
             return Ok(None);
         }
-        Err(LeaseError::UnknownGroup {
-            id: self.run,
-            group,
-        })
+        Err(LeaseError::UnknownGroup { id: self.run, group })
     }
 
     fn example(&self, tx: &Transaction<'_>, group: i64) -> Result<Example, LeaseError> {
-        let (idx, eval): (i64, Option<i64>) = tx.query_row(
-            "SELECT example, eval_version FROM groups WHERE id = ?1",
-            [group],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let rows = if eval.is_some() {
-            self.dataset.eval()
-        } else {
-            self.dataset.train()
-        };
-        rows.get(idx as usize).cloned().ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "group {group} names example {idx} beyond the dataset"
-            ))
-            .into()
-        })
+        let (idx, eval): (i64, Option<i64>) =
+            tx.query_row("SELECT example, eval_version FROM groups WHERE id = ?1", [group], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let rows = if eval.is_some() { self.dataset.eval() } else { self.dataset.train() };
+        rows.get(idx as usize)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("group {group} names example {idx} beyond the dataset")).into())
     }
 
     /// A group's policy version, samples and scores (empty before scoring).
-    fn payload(
-        &self,
-        tx: &Transaction<'_>,
-        group: i64,
-    ) -> Result<(u64, Vec<Sample>, ScoresSubmission), LeaseError> {
-        let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) = tx
-            .query_row(
-                "SELECT policy_version, samples, rewards FROM groups WHERE id = ?1",
-                [group],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+    fn payload(&self, tx: &Transaction<'_>, group: i64) -> Result<(u64, Vec<Sample>, ScoresSubmission), LeaseError> {
+        let (version, samples, rewards): (Option<i64>, Option<String>, Option<String>) =
+            tx.query_row("SELECT policy_version, samples, rewards FROM groups WHERE id = ?1", [group], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group}: {e}"));
         let samples = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
         let scores = match rewards {
             Some(r) => serde_json::from_str::<ScoresSubmission>(&r).map_err(corrupt)?,
-            None => ScoresSubmission {
-                group_id: group,
-                rewards: Vec::new(),
-                components: Vec::new(),
-            },
+            None => ScoresSubmission { group_id: group, rewards: Vec::new(), components: Vec::new() },
         };
         Ok((version.unwrap_or(0) as u64, samples, scores))
     }
 
-    fn drop_group(
-        &self,
-        tx: &Transaction<'_>,
-        group: i64,
-        reason: &str,
-        now: Millis,
-    ) -> Result<(), LeaseError> {
+    fn drop_group(&self, tx: &Transaction<'_>, group: i64, reason: &str, now: Millis) -> Result<(), LeaseError> {
         tx.execute(
             "UPDATE groups SET stage = 'dropped', drop_reason = ?2, lease_id = NULL, updated_ms = ?3 WHERE id = ?1",
             params![group, reason, now],
         )?;
-        bump(
-            tx,
-            self.run,
-            if reason == "stale" {
-                "dropped_stale"
-            } else {
-                "dropped_equal"
-            },
-            1,
-        )?;
+        bump(tx, self.run, if reason == "stale" { "dropped_stale" } else { "dropped_equal" }, 1)?;
         Ok(())
     }
 
@@ -1106,13 +951,8 @@ impl Scheduler {
         let progress = store::read_progress(tx, self.run)?;
         let message = if progress.step >= self.total_steps {
             String::new()
-        } else if self.dataset.is_exhausted(progress.cursor)
-            && self.count(tx, &[GENERATE, SCORE, TRAIN])? == 0
-        {
-            format!(
-                "dataset exhausted after {} of {} steps",
-                progress.step, self.total_steps
-            )
+        } else if self.dataset.is_exhausted(progress.cursor) && self.count(tx, &[GENERATE, SCORE, TRAIN])? == 0 {
+            format!("dataset exhausted after {} of {} steps", progress.step, self.total_steps)
         } else {
             return Ok(());
         };
@@ -1129,18 +969,9 @@ impl Scheduler {
 
     /// Creates the evaluation of `version` (one group per eval example) when it is due and
     /// does not exist yet.
-    fn ensure_eval(
-        &self,
-        tx: &Transaction<'_>,
-        version: u64,
-        now: Millis,
-    ) -> Result<(), LeaseError> {
+    fn ensure_eval(&self, tx: &Transaction<'_>, version: u64, now: Millis) -> Result<(), LeaseError> {
         let n = self.dataset.eval().len();
-        if self.eval_every == 0
-            || !version.is_multiple_of(self.eval_every)
-            || version > self.total_steps
-            || n == 0
-        {
+        if self.eval_every == 0 || !version.is_multiple_of(self.eval_every) || version > self.total_steps || n == 0 {
             return Ok(());
         }
         let created = tx.execute(
@@ -1161,11 +992,7 @@ impl Scheduler {
     }
 
     fn eval_version(&self, tx: &Transaction<'_>, group: i64) -> Result<Option<u64>, LeaseError> {
-        let v: Option<i64> = tx.query_row(
-            "SELECT eval_version FROM groups WHERE id = ?1",
-            [group],
-            |r| r.get(0),
-        )?;
+        let v: Option<i64> = tx.query_row("SELECT eval_version FROM groups WHERE id = ?1", [group], |r| r.get(0))?;
         Ok(v.map(|v| v as u64))
     }
 
@@ -1185,36 +1012,26 @@ impl Scheduler {
             params![sub.group_id, json, now],
         )?;
         let scored: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "SELECT COALESCE(rewards, '') FROM groups WHERE run_id = ?1 AND eval_version = ?2",
-            )?;
-            stmt.query_map(params![self.run, version as i64], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
+            let mut stmt =
+                tx.prepare("SELECT COALESCE(rewards, '') FROM groups WHERE run_id = ?1 AND eval_version = ?2")?;
+            stmt.query_map(params![self.run, version as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         if scored.iter().any(|r| r.is_empty()) {
             return Ok(());
         }
         let (mut correct, mut total) = (0u64, 0u64);
         for r in &scored {
-            let s: ScoresSubmission = serde_json::from_str(r)
-                .map_err(|e| StoreError::Corrupt(format!("eval scores: {e}")))?;
+            let s: ScoresSubmission =
+                serde_json::from_str(r).map_err(|e| StoreError::Corrupt(format!("eval scores: {e}")))?;
             for (i, reward) in s.rewards.iter().enumerate() {
-                let judged = s
-                    .components
-                    .get(i)
-                    .and_then(|c| c.get("accuracy"))
-                    .unwrap_or(reward);
+                let judged = s.components.get(i).and_then(|c| c.get("accuracy")).unwrap_or(reward);
                 correct += (*judged > 0.0) as u64;
                 total += 1;
             }
         }
         tx.execute(
             "UPDATE evals SET accuracy = ?3 WHERE run_id = ?1 AND version = ?2",
-            params![
-                self.run,
-                version as i64,
-                correct as f64 / total.max(1) as f64
-            ],
+            params![self.run, version as i64, correct as f64 / total.max(1) as f64],
         )?;
         self.maybe_complete(tx, now)
     }

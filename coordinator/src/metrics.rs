@@ -14,13 +14,14 @@ use crate::runs::RunStatus;
 pub fn render(runs: &[RunStatus]) -> String {
     let mut page = Page::new();
     let id = |s: &RunStatus| s.run.id.to_string();
-    let mut family = |name: &str, kind: Kind, help: &str, rows: &mut dyn Iterator<Item = (Vec<(&'static str, String)>, u64)>| {
-        page.family(name, kind, help);
-        for (labels, value) in rows {
-            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            page.sample(name, &labels, value);
-        }
-    };
+    let mut family =
+        |name: &str, kind: Kind, help: &str, rows: &mut dyn Iterator<Item = (Vec<(&'static str, String)>, u64)>| {
+            page.family(name, kind, help);
+            for (labels, value) in rows {
+                let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                page.sample(name, &labels, value);
+            }
+        };
     let run = |s: &RunStatus| vec![("run", id(s)), ("name", s.run.spec.name.clone())];
     let with = |s: &RunStatus, k: &'static str, v: String| {
         let mut l = run(s);
@@ -82,4 +83,3 @@ pub fn render(runs: &[RunStatus]) -> String {
     }
     page.finish()
 }
-

@@ -40,9 +40,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{
-    self, CheckpointRecord, Millis, Progress, RunId, RunState, Store, StoreError, bump,
-};
+use crate::store::{self, CheckpointRecord, Millis, Progress, RunId, RunState, Store, StoreError, bump};
 
 /// What a checkpoint record needs besides the run's progress to restore the run at its step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,28 +57,16 @@ pub struct Snapshot {
 impl Snapshot {
     /// The snapshot of run `id` as it stands.
     pub(crate) fn take(conn: &Connection, id: RunId) -> Result<Snapshot, StoreError> {
-        let last_group = conn.query_row(
-            "SELECT COALESCE(MAX(id), 0) FROM groups WHERE run_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let last_submission = conn.query_row(
-            "SELECT COALESCE(MAX(rowid), 0) FROM submissions WHERE run_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+        let last_group =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM groups WHERE run_id = ?1", [id], |r| r.get(0))?;
+        let last_submission =
+            conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM submissions WHERE run_id = ?1", [id], |r| r.get(0))?;
         let mut stmt = conn.prepare(
             "SELECT id, stage FROM groups WHERE run_id = ?1 AND eval_version IS NULL
              AND stage IN ('generate', 'score', 'train') ORDER BY id",
         )?;
-        let in_flight = stmt
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(Snapshot {
-            last_group,
-            last_submission,
-            in_flight,
-        })
+        let in_flight = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        Ok(Snapshot { last_group, last_submission, in_flight })
     }
 }
 
@@ -100,20 +86,12 @@ pub struct Rollback {
 
 /// Rolls running run `id` back to its checkpoint of `step` (see the module docs), once per
 /// idempotency `key`.
-pub fn rollback(
-    store: &mut Store,
-    id: RunId,
-    step: u64,
-    key: &str,
-    now: Millis,
-) -> Result<Rollback, StoreError> {
+pub fn rollback(store: &mut Store, id: RunId, step: u64, key: &str, now: Millis) -> Result<Rollback, StoreError> {
     let tx = store.conn.transaction()?;
     let seen: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT to_step, answer FROM rollbacks WHERE run_id = ?1 AND key = ?2",
-            params![id, key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT to_step, answer FROM rollbacks WHERE run_id = ?1 AND key = ?2", params![id, key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     if let Some((to_step, answer)) = seen {
         if to_step as u64 != step {
@@ -121,23 +99,15 @@ pub fn rollback(
         }
         bump(&tx, id, "replays", 1)?;
         tx.commit()?;
-        return serde_json::from_str(&answer)
-            .map_err(|e| StoreError::Corrupt(format!("rollback `{key}`: {e}")));
+        return serde_json::from_str(&answer).map_err(|e| StoreError::Corrupt(format!("rollback `{key}`: {e}")));
     }
     let run = store::read_run(&tx, id)?;
     if run.state != RunState::Running {
-        return Err(StoreError::RollbackNotRunning {
-            id,
-            state: run.state,
-        });
+        return Err(StoreError::RollbackNotRunning { id, state: run.state });
     }
     let current = store::read_progress(&tx, id)?;
     if step > current.step {
-        return Err(StoreError::RollbackForward {
-            id,
-            step,
-            current: current.step,
-        });
+        return Err(StoreError::RollbackForward { id, step, current: current.step });
     }
     let (checkpoint, snapshot) = checkpoint_of(&tx, id, step, run.created_ms)?;
 
@@ -180,31 +150,13 @@ pub fn rollback(
         )));
     }
     let step_i = step as i64;
-    tx.execute(
-        "DELETE FROM step_metrics WHERE run_id = ?1 AND step >= ?2",
-        params![id, step_i],
-    )?;
-    tx.execute(
-        "DELETE FROM evals WHERE run_id = ?1 AND version > ?2",
-        params![id, step_i],
-    )?;
-    tx.execute(
-        "DELETE FROM policy_versions WHERE run_id = ?1 AND version > ?2",
-        params![id, step_i],
-    )?;
-    tx.execute(
-        "DELETE FROM checkpoints WHERE run_id = ?1 AND step > ?2",
-        params![id, step_i],
-    )?;
-    tx.execute(
-        "DELETE FROM submissions WHERE run_id = ?1 AND rowid > ?2",
-        params![id, snapshot.last_submission],
-    )?;
+    tx.execute("DELETE FROM step_metrics WHERE run_id = ?1 AND step >= ?2", params![id, step_i])?;
+    tx.execute("DELETE FROM evals WHERE run_id = ?1 AND version > ?2", params![id, step_i])?;
+    tx.execute("DELETE FROM policy_versions WHERE run_id = ?1 AND version > ?2", params![id, step_i])?;
+    tx.execute("DELETE FROM checkpoints WHERE run_id = ?1 AND step > ?2", params![id, step_i])?;
+    tx.execute("DELETE FROM submissions WHERE run_id = ?1 AND rowid > ?2", params![id, snapshot.last_submission])?;
     restore_progress(&tx, id, &checkpoint.progress, current.counters.rollbacks + 1)?;
-    tx.execute(
-        "UPDATE runs SET updated_ms = ?2 WHERE id = ?1",
-        params![id, now],
-    )?;
+    tx.execute("UPDATE runs SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
     let done = Rollback {
         checkpoint,
         from_step: current.step,
@@ -244,42 +196,24 @@ fn checkpoint_of(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((path, progress, created_ms, snapshot)) = row.filter(|r| step > 0 || r.3.is_some())
-    else {
+    let Some((path, progress, created_ms, snapshot)) = row.filter(|r| step > 0 || r.3.is_some()) else {
         // Step 0 is the start, recorded or not (a record from before rollback support
         // would have no snapshot).
         if step == 0 {
-            let start = CheckpointRecord {
-                step: 0,
-                path: String::new(),
-                progress: Progress::default(),
-                created_ms,
-            };
+            let start = CheckpointRecord { step: 0, path: String::new(), progress: Progress::default(), created_ms };
             return Ok((start, Snapshot::default()));
         }
         return Err(StoreError::NoCheckpoint { id, step });
     };
     let snapshot = snapshot.ok_or(StoreError::NoSnapshot { id, step })?;
-    let corrupt = |e: serde_json::Error| {
-        StoreError::Corrupt(format!("checkpoint of step {step} of run {id}: {e}"))
-    };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("checkpoint of step {step} of run {id}: {e}"));
     Ok((
-        CheckpointRecord {
-            step,
-            path,
-            progress: serde_json::from_str(&progress).map_err(corrupt)?,
-            created_ms,
-        },
+        CheckpointRecord { step, path, progress: serde_json::from_str(&progress).map_err(corrupt)?, created_ms },
         serde_json::from_str(&snapshot).map_err(corrupt)?,
     ))
 }
 
-fn restore_progress(
-    conn: &Connection,
-    id: RunId,
-    p: &Progress,
-    rollbacks: u64,
-) -> Result<(), StoreError> {
+fn restore_progress(conn: &Connection, id: RunId, p: &Progress, rollbacks: u64) -> Result<(), StoreError> {
     let c = &p.counters;
     let n = |v: u64| v as i64;
     conn.execute(
@@ -321,11 +255,7 @@ pub(crate) fn group_undone(conn: &Connection, id: RunId, group: i64) -> Result<b
 
 /// Whether policy `version` of run `id` was undone by a rollback (samples made by it are
 /// lost work).
-pub(crate) fn version_undone(
-    conn: &Connection,
-    id: RunId,
-    version: u64,
-) -> Result<bool, StoreError> {
+pub(crate) fn version_undone(conn: &Connection, id: RunId, version: u64) -> Result<bool, StoreError> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM rollbacks WHERE run_id = ?1
          AND to_step < ?2 AND from_step >= ?2)",

@@ -36,9 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::dataset::{Dataset, DatasetError};
 use crate::lease::{LeaseError, LeaseTtl, Scheduler};
 use crate::spec::{RunSpec, SpecError};
-use crate::store::{
-    CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store, StoreError,
-};
+use crate::store::{CheckpointRecord, Clock, Millis, Progress, Run, RunId, RunState, StageCounts, Store, StoreError};
 use crate::workers::Registry;
 
 /// A run with where it stands.
@@ -61,31 +59,18 @@ pub enum RunsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error(
-        "cannot write run folder {path}: {source}; check the data folder's disk and permissions"
-    )]
-    RunFolder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot write run folder {path}: {source}; check the data folder's disk and permissions")]
+    RunFolder { path: PathBuf, source: std::io::Error },
     #[error("run {0} is not running; submit a new run or check `r1ctl status {0}`")]
     NotRunning(RunId),
     #[error("run spec `{field}` is {len} bytes; the limit is {limit} bytes, shorten it")]
-    TooLong {
-        field: &'static str,
-        len: usize,
-        limit: usize,
-    },
+    TooLong { field: &'static str, len: usize, limit: usize },
     #[error("run spec `name` has a control character at byte {0}; use printable text")]
     NameControl(usize),
     #[error(
         "run {run} is claimed by the learner fleet `{holder}` until unix ms {deadline_ms}; two fleets never train one run: stop that fleet, or wait for its claim to lapse"
     )]
-    ClaimHeld {
-        run: RunId,
-        holder: String,
-        deadline_ms: Millis,
-    },
+    ClaimHeld { run: RunId, holder: String, deadline_ms: Millis },
 }
 
 /// The longest run name, in bytes.
@@ -97,22 +82,14 @@ pub const MAX_SPEC_BYTES: usize = 256 << 10;
 pub fn check_size(spec: &RunSpec) -> Result<(), RunsError> {
     let name = &spec.name;
     if name.len() > MAX_NAME_BYTES {
-        return Err(RunsError::TooLong {
-            field: "name",
-            len: name.len(),
-            limit: MAX_NAME_BYTES,
-        });
+        return Err(RunsError::TooLong { field: "name", len: name.len(), limit: MAX_NAME_BYTES });
     }
     if let Some((at, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
         return Err(RunsError::NameControl(at));
     }
     let len = serde_json::to_string(spec).map_or(0, |s| s.len());
     if len > MAX_SPEC_BYTES {
-        return Err(RunsError::TooLong {
-            field: "(the whole spec)",
-            len,
-            limit: MAX_SPEC_BYTES,
-        });
+        return Err(RunsError::TooLong { field: "(the whole spec)", len, limit: MAX_SPEC_BYTES });
     }
     Ok(())
 }
@@ -144,20 +121,12 @@ pub const DEFAULT_WORKER_GONE_AFTER_MS: Millis = 180_000;
 
 impl Coordinator {
     /// Opens the database at `path` and resumes its running runs.
-    pub fn open(
-        path: &Path,
-        clock: Arc<dyn Clock>,
-        ttl: LeaseTtl,
-    ) -> Result<Coordinator, RunsError> {
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, ttl: LeaseTtl) -> Result<Coordinator, RunsError> {
         Coordinator::with_store(Store::open(path)?, clock, ttl)
     }
 
     /// Takes an open store and resumes its running runs.
-    pub fn with_store(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        ttl: LeaseTtl,
-    ) -> Result<Coordinator, RunsError> {
+    pub fn with_store(store: Store, clock: Arc<dyn Clock>, ttl: LeaseTtl) -> Result<Coordinator, RunsError> {
         let core = Coordinator {
             store: Mutex::new(store),
             clock,
@@ -169,13 +138,8 @@ impl Coordinator {
             workers: Registry::new(DEFAULT_WORKER_GONE_AFTER_MS),
             claim_ms: crate::pools::DEFAULT_CLAIM_MS,
         };
-        let running: Vec<RunId> = core
-            .store()
-            .runs()?
-            .into_iter()
-            .filter(|r| r.state == RunState::Running)
-            .map(|r| r.id)
-            .collect();
+        let running: Vec<RunId> =
+            core.store().runs()?.into_iter().filter(|r| r.state == RunState::Running).map(|r| r.id).collect();
         for id in running {
             // A dataset that cannot be read now is retried on the run's next lease.
             if let Err(e) = core.scheduler(id) {
@@ -202,8 +166,7 @@ impl Coordinator {
         let mut store = self.store();
         let id = store.create_run(&spec, dataset.fingerprint(), now)?;
         let run = store.set_state(id, RunState::Running, "", now)?;
-        self.schedulers()
-            .insert(id, Arc::new(Scheduler::new(&run, dataset, self.ttl)?));
+        self.schedulers().insert(id, Arc::new(Scheduler::new(&run, dataset, self.ttl)?));
         if let Some(dir) = self.run_folder(id)? {
             let spec = serde_json::to_string_pretty(&run.spec).unwrap_or_default();
             write_atomic(&dir.join("spec.json"), spec.as_bytes())?;
@@ -219,21 +182,13 @@ impl Coordinator {
     /// Every run, newest first.
     pub fn list(&self) -> Result<Vec<RunStatus>, RunsError> {
         let store = self.store();
-        store
-            .runs()?
-            .into_iter()
-            .map(|r| status(&store, r.id))
-            .collect()
+        store.runs()?.into_iter().map(|r| status(&store, r.id)).collect()
     }
 
     /// Cancels a pending or running run; its leases are refused from then on.
     pub fn cancel(&self, id: RunId, reason: &str) -> Result<RunStatus, RunsError> {
         let mut store = self.store();
-        let reason = if reason.is_empty() {
-            "cancelled by request"
-        } else {
-            reason
-        };
+        let reason = if reason.is_empty() { "cancelled by request" } else { reason };
         store.set_state(id, RunState::Cancelled, reason, self.clock.now())?;
         self.schedulers().remove(&id);
         tracing::info!(run = id, reason, "cancelled");
@@ -267,8 +222,7 @@ impl Coordinator {
             Ok(ds) => ds,
             Err(why) => {
                 tracing::warn!(run = id, %why, "failing the run");
-                self.store()
-                    .set_state(id, RunState::Failed, &why, self.clock.now())?;
+                self.store().set_state(id, RunState::Failed, &why, self.clock.now())?;
                 return Err(RunsError::NotRunning(id));
             }
         };
@@ -278,25 +232,13 @@ impl Coordinator {
     }
 
     /// Records a checkpoint the learner wrote after `step` (see [`Store::record_checkpoint`]).
-    pub fn record_checkpoint(
-        &self,
-        id: RunId,
-        step: u64,
-        path: &str,
-    ) -> Result<CheckpointRecord, RunsError> {
-        Ok(self
-            .store()
-            .record_checkpoint(id, step, path, self.clock.now())?)
+    pub fn record_checkpoint(&self, id: RunId, step: u64, path: &str) -> Result<CheckpointRecord, RunsError> {
+        Ok(self.store().record_checkpoint(id, step, path, self.clock.now())?)
     }
 
     /// Rolls running run `id` back to its checkpoint of `step` (see [`crate::rollback`]) once
     /// per idempotency `key`, and rewrites its `metrics.jsonl` to match.
-    pub fn rollback(
-        &self,
-        id: RunId,
-        step: u64,
-        key: &str,
-    ) -> Result<crate::rollback::Rollback, RunsError> {
+    pub fn rollback(&self, id: RunId, step: u64, key: &str) -> Result<crate::rollback::Rollback, RunsError> {
         let done = crate::rollback::rollback(&mut self.store(), id, step, key, self.clock.now())?;
         tracing::info!(
             run = id,
@@ -358,9 +300,7 @@ impl Coordinator {
 
     /// The run's folder if run folders are kept (whether or not it exists yet).
     pub fn run_dir(&self, id: RunId) -> Option<PathBuf> {
-        self.run_folders
-            .as_ref()
-            .map(|root| root.join(id.to_string()))
+        self.run_folders.as_ref().map(|root| root.join(id.to_string()))
     }
 
     /// The run's folder, created if needed; `None` without run folders.
@@ -369,10 +309,7 @@ impl Coordinator {
             return Ok(None);
         };
         let dir = root.join(id.to_string());
-        std::fs::create_dir_all(&dir).map_err(|source| RunsError::RunFolder {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| RunsError::RunFolder { path: dir.clone(), source })?;
         Ok(Some(dir))
     }
 
@@ -385,10 +322,7 @@ impl Coordinator {
         let Some(dir) = self.run_folder(id)? else {
             return Ok(());
         };
-        let _writer = self
-            .metrics_writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _writer = self.metrics_writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for line in self.metric_lines(id, None)? {
             serde_json::to_writer(&mut out, &line).expect("a JSON map serialises");
@@ -404,29 +338,20 @@ impl Coordinator {
         id: RunId,
         after: Option<u64>,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, RunsError> {
-        let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> =
-            Default::default();
+        let mut lines: std::collections::BTreeMap<u64, serde_json::Map<String, serde_json::Value>> = Default::default();
         let (steps, evals) = {
             let store = self.store();
             (step_metrics_after(&store, id, after)?, store.evals(id)?)
         };
-        let evals = evals
-            .into_iter()
-            .filter(|(version, _, _)| after.is_none_or(|a| *version > a));
+        let evals = evals.into_iter().filter(|(version, _, _)| after.is_none_or(|a| *version > a));
         for (step, metrics) in steps {
             if let serde_json::Value::Object(m) = metrics {
-                lines
-                    .entry(step + 1)
-                    .or_default()
-                    .extend(m.into_iter().filter(|(k, _)| k != "step"));
+                lines.entry(step + 1).or_default().extend(m.into_iter().filter(|(k, _)| k != "step"));
             }
         }
         for (version, _, accuracy) in evals {
             if let Some(a) = accuracy {
-                lines
-                    .entry(version)
-                    .or_default()
-                    .insert("eval_accuracy".into(), a.into());
+                lines.entry(version).or_default().insert("eval_accuracy".into(), a.into());
             }
         }
         Ok(lines
@@ -455,11 +380,7 @@ impl Coordinator {
             )
             .map_err(StoreError::from)?;
         if n > 0 {
-            tracing::info!(
-                leases = n,
-                prefix,
-                "released the leases of a dead incarnation"
-            );
+            tracing::info!(leases = n, prefix, "released the leases of a dead incarnation");
         }
         Ok(n)
     }
@@ -474,11 +395,7 @@ impl Coordinator {
     pub fn adopt_moved(&self, spec: &RunSpec, data_dir: &Path) -> Result<Option<RunId>, RunsError> {
         let runs = self.store().runs()?;
         for run in runs {
-            if !matches!(
-                run.state,
-                RunState::Pending | RunState::Running | RunState::Completed
-            ) || &run.spec == spec
-            {
+            if !matches!(run.state, RunState::Pending | RunState::Running | RunState::Completed) || &run.spec == spec {
                 continue;
             }
             let Some(old_root) = moved(&run.spec, spec, data_dir) else {
@@ -520,19 +437,14 @@ fn step_metrics_after(
     let Some(after) = after else {
         return store.step_metrics(id);
     };
-    let mut stmt = store.conn.prepare(
-        "SELECT step, metrics FROM step_metrics WHERE run_id = ?1 AND step >= ?2 ORDER BY step",
-    )?;
-    let rows = stmt.query_map(
-        rusqlite::params![id, after.min(i64::MAX as u64) as i64],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-    )?;
+    let mut stmt =
+        store.conn.prepare("SELECT step, metrics FROM step_metrics WHERE run_id = ?1 AND step >= ?2 ORDER BY step")?;
+    let rows = stmt.query_map(rusqlite::params![id, after.min(i64::MAX as u64) as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
     rows.map(|row| {
         let (step, m) = row?;
-        Ok((
-            step as u64,
-            serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ))
+        Ok((step as u64, serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?))
     })
     .collect()
 }
@@ -541,13 +453,7 @@ fn step_metrics_after(
 /// the paths of `new` under `data_dir`, which `old` has under that one other folder with the
 /// same tails.
 fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> Option<PathBuf> {
-    let paths = |s: &RunSpec| {
-        [
-            Some(s.base_model.clone()),
-            Some(s.dataset.path.clone()),
-            s.dataset.eval_path.clone(),
-        ]
-    };
+    let paths = |s: &RunSpec| [Some(s.base_model.clone()), Some(s.dataset.path.clone()), s.dataset.eval_path.clone()];
     let mut root: Option<PathBuf> = None;
     for (o, n) in paths(old).into_iter().zip(paths(new)) {
         let (o, n) = match (o, n) {
@@ -561,11 +467,7 @@ fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> Option<PathBuf> {
         let Ok(tail) = n.strip_prefix(data_dir) else {
             return None;
         };
-        let Some(o_root) = o
-            .ancestors()
-            .nth(tail.components().count())
-            .filter(|r| r.join(tail) == o)
-        else {
+        let Some(o_root) = o.ancestors().nth(tail.components().count()).filter(|r| r.join(tail) == o) else {
             return None;
         };
         match &root {
@@ -586,21 +488,14 @@ fn status(store: &Store, id: RunId) -> Result<RunStatus, RunsError> {
         run: store.run(id)?,
         progress: store.progress(id)?,
         stages: store.stage_counts(id)?,
-        last_eval: store
-            .evals(id)?
-            .into_iter()
-            .filter_map(|(v, _, a)| Some((v, a?)))
-            .next_back(),
+        last_eval: store.evals(id)?.into_iter().filter_map(|(v, _, a)| Some((v, a?))).next_back(),
     })
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it into place.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
     let tmp = path.with_extension("tmp");
-    let err = |source| RunsError::RunFolder {
-        path: path.into(),
-        source,
-    };
+    let err = |source| RunsError::RunFolder { path: path.into(), source };
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

@@ -139,9 +139,9 @@ pub fn read(run_dir: &Path, step: u64) -> Result<Option<StepSamples>, RunsError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(RunsError::RunFolder { path, source }),
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        StoreError::Corrupt(format!("{}: {e}; delete the file", path.display())).into()
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}; delete the file", path.display())).into())
 }
 
 /// Removes the kept samples of steps after `step` (a rollback to `step`).
@@ -183,18 +183,11 @@ impl Coordinator {
         let mut groups = Vec::new();
         for i in spread(rows.len(), keep) {
             let (group_id, example, version, samples, rewards) = &rows[i];
-            let corrupt =
-                |e: serde_json::Error| StoreError::Corrupt(format!("group {group_id}: {e}"));
-            let samples: Vec<Sample> =
-                serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
-            let scores: Option<ScoresSubmission> = rewards
-                .as_deref()
-                .map(serde_json::from_str::<ScoresSubmission>)
-                .transpose()
-                .map_err(corrupt)?;
-            let (rewards, components) = scores
-                .map(|s| (s.rewards, s.components))
-                .unwrap_or_default();
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("group {group_id}: {e}"));
+            let samples: Vec<Sample> = serde_json::from_str(samples.as_deref().unwrap_or("[]")).map_err(corrupt)?;
+            let scores: Option<ScoresSubmission> =
+                rewards.as_deref().map(serde_json::from_str::<ScoresSubmission>).transpose().map_err(corrupt)?;
+            let (rewards, components) = scores.map(|s| (s.rewards, s.components)).unwrap_or_default();
             let Some(x) = sched.dataset().train().get(*example as usize) else {
                 return Err(StoreError::Corrupt(format!(
                     "group {group_id} names example {example} beyond the dataset"
@@ -227,16 +220,9 @@ impl Coordinator {
                 completions,
             });
         }
-        let kept = StepSamples {
-            step,
-            groups_trained: rows.len() as u64,
-            groups,
-        };
+        let kept = StepSamples { step, groups_trained: rows.len() as u64, groups };
         let path = file(&dir, step);
-        std::fs::create_dir_all(folder(&dir)).map_err(|source| RunsError::RunFolder {
-            path: folder(&dir),
-            source,
-        })?;
+        std::fs::create_dir_all(folder(&dir)).map_err(|source| RunsError::RunFolder { path: folder(&dir), source })?;
         let json = serde_json::to_vec(&kept).expect("kept samples serialise");
         crate::runs::write_atomic(&path, &json)
     }
@@ -268,11 +254,7 @@ mod tests {
             assert!((got - want).abs() < 1e-5, "{a:?}");
         }
         assert_eq!(advantages(&r, false), vec![0.5, -0.5, -0.5, 0.5]);
-        assert_eq!(
-            advantages(&[2.0, 2.0], true),
-            vec![0.0, 0.0],
-            "equal rewards: no signal"
-        );
+        assert_eq!(advantages(&[2.0, 2.0], true), vec![0.0, 0.0], "equal rewards: no signal");
     }
 
     /// The kept samples' advantages follow the resolved learner table: a `dr_grpo` preset
@@ -287,11 +269,7 @@ mod tests {
             ("preset = \"dr_grpo\"\nstd_normalize = true\n", true),
             ("std_normalize = false\n", false),
         ] {
-            let text = example.replacen(
-                "[algorithm.learner]",
-                &format!("[algorithm.learner]\n{learner_lines}"),
-                1,
-            );
+            let text = example.replacen("[algorithm.learner]", &format!("[algorithm.learner]\n{learner_lines}"), 1);
             let spec = RunSpec::from_toml(&text).unwrap_or_else(|e| panic!("{learner_lines:?}: {e}"));
             assert_eq!(std_normalize(&spec), want, "{learner_lines:?}");
         }
@@ -304,10 +282,6 @@ mod tests {
         let over = format!("{}é", "a".repeat(MAX_TEXT_BYTES - 1));
         let (text, was_cut) = cut(&over);
         assert!(was_cut);
-        assert_eq!(
-            text.len(),
-            MAX_TEXT_BYTES - 1,
-            "é straddles the limit and goes whole"
-        );
+        assert_eq!(text.len(), MAX_TEXT_BYTES - 1, "é straddles the limit and goes whole");
     }
 }

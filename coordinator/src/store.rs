@@ -37,9 +37,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Millis {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         d.as_millis() as Millis
     }
 }
@@ -55,13 +53,8 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 5] = [
-        RunState::Pending,
-        RunState::Running,
-        RunState::Completed,
-        RunState::Failed,
-        RunState::Cancelled,
-    ];
+    pub const ALL: [RunState; 5] =
+        [RunState::Pending, RunState::Running, RunState::Completed, RunState::Failed, RunState::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,19 +71,13 @@ impl RunState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunState::Completed | RunState::Failed | RunState::Cancelled
-        )
+        matches!(self, RunState::Completed | RunState::Failed | RunState::Cancelled)
     }
 
     /// pending → running → completed, and any live state → failed or cancelled.
     pub fn can_become(self, to: RunState) -> bool {
         use RunState::*;
-        matches!(
-            (self, to),
-            (Pending, Running) | (Running, Completed) | (Pending | Running, Failed | Cancelled)
-        )
+        matches!((self, to), (Pending, Running) | (Running, Completed) | (Pending | Running, Failed | Cancelled))
     }
 }
 
@@ -209,18 +196,12 @@ pub struct CheckpointRecord {
 pub enum StoreError {
     #[error("database error: {0}; check the data folder's disk and permissions")]
     Sqlite(#[from] rusqlite::Error),
-    #[error(
-        "database schema v{found} is newer than this coordinator knows (v{known}); run a newer r1"
-    )]
+    #[error("database schema v{found} is newer than this coordinator knows (v{known}); run a newer r1")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("run {0} does not exist; list runs with `r1ctl runs`")]
     RunNotFound(RunId),
     #[error("run {id} is {from}; it cannot become {to}")]
-    BadTransition {
-        id: RunId,
-        from: RunState,
-        to: RunState,
-    },
+    BadTransition { id: RunId, from: RunState, to: RunState },
     #[error(
         "checkpoint of step {step} cannot be recorded: run {id} is at step {current}; record a checkpoint right after its step"
     )]
@@ -239,9 +220,7 @@ pub enum StoreError {
     NoSnapshot { id: RunId, step: u64 },
     #[error("run {id} is {state}; only a running run can be rolled back")]
     RollbackNotRunning { id: RunId, state: RunState },
-    #[error(
-        "idempotency key `{key}` was already used for a rollback to another step; use a fresh key per rollback"
-    )]
+    #[error("idempotency key `{key}` was already used for a rollback to another step; use a fresh key per rollback")]
     RollbackKeyReused { key: String },
     #[error("stored record is corrupt ({0}); restore the database from a backup")]
     Corrupt(String),
@@ -408,10 +387,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                known: SCHEMA_VERSION,
-            });
+            return Err(StoreError::SchemaTooNew { found, known: SCHEMA_VERSION });
         }
         for (v, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = conn.transaction()?;
@@ -424,18 +400,11 @@ impl Store {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// Records a new run in state `pending` with its progress at the start.
-    pub fn create_run(
-        &mut self,
-        spec: &RunSpec,
-        dataset_fingerprint: &str,
-        now: Millis,
-    ) -> Result<RunId, StoreError> {
+    pub fn create_run(&mut self, spec: &RunSpec, dataset_fingerprint: &str, now: Millis) -> Result<RunId, StoreError> {
         let spec = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -444,10 +413,7 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.execute("INSERT INTO progress (run_id) VALUES (?1)", [id])?;
-        tx.execute(
-            "INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, 0, ?2)",
-            params![id, now],
-        )?;
+        tx.execute("INSERT INTO policy_versions (run_id, version, created_ms) VALUES (?1, 0, ?2)", params![id, now])?;
         tx.commit()?;
         Ok(id)
     }
@@ -459,13 +425,7 @@ impl Store {
     /// Gives a run the paths of a data folder it was copied or moved to: `spec` (the same spec
     /// with the new paths) replaces the stored one, and checkpoint paths under `from` are
     /// rewritten under `to`, in one transaction.
-    pub fn relocate(
-        &mut self,
-        id: RunId,
-        spec: &RunSpec,
-        from: &Path,
-        to: &Path,
-    ) -> Result<(), StoreError> {
+    pub fn relocate(&mut self, id: RunId, spec: &RunSpec, from: &Path, to: &Path) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         read_run(&tx, id)?;
         let text = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -473,8 +433,7 @@ impl Store {
         let mut moved = Vec::new();
         {
             let mut stmt = tx.prepare("SELECT step, path FROM checkpoints WHERE run_id = ?1")?;
-            let rows =
-                stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (step, path) = row?;
                 if let Ok(tail) = Path::new(&path).strip_prefix(from) {
@@ -483,10 +442,7 @@ impl Store {
             }
         }
         for (step, path) in moved {
-            tx.execute(
-                "UPDATE checkpoints SET path = ?3 WHERE run_id = ?1 AND step = ?2",
-                params![id, step, path],
-            )?;
+            tx.execute("UPDATE checkpoints SET path = ?3 WHERE run_id = ?1 AND step = ?2", params![id, step, path])?;
         }
         tx.commit()?;
         Ok(())
@@ -494,23 +450,13 @@ impl Store {
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<Run>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("{RUN_SELECT} ORDER BY id DESC"))?;
-        let rows = stmt
-            .query_map([], run_row)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.conn.prepare(&format!("{RUN_SELECT} ORDER BY id DESC"))?;
+        let rows = stmt.query_map([], run_row)?.collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().map(finish_run).collect()
     }
 
     /// Moves a run to `to` if [`RunState::can_become`] allows it.
-    pub fn set_state(
-        &mut self,
-        id: RunId,
-        to: RunState,
-        message: &str,
-        now: Millis,
-    ) -> Result<Run, StoreError> {
+    pub fn set_state(&mut self, id: RunId, to: RunState, message: &str, now: Millis) -> Result<Run, StoreError> {
         let tx = self.conn.transaction()?;
         set_state(&tx, id, to, message, now)?;
         let run = read_run(&tx, id)?;
@@ -525,9 +471,8 @@ impl Store {
     /// Every policy version of a run with the time it appeared, oldest first.
     pub fn policy_versions(&self, id: RunId) -> Result<Vec<(u64, Millis)>, StoreError> {
         read_run(&self.conn, id)?;
-        let mut stmt = self.conn.prepare(
-            "SELECT version, created_ms FROM policy_versions WHERE run_id = ?1 ORDER BY version",
-        )?;
+        let mut stmt =
+            self.conn.prepare("SELECT version, created_ms FROM policy_versions WHERE run_id = ?1 ORDER BY version")?;
         let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -545,28 +490,20 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut progress = read_progress(&tx, id)?;
         if step != progress.step {
-            return Err(StoreError::CheckpointStep {
-                id,
-                step,
-                current: progress.step,
-            });
+            return Err(StoreError::CheckpointStep { id, step, current: progress.step });
         }
         // A learner serves the weights of a checkpoint it writes or resumes from, so a
         // checkpointed step is a published version even when the step itself went unpublished
         // (a checkpoint on SIGTERM between publishes).
         if progress.policy_version < step {
-            tx.execute(
-                "UPDATE progress SET policy_version = ?2 WHERE run_id = ?1",
-                params![id, step as i64],
-            )?;
+            tx.execute("UPDATE progress SET policy_version = ?2 WHERE run_id = ?1", params![id, step as i64])?;
             tx.execute(
                 "INSERT OR IGNORE INTO policy_versions (run_id, version, created_ms) VALUES (?1, ?2, ?3)",
                 params![id, step as i64, now],
             )?;
             progress.policy_version = step;
         }
-        let json =
-            serde_json::to_string(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let snapshot = serde_json::to_string(&crate::rollback::Snapshot::take(&tx, id)?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
@@ -574,37 +511,22 @@ impl Store {
             params![id, step as i64, path, json, now, snapshot],
         )?;
         tx.commit()?;
-        Ok(CheckpointRecord {
-            step,
-            path: path.into(),
-            progress,
-            created_ms: now,
-        })
+        Ok(CheckpointRecord { step, path: path.into(), progress, created_ms: now })
     }
 
     /// Checkpoint records of a run, oldest first.
     pub fn checkpoints(&self, id: RunId) -> Result<Vec<CheckpointRecord>, StoreError> {
         read_run(&self.conn, id)?;
-        let mut stmt =
-            self.conn.prepare("SELECT step, path, progress, created_ms FROM checkpoints WHERE run_id = ?1 ORDER BY step")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT step, path, progress, created_ms FROM checkpoints WHERE run_id = ?1 ORDER BY step")?;
         let rows = stmt.query_map([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
         })?;
         rows.map(|row| {
             let (step, path, progress, created_ms) = row?;
-            let progress =
-                serde_json::from_str(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(CheckpointRecord {
-                step: step as u64,
-                path,
-                progress,
-                created_ms,
-            })
+            let progress = serde_json::from_str(&progress).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(CheckpointRecord { step: step as u64, path, progress, created_ms })
         })
         .collect()
     }
@@ -619,75 +541,42 @@ impl Store {
     /// Evaluations of a run by policy version: (version, eval groups, pass@1 once every
     /// group is scored).
     pub fn evals(&self, id: RunId) -> Result<Vec<(u64, u64, Option<f64>)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT version, size, accuracy FROM evals WHERE run_id = ?1 ORDER BY version",
-        )?;
-        let rows = stmt.query_map([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u64,
-                r.get(2)?,
-            ))
-        })?;
+        let mut stmt =
+            self.conn.prepare("SELECT version, size, accuracy FROM evals WHERE run_id = ?1 ORDER BY version")?;
+        let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The metrics the learner reported for each step, in step order.
     pub fn step_metrics(&self, id: RunId) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT step, metrics FROM step_metrics WHERE run_id = ?1 ORDER BY step")?;
+        let mut stmt = self.conn.prepare("SELECT step, metrics FROM step_metrics WHERE run_id = ?1 ORDER BY step")?;
         let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|row| {
             let (step, m) = row?;
-            Ok((
-                step as u64,
-                serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            ))
+            Ok((step as u64, serde_json::from_str(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?))
         })
         .collect()
     }
 }
 
-const RUN_SELECT: &str =
-    "SELECT id, spec, dataset_fingerprint, state, message, created_ms, updated_ms FROM runs";
+const RUN_SELECT: &str = "SELECT id, spec, dataset_fingerprint, state, message, created_ms, updated_ms FROM runs";
 
 type RunRow = (RunId, String, String, String, String, Millis, Millis);
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
 fn finish_run(
     (id, spec, dataset_fingerprint, state, message, created_ms, updated_ms): RunRow,
 ) -> Result<Run, StoreError> {
-    let spec = serde_json::from_str(&spec)
-        .map_err(|e| StoreError::Corrupt(format!("run {id} spec: {e}")))?;
-    let state = RunState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("run {id} state `{state}`")))?;
-    Ok(Run {
-        id,
-        spec,
-        dataset_fingerprint,
-        state,
-        message,
-        created_ms,
-        updated_ms,
-    })
+    let spec = serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(format!("run {id} spec: {e}")))?;
+    let state = RunState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("run {id} state `{state}`")))?;
+    Ok(Run { id, spec, dataset_fingerprint, state, message, created_ms, updated_ms })
 }
 
 pub(crate) fn read_run(conn: &Connection, id: RunId) -> Result<Run, StoreError> {
-    let row = conn
-        .query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_row)
-        .optional()?;
+    let row = conn.query_row(&format!("{RUN_SELECT} WHERE id = ?1"), [id], run_row).optional()?;
     finish_run(row.ok_or(StoreError::RunNotFound(id))?)
 }
 
@@ -716,9 +605,7 @@ pub(crate) fn read_stage_counts(conn: &Connection, id: RunId) -> Result<StageCou
          WHERE run_id = ?1 AND eval_version IS NULL GROUP BY 1",
     )?;
     let mut c = StageCounts::default();
-    for row in stmt.query_map([id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })? {
+    for row in stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))? {
         let (stage, n) = row?;
         match stage.as_str() {
             "generate" => c.generate = n,
@@ -735,10 +622,8 @@ pub(crate) fn read_stage_counts(conn: &Connection, id: RunId) -> Result<StageCou
 }
 
 pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, StoreError> {
-    let sql = format!(
-        "SELECT epoch, idx, step, policy_version, {} FROM progress WHERE run_id = ?1",
-        COUNTERS.join(", ")
-    );
+    let sql =
+        format!("SELECT epoch, idx, step, policy_version, {} FROM progress WHERE run_id = ?1", COUNTERS.join(", "));
     let row = conn
         .query_row(&sql, [id], |r| {
             let u = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
@@ -756,10 +641,7 @@ pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, St
                 groups_failed: u(14)?,
             };
             Ok(Progress {
-                cursor: Cursor {
-                    epoch: u(0)? as u32,
-                    index: u(1)?,
-                },
+                cursor: Cursor { epoch: u(0)? as u32, index: u(1)? },
                 step: u(2)?,
                 policy_version: u(3)?,
                 counters,
@@ -773,10 +655,7 @@ pub(crate) fn read_progress(conn: &Connection, id: RunId) -> Result<Progress, St
 pub(crate) fn bump(tx: &Transaction<'_>, id: RunId, name: &str, by: u64) -> Result<(), StoreError> {
     debug_assert!(COUNTERS.contains(&name), "unknown counter {name}");
     if by > 0 {
-        tx.execute(
-            &format!("UPDATE progress SET {name} = {name} + ?2 WHERE run_id = ?1"),
-            params![id, by as i64],
-        )?;
+        tx.execute(&format!("UPDATE progress SET {name} = {name} + ?2 WHERE run_id = ?1"), params![id, by as i64])?;
     }
     Ok(())
 }

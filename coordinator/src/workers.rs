@@ -108,10 +108,7 @@ pub struct Registry {
 impl Registry {
     /// A registry that shows a worker as gone after `gone_after_ms` without a call.
     pub fn new(gone_after_ms: Millis) -> Registry {
-        Registry {
-            gone_after_ms,
-            workers: Mutex::new(HashMap::new()),
-        }
+        Registry { gone_after_ms, workers: Mutex::new(HashMap::new()) }
     }
 
     pub fn gone_after_ms(&self) -> Millis {
@@ -133,10 +130,7 @@ impl Registry {
     ) -> &'a mut Entry {
         let key = (role, name.to_string());
         if !map.contains_key(&key) && map.len() >= MAX_WORKERS {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, e)| e.last_seen_ms)
-                .map(|(k, _)| k.clone());
+            let oldest = map.iter().min_by_key(|(_, e)| e.last_seen_ms).map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 map.remove(&k);
             }
@@ -186,15 +180,7 @@ impl Registry {
     }
 
     /// A renewal of `lease` by its holder: the heartbeat, and the new deadline while held.
-    pub fn renewed(
-        &self,
-        role: Role,
-        name: &str,
-        run: RunId,
-        lease: i64,
-        deadline_ms: Option<Millis>,
-        now: Millis,
-    ) {
+    pub fn renewed(&self, role: Role, name: &str, run: RunId, lease: i64, deadline_ms: Option<Millis>, now: Millis) {
         self.with(|map| {
             let e = Registry::touch(map, role, name, run, now);
             if e.lease == Some(lease) || e.lease.is_none() {
@@ -210,11 +196,7 @@ impl Registry {
             let e = Registry::touch(map, role, name, run, now);
             e.done += units;
             e.recent.push_back((now, units));
-            while e
-                .recent
-                .front()
-                .is_some_and(|(t, _)| *t <= now - THROUGHPUT_WINDOW_MS)
-            {
+            while e.recent.front().is_some_and(|(t, _)| *t <= now - THROUGHPUT_WINDOW_MS) {
                 e.recent.pop_front();
             }
         })
@@ -225,12 +207,8 @@ impl Registry {
         let mut all: Vec<WorkerStatus> = self.with(|map| {
             map.iter()
                 .map(|((role, name), e)| {
-                    let recent: u64 = e
-                        .recent
-                        .iter()
-                        .filter(|(t, _)| *t > now - THROUGHPUT_WINDOW_MS)
-                        .map(|(_, n)| n)
-                        .sum();
+                    let recent: u64 =
+                        e.recent.iter().filter(|(t, _)| *t > now - THROUGHPUT_WINDOW_MS).map(|(_, n)| n).sum();
                     // A worker seen for less than the window is measured over its time so far.
                     let span = (now - e.first_seen_ms).clamp(1_000, THROUGHPUT_WINDOW_MS);
                     WorkerStatus {
@@ -273,17 +251,10 @@ pub fn holder(store: &Store, run: RunId, what: Held) -> Option<(Role, String)> {
              WHERE g.id = ?1 AND g.run_id = ?2",
             g,
         ),
-        Held::Lease(l) => (
-            "SELECT role, holder FROM leases WHERE id = ?1 AND run_id = ?2",
-            l,
-        ),
+        Held::Lease(l) => ("SELECT role, holder FROM leases WHERE id = ?1 AND run_id = ?2", l),
     };
-    let (stage, name): (String, String) = store
-        .conn
-        .query_row(sql, rusqlite::params![id, run], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .ok()?;
+    let (stage, name): (String, String) =
+        store.conn.query_row(sql, rusqlite::params![id, run], |r| Ok((r.get(0)?, r.get(1)?))).ok()?;
     Some((Role::of_stage(&stage)?, name))
 }
 
@@ -301,10 +272,7 @@ mod tests {
         r.renewed(Role::Actor, "a", 1, 7, Some(9_000), 1_500);
         assert!(!gone(2_000), "a renewal is a heartbeat");
         let w = &r.list(2_000)[0];
-        assert_eq!(
-            (w.lease, w.lease_deadline_ms, w.policy_version),
-            (Some(7), Some(9_000), Some(3))
-        );
+        assert_eq!((w.lease, w.lease_deadline_ms, w.policy_version), (Some(7), Some(9_000), Some(3)));
     }
 
     #[test]
@@ -328,28 +296,15 @@ mod tests {
         r.leased(Role::Learner, "x", 1, None, None, 10);
         let all = r.list(10);
         assert_eq!(all.len(), 2, "one name in two roles is two workers");
-        assert_eq!(
-            (all[0].role, all[0].lease, all[0].policy_version),
-            (Role::Reward, None, None)
-        );
-        assert_eq!(
-            (all[1].role, all[1].lease, all[1].policy_version),
-            (Role::Learner, None, Some(2))
-        );
+        assert_eq!((all[0].role, all[0].lease, all[0].policy_version), (Role::Reward, None, None));
+        assert_eq!((all[1].role, all[1].lease, all[1].policy_version), (Role::Learner, None, Some(2)));
     }
 
     #[test]
     fn the_longest_silent_worker_is_forgotten_at_the_limit() {
         let r = Registry::new(1_000);
         for i in 0..MAX_WORKERS {
-            r.leased(
-                Role::Actor,
-                &format!("w{i}"),
-                1,
-                None,
-                None,
-                i as Millis + 1,
-            );
+            r.leased(Role::Actor, &format!("w{i}"), 1, None, None, i as Millis + 1);
         }
         assert_eq!(r.list(0).len(), MAX_WORKERS);
         r.leased(Role::Actor, "new", 1, None, None, 1_000_000);

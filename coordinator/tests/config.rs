@@ -12,99 +12,31 @@ use r1_proto::v1::run_service_client::RunServiceClient;
 #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
 fn layers_and_refusals() {
     // (file, variables, Ok((listen, generate_ms)) or Err(text in the error))
-    type Case<'a> = (
-        &'a str,
-        &'a [(&'a str, &'a str)],
-        Result<(&'a str, i64), &'a str>,
-    );
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<(&'a str, i64), &'a str>);
     let cases: &[Case] = &[
         ("", &[], Ok(("127.0.0.1:7070", 120_000))),
-        (
-            "listen = '0.0.0.0:1'\n[leases]\ngenerate_ms = 5",
-            &[],
-            Ok(("0.0.0.0:1", 5)),
-        ),
-        (
-            "listen = '0.0.0.0:1'",
-            &[("R1_COORDINATOR_LISTEN", "127.0.0.1:2")],
-            Ok(("127.0.0.1:2", 120_000)),
-        ),
-        (
-            "",
-            &[("R1_COORDINATOR_LEASES__GENERATE_MS", "7")],
-            Ok(("127.0.0.1:7070", 7)),
-        ),
-        (
-            "",
-            &[("R1_COORDINATOR", "http://x"), ("R1_LOG", "debug")],
-            Ok(("127.0.0.1:7070", 120_000)),
-        ),
+        ("listen = '0.0.0.0:1'\n[leases]\ngenerate_ms = 5", &[], Ok(("0.0.0.0:1", 5))),
+        ("listen = '0.0.0.0:1'", &[("R1_COORDINATOR_LISTEN", "127.0.0.1:2")], Ok(("127.0.0.1:2", 120_000))),
+        ("", &[("R1_COORDINATOR_LEASES__GENERATE_MS", "7")], Ok(("127.0.0.1:7070", 7))),
+        ("", &[("R1_COORDINATOR", "http://x"), ("R1_LOG", "debug")], Ok(("127.0.0.1:7070", 120_000))),
         ("lisen = 'x'", &[], Err("lisen")),
         ("[leases]\nscore = 1", &[], Err("score")),
         ("[leases]\ntrain_ms = 0", &[], Err("`leases.train_ms` is 0")),
-        (
-            "watch_interval_ms = 0",
-            &[],
-            Err("`watch_interval_ms` is 0"),
-        ),
+        ("watch_interval_ms = 0", &[], Err("`watch_interval_ms` is 0")),
         ("token = ' '", &[], Err("`token` is empty")),
-        (
-            "worker_gone_after_ms = 1",
-            &[],
-            Ok(("127.0.0.1:7070", 120_000)),
-        ),
-        (
-            "worker_gone_after_ms = 0",
-            &[],
-            Err("`worker_gone_after_ms` is 0"),
-        ),
+        ("worker_gone_after_ms = 1", &[], Ok(("127.0.0.1:7070", 120_000))),
+        ("worker_gone_after_ms = 0", &[], Err("`worker_gone_after_ms` is 0")),
         // The port is checked first, before any complaint about the token.
-        (
-            "listen = '10.0.0.1:99999'",
-            &[],
-            Err("`listen` is `10.0.0.1:99999`: port 99999 is out of range"),
-        ),
-        (
-            "listen = '10.0.0.1:65535'",
-            &[],
-            Ok(("10.0.0.1:65535", 120_000)),
-        ),
-        (
-            "listen = '10.0.0.1:65536'",
-            &[],
-            Err("port 65536 is out of range"),
-        ),
+        ("listen = '10.0.0.1:99999'", &[], Err("`listen` is `10.0.0.1:99999`: port 99999 is out of range")),
+        ("listen = '10.0.0.1:65535'", &[], Ok(("10.0.0.1:65535", 120_000))),
+        ("listen = '10.0.0.1:65536'", &[], Err("port 65536 is out of range")),
         ("listen = '10.0.0.1'", &[], Err("it has no port")),
-        (
-            "listen = '10.0.0.1:http'",
-            &[],
-            Err("port `http` is not a number"),
-        ),
-        (
-            "read_token = ''\npublic_read = false",
-            &[],
-            Err("`read_token` is empty"),
-        ),
-        (
-            "read_token = 'r'",
-            &[],
-            Err("`read_token` is set but `public_read` is true"),
-        ),
-        (
-            "public_read = false",
-            &[],
-            Err("`public_read` is false but there is no `token`"),
-        ),
-        (
-            "public_read = false\nread_token = 'r'",
-            &[],
-            Ok(("127.0.0.1:7070", 120_000)),
-        ),
-        (
-            "public_read = false\ntoken = 't'",
-            &[],
-            Ok(("127.0.0.1:7070", 120_000)),
-        ),
+        ("listen = '10.0.0.1:http'", &[], Err("port `http` is not a number")),
+        ("read_token = ''\npublic_read = false", &[], Err("`read_token` is empty")),
+        ("read_token = 'r'", &[], Err("`read_token` is set but `public_read` is true")),
+        ("public_read = false", &[], Err("`public_read` is false but there is no `token`")),
+        ("public_read = false\nread_token = 'r'", &[], Ok(("127.0.0.1:7070", 120_000))),
+        ("public_read = false\ntoken = 't'", &[], Ok(("127.0.0.1:7070", 120_000))),
     ];
     for (file, vars, expected) in cases {
         figment::Jail::expect_with(|jail| {
@@ -115,11 +47,7 @@ fn layers_and_refusals() {
             let got = CoordinatorConfig::load(Some(Path::new("c.toml")));
             match (got, expected) {
                 (Ok(c), Ok((listen, gen_ms))) => {
-                    assert_eq!(
-                        (c.listen.as_str(), c.leases.generate_ms),
-                        (*listen, *gen_ms),
-                        "{file}"
-                    )
+                    assert_eq!((c.listen.as_str(), c.leases.generate_ms), (*listen, *gen_ms), "{file}")
                 }
                 (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{file}: {e}"),
                 (got, want) => panic!("{file} {vars:?}: expected {want:?}, got {got:?}"),
@@ -134,11 +62,7 @@ fn layers_and_refusals() {
 /// Serves `config` until the returned sender fires; returns the address it listens on.
 async fn start(
     mut config: CoordinatorConfig,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     // Take a free port, then hand it to the server.
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     config.listen = probe.local_addr().unwrap().to_string();
@@ -170,10 +94,7 @@ async fn a_served_run_survives_a_restart_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"prompt\": \"1+1\"}\n").unwrap();
-    let config = CoordinatorConfig {
-        data_dir: dir.path().join("state"),
-        ..CoordinatorConfig::default()
-    };
+    let config = CoordinatorConfig { data_dir: dir.path().join("state"), ..CoordinatorConfig::default() };
     let spec = format!(
         "name = 'keep'\nbase_model = 'm'\n[dataset]\npath = '{}'\n[[rewards]]\nname = 'f'\nverifier = 'format'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\n[schedule]\ntotal_steps = 3",
         data.display()
@@ -182,9 +103,7 @@ async fn a_served_run_survives_a_restart_of_the_server() {
     let (addr, stop, server) = start(config.clone()).await;
     let mut client = connect(&addr).await;
     let submitted = client
-        .submit(pb::SubmitRunRequest {
-            spec: Some(pb::submit_run_request::Spec::Toml(spec)),
-        })
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
         .await
         .unwrap()
         .into_inner();
@@ -194,15 +113,8 @@ async fn a_served_run_survives_a_restart_of_the_server() {
 
     let (addr, stop, server) = start(config).await;
     let mut client = connect(&addr).await;
-    let again = client
-        .get(pb::GetRunRequest { id: submitted.id })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (again.name.as_str(), again.state),
-        ("keep", pb::RunState::Running as i32)
-    );
+    let again = client.get(pb::GetRunRequest { id: submitted.id }).await.unwrap().into_inner();
+    assert_eq!((again.name.as_str(), again.state), ("keep", pb::RunState::Running as i32));
     stop.send(()).unwrap();
     server.await.unwrap();
 }
@@ -217,11 +129,7 @@ async fn a_configured_token_is_required_on_every_call() {
     };
     let (addr, stop, server) = start(config).await;
     let channel = loop {
-        match tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
+        match tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -236,15 +144,12 @@ async fn a_configured_token_is_required_on_every_call() {
     ];
     for (header, expected) in cases {
         let value = header.map(|h| h.parse::<tonic::metadata::MetadataValue<_>>().unwrap());
-        let mut client = RunServiceClient::with_interceptor(
-            channel.clone(),
-            move |mut req: tonic::Request<()>| {
-                if let Some(h) = &value {
-                    req.metadata_mut().insert("authorization", h.clone());
-                }
-                Ok(req)
-            },
-        );
+        let mut client = RunServiceClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+            if let Some(h) = &value {
+                req.metadata_mut().insert("authorization", h.clone());
+            }
+            Ok(req)
+        });
         match (client.list(pb::ListRunsRequest {}).await, expected) {
             (Ok(_), Ok(())) => {}
             (Err(status), Err(want)) => {
@@ -277,16 +182,8 @@ fn dashboard_settings_have_defaults_and_layers() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], (u32, i64));
     let cases: &[Case] = &[
         ("", &[], (2, 180_000)),
-        (
-            "samples_per_step = 0\nworker_gone_after_ms = 5000",
-            &[],
-            (0, 5_000),
-        ),
-        (
-            "samples_per_step = 8",
-            &[("R1_COORDINATOR_SAMPLES_PER_STEP", "3")],
-            (3, 180_000),
-        ),
+        ("samples_per_step = 0\nworker_gone_after_ms = 5000", &[], (0, 5_000)),
+        ("samples_per_step = 8", &[("R1_COORDINATOR_SAMPLES_PER_STEP", "3")], (3, 180_000)),
     ];
     for (file, vars, want) in cases {
         figment::Jail::expect_with(|jail| {
@@ -295,11 +192,7 @@ fn dashboard_settings_have_defaults_and_layers() {
                 jail.set_env(k, v);
             }
             let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
-            assert_eq!(
-                (c.samples_per_step, c.worker_gone_after_ms),
-                *want,
-                "{file}"
-            );
+            assert_eq!((c.samples_per_step, c.worker_gone_after_ms), *want, "{file}");
             Ok(())
         });
     }
@@ -310,22 +203,14 @@ async fn metrics_page_and_the_dashboard_api_show_each_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"prompt\": \"1+1\"}\n{\"prompt\": \"2+2\"}\n").unwrap();
-    let config = CoordinatorConfig {
-        data_dir: dir.path().join("state"),
-        ..CoordinatorConfig::default()
-    };
+    let config = CoordinatorConfig { data_dir: dir.path().join("state"), ..CoordinatorConfig::default() };
     let (addr, stop, server) = start(config).await;
     let mut client = connect(&addr).await;
     let spec = format!(
         "name = 'say \"hi\"'\nbase_model = 'm'\n[dataset]\npath = '{}'\n[[rewards]]\nname = 'f'\nverifier = 'format'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\n[schedule]\ntotal_steps = 3",
         data.display()
     );
-    client
-        .submit(pb::SubmitRunRequest {
-            spec: Some(pb::submit_run_request::Spec::Toml(spec)),
-        })
-        .await
-        .unwrap();
+    client.submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) }).await.unwrap();
     let (status, body) = http_get(&addr, "/metrics").await;
     assert!(status.contains("200"), "{status}");
     let run = r#"run="1",name="say \"hi\"""#;
@@ -337,32 +222,18 @@ async fn metrics_page_and_the_dashboard_api_show_each_run() {
         format!("r1_run_events_total{{{run},event=\"prompts_drawn\"}} 0"),
         "# TYPE r1_run_events_total counter".to_string(),
     ] {
-        assert!(
-            body.lines().any(|l| l == line),
-            "missing `{line}` in\n{body}"
-        );
+        assert!(body.lines().any(|l| l == line), "missing `{line}` in\n{body}");
     }
-    assert!(
-        !body.contains("r1_run_eval_accuracy{"),
-        "no evaluation has finished"
-    );
+    assert!(!body.contains("r1_run_eval_accuracy{"), "no evaluation has finished");
     let (status, page) = http_get(&addr, "/").await;
     assert!(status.contains("200"), "{status}");
-    assert!(
-        page.contains("/assets/app.js"),
-        "the dashboard's page: {page}"
-    );
+    assert!(page.contains("/assets/app.js"), "the dashboard's page: {page}");
     let (status, body) = http_get(&addr, "/api/runs").await;
     assert!(status.contains("200"), "{status}");
     let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
     let r = &runs["runs"][0];
     assert_eq!(
-        (
-            r["name"].as_str(),
-            r["state"].as_str(),
-            r["step"].as_u64(),
-            r["total_steps"].as_u64()
-        ),
+        (r["name"].as_str(), r["state"].as_str(), r["step"].as_u64(), r["total_steps"].as_u64()),
         (Some("say \"hi\""), Some("running"), Some(0), Some(3)),
         "{body}"
     );
@@ -388,13 +259,7 @@ async fn http_get_with(addr: &str, path: &str, authorization: Option<&str>) -> S
 #[tokio::test]
 async fn the_read_token_is_enforced_on_every_http_path() {
     // (token, public_read, read_token, header sent, expected status of every path)
-    type Case<'a> = (
-        Option<&'a str>,
-        bool,
-        Option<&'a str>,
-        Option<&'a str>,
-        &'a str,
-    );
+    type Case<'a> = (Option<&'a str>, bool, Option<&'a str>, Option<&'a str>, &'a str);
     let cases: &[Case] = &[
         (Some("t"), true, None, None, "200"),
         (Some("t"), false, None, None, "401"),
@@ -452,29 +317,16 @@ async fn connect_any(addr: &str) {
 #[tokio::test]
 async fn a_second_coordinator_on_a_data_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = CoordinatorConfig {
-        data_dir: dir.path().join("state"),
-        ..CoordinatorConfig::default()
-    };
+    let config = CoordinatorConfig { data_dir: dir.path().join("state"), ..CoordinatorConfig::default() };
     let (addr, stop, server) = start(config.clone()).await;
     connect(&addr).await;
-    let second = r1_coordinator::config::start(CoordinatorConfig {
-        listen: "127.0.0.1:0".into(),
-        ..config.clone()
-    })
-    .await;
-    let err = second
-        .err()
-        .expect("a second coordinator is refused")
-        .to_string();
+    let second =
+        r1_coordinator::config::start(CoordinatorConfig { listen: "127.0.0.1:0".into(), ..config.clone() }).await;
+    let err = second.err().expect("a second coordinator is refused").to_string();
     let pid = format!("pid {}", std::process::id());
-    for text in [
-        "is in use by another coordinator",
-        &pid,
-        "on host",
-        &format!("listening on {addr}"),
-        "coordinator.lock",
-    ] {
+    for text in
+        ["is in use by another coordinator", &pid, "on host", &format!("listening on {addr}"), "coordinator.lock"]
+    {
         assert!(err.contains(text), "`{text}` missing from: {err}");
     }
     stop.send(()).unwrap();
@@ -490,11 +342,7 @@ async fn a_second_coordinator_on_a_data_folder_is_refused() {
 fn limits_and_otlp_endpoint() {
     use r1_coordinator::service::WhenBusy;
     // (file, variables, Ok((max_message_bytes, max_concurrent_requests, when_busy, otlp)) or Err(text))
-    type Case<'a> = (
-        &'a str,
-        &'a [(&'a str, &'a str)],
-        Result<(usize, usize, WhenBusy, Option<&'a str>), &'a str>,
-    );
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<(usize, usize, WhenBusy, Option<&'a str>), &'a str>);
     let cases: &[Case] = &[
         ("", &[], Ok((256 << 20, 256, WhenBusy::Wait, None))),
         (
@@ -510,23 +358,11 @@ fn limits_and_otlp_endpoint() {
             ],
             Ok((256 << 20, 3, WhenBusy::Wait, Some("http://otel:4317"))),
         ),
-        (
-            "[limits]\nmax_concurrent_requests = 0",
-            &[],
-            Ok((256 << 20, 0, WhenBusy::Wait, None)),
-        ),
-        (
-            "[limits]\nmax_message_bytes = 65535",
-            &[],
-            Err("`limits.max_message_bytes` is 65535"),
-        ),
+        ("[limits]\nmax_concurrent_requests = 0", &[], Ok((256 << 20, 0, WhenBusy::Wait, None))),
+        ("[limits]\nmax_message_bytes = 65535", &[], Err("`limits.max_message_bytes` is 65535")),
         ("[limits]\nwhen_busy = 'drop'", &[], Err("drop")),
         ("[limits]\nmax_requests = 1", &[], Err("max_requests")),
-        (
-            "otlp_endpoint = 'otel:4317'",
-            &[],
-            Err("`otlp_endpoint` is `otel:4317`"),
-        ),
+        ("otlp_endpoint = 'otel:4317'", &[], Err("`otlp_endpoint` is `otel:4317`")),
     ];
     for (file, vars, expected) in cases {
         figment::Jail::expect_with(|jail| {
@@ -539,12 +375,7 @@ fn limits_and_otlp_endpoint() {
                 (Ok(c), Ok((bytes, concurrent, busy, otlp))) => {
                     let l = &c.limits;
                     assert_eq!(
-                        (
-                            l.max_message_bytes,
-                            l.max_concurrent_requests,
-                            l.when_busy,
-                            c.otlp_endpoint.as_deref()
-                        ),
+                        (l.max_message_bytes, l.max_concurrent_requests, l.when_busy, c.otlp_endpoint.as_deref()),
                         (*bytes, *concurrent, *busy, *otlp),
                         "{file}"
                     );

@@ -29,12 +29,7 @@ fn spec(path: &Path, fields: FieldMap) -> DatasetSpec {
 }
 
 fn fields(prompt: &str, answer: Option<&str>, tests: Option<&str>) -> FieldMap {
-    FieldMap {
-        prompt: prompt.into(),
-        answer: answer.map(Into::into),
-        tests: tests.map(Into::into),
-        language: None,
-    }
+    FieldMap { prompt: prompt.into(), answer: answer.map(Into::into), tests: tests.map(Into::into), language: None }
 }
 
 fn write_jsonl(dir: &Path, lines: &[&str]) -> PathBuf {
@@ -66,10 +61,7 @@ fn check(name: &str, lines: &[&str], map: FieldMap, expected: Expected) {
                     (x.row, prompt, x.answer.clone())
                 })
                 .collect();
-            let want: Vec<_> = want
-                .iter()
-                .map(|(r, p, a)| (*r, p.to_string(), a.map(String::from)))
-                .collect();
+            let want: Vec<_> = want.iter().map(|(r, p, a)| (*r, p.to_string(), a.map(String::from))).collect();
             assert_eq!(got, want, "{name}");
         }
         (Err(DatasetError::BadRows { rows, count, .. }), Err(want)) => {
@@ -85,38 +77,18 @@ fn check(name: &str, lines: &[&str], map: FieldMap, expected: Expected) {
 fn rows_map_to_examples_or_name_row_and_field() {
     let qa = || fields("q", Some("a"), None);
     let cases: Vec<(&str, Vec<&str>, FieldMap, Expected)> = vec![
-        (
-            "text and answer",
-            vec![r#"{"q": "1+1?", "a": "2"}"#],
-            qa(),
-            Ok(vec![(1, "1+1?", Some("2"))]),
-        ),
+        ("text and answer", vec![r#"{"q": "1+1?", "a": "2"}"#], qa(), Ok(vec![(1, "1+1?", Some("2"))])),
         (
             "numeric answers",
             vec![r#"{"q": "x", "a": 42}"#, r#"{"q": "y", "a": 0.5}"#],
             qa(),
             Ok(vec![(1, "x", Some("42")), (2, "y", Some("0.5"))]),
         ),
-        (
-            "no answer mapped",
-            vec![r#"{"q": "x"}"#],
-            fields("q", None, None),
-            Ok(vec![(1, "x", None)]),
-        ),
-        (
-            "extra columns ignored",
-            vec![r#"{"q": "x", "a": "1", "z": [1]}"#],
-            qa(),
-            Ok(vec![(1, "x", Some("1"))]),
-        ),
+        ("no answer mapped", vec![r#"{"q": "x"}"#], fields("q", None, None), Ok(vec![(1, "x", None)])),
+        ("extra columns ignored", vec![r#"{"q": "x", "a": "1", "z": [1]}"#], qa(), Ok(vec![(1, "x", Some("1"))])),
         (
             "blank lines keep line numbers",
-            vec![
-                r#"{"q": "x", "a": "1"}"#,
-                "",
-                "  ",
-                r#"{"q": "y", "a": "2"}"#,
-            ],
+            vec![r#"{"q": "x", "a": "1"}"#, "", "  ", r#"{"q": "y", "a": "2"}"#],
             qa(),
             Ok(vec![(1, "x", Some("1")), (4, "y", Some("2"))]),
         ),
@@ -144,80 +116,20 @@ fn rows_map_to_examples_or_name_row_and_field() {
             fields("q", None, Some("t")),
             Ok(vec![(1, "x", None)]),
         ),
-        (
-            "missing answer",
-            vec![r#"{"q": "x", "a": "1"}"#, r#"{"q": "y"}"#],
-            qa(),
-            Err(vec![(2, "answer")]),
-        ),
-        (
-            "null answer",
-            vec![r#"{"q": "x", "a": null}"#],
-            qa(),
-            Err(vec![(1, "answer")]),
-        ),
-        (
-            "bool answer",
-            vec![r#"{"q": "x", "a": true}"#],
-            qa(),
-            Err(vec![(1, "answer")]),
-        ),
-        (
-            "missing prompt column",
-            vec![r#"{"question": "x", "a": "1"}"#],
-            qa(),
-            Err(vec![(1, "prompt")]),
-        ),
-        (
-            "empty prompt",
-            vec![r#"{"q": " ", "a": "1"}"#],
-            qa(),
-            Err(vec![(1, "prompt")]),
-        ),
-        (
-            "numeric prompt",
-            vec![r#"{"q": 3, "a": "1"}"#],
-            qa(),
-            Err(vec![(1, "prompt")]),
-        ),
-        (
-            "chat prompt without content",
-            vec![r#"{"q": [{"role": "user"}], "a": "1"}"#],
-            qa(),
-            Err(vec![(1, "prompt")]),
-        ),
-        (
-            "empty chat prompt",
-            vec![r#"{"q": [], "a": "1"}"#],
-            qa(),
-            Err(vec![(1, "prompt")]),
-        ),
-        (
-            "null tests",
-            vec![r#"{"q": "x", "t": null}"#],
-            fields("q", None, Some("t")),
-            Err(vec![(1, "tests")]),
-        ),
-        (
-            "invalid JSON",
-            vec![r#"{"q": "x", "a": "1"}"#, r#"{"q": "#],
-            qa(),
-            Err(vec![(2, "row")]),
-        ),
-        (
-            "not an object",
-            vec![r#"["x", "1"]"#],
-            qa(),
-            Err(vec![(1, "row")]),
-        ),
+        ("missing answer", vec![r#"{"q": "x", "a": "1"}"#, r#"{"q": "y"}"#], qa(), Err(vec![(2, "answer")])),
+        ("null answer", vec![r#"{"q": "x", "a": null}"#], qa(), Err(vec![(1, "answer")])),
+        ("bool answer", vec![r#"{"q": "x", "a": true}"#], qa(), Err(vec![(1, "answer")])),
+        ("missing prompt column", vec![r#"{"question": "x", "a": "1"}"#], qa(), Err(vec![(1, "prompt")])),
+        ("empty prompt", vec![r#"{"q": " ", "a": "1"}"#], qa(), Err(vec![(1, "prompt")])),
+        ("numeric prompt", vec![r#"{"q": 3, "a": "1"}"#], qa(), Err(vec![(1, "prompt")])),
+        ("chat prompt without content", vec![r#"{"q": [{"role": "user"}], "a": "1"}"#], qa(), Err(vec![(1, "prompt")])),
+        ("empty chat prompt", vec![r#"{"q": [], "a": "1"}"#], qa(), Err(vec![(1, "prompt")])),
+        ("null tests", vec![r#"{"q": "x", "t": null}"#], fields("q", None, Some("t")), Err(vec![(1, "tests")])),
+        ("invalid JSON", vec![r#"{"q": "x", "a": "1"}"#, r#"{"q": "#], qa(), Err(vec![(2, "row")])),
+        ("not an object", vec![r#"["x", "1"]"#], qa(), Err(vec![(1, "row")])),
         (
             "every bad row is counted",
-            vec![
-                r#"{"q": "x"}"#,
-                r#"{"a": "1"}"#,
-                r#"{"q": "ok", "a": "1"}"#,
-                "nope",
-            ],
+            vec![r#"{"q": "x"}"#, r#"{"a": "1"}"#, r#"{"q": "ok", "a": "1"}"#, "nope"],
             qa(),
             Err(vec![(1, "answer"), (2, "prompt"), (4, "row")]),
         ),
@@ -230,21 +142,14 @@ fn rows_map_to_examples_or_name_row_and_field() {
 #[test]
 fn bad_rows_are_listed_up_to_the_limit_and_all_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = (0..MAX_REPORTED + 5)
-        .map(|i| format!(r#"{{"q": "{i}"}}"#))
-        .collect();
+    let lines: Vec<String> = (0..MAX_REPORTED + 5).map(|i| format!(r#"{{"q": "{i}"}}"#)).collect();
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let path = write_jsonl(dir.path(), &lines);
     let err = Dataset::load(&spec(&path, fields("q", Some("a"), None))).unwrap_err();
-    let DatasetError::BadRows { count, rows, .. } = &err else {
-        panic!("{err}")
-    };
+    let DatasetError::BadRows { count, rows, .. } = &err else { panic!("{err}") };
     assert_eq!((*count, rows.len()), (MAX_REPORTED + 5, MAX_REPORTED));
     let msg = err.to_string();
-    assert!(
-        msg.contains("25 bad rows") && msg.contains("row 1 field `answer`"),
-        "{msg}"
-    );
+    assert!(msg.contains("25 bad rows") && msg.contains("row 1 field `answer`"), "{msg}");
     assert!(msg.ends_with("fix the rows or `dataset.fields`"), "{msg}");
 }
 
@@ -256,25 +161,18 @@ fn unreadable_files_are_refused() {
     std::fs::write(&not_parquet, b"{\"q\": 1}\n").unwrap();
     let cases: &[(&Path, &str)] = &[
         (&empty, "has no rows"),
-        (
-            Path::new("/nonexistent/d.jsonl"),
-            "cannot read dataset /nonexistent/d.jsonl",
-        ),
+        (Path::new("/nonexistent/d.jsonl"), "cannot read dataset /nonexistent/d.jsonl"),
         (&not_parquet, "cannot read Parquet file"),
         (Path::new("/nonexistent/d.csv"), "dataset.format"),
     ];
     for (path, want) in cases {
-        let err = Dataset::load(&spec(path, fields("q", None, None)))
-            .unwrap_err()
-            .to_string();
+        let err = Dataset::load(&spec(path, fields("q", None, None))).unwrap_err().to_string();
         assert!(err.contains(want), "{path:?}: {err}");
     }
 }
 
 fn numbered(n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| serde_json::json!({"q": format!("p{i}")}))
-        .collect()
+    (0..n).map(|i| serde_json::json!({"q": format!("p{i}")})).collect()
 }
 
 fn split_spec(fraction: f64, seed: u64, shuffle: bool, epochs: u32) -> DatasetSpec {
@@ -294,22 +192,12 @@ fn rows(xs: &[r1_coordinator::dataset::Example]) -> Vec<u64> {
 #[test]
 fn eval_split_is_seeded_disjoint_and_in_file_order() {
     // (rows, fraction, expected eval size)
-    let cases = [
-        (100, 0.1, 10),
-        (100, 0.0, 0),
-        (10, 0.01, 1),
-        (10, 0.25, 3),
-        (3, 0.5, 2),
-    ];
+    let cases = [(100, 0.1, 10), (100, 0.0, 0), (10, 0.01, 1), (10, 0.25, 3), (3, 0.5, 2)];
     for (n, fraction, want) in cases {
         let a = Dataset::from_records(numbered(n), &split_spec(fraction, 7, true, 1)).unwrap();
         let b = Dataset::from_records(numbered(n), &split_spec(fraction, 7, true, 1)).unwrap();
         assert_eq!(a.eval().len(), want, "{n} rows at {fraction}");
-        assert_eq!(
-            (rows(a.train()), rows(a.eval())),
-            (rows(b.train()), rows(b.eval())),
-            "same seed, same split"
-        );
+        assert_eq!((rows(a.train()), rows(a.eval())), (rows(b.train()), rows(b.eval())), "same seed, same split");
         let mut all = [rows(a.train()), rows(a.eval())].concat();
         assert!(rows(a.train()).is_sorted() && rows(a.eval()).is_sorted());
         all.sort();
@@ -317,11 +205,7 @@ fn eval_split_is_seeded_disjoint_and_in_file_order() {
     }
     let other = Dataset::from_records(numbered(100), &split_spec(0.1, 8, true, 1)).unwrap();
     let first = Dataset::from_records(numbered(100), &split_spec(0.1, 7, true, 1)).unwrap();
-    assert_ne!(
-        rows(other.eval()),
-        rows(first.eval()),
-        "another seed picks other rows"
-    );
+    assert_ne!(rows(other.eval()), rows(first.eval()), "another seed picks other rows");
     let err = Dataset::from_records(numbered(1), &split_spec(0.5, 0, true, 1)).unwrap_err();
     assert!(matches!(err, DatasetError::NoTrainRows { .. }), "{err}");
 }
@@ -335,21 +219,13 @@ fn epoch_orders_are_seeded_permutations() {
     for epoch in 0..3 {
         let mut sorted = ds.order(epoch).to_vec();
         sorted.sort();
-        assert_eq!(
-            sorted,
-            (0..10).collect::<Vec<u32>>(),
-            "epoch {epoch} is a permutation"
-        );
+        assert_eq!(sorted, (0..10).collect::<Vec<u32>>(), "epoch {epoch} is a permutation");
     }
     assert_ne!(ds.order(0), ds.order(1), "each epoch has its own order");
     let again = Dataset::from_records(numbered(10), &split_spec(0.0, 7, true, 3)).unwrap();
     assert_eq!(again.order(1), ds.order(1));
     let plain = Dataset::from_records(numbered(10), &split_spec(0.0, 7, false, 3)).unwrap();
-    assert_eq!(
-        *plain.order(2),
-        (0..10).collect::<Vec<u32>>(),
-        "shuffle off keeps file order"
-    );
+    assert_eq!(*plain.order(2), (0..10).collect::<Vec<u32>>(), "shuffle off keeps file order");
 }
 
 #[test]
@@ -371,11 +247,7 @@ fn cursor_visits_every_row_once_per_epoch_and_resumes_exactly() {
         e.sort();
         assert_eq!(e, (0..7).collect::<Vec<_>>());
     }
-    assert_eq!(
-        cursors[7],
-        Cursor { epoch: 1, index: 0 },
-        "the epoch rolls over after its last row"
-    );
+    assert_eq!(cursors[7], Cursor { epoch: 1, index: 0 }, "the epoch rolls over after its last row");
     // A fresh load resumed at any cursor continues with the same rows.
     for (i, &c) in cursors.iter().enumerate() {
         let fresh = Dataset::from_records(numbered(7), &split_spec(0.0, 3, true, 2)).unwrap();
@@ -384,38 +256,21 @@ fn cursor_visits_every_row_once_per_epoch_and_resumes_exactly() {
 }
 
 /// Writes `question` (string) and `answer` (optional int64) columns; `None` is a null.
-fn write_parquet(
-    path: &Path,
-    questions: &[&str],
-    answers: &[Option<i64>],
-    compression: Compression,
-) {
+fn write_parquet(path: &Path, questions: &[&str], answers: &[Option<i64>], compression: Compression) {
     let schema = Arc::new(
-        parse_message_type(
-            "message row { REQUIRED BYTE_ARRAY question (UTF8); OPTIONAL INT64 answer; }",
-        )
-        .unwrap(),
+        parse_message_type("message row { REQUIRED BYTE_ARRAY question (UTF8); OPTIONAL INT64 answer; }").unwrap(),
     );
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(compression)
-            .build(),
-    );
-    let mut writer =
-        SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
+    let props = Arc::new(WriterProperties::builder().set_compression(compression).build());
+    let mut writer = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
     let mut group = writer.next_row_group().unwrap();
     let mut col = group.next_column().unwrap().unwrap();
     let qs: Vec<ByteArray> = questions.iter().map(|q| ByteArray::from(*q)).collect();
-    col.typed::<ByteArrayType>()
-        .write_batch(&qs, None, None)
-        .unwrap();
+    col.typed::<ByteArrayType>().write_batch(&qs, None, None).unwrap();
     col.close().unwrap();
     let mut col = group.next_column().unwrap().unwrap();
     let values: Vec<i64> = answers.iter().flatten().copied().collect();
     let defs: Vec<i16> = answers.iter().map(|a| a.is_some() as i16).collect();
-    col.typed::<Int64Type>()
-        .write_batch(&values, Some(&defs), None)
-        .unwrap();
+    col.typed::<Int64Type>().write_batch(&values, Some(&defs), None).unwrap();
     col.close().unwrap();
     group.close().unwrap();
     writer.close().unwrap();
@@ -426,48 +281,20 @@ fn parquet_files_read_like_jsonl() {
     let dir = tempfile::tempdir().unwrap();
     let map = || fields("question", Some("answer"), None);
     // (compression, answers, Ok(answers as text) or Err(bad rows))
-    type Case = (
-        Compression,
-        Vec<Option<i64>>,
-        Result<Vec<&'static str>, Vec<(u64, &'static str)>>,
-    );
+    type Case = (Compression, Vec<Option<i64>>, Result<Vec<&'static str>, Vec<(u64, &'static str)>>);
     let cases: Vec<Case> = vec![
-        (
-            Compression::UNCOMPRESSED,
-            vec![Some(1), Some(2), Some(3)],
-            Ok(vec!["1", "2", "3"]),
-        ),
-        (
-            Compression::SNAPPY,
-            vec![Some(4), Some(-5), Some(6)],
-            Ok(vec!["4", "-5", "6"]),
-        ),
-        (
-            Compression::ZSTD(Default::default()),
-            vec![Some(7), Some(8), Some(9)],
-            Ok(vec!["7", "8", "9"]),
-        ),
-        (
-            Compression::SNAPPY,
-            vec![Some(1), None, None],
-            Err(vec![(2, "answer"), (3, "answer")]),
-        ),
+        (Compression::UNCOMPRESSED, vec![Some(1), Some(2), Some(3)], Ok(vec!["1", "2", "3"])),
+        (Compression::SNAPPY, vec![Some(4), Some(-5), Some(6)], Ok(vec!["4", "-5", "6"])),
+        (Compression::ZSTD(Default::default()), vec![Some(7), Some(8), Some(9)], Ok(vec!["7", "8", "9"])),
+        (Compression::SNAPPY, vec![Some(1), None, None], Err(vec![(2, "answer"), (3, "answer")])),
     ];
     for (i, (compression, answers, expected)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("{i}.parquet"));
         write_parquet(&path, &["a", "b", "c"], &answers, compression);
         match (Dataset::load(&spec(&path, map())), expected) {
             (Ok(ds), Ok(want)) => {
-                let got: Vec<_> = ds
-                    .train()
-                    .iter()
-                    .map(|x| (x.row, x.answer.clone().unwrap()))
-                    .collect();
-                let want: Vec<_> = want
-                    .iter()
-                    .enumerate()
-                    .map(|(r, a)| (r as u64 + 1, a.to_string()))
-                    .collect();
+                let got: Vec<_> = ds.train().iter().map(|x| (x.row, x.answer.clone().unwrap())).collect();
+                let want: Vec<_> = want.iter().enumerate().map(|(r, a)| (r as u64 + 1, a.to_string())).collect();
                 assert_eq!(got, want, "{compression:?}");
                 assert_eq!(ds.train()[1].prompt, Prompt::Text("b".into()));
             }
@@ -486,35 +313,16 @@ fn fingerprint_follows_the_file_and_eval_file_is_read() {
     let train = write_jsonl(dir.path(), &[r#"{"q": "x"}"#, r#"{"q": "y"}"#]);
     let eval = dir.path().join("e.parquet");
     write_parquet(&eval, &["e1"], &[Some(1)], Compression::SNAPPY);
-    let s = DatasetSpec {
-        eval_path: Some(eval),
-        ..spec(&train, fields("q", None, None))
-    };
-    let with_eval = Dataset::load(&DatasetSpec {
-        fields: fields("q", None, None),
-        ..s.clone()
-    });
+    let s = DatasetSpec { eval_path: Some(eval), ..spec(&train, fields("q", None, None)) };
+    let with_eval = Dataset::load(&DatasetSpec { fields: fields("q", None, None), ..s.clone() });
     // The eval file has no `q` column: it is checked with the same mapping.
     let err = with_eval.unwrap_err().to_string();
-    assert!(
-        err.contains("e.parquet") && err.contains("row 1 field `prompt`"),
-        "{err}"
-    );
+    assert!(err.contains("e.parquet") && err.contains("row 1 field `prompt`"), "{err}");
     let before = Dataset::load(&spec(&train, fields("q", None, None))).unwrap();
     assert_eq!(before.fingerprint().len(), 64);
-    assert_eq!(
-        before.fingerprint(),
-        Dataset::load(&spec(&train, fields("q", None, None)))
-            .unwrap()
-            .fingerprint()
-    );
+    assert_eq!(before.fingerprint(), Dataset::load(&spec(&train, fields("q", None, None))).unwrap().fingerprint());
     write_jsonl(dir.path(), &[r#"{"q": "x"}"#, r#"{"q": "z"}"#]);
-    assert_ne!(
-        before.fingerprint(),
-        Dataset::load(&spec(&train, fields("q", None, None)))
-            .unwrap()
-            .fingerprint()
-    );
+    assert_ne!(before.fingerprint(), Dataset::load(&spec(&train, fields("q", None, None))).unwrap().fingerprint());
 }
 
 #[test]
@@ -530,13 +338,13 @@ fn published_answers_become_gold_answers_and_a_row_without_one_is_named() {
             r#####"{"question": "q3", "answer": "no final line here"}"#####,
         ],
     );
-    let gsm8k = DatasetSpec {
-        answer_kind: Some(AnswerKind::Gsm8k),
-        ..spec(&path, fields("question", Some("answer"), None))
-    };
+    let gsm8k =
+        DatasetSpec { answer_kind: Some(AnswerKind::Gsm8k), ..spec(&path, fields("question", Some("answer"), None)) };
     let err = Dataset::load(&gsm8k).unwrap_err().to_string();
     assert!(
-        err.contains("d.jsonl") && err.contains("1 bad rows") && err.contains("row 3 field `answer` has no `#### <answer>` line"),
+        err.contains("d.jsonl")
+            && err.contains("1 bad rows")
+            && err.contains("row 3 field `answer` has no `#### <answer>` line"),
         "{err}"
     );
     // Without the kind, a GSM8K solution is refused rather than compared whole (reward 0).
@@ -563,12 +371,7 @@ fn published_answers_become_gold_answers_and_a_row_without_one_is_named() {
             r#####"{"question": [{"role": "user", "content": "4+4?"}], "answer": "#### 8"}"#####,
         ],
     );
-    let ds = Dataset::load(&DatasetSpec {
-        path,
-        system_prompt: Some("Reason step by step.".into()),
-        ..gsm8k
-    })
-    .unwrap();
+    let ds = Dataset::load(&DatasetSpec { path, system_prompt: Some("Reason step by step.".into()), ..gsm8k }).unwrap();
     let turns: Vec<Vec<(String, String)>> = ds
         .train()
         .iter()

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use r1_coordinator::dataset::Dataset;
 use r1_coordinator::lease::{
-    BatchLease, FailureReport, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission,
-    Scheduler, ScoresSubmission, ScoringLease, StepSubmission,
+    BatchLease, FailureReport, LeaseError, LeaseTtl, Outcome, PromptLease, Sample, SamplesSubmission, Scheduler,
+    ScoresSubmission, ScoringLease, StepSubmission,
 };
 use r1_coordinator::rollback;
 use r1_coordinator::spec::RunSpec;
@@ -94,23 +94,13 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r1.db");
         let spec = spec(s);
-        let records = (0..s.rows)
-            .map(|i| serde_json::json!({"prompt": format!("p{i}")}))
-            .collect();
+        let records = (0..s.rows).map(|i| serde_json::json!({"prompt": format!("p{i}")})).collect();
         let dataset = Arc::new(Dataset::from_records(records, &spec.dataset).unwrap());
         let mut store = Store::open(&path).unwrap();
         let run = store.create_run(&spec, dataset.fingerprint(), 0).unwrap();
         let run_rec = store.set_state(run, RunState::Running, "", 0).unwrap();
         let sched = Scheduler::new(&run_rec, dataset.clone(), ttl()).unwrap();
-        Harness {
-            _dir: dir,
-            path,
-            store,
-            sched,
-            dataset,
-            run,
-            now: 0,
-        }
+        Harness { _dir: dir, path, store, sched, dataset, run, now: 0 }
     }
 
     /// Closes the database and opens it again, rebuilding the scheduler from the stored run.
@@ -139,11 +129,7 @@ impl Harness {
             "{name}"
         );
         let step = self.store.progress(self.run).unwrap().step;
-        assert_eq!(
-            self.store.policy_versions(self.run).unwrap().len() as u64,
-            step + 1,
-            "{name}"
-        );
+        assert_eq!(self.store.policy_versions(self.run).unwrap().len() as u64, step + 1, "{name}");
     }
 }
 
@@ -246,16 +232,11 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
     let mut prompts: HashMap<&str, PromptLease> = HashMap::new();
     let mut scoring: HashMap<&str, ScoringLease> = HashMap::new();
     let mut batches: HashMap<&str, BatchLease> = HashMap::new();
-    let outcome =
-        |got: Result<Outcome, LeaseError>, want: Result<Outcome, &str>, i: usize| match (got, want)
-        {
-            (Ok(o), Ok(w)) => assert_eq!(o, w, "{name}: op {i}"),
-            (Err(e), Err(w)) => assert!(
-                e.to_string().contains(w),
-                "{name}: op {i}: `{e}` lacks `{w}`"
-            ),
-            (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
-        };
+    let outcome = |got: Result<Outcome, LeaseError>, want: Result<Outcome, &str>, i: usize| match (got, want) {
+        (Ok(o), Ok(w)) => assert_eq!(o, w, "{name}: op {i}"),
+        (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{name}: op {i}: `{e}` lacks `{w}`"),
+        (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
+    };
     for (i, op) in script.iter().enumerate() {
         let now = h.now;
         match *op {
@@ -266,47 +247,23 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
             }
             Samples { w, g, v, key, want } => {
                 let group_id = prompts[w].groups[g].0;
-                let sub = SamplesSubmission {
-                    group_id,
-                    policy_version: v,
-                    samples: samples(settings.group_size),
-                };
-                outcome(
-                    h.sched.submit_samples(&mut h.store, key, &sub, now),
-                    want,
-                    i,
-                );
+                let sub = SamplesSubmission { group_id, policy_version: v, samples: samples(settings.group_size) };
+                outcome(h.sched.submit_samples(&mut h.store, key, &sub, now), want, i);
             }
             Scoring { w, max, got } => {
                 let lease = h.sched.lease_scoring(&mut h.store, w, max, now).unwrap();
                 assert_eq!(lease.jobs.len(), got, "{name}: op {i}");
                 scoring.insert(w, lease);
             }
-            Scores {
-                w,
-                g,
-                equal,
-                key,
-                want,
-            } => {
+            Scores { w, g, equal, key, want } => {
                 let group_id = scoring[w].jobs[g].group_id;
-                let rewards = (0..settings.group_size)
-                    .map(|k| if equal { 1.0 } else { (k % 2) as f64 })
-                    .collect();
-                let sub = ScoresSubmission {
-                    group_id,
-                    rewards,
-                    components: vec![],
-                };
+                let rewards = (0..settings.group_size).map(|k| if equal { 1.0 } else { (k % 2) as f64 }).collect();
+                let sub = ScoresSubmission { group_id, rewards, components: vec![] };
                 outcome(h.sched.submit_scores(&mut h.store, key, &sub, now), want, i);
             }
             Batch { w, got } => {
                 let batch = h.sched.lease_batch(&mut h.store, w, now).unwrap();
-                assert_eq!(
-                    batch.as_ref().map(|b| b.groups.len()),
-                    got,
-                    "{name}: op {i}"
-                );
+                assert_eq!(batch.as_ref().map(|b| b.groups.len()), got, "{name}: op {i}");
                 if let Some(b) = batch {
                     batches.insert(w, b);
                 }
@@ -333,18 +290,13 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
             Reopen => h.reopen(),
             Checkpoint => {
                 let step = h.store.progress(h.run).unwrap().step;
-                h.store
-                    .record_checkpoint(h.run, step, &format!("ckpt/step-{step}"), now)
-                    .unwrap();
+                h.store.record_checkpoint(h.run, step, &format!("ckpt/step-{step}"), now).unwrap();
             }
             RollbackTo { to, key, want } => {
                 let got = rollback::rollback(&mut h.store, h.run, to, key, now);
                 match (got, want) {
                     (Ok(r), Ok(())) => assert_eq!(r.checkpoint.step, to, "{name}: op {i}"),
-                    (Err(e), Err(w)) => assert!(
-                        e.to_string().contains(w),
-                        "{name}: op {i}: `{e}` lacks `{w}`"
-                    ),
+                    (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{name}: op {i}: `{e}` lacks `{w}`"),
                     (got, want) => panic!("{name}: op {i}: expected {want:?}, got {got:?}"),
                 }
             }
@@ -358,72 +310,21 @@ fn play(name: &str, settings: &Settings, script: &[Op]) -> Harness {
 macro_rules! one_step {
     ($v:expr, $k:literal) => {
         [
-            Prompts {
-                w: "a",
-                max: 8,
-                got: 2,
-            },
-            Samples {
-                w: "a",
-                g: 0,
-                v: $v,
-                key: concat!($k, "s0"),
-                want: OK,
-            },
-            Samples {
-                w: "a",
-                g: 1,
-                v: $v,
-                key: concat!($k, "s1"),
-                want: OK,
-            },
-            Scoring {
-                w: "r",
-                max: 8,
-                got: 2,
-            },
-            Scores {
-                w: "r",
-                g: 0,
-                equal: false,
-                key: concat!($k, "r0"),
-                want: OK,
-            },
-            Scores {
-                w: "r",
-                g: 1,
-                equal: false,
-                key: concat!($k, "r1"),
-                want: OK,
-            },
-            Batch {
-                w: "l",
-                got: Some(2),
-            },
-            Step {
-                w: "l",
-                key: concat!($k, "t"),
-                want: OK,
-            },
+            Prompts { w: "a", max: 8, got: 2 },
+            Samples { w: "a", g: 0, v: $v, key: concat!($k, "s0"), want: OK },
+            Samples { w: "a", g: 1, v: $v, key: concat!($k, "s1"), want: OK },
+            Scoring { w: "r", max: 8, got: 2 },
+            Scores { w: "r", g: 0, equal: false, key: concat!($k, "r0"), want: OK },
+            Scores { w: "r", g: 1, equal: false, key: concat!($k, "r1"), want: OK },
+            Batch { w: "l", got: Some(2) },
+            Step { w: "l", key: concat!($k, "t"), want: OK },
         ]
     };
 }
 
 /// Counters in declaration order: drawn, generated, scored, trained, stale, equal, expired,
 /// replays, late.
-fn counters(
-    [
-        drawn,
-        generated,
-        scored,
-        trained,
-        stale,
-        equal,
-        expired,
-        replays,
-        late,
-    ]: [u64; 9],
-) -> Counters {
+fn counters([drawn, generated, scored, trained, stale, equal, expired, replays, late]: [u64; 9]) -> Counters {
     Counters {
         prompts_drawn: drawn,
         groups_generated: generated,
@@ -441,36 +342,15 @@ fn counters(
 
 #[test]
 fn scripted_sequences_end_with_exact_counters() {
-    let lag1 = Settings {
-        max_policy_lag: 1,
-        prompts_per_step: 1,
-        ..BASE
-    };
-    let dynamic = Settings {
-        dynamic_sampling: true,
-        ..BASE
-    };
-    let one_step_run = Settings {
-        total_steps: 1,
-        ..BASE
-    };
-    let small = Settings {
-        rows: 3,
-        total_steps: 5,
-        ..BASE
-    };
+    let lag1 = Settings { max_policy_lag: 1, prompts_per_step: 1, ..BASE };
+    let dynamic = Settings { dynamic_sampling: true, ..BASE };
+    let one_step_run = Settings { total_steps: 1, ..BASE };
+    let small = Settings { rows: 3, total_steps: 5, ..BASE };
     let step1 = one_step!(0, "a");
     // (name, settings, script, final counters, final step, final state)
     type Case<'a> = (&'a str, &'a Settings, Vec<Op>, Counters, u64, RunState);
     let cases: Vec<Case> = vec![
-        (
-            "one step",
-            &BASE,
-            step1.to_vec(),
-            counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
-            1,
-            RunState::Running,
-        ),
+        ("one step", &BASE, step1.to_vec(), counters([2, 2, 2, 2, 0, 0, 0, 0, 0]), 1, RunState::Running),
         (
             "three steps complete the run",
             &BASE,
@@ -490,18 +370,7 @@ fn scripted_sequences_end_with_exact_counters() {
         (
             "window: on-policy draws one batch per version",
             &BASE,
-            vec![
-                Prompts {
-                    w: "a",
-                    max: 5,
-                    got: 2,
-                },
-                Prompts {
-                    w: "b",
-                    max: 5,
-                    got: 0,
-                },
-            ],
+            vec![Prompts { w: "a", max: 5, got: 2 }, Prompts { w: "b", max: 5, got: 0 }],
             counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
@@ -509,18 +378,7 @@ fn scripted_sequences_end_with_exact_counters() {
         (
             "window: lag 1 draws two batches",
             &lag1,
-            vec![
-                Prompts {
-                    w: "a",
-                    max: 5,
-                    got: 2,
-                },
-                Prompts {
-                    w: "b",
-                    max: 5,
-                    got: 0,
-                },
-            ],
+            vec![Prompts { w: "a", max: 5, got: 2 }, Prompts { w: "b", max: 5, got: 0 }],
             counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
@@ -528,19 +386,7 @@ fn scripted_sequences_end_with_exact_counters() {
         (
             "lease still live one ms before its deadline",
             &BASE,
-            vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Wait(TTL - 1),
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 0,
-                },
-            ],
+            vec![Prompts { w: "a", max: 2, got: 2 }, Wait(TTL - 1), Prompts { w: "b", max: 2, got: 0 }],
             counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
             RunState::Running,
@@ -549,45 +395,13 @@ fn scripted_sequences_end_with_exact_counters() {
             "expired at its deadline, handed out again, first submission wins",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
                 Wait(TTL),
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "b",
-                    g: 0,
-                    v: 0,
-                    key: "b0",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "a0",
-                    want: DONE,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "a1",
-                    want: OK,
-                },
-                Samples {
-                    w: "b",
-                    g: 1,
-                    v: 0,
-                    key: "b1",
-                    want: DONE,
-                },
+                Prompts { w: "b", max: 2, got: 2 },
+                Samples { w: "b", g: 0, v: 0, key: "b0", want: OK },
+                Samples { w: "a", g: 0, v: 0, key: "a0", want: DONE },
+                Samples { w: "a", g: 1, v: 0, key: "a1", want: OK },
+                Samples { w: "b", g: 1, v: 0, key: "b1", want: DONE },
             ],
             counters([2, 2, 0, 0, 0, 0, 2, 0, 2]),
             0,
@@ -597,33 +411,11 @@ fn scripted_sequences_end_with_exact_counters() {
             "same key and submission: first outcome, counted once",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "k",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "k",
-                    want: OK,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
+                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
                 Reopen,
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "k",
-                    want: OK,
-                },
+                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
             ],
             counters([2, 1, 0, 0, 0, 0, 0, 2, 0]),
             0,
@@ -633,25 +425,9 @@ fn scripted_sequences_end_with_exact_counters() {
             "same key, other submission: refused",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "k",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "k",
-                    want: Err("idempotency key `k`"),
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "k", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "k", want: Err("idempotency key `k`") },
             ],
             counters([2, 1, 0, 0, 0, 0, 0, 0, 0]),
             0,
@@ -661,18 +437,8 @@ fn scripted_sequences_end_with_exact_counters() {
             "a version from the future is refused",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 1,
-                    key: "k",
-                    want: Err("claims policy version 1"),
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 1, key: "k", want: Err("claims policy version 1") },
             ],
             counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
             0,
@@ -684,23 +450,9 @@ fn scripted_sequences_end_with_exact_counters() {
             [
                 &step1[..],
                 &[
-                    Prompts {
-                        w: "a",
-                        max: 2,
-                        got: 2,
-                    },
-                    Samples {
-                        w: "a",
-                        g: 0,
-                        v: 0,
-                        key: "old",
-                        want: Ok(Outcome::DroppedStale),
-                    },
-                    Prompts {
-                        w: "b",
-                        max: 2,
-                        got: 1,
-                    },
+                    Prompts { w: "a", max: 2, got: 2 },
+                    Samples { w: "a", g: 0, v: 0, key: "old", want: Ok(Outcome::DroppedStale) },
+                    Prompts { w: "b", max: 2, got: 1 },
                 ],
             ]
             .concat(),
@@ -712,91 +464,21 @@ fn scripted_sequences_end_with_exact_counters() {
             "stale when the batch forms (lag 1)",
             &lag1,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "s0",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "s1",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 1,
-                    got: 1,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: false,
-                    key: "r0",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(1),
-                },
-                Step {
-                    w: "l",
-                    key: "t0",
-                    want: OK,
-                },
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 1,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 1,
-                    key: "s2",
-                    want: OK,
-                },
-                Scoring {
-                    w: "q",
-                    max: 1,
-                    got: 1,
-                },
-                Scoring {
-                    w: "r",
-                    max: 1,
-                    got: 1,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: false,
-                    key: "r2",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(1),
-                },
-                Step {
-                    w: "l",
-                    key: "t1",
-                    want: OK,
-                },
-                Scores {
-                    w: "q",
-                    g: 0,
-                    equal: false,
-                    key: "r1",
-                    want: OK,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
+                Scoring { w: "r", max: 1, got: 1 },
+                Scores { w: "r", g: 0, equal: false, key: "r0", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t0", want: OK },
+                Prompts { w: "a", max: 2, got: 1 },
+                Samples { w: "a", g: 0, v: 1, key: "s2", want: OK },
+                Scoring { w: "q", max: 1, got: 1 },
+                Scoring { w: "r", max: 1, got: 1 },
+                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t1", want: OK },
+                Scores { w: "q", g: 0, equal: false, key: "r1", want: OK },
                 Batch { w: "l", got: None },
             ],
             counters([3, 3, 3, 2, 1, 0, 0, 0, 0]),
@@ -807,73 +489,18 @@ fn scripted_sequences_end_with_exact_counters() {
             "dynamic sampling drops all-equal groups and draws more",
             &dynamic,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "s0",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "s1",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 2,
-                    got: 2,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: true,
-                    key: "r0",
-                    want: Ok(Outcome::DroppedEqual),
-                },
-                Scores {
-                    w: "r",
-                    g: 1,
-                    equal: false,
-                    key: "r1",
-                    want: OK,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
+                Scoring { w: "r", max: 2, got: 2 },
+                Scores { w: "r", g: 0, equal: true, key: "r0", want: Ok(Outcome::DroppedEqual) },
+                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
                 Batch { w: "l", got: None },
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 1,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "s2",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 2,
-                    got: 1,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: false,
-                    key: "r2",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(2),
-                },
+                Prompts { w: "a", max: 2, got: 1 },
+                Samples { w: "a", g: 0, v: 0, key: "s2", want: OK },
+                Scoring { w: "r", max: 2, got: 1 },
+                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
+                Batch { w: "l", got: Some(2) },
             ],
             counters([3, 3, 3, 0, 0, 1, 0, 0, 0]),
             0,
@@ -883,48 +510,13 @@ fn scripted_sequences_end_with_exact_counters() {
             "without dynamic sampling all-equal groups train",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "s0",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "s1",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 2,
-                    got: 2,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: true,
-                    key: "r0",
-                    want: OK,
-                },
-                Scores {
-                    w: "r",
-                    g: 1,
-                    equal: true,
-                    key: "r1",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(2),
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
+                Scoring { w: "r", max: 2, got: 2 },
+                Scores { w: "r", g: 0, equal: true, key: "r0", want: OK },
+                Scores { w: "r", g: 1, equal: true, key: "r1", want: OK },
+                Batch { w: "l", got: Some(2) },
             ],
             counters([2, 2, 2, 0, 0, 0, 0, 0, 0]),
             0,
@@ -936,36 +528,14 @@ fn scripted_sequences_end_with_exact_counters() {
             [
                 &step1[..6],
                 &[
-                    Batch {
-                        w: "l",
-                        got: Some(2),
-                    },
+                    Batch { w: "l", got: Some(2) },
                     Batch { w: "m", got: None },
                     Wait(TTL),
-                    Batch {
-                        w: "m",
-                        got: Some(2),
-                    },
-                    Step {
-                        w: "l",
-                        key: "tl",
-                        want: Ok(Outcome::LeaseLost),
-                    },
-                    Step {
-                        w: "m",
-                        key: "tm",
-                        want: OK,
-                    },
-                    Step {
-                        w: "m",
-                        key: "tm",
-                        want: OK,
-                    },
-                    Step {
-                        w: "m",
-                        key: "tm2",
-                        want: DONE,
-                    },
+                    Batch { w: "m", got: Some(2) },
+                    Step { w: "l", key: "tl", want: Ok(Outcome::LeaseLost) },
+                    Step { w: "m", key: "tm", want: OK },
+                    Step { w: "m", key: "tm", want: OK },
+                    Step { w: "m", key: "tm2", want: DONE },
                 ],
             ]
             .concat(),
@@ -977,29 +547,13 @@ fn scripted_sequences_end_with_exact_counters() {
             "renewing keeps a lease from expiring",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
                 Wait(TTL - 1),
-                Renew {
-                    w: "a",
-                    role: Role::Actor,
-                    live: true,
-                },
+                Renew { w: "a", role: Role::Actor, live: true },
                 Wait(TTL - 1),
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 0,
-                },
+                Prompts { w: "b", max: 2, got: 0 },
                 Wait(1),
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 2,
-                },
+                Prompts { w: "b", max: 2, got: 2 },
             ],
             counters([2, 0, 0, 0, 0, 0, 2, 0, 0]),
             0,
@@ -1009,52 +563,16 @@ fn scripted_sequences_end_with_exact_counters() {
             "an expired lease revives until its work is handed out, finished work cannot be renewed",
             &BASE,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
                 Wait(TTL),
-                Renew {
-                    w: "a",
-                    role: Role::Actor,
-                    live: true,
-                },
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 0,
-                },
+                Renew { w: "a", role: Role::Actor, live: true },
+                Prompts { w: "b", max: 2, got: 0 },
                 Wait(TTL),
-                Prompts {
-                    w: "b",
-                    max: 2,
-                    got: 2,
-                },
-                Renew {
-                    w: "a",
-                    role: Role::Actor,
-                    live: false,
-                },
-                Samples {
-                    w: "b",
-                    g: 0,
-                    v: 0,
-                    key: "s0",
-                    want: OK,
-                },
-                Samples {
-                    w: "b",
-                    g: 1,
-                    v: 0,
-                    key: "s1",
-                    want: OK,
-                },
-                Renew {
-                    w: "b",
-                    role: Role::Actor,
-                    live: false,
-                },
+                Prompts { w: "b", max: 2, got: 2 },
+                Renew { w: "a", role: Role::Actor, live: false },
+                Samples { w: "b", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "b", g: 1, v: 0, key: "s1", want: OK },
+                Renew { w: "b", role: Role::Actor, live: false },
             ],
             counters([2, 2, 0, 0, 0, 0, 2, 0, 0]),
             0,
@@ -1066,45 +584,16 @@ fn scripted_sequences_end_with_exact_counters() {
             [
                 &step1[..6],
                 &[
-                    Batch {
-                        w: "l",
-                        got: Some(2),
-                    },
+                    Batch { w: "l", got: Some(2) },
                     Reopen,
-                    Batch {
-                        w: "l",
-                        got: Some(2),
-                    },
-                    Renew {
-                        w: "l",
-                        role: Role::Learner,
-                        live: true,
-                    },
+                    Batch { w: "l", got: Some(2) },
+                    Renew { w: "l", role: Role::Learner, live: true },
                     Wait(TTL),
-                    Batch {
-                        w: "m",
-                        got: Some(2),
-                    },
-                    Renew {
-                        w: "l",
-                        role: Role::Learner,
-                        live: false,
-                    },
-                    Step {
-                        w: "l",
-                        key: "tl",
-                        want: Ok(Outcome::LeaseLost),
-                    },
-                    Renew {
-                        w: "m",
-                        role: Role::Learner,
-                        live: true,
-                    },
-                    Step {
-                        w: "m",
-                        key: "tm",
-                        want: OK,
-                    },
+                    Batch { w: "m", got: Some(2) },
+                    Renew { w: "l", role: Role::Learner, live: false },
+                    Step { w: "l", key: "tl", want: Ok(Outcome::LeaseLost) },
+                    Renew { w: "m", role: Role::Learner, live: true },
+                    Step { w: "m", key: "tm", want: OK },
                 ],
             ]
             .concat(),
@@ -1115,18 +604,7 @@ fn scripted_sequences_end_with_exact_counters() {
         (
             "an expired batch not yet handed out is still accepted",
             &BASE,
-            [
-                &step1[..7],
-                &[
-                    Wait(TTL * 5),
-                    Step {
-                        w: "l",
-                        key: "t",
-                        want: OK,
-                    },
-                ],
-            ]
-            .concat(),
+            [&step1[..7], &[Wait(TTL * 5), Step { w: "l", key: "t", want: OK }]].concat(),
             counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
             1,
             RunState::Running,
@@ -1134,15 +612,7 @@ fn scripted_sequences_end_with_exact_counters() {
         (
             "the last step completes the run; its retry still answers",
             &one_step_run,
-            [
-                &step1[..],
-                &[Step {
-                    w: "l",
-                    key: "at",
-                    want: OK,
-                }],
-            ]
-            .concat(),
+            [&step1[..], &[Step { w: "l", key: "at", want: OK }]].concat(),
             counters([2, 2, 2, 2, 0, 0, 0, 1, 0]),
             1,
             RunState::Completed,
@@ -1151,87 +621,21 @@ fn scripted_sequences_end_with_exact_counters() {
             "an exhausted dataset ends with a smaller batch",
             &small,
             vec![
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 2,
-                },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 0,
-                    key: "s0",
-                    want: OK,
-                },
-                Samples {
-                    w: "a",
-                    g: 1,
-                    v: 0,
-                    key: "s1",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 2,
-                    got: 2,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: false,
-                    key: "r0",
-                    want: OK,
-                },
-                Scores {
-                    w: "r",
-                    g: 1,
-                    equal: false,
-                    key: "r1",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(2),
-                },
-                Step {
-                    w: "l",
-                    key: "t0",
-                    want: OK,
-                },
-                Prompts {
-                    w: "a",
-                    max: 2,
-                    got: 1,
-                },
+                Prompts { w: "a", max: 2, got: 2 },
+                Samples { w: "a", g: 0, v: 0, key: "s0", want: OK },
+                Samples { w: "a", g: 1, v: 0, key: "s1", want: OK },
+                Scoring { w: "r", max: 2, got: 2 },
+                Scores { w: "r", g: 0, equal: false, key: "r0", want: OK },
+                Scores { w: "r", g: 1, equal: false, key: "r1", want: OK },
+                Batch { w: "l", got: Some(2) },
+                Step { w: "l", key: "t0", want: OK },
+                Prompts { w: "a", max: 2, got: 1 },
                 Batch { w: "l", got: None },
-                Samples {
-                    w: "a",
-                    g: 0,
-                    v: 1,
-                    key: "s2",
-                    want: OK,
-                },
-                Scoring {
-                    w: "r",
-                    max: 2,
-                    got: 1,
-                },
-                Scores {
-                    w: "r",
-                    g: 0,
-                    equal: false,
-                    key: "r2",
-                    want: OK,
-                },
-                Batch {
-                    w: "l",
-                    got: Some(1),
-                },
-                Step {
-                    w: "l",
-                    key: "t1",
-                    want: OK,
-                },
+                Samples { w: "a", g: 0, v: 1, key: "s2", want: OK },
+                Scoring { w: "r", max: 2, got: 1 },
+                Scores { w: "r", g: 0, equal: false, key: "r2", want: OK },
+                Batch { w: "l", got: Some(1) },
+                Step { w: "l", key: "t1", want: OK },
             ],
             counters([3, 3, 3, 3, 0, 0, 0, 0, 0]),
             2,
@@ -1288,8 +692,7 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
     let mut learners: [Option<BatchLease>; 2] = [None, None];
     let mut seen = Seen::default();
     // Eval groups count no training event: the workers tell them by their example's row.
-    let eval_rows: std::collections::HashSet<u64> =
-        h.dataset.eval().iter().map(|x| x.row).collect();
+    let eval_rows: std::collections::HashSet<u64> = h.dataset.eval().iter().map(|x| x.row).collect();
     let mut keys: HashMap<String, Outcome> = HashMap::new();
     // Records an outcome under its key; returns true when it is the key's first outcome.
     let mut record = |key: String, outcome: Outcome, seen: &mut Seen| match keys.get(&key) {
@@ -1319,11 +722,7 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
         match rng.below(3) {
             0 => match &mut actors[w] {
                 None => {
-                    actors[w] = Some(
-                        h.sched
-                            .lease_prompts(&mut h.store, "a", 1 + rng.below(3) as usize, now)
-                            .unwrap(),
-                    )
+                    actors[w] = Some(h.sched.lease_prompts(&mut h.store, "a", 1 + rng.below(3) as usize, now).unwrap())
                 }
                 Some(lease) if lease.groups.is_empty() || rng.chance(5) => actors[w] = None,
                 Some(lease) => {
@@ -1335,10 +734,7 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
                         samples: samples(settings.group_size),
                     };
                     let key = format!("s-{}-{group_id}", lease.lease_id);
-                    let outcome = h
-                        .sched
-                        .submit_samples(&mut h.store, &key, &sub, now)
-                        .unwrap();
+                    let outcome = h.sched.submit_samples(&mut h.store, &key, &sub, now).unwrap();
                     if !rng.chance(20) {
                         lease.groups.remove(0);
                     }
@@ -1353,30 +749,20 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
             },
             1 => match &mut scorers[w] {
                 None => {
-                    scorers[w] = Some(
-                        h.sched
-                            .lease_scoring(&mut h.store, "r", 1 + rng.below(3) as usize, now)
-                            .unwrap(),
-                    )
+                    scorers[w] = Some(h.sched.lease_scoring(&mut h.store, "r", 1 + rng.below(3) as usize, now).unwrap())
                 }
                 Some(lease) if lease.jobs.is_empty() || rng.chance(5) => scorers[w] = None,
                 Some(lease) => {
                     let group_id = lease.jobs[0].group_id;
                     let equal = rng.chance(30);
-                    let rewards = (0..settings.group_size)
-                        .map(|k| if equal { 1.0 } else { k as f64 })
-                        .collect();
+                    let rewards = (0..settings.group_size).map(|k| if equal { 1.0 } else { k as f64 }).collect();
                     let key = format!("r-{}-{group_id}-{equal}", lease.lease_id);
                     let outcome = h
                         .sched
                         .submit_scores(
                             &mut h.store,
                             &key,
-                            &ScoresSubmission {
-                                group_id,
-                                rewards,
-                                components: vec![],
-                            },
+                            &ScoresSubmission { group_id, rewards, components: vec![] },
                             now,
                         )
                         .unwrap();
@@ -1421,34 +807,10 @@ fn simulate(seed: u64, settings: &Settings, reopen_every: Option<u64>) -> (Harne
 #[test]
 fn random_interleavings_keep_exact_books() {
     let variants = [
-        Settings {
-            total_steps: 4,
-            rows: 200,
-            ..BASE
-        },
-        Settings {
-            total_steps: 4,
-            rows: 200,
-            max_policy_lag: 1,
-            dynamic_sampling: true,
-            ..BASE
-        },
-        Settings {
-            total_steps: 4,
-            rows: 60,
-            max_policy_lag: 1,
-            eval_fraction: 0.1,
-            eval_every: 2,
-            ..BASE
-        },
-        Settings {
-            total_steps: 50,
-            rows: 12,
-            epochs: 2,
-            group_size: 3,
-            prompts_per_step: 3,
-            ..BASE
-        },
+        Settings { total_steps: 4, rows: 200, ..BASE },
+        Settings { total_steps: 4, rows: 200, max_policy_lag: 1, dynamic_sampling: true, ..BASE },
+        Settings { total_steps: 4, rows: 60, max_policy_lag: 1, eval_fraction: 0.1, eval_every: 2, ..BASE },
+        Settings { total_steps: 50, rows: 12, epochs: 2, group_size: 3, prompts_per_step: 3, ..BASE },
     ];
     for (v, settings) in variants.iter().enumerate() {
         for seed in 0..8 {
@@ -1464,25 +826,13 @@ fn random_interleavings_keep_exact_books() {
                 late: c.late_submissions,
                 replays: c.replays,
             };
-            assert_eq!(
-                seen, server,
-                "variant {v} seed {seed}: the workers' tally equals the counters"
-            );
+            assert_eq!(seen, server, "variant {v} seed {seed}: the workers' tally equals the counters");
             assert!(c.dropped_stale >= seen.dropped_stale_on_arrival);
             if settings.eval_every > 0 {
                 let evals = h.store.evals(h.run).unwrap();
-                let want: Vec<u64> = (0..=settings.total_steps)
-                    .step_by(settings.eval_every as usize)
-                    .collect();
-                assert_eq!(
-                    evals.iter().map(|e| e.0).collect::<Vec<_>>(),
-                    want,
-                    "variant {v} seed {seed}"
-                );
-                assert!(
-                    evals.iter().all(|e| e.2.is_some()),
-                    "variant {v} seed {seed}: every evaluation finished"
-                );
+                let want: Vec<u64> = (0..=settings.total_steps).step_by(settings.eval_every as usize).collect();
+                assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), want, "variant {v} seed {seed}");
+                assert!(evals.iter().all(|e| e.2.is_some()), "variant {v} seed {seed}: every evaluation finished");
             }
             let progress = h.store.progress(h.run).unwrap();
             if !settings.dynamic_sampling {
@@ -1500,11 +850,7 @@ fn random_interleavings_keep_exact_books() {
                     "variant {v} seed {seed}: ended early only when exhausted"
                 );
             }
-            assert_eq!(
-                stages.in_flight(),
-                0,
-                "variant {v} seed {seed}: nothing left in flight"
-            );
+            assert_eq!(stages.in_flight(), 0, "variant {v} seed {seed}: nothing left in flight");
         }
     }
 }
@@ -1513,13 +859,7 @@ fn random_interleavings_keep_exact_books() {
 fn a_restarted_coordinator_carries_on_where_it_stood() {
     // The same seeded workers against a coordinator that is closed and reopened every few
     // calls end in exactly the same state as against one that never stops.
-    let settings = Settings {
-        total_steps: 5,
-        rows: 100,
-        max_policy_lag: 1,
-        dynamic_sampling: true,
-        ..BASE
-    };
+    let settings = Settings { total_steps: 5, rows: 100, max_policy_lag: 1, dynamic_sampling: true, ..BASE };
     for seed in [3, 4] {
         let (steady, seen_steady) = simulate(seed, &settings, None);
         let (restarted, seen_restarted) = simulate(seed, &settings, Some(3));
@@ -1544,28 +884,21 @@ fn refusals_name_what_to_fix() {
     let gid = lease.groups[0].0;
     let mut bad_tokens = samples(2);
     bad_tokens[1].logprobs.pop();
-    let sub = |group_id, samples| SamplesSubmission {
-        group_id,
-        policy_version: 0,
-        samples,
-    };
+    let sub = |group_id, samples| SamplesSubmission { group_id, policy_version: 0, samples };
     let cases: Vec<(&str, Result<Outcome, LeaseError>, &str)> = vec![
         (
             "unknown group",
-            h.sched
-                .submit_samples(&mut h.store, "k1", &sub(999, samples(2)), 0),
+            h.sched.submit_samples(&mut h.store, "k1", &sub(999, samples(2)), 0),
             "group 999 is not part of run",
         ),
         (
             "too few samples",
-            h.sched
-                .submit_samples(&mut h.store, "k2", &sub(gid, samples(1)), 0),
+            h.sched.submit_samples(&mut h.store, "k2", &sub(gid, samples(1)), 0),
             "has 1 samples; send exactly G = 2",
         ),
         (
             "log-probs per token",
-            h.sched
-                .submit_samples(&mut h.store, "k3", &sub(gid, bad_tokens), 0),
+            h.sched.submit_samples(&mut h.store, "k3", &sub(gid, bad_tokens), 0),
             "sample 1 has 2 tokens but 1 log-probs",
         ),
         (
@@ -1573,11 +906,7 @@ fn refusals_name_what_to_fix() {
             h.sched.submit_scores(
                 &mut h.store,
                 "k4",
-                &ScoresSubmission {
-                    group_id: gid,
-                    rewards: vec![f64::NAN, 1.0],
-                    components: vec![],
-                },
+                &ScoresSubmission { group_id: gid, rewards: vec![f64::NAN, 1.0], components: vec![] },
                 0,
             ),
             "has reward NaN",
@@ -1587,11 +916,7 @@ fn refusals_name_what_to_fix() {
             h.sched.submit_scores(
                 &mut h.store,
                 "k5",
-                &ScoresSubmission {
-                    group_id: gid,
-                    rewards: vec![1.0],
-                    components: vec![],
-                },
+                &ScoresSubmission { group_id: gid, rewards: vec![1.0], components: vec![] },
                 0,
             ),
             "has 1 rewards",
@@ -1617,25 +942,11 @@ fn refusals_name_what_to_fix() {
         assert!(err.contains(want), "{name}: {err}");
         assert!(!err.ends_with('.'), "{name}: {err}");
     }
-    assert_eq!(
-        h.counters(),
-        counters([2, 0, 0, 0, 0, 0, 0, 0, 0]),
-        "refusals count nothing"
-    );
-    h.store
-        .set_state(h.run, RunState::Cancelled, "stopped by user", 1)
-        .unwrap();
-    let err = h
-        .sched
-        .lease_prompts(&mut h.store, "a", 2, 1)
-        .unwrap_err()
-        .to_string();
+    assert_eq!(h.counters(), counters([2, 0, 0, 0, 0, 0, 0, 0, 0]), "refusals count nothing");
+    h.store.set_state(h.run, RunState::Cancelled, "stopped by user", 1).unwrap();
+    let err = h.sched.lease_prompts(&mut h.store, "a", 2, 1).unwrap_err().to_string();
     assert!(err.contains("is cancelled"), "{err}");
-    let err = h
-        .sched
-        .submit_samples(&mut h.store, "k7", &sub(gid, samples(2)), 1)
-        .unwrap_err()
-        .to_string();
+    let err = h.sched.submit_samples(&mut h.store, "k7", &sub(gid, samples(2)), 1).unwrap_err().to_string();
     assert!(err.contains("is cancelled"), "{err}");
 }
 
@@ -1648,106 +959,53 @@ fn sft_runs_lease_batches_of_examples_straight_from_the_cursor() {
     let mut store = Store::open_in_memory().unwrap();
     let id = store.create_run(&spec, "", 0).unwrap();
     let run = store.set_state(id, RunState::Running, "", 0).unwrap();
-    let records = (0..3)
-        .map(|i| serde_json::json!({"q": format!("q{i}"), "a": format!("a{i}")}))
-        .collect();
+    let records = (0..3).map(|i| serde_json::json!({"q": format!("q{i}"), "a": format!("a{i}")})).collect();
     let ds = Arc::new(Dataset::from_records(records, &spec.dataset).unwrap());
     let sched = Scheduler::new(&run, ds, ttl()).unwrap();
-    let err = sched
-        .lease_prompts(&mut store, "a", 1, 0)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("run 1 is an SFT run: it has no generation work"),
-        "{err}"
-    );
-    let err = sched
-        .lease_scoring(&mut store, "r", 1, 0)
-        .unwrap_err()
-        .to_string();
+    let err = sched.lease_prompts(&mut store, "a", 1, 0).unwrap_err().to_string();
+    assert!(err.contains("run 1 is an SFT run: it has no generation work"), "{err}");
+    let err = sched.lease_scoring(&mut store, "r", 1, 0).unwrap_err().to_string();
     assert!(err.contains("no scoring work"), "{err}");
 
     // (time, expected batch size or none, submit the step)
-    let script: &[(Millis, Option<usize>, bool)] = &[
-        (0, Some(2), false),
-        (1, None, false),
-        (TTL, Some(2), true),
-        (TTL, Some(1), true),
-    ];
+    let script: &[(Millis, Option<usize>, bool)] =
+        &[(0, Some(2), false), (1, None, false), (TTL, Some(2), true), (TTL, Some(1), true)];
     let mut answers = Vec::new();
     for (i, &(now, size, step)) in script.iter().enumerate() {
-        let batch = sched
-            .lease_batch(&mut store, if i == 1 { "other" } else { "l" }, now)
-            .unwrap();
+        let batch = sched.lease_batch(&mut store, if i == 1 { "other" } else { "l" }, now).unwrap();
         assert_eq!(batch.as_ref().map(|b| b.groups.len()), size, "lease {i}");
         let Some(batch) = batch else { continue };
-        assert!(
-            batch
-                .groups
-                .iter()
-                .all(|g| g.samples.is_empty() && g.rewards.is_empty())
-        );
+        assert!(batch.groups.iter().all(|g| g.samples.is_empty() && g.rewards.is_empty()));
         if step {
-            answers.extend(
-                batch
-                    .groups
-                    .iter()
-                    .map(|g| g.example.answer.clone().unwrap()),
-            );
+            answers.extend(batch.groups.iter().map(|g| g.example.answer.clone().unwrap()));
             let sub = StepSubmission {
                 lease_id: batch.lease_id,
                 step: batch.step,
                 metrics: serde_json::json!({}),
                 unpublished: false,
             };
-            assert_eq!(
-                sched
-                    .submit_step(&mut store, &format!("t{i}"), &sub, now)
-                    .unwrap(),
-                Outcome::Accepted
-            );
+            assert_eq!(sched.submit_step(&mut store, &format!("t{i}"), &sub, now).unwrap(), Outcome::Accepted);
         }
     }
     answers.sort();
     assert_eq!(answers, ["a0", "a1", "a2"], "every example trained once");
     let run = store.run(id).unwrap();
-    assert_eq!(
-        (run.state, run.message.as_str()),
-        (RunState::Completed, "dataset exhausted after 2 of 5 steps")
-    );
+    assert_eq!((run.state, run.message.as_str()), (RunState::Completed, "dataset exhausted after 2 of 5 steps"));
     let c = store.progress(id).unwrap().counters;
-    assert_eq!(
-        (c.prompts_drawn, c.groups_trained, c.leases_expired),
-        (3, 3, 2)
-    );
+    assert_eq!((c.prompts_drawn, c.groups_trained, c.leases_expired), (3, 3, 2));
 }
 
 #[test]
 fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
     // 10 rows, 2 held out; evaluate at versions 0 and 2 (the last), G = 2, one prompt per step.
-    let settings = Settings {
-        prompts_per_step: 1,
-        total_steps: 2,
-        rows: 10,
-        eval_fraction: 0.2,
-        eval_every: 2,
-        ..BASE
-    };
+    let settings =
+        Settings { prompts_per_step: 1, total_steps: 2, rows: 10, eval_fraction: 0.2, eval_every: 2, ..BASE };
     let mut h = Harness::new(&settings);
     let eval_rows: Vec<u64> = h.dataset.eval().iter().map(|x| x.row).collect();
-    let sub = |group_id, v| SamplesSubmission {
-        group_id,
-        policy_version: v,
-        samples: samples(2),
+    let sub = |group_id, v| SamplesSubmission { group_id, policy_version: v, samples: samples(2) };
+    let scores = |group_id, rewards: Vec<f64>, components: Vec<std::collections::BTreeMap<String, f64>>| {
+        ScoresSubmission { group_id, rewards, components }
     };
-    let scores =
-        |group_id, rewards: Vec<f64>, components: Vec<std::collections::BTreeMap<String, f64>>| {
-            ScoresSubmission {
-                group_id,
-                rewards,
-                components,
-            }
-        };
     let (s, st) = (&h.sched, &mut h.store);
 
     // Version 0: the two eval groups come before the training prompt.
@@ -1756,62 +1014,24 @@ fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
     assert_eq!(&rows[..2], &eval_rows[..], "eval groups first");
     assert!(!eval_rows.contains(&rows[2]), "then a training prompt");
     let (e1, e2, t1) = (lease.groups[0].0, lease.groups[1].0, lease.groups[2].0);
-    assert_eq!(
-        s.submit_samples(st, "t1", &sub(t1, 0), 0).unwrap(),
-        Outcome::Accepted
-    );
+    assert_eq!(s.submit_samples(st, "t1", &sub(t1, 0), 0).unwrap(), Outcome::Accepted);
     s.lease_scoring(st, "r", 1, 0).unwrap();
-    assert_eq!(
-        s.submit_scores(st, "rt1", &scores(t1, vec![1.0, 0.0], vec![]), 0)
-            .unwrap(),
-        Outcome::Accepted
-    );
-    assert!(
-        s.lease_batch(st, "l", 0).unwrap().is_none(),
-        "the learner waits for the evaluation's samples"
-    );
+    assert_eq!(s.submit_scores(st, "rt1", &scores(t1, vec![1.0, 0.0], vec![]), 0).unwrap(), Outcome::Accepted);
+    assert!(s.lease_batch(st, "l", 0).unwrap().is_none(), "the learner waits for the evaluation's samples");
     for (k, g) in [("e1", e1), ("e2", e2)] {
-        assert_eq!(
-            s.submit_samples(st, k, &sub(g, 0), 0).unwrap(),
-            Outcome::Accepted
-        );
+        assert_eq!(s.submit_samples(st, k, &sub(g, 0), 0).unwrap(), Outcome::Accepted);
     }
-    let batch = s
-        .lease_batch(st, "l", 0)
-        .unwrap()
-        .expect("a batch once the eval is sampled");
-    let step = StepSubmission {
-        lease_id: batch.lease_id,
-        step: 0,
-        metrics: serde_json::json!({}),
-        unpublished: false,
-    };
-    assert_eq!(
-        s.submit_step(st, "step0", &step, 0).unwrap(),
-        Outcome::Accepted
-    );
+    let batch = s.lease_batch(st, "l", 0).unwrap().expect("a batch once the eval is sampled");
+    let step = StepSubmission { lease_id: batch.lease_id, step: 0, metrics: serde_json::json!({}), unpublished: false };
+    assert_eq!(s.submit_step(st, "step0", &step, 0).unwrap(), Outcome::Accepted);
     let jobs = s.lease_scoring(st, "r", 8, 0).unwrap();
-    assert_eq!(
-        jobs.jobs.iter().map(|j| j.group_id).collect::<Vec<_>>(),
-        vec![e1, e2]
-    );
+    assert_eq!(jobs.jobs.iter().map(|j| j.group_id).collect::<Vec<_>>(), vec![e1, e2]);
     // pass@1: the `accuracy` component when present, else the reward, judged > 0.
     let acc = |a: f64| std::collections::BTreeMap::from([("accuracy".to_string(), a)]);
-    assert_eq!(
-        s.submit_scores(st, "re1", &scores(e1, vec![1.0, 0.0], vec![]), 0)
-            .unwrap(),
-        Outcome::Evaluated
-    );
-    assert_eq!(
-        st.evals(h.run).unwrap(),
-        vec![(0, 2, None)],
-        "not complete with one group left"
-    );
+    assert_eq!(s.submit_scores(st, "re1", &scores(e1, vec![1.0, 0.0], vec![]), 0).unwrap(), Outcome::Evaluated);
+    assert_eq!(st.evals(h.run).unwrap(), vec![(0, 2, None)], "not complete with one group left");
     let with_components = scores(e2, vec![0.5, 0.5], vec![acc(1.0), acc(0.0)]);
-    assert_eq!(
-        s.submit_scores(st, "re2", &with_components, 0).unwrap(),
-        Outcome::Evaluated
-    );
+    assert_eq!(s.submit_scores(st, "re2", &with_components, 0).unwrap(), Outcome::Evaluated);
     assert_eq!(st.evals(h.run).unwrap(), vec![(0, 2, Some(0.5))]);
 
     // Version 1 trains; version 2 is the last and its evaluation must finish the run.
@@ -1820,59 +1040,27 @@ fn evaluations_come_first_block_the_next_step_and_score_pass_at_1() {
     let t2 = lease.groups[0].0;
     s.submit_samples(st, "t2", &sub(t2, 1), 1).unwrap();
     s.lease_scoring(st, "r", 1, 1).unwrap();
-    s.submit_scores(st, "rt2", &scores(t2, vec![0.0, 1.0], vec![]), 1)
-        .unwrap();
+    s.submit_scores(st, "rt2", &scores(t2, vec![0.0, 1.0], vec![]), 1).unwrap();
     let batch = s.lease_batch(st, "l", 1).unwrap().unwrap();
-    let step = StepSubmission {
-        lease_id: batch.lease_id,
-        step: 1,
-        metrics: serde_json::json!({}),
-        unpublished: false,
-    };
+    let step = StepSubmission { lease_id: batch.lease_id, step: 1, metrics: serde_json::json!({}), unpublished: false };
     s.submit_step(st, "step1", &step, 1).unwrap();
-    assert_eq!(
-        st.run(h.run).unwrap().state,
-        RunState::Running,
-        "the final evaluation is pending"
-    );
+    assert_eq!(st.run(h.run).unwrap().state, RunState::Running, "the final evaluation is pending");
     let lease = s.lease_prompts(st, "a", 8, 2).unwrap();
     assert_eq!(lease.groups.len(), 2, "only the evaluation is left");
     let (e3, e4) = (lease.groups[0].0, lease.groups[1].0);
-    assert_eq!(
-        s.submit_samples(st, "old", &sub(e3, 1), 2).unwrap(),
-        Outcome::DroppedStale,
-        "wrong version"
-    );
+    assert_eq!(s.submit_samples(st, "old", &sub(e3, 1), 2).unwrap(), Outcome::DroppedStale, "wrong version");
     let again = s.lease_prompts(st, "b", 8, 2).unwrap();
-    assert_eq!(
-        again.groups.iter().map(|g| g.0).collect::<Vec<_>>(),
-        vec![e3],
-        "handed out again at once"
-    );
+    assert_eq!(again.groups.iter().map(|g| g.0).collect::<Vec<_>>(), vec![e3], "handed out again at once");
     for (k, g) in [("e3", e3), ("e4", e4)] {
-        assert_eq!(
-            s.submit_samples(st, k, &sub(g, 2), 2).unwrap(),
-            Outcome::Accepted
-        );
+        assert_eq!(s.submit_samples(st, k, &sub(g, 2), 2).unwrap(), Outcome::Accepted);
     }
     s.lease_scoring(st, "r", 8, 2).unwrap();
     for (k, g) in [("re3", e3), ("re4", e4)] {
-        assert_eq!(
-            s.submit_scores(st, k, &scores(g, vec![1.0, 1.0], vec![]), 2)
-                .unwrap(),
-            Outcome::Evaluated
-        );
+        assert_eq!(s.submit_scores(st, k, &scores(g, vec![1.0, 1.0], vec![]), 2).unwrap(), Outcome::Evaluated);
     }
-    assert_eq!(
-        st.evals(h.run).unwrap(),
-        vec![(0, 2, Some(0.5)), (2, 2, Some(1.0))]
-    );
+    assert_eq!(st.evals(h.run).unwrap(), vec![(0, 2, Some(0.5)), (2, 2, Some(1.0))]);
     assert_eq!(st.run(h.run).unwrap().state, RunState::Completed);
-    assert_eq!(
-        h.counters(),
-        counters([2, 2, 2, 2, 0, 0, 0, 0, 0]),
-        "evaluation counts no training event"
-    );
+    assert_eq!(h.counters(), counters([2, 2, 2, 2, 0, 0, 0, 0, 0]), "evaluation counts no training event");
     h.check_books("after evaluations");
 }
 
@@ -1896,14 +1084,7 @@ fn a_run_rolled_back_to_a_checkpoint_ends_as_if_it_never_went_past_it() {
     let lag1 = Settings { max_policy_lag: 1, prompts_per_step: 1, total_steps: 3, ..BASE };
     let dynamic = Settings { dynamic_sampling: true, total_steps: 2, ..BASE };
     // One held-out example evaluated at versions 0 and 2; the learner waits for each.
-    let evals = Settings {
-        prompts_per_step: 1,
-        total_steps: 3,
-        rows: 10,
-        eval_fraction: 0.1,
-        eval_every: 2,
-        ..BASE
-    };
+    let evals = Settings { prompts_per_step: 1, total_steps: 3, rows: 10, eval_fraction: 0.1, eval_every: 2, ..BASE };
     let rb = |to| RollbackTo { to, key: "rb", want: Ok(()) };
     // (name, settings, the run up to its checkpoint, the work after it that the rollback
     // undoes, the work after the rollback). The reference run does the first and the last.
@@ -2060,7 +1241,11 @@ fn late_work_after_a_rollback_is_lost_work_and_its_refusals_say_what_to_do() {
             Scores { w: "r", g: 1, equal: false, key: "r3", want: OK },
             Batch { w: "l", got: Some(2) },
             Step { w: "l", key: "t1", want: OK },
-            RollbackTo { to: 2, key: "x", want: Err("has no checkpoint of step 2 to roll back to; roll back to a recorded step") },
+            RollbackTo {
+                to: 2,
+                key: "x",
+                want: Err("has no checkpoint of step 2 to roll back to; roll back to a recorded step"),
+            },
             // Version 2: drawn, generated, scored and leased, never stepped.
             Prompts { w: "a", max: 8, got: 2 },
             Samples { w: "a", g: 0, v: 2, key: "a4", want: OK },
@@ -2081,7 +1266,11 @@ fn late_work_after_a_rollback_is_lost_work_and_its_refusals_say_what_to_do() {
             Renew { w: "l", role: Role::Learner, live: false },
             // The same rollback again is answered again; its key for another step is refused.
             RollbackTo { to: 1, key: "rb", want: Ok(()) },
-            RollbackTo { to: 0, key: "rb", want: Err("`rb` was already used for a rollback to another step; use a fresh key") },
+            RollbackTo {
+                to: 0,
+                key: "rb",
+                want: Err("`rb` was already used for a rollback to another step; use a fresh key"),
+            },
             // A key used after the checkpoint is forgotten: its samples (of version 1, which
             // still exists) are judged again and accepted.
             Samples { w: "b", g: 0, v: 1, key: "b0", want: OK },
@@ -2127,7 +1316,10 @@ fn poison_groups_fail_after_max_attempts() {
     let third = h.sched.lease_prompts(&mut h.store, "c", 1, h.now).unwrap();
     assert_eq!(third.groups[0].0, g, "two failed attempts of three");
     // A report from a lease that no longer holds the group is late.
-    assert_eq!(h.sched.fail_group(&mut h.store, "f2", &failure(second.lease_id, g), h.now).unwrap(), Outcome::AlreadyDone);
+    assert_eq!(
+        h.sched.fail_group(&mut h.store, "f2", &failure(second.lease_id, g), h.now).unwrap(),
+        Outcome::AlreadyDone
+    );
     // Attempt 3: fails for good; a new prompt takes its slot.
     assert_eq!(h.sched.fail_group(&mut h.store, "f3", &failure(third.lease_id, g), h.now).unwrap(), Outcome::Failed);
     let next = h.sched.lease_prompts(&mut h.store, "d", 1, h.now).unwrap();
@@ -2161,7 +1353,10 @@ fn a_learner_fails_a_group_at_once_and_trains_the_rest() {
     assert_eq!(batch.groups.len(), 2);
     let bad = batch.groups[0].group_id;
     assert_eq!(h.sched.fail_group(&mut h.store, "t", &failure(batch.lease_id, bad), h.now).unwrap(), Outcome::Failed);
-    assert!(h.sched.renew(&mut h.store, batch.lease_id, h.now).unwrap().is_some(), "the rest of the batch is still held");
+    assert!(
+        h.sched.renew(&mut h.store, batch.lease_id, h.now).unwrap().is_some(),
+        "the rest of the batch is still held"
+    );
     let step = StepSubmission { lease_id: batch.lease_id, step: 0, metrics: serde_json::json!({}), unpublished: false };
     assert_eq!(h.sched.submit_step(&mut h.store, "step", &step, h.now).unwrap(), Outcome::Accepted);
     let c = h.counters();

@@ -27,14 +27,7 @@ struct Server {
 }
 
 async fn start(dir: &Path, limits: Limits) -> Server {
-    let core = Arc::new(
-        Coordinator::open(
-            &dir.join("r1.db"),
-            Arc::new(SystemClock),
-            LeaseTtl::default(),
-        )
-        .unwrap(),
-    );
+    let core = Arc::new(Coordinator::open(&dir.join("r1.db"), Arc::new(SystemClock), LeaseTtl::default()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -43,10 +36,7 @@ async fn start(dir: &Path, limits: Limits) -> Server {
         let _ = stopped.await;
     }));
     // The client accepts far more than the server, so that only the server's limit applies.
-    let cfg = ClientConfig {
-        max_message_bytes: 64 << 20,
-        ..ClientConfig::new(format!("http://{addr}"))
-    };
+    let cfg = ClientConfig { max_message_bytes: 64 << 20, ..ClientConfig::new(format!("http://{addr}")) };
     let channel = client::connect(&cfg).await.unwrap();
     Server {
         core,
@@ -66,11 +56,7 @@ fn spec(data: &Path, padding: usize) -> String {
 
 fn dataset(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("d.jsonl");
-    std::fs::write(
-        &data,
-        "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"2+2\", \"a\": \"4\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"2+2\", \"a\": \"4\"}\n").unwrap();
     data
 }
 
@@ -95,9 +81,7 @@ fn hold_store(core: &Arc<Coordinator>) -> std::sync::mpsc::Sender<()> {
 
 fn with_timeout<T>(message: T, timeout: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("grpc-timeout", timeout.parse().unwrap());
+    request.metadata_mut().insert("grpc-timeout", timeout.parse().unwrap());
     request
 }
 
@@ -106,84 +90,41 @@ async fn message_size_at_the_limit_passes_and_one_byte_over_is_out_of_range() {
     const LIMIT: usize = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
-    let s = start(
-        dir.path(),
-        Limits {
-            max_message_bytes: LIMIT,
-            ..Limits::default()
-        },
-    )
-    .await;
-    let base = pb::SubmitRunRequest {
-        spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))),
-    }
-    .encoded_len();
+    let s = start(dir.path(), Limits { max_message_bytes: LIMIT, ..Limits::default() }).await;
+    let base = pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))) }.encoded_len();
     // A request of exactly `size` encoded bytes (the string's length prefix is one byte longer past 16 KiB).
     let sized = |size: usize| {
         let padding = size - base - 1;
-        let request = pb::SubmitRunRequest {
-            spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, padding))),
-        };
+        let request = pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, padding))) };
         assert_eq!(request.encoded_len(), size);
         request
     };
     // (encoded size, expected code)
-    let cases = [
-        (LIMIT - 1, Code::Ok),
-        (LIMIT, Code::Ok),
-        (LIMIT + 1, Code::OutOfRange),
-        (2 * LIMIT, Code::OutOfRange),
-    ];
+    let cases =
+        [(LIMIT - 1, Code::Ok), (LIMIT, Code::Ok), (LIMIT + 1, Code::OutOfRange), (2 * LIMIT, Code::OutOfRange)];
     for (size, want) in cases {
         let got = s.runs.clone().submit(sized(size)).await;
-        assert_eq!(
-            code(&got),
-            want,
-            "RunService.Submit of {size} bytes: {got:?}"
-        );
+        assert_eq!(code(&got), want, "RunService.Submit of {size} bytes: {got:?}");
         if let Err(status) = got {
-            assert!(
-                status.message().contains("too large"),
-                "{}",
-                status.message()
-            );
+            assert!(status.message().contains("too large"), "{}", status.message());
         }
     }
 
     // WorkService has the same limit.
-    let run = s
-        .runs
-        .clone()
-        .list(pb::ListRunsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .runs[0]
-        .id;
+    let run = s.runs.clone().list(pb::ListRunsRequest {}).await.unwrap().into_inner().runs[0].id;
     let samples = |size: usize| pb::SubmitSamplesRequest {
         run_id: run,
         idempotency_key: "k".into(),
         group_id: 1,
         policy_version: 0,
-        samples: vec![pb::Sample {
-            text: "y".repeat(size),
-            ..Default::default()
-        }],
+        samples: vec![pb::Sample { text: "y".repeat(size), ..Default::default() }],
     };
     let over = samples(LIMIT).encoded_len() - LIMIT;
-    for (size, want) in [
-        (LIMIT - over, Code::NotFound),
-        (LIMIT - over + 1, Code::OutOfRange),
-    ] {
+    for (size, want) in [(LIMIT - over, Code::NotFound), (LIMIT - over + 1, Code::OutOfRange)] {
         // Within the limit the handler runs: the group was never leased, so NOT_FOUND.
         let request = samples(size);
         let got = s.work.clone().submit_samples(request.clone()).await;
-        assert_eq!(
-            code(&got),
-            want,
-            "WorkService.SubmitSamples of {} bytes: {got:?}",
-            request.encoded_len()
-        );
+        assert_eq!(code(&got), want, "WorkService.SubmitSamples of {} bytes: {got:?}", request.encoded_len());
     }
 }
 
@@ -199,21 +140,11 @@ async fn the_request_past_the_concurrency_limit_waits_or_is_refused() {
     for (when_busy, timeout, want, answers_while_held) in cases {
         let dir = tempfile::tempdir().unwrap();
         let data = dataset(dir.path());
-        let s = start(
-            dir.path(),
-            Limits {
-                max_concurrent_requests: 2,
-                when_busy,
-                ..Limits::default()
-            },
-        )
-        .await;
+        let s = start(dir.path(), Limits { max_concurrent_requests: 2, when_busy, ..Limits::default() }).await;
         let run = s
             .runs
             .clone()
-            .submit(pb::SubmitRunRequest {
-                spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))),
-            })
+            .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))) })
             .await
             .unwrap()
             .into_inner()
@@ -224,12 +155,7 @@ async fn the_request_past_the_concurrency_limit_waits_or_is_refused() {
         let (mut runs, mut work) = (s.runs.clone(), s.work.clone());
         let get = tokio::spawn(async move { runs.get(pb::GetRunRequest { id: run }).await });
         let lease = tokio::spawn(async move {
-            work.lease_scoring(pb::LeaseScoringRequest {
-                run_id: run,
-                worker: "w".into(),
-                max_groups: 1,
-            })
-            .await
+            work.lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "w".into(), max_groups: 1 }).await
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -244,37 +170,20 @@ async fn the_request_past_the_concurrency_limit_waits_or_is_refused() {
             (r, started.elapsed())
         });
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert_eq!(
-            extra.is_finished(),
-            answers_while_held,
-            "{when_busy:?} {timeout:?}"
-        );
+        assert_eq!(extra.is_finished(), answers_while_held, "{when_busy:?} {timeout:?}");
         release.send(()).unwrap();
         let (got, took) = extra.await.unwrap();
         assert_eq!(code(&got), want, "{when_busy:?} {timeout:?}: {got:?}");
         match want {
             Code::ResourceExhausted => {
-                assert!(
-                    took < Duration::from_millis(500),
-                    "refused at once, not after {took:?}"
-                );
-                assert!(
-                    got.unwrap_err()
-                        .message()
-                        .contains("limits.max_concurrent_requests")
-                );
+                assert!(took < Duration::from_millis(500), "refused at once, not after {took:?}");
+                assert!(got.unwrap_err().message().contains("limits.max_concurrent_requests"));
             }
             Code::DeadlineExceeded => {
-                assert!(
-                    (Duration::from_millis(250)..Duration::from_millis(1000)).contains(&took),
-                    "{took:?}"
-                );
+                assert!((Duration::from_millis(250)..Duration::from_millis(1000)).contains(&took), "{took:?}");
                 assert!(got.unwrap_err().message().contains("nothing was applied"));
             }
-            _ => assert!(
-                took >= Duration::from_millis(1000),
-                "it waited for a slot: {took:?}"
-            ),
+            _ => assert!(took >= Duration::from_millis(1000), "it waited for a slot: {took:?}"),
         }
         assert_eq!(code(&get.await.unwrap()), Code::Ok);
         assert_eq!(code(&lease.await.unwrap()), Code::Ok);
@@ -289,9 +198,7 @@ async fn a_deadline_that_passes_before_the_transaction_applies_nothing() {
     let run = s
         .runs
         .clone()
-        .submit(pb::SubmitRunRequest {
-            spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))),
-        })
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec(&data, 0))) })
         .await
         .unwrap()
         .into_inner()
@@ -299,11 +206,7 @@ async fn a_deadline_that_passes_before_the_transaction_applies_nothing() {
     let lease = s
         .work
         .clone()
-        .lease_prompts(pb::LeasePromptsRequest {
-            run_id: run,
-            worker: "actor".into(),
-            max_groups: 1,
-        })
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "actor".into(), max_groups: 1 })
         .await
         .unwrap()
         .into_inner();
@@ -334,17 +237,10 @@ async fn a_deadline_that_passes_before_the_transaction_applies_nothing() {
     // The store is busy for 1.5 s; the submission allows 300 ms.
     let release = hold_store(&s.core);
     let started = Instant::now();
-    let got = s
-        .work
-        .clone()
-        .submit_samples(with_timeout(submission.clone(), "300m"))
-        .await;
+    let got = s.work.clone().submit_samples(with_timeout(submission.clone(), "300m")).await;
     let took = started.elapsed();
     assert_eq!(code(&got), Code::DeadlineExceeded, "{got:?}");
-    assert!(
-        took < Duration::from_millis(1200),
-        "answered at its deadline, not when the store was free: {took:?}"
-    );
+    assert!(took < Duration::from_millis(1200), "answered at its deadline, not when the store was free: {took:?}");
     tokio::time::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
     release.send(()).unwrap();
 
@@ -354,31 +250,12 @@ async fn a_deadline_that_passes_before_the_transaction_applies_nothing() {
         let c = s.counters.unwrap();
         (c.groups_generated, c.replays)
     };
-    let status = s
-        .runs
-        .clone()
-        .get(pb::GetRunRequest { id: run })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = s.runs.clone().get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
     assert_eq!(counters(status), (0, 0));
     for replays in [0, 1] {
-        let outcome = s
-            .work
-            .clone()
-            .submit_samples(submission.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .outcome;
+        let outcome = s.work.clone().submit_samples(submission.clone()).await.unwrap().into_inner().outcome;
         assert_eq!(outcome, pb::SubmitOutcome::Accepted as i32);
-        let status = s
-            .runs
-            .clone()
-            .get(pb::GetRunRequest { id: run })
-            .await
-            .unwrap()
-            .into_inner();
+        let status = s.runs.clone().get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
         assert_eq!(counters(status), (1, replays));
     }
 }
@@ -402,10 +279,9 @@ fn grpc_timeout_headers() {
         let now = tokio::time::Instant::now();
         let got = r1_coordinator::service::deadline_of(&request).map(|d| d - now);
         match (got, want) {
-            (Some(got), Some(want)) => assert!(
-                got.abs_diff(want) < Duration::from_millis(5),
-                "{header}: {got:?} vs {want:?}"
-            ),
+            (Some(got), Some(want)) => {
+                assert!(got.abs_diff(want) < Duration::from_millis(5), "{header}: {got:?} vs {want:?}")
+            }
             (None, None) => {}
             _ => panic!("{header}: {got:?} vs {want:?}"),
         }
@@ -429,26 +305,14 @@ async fn an_oversize_run_name_is_refused_with_its_limit() {
     ];
     for (name, want) in cases {
         let text = spec(&data, 0).replace("name = 'limits'", &format!("name = '{name}'"));
-        let got = s
-            .runs
-            .clone()
-            .submit(pb::SubmitRunRequest {
-                spec: Some(pb::submit_run_request::Spec::Toml(text)),
-            })
-            .await;
+        let got =
+            s.runs.clone().submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(text)) }).await;
         assert_eq!(code(&got), want, "a name of {} bytes", name.len());
         if let Err(status) = got {
             let limit = format!("the limit is {MAX_NAME_BYTES} bytes");
             assert!(status.message().contains(&limit), "{}", status.message());
         }
     }
-    let runs = s
-        .runs
-        .clone()
-        .list(pb::ListRunsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .runs;
+    let runs = s.runs.clone().list(pb::ListRunsRequest {}).await.unwrap().into_inner().runs;
     assert_eq!(runs.len(), 1, "only the name at the limit is stored");
 }

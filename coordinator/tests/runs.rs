@@ -31,22 +31,14 @@ fn write(path: &Path, rows: &[&str]) {
 }
 
 fn open(db: &Path) -> Coordinator {
-    Coordinator::open(
-        db,
-        Arc::new(TestClock(AtomicI64::new(1000))),
-        LeaseTtl::default(),
-    )
-    .unwrap()
+    Coordinator::open(db, Arc::new(TestClock(AtomicI64::new(1000))), LeaseTtl::default()).unwrap()
 }
 
 #[test]
 fn bad_submissions_are_refused_before_anything_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.jsonl");
-    write(
-        &good,
-        &[r#"{"q": "1+1", "a": "2"}"#, r#"{"q": "2+2", "a": "4"}"#],
-    );
+    write(&good, &[r#"{"q": "1+1", "a": "2"}"#, r#"{"q": "2+2", "a": "4"}"#]);
     let bad = dir.path().join("bad.jsonl");
     write(&bad, &[r#"{"q": "1+1", "a": "2"}"#, r#"{"q": "2+2"}"#]);
     let core = open(&dir.path().join("r1.db"));
@@ -64,10 +56,7 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
     // (spec, expected error text)
     let cases: Vec<(RunSpec, &str)> = vec![
         (spec(&bad, ""), "row 2 field `answer` is missing"),
-        (
-            spec(&dir.path().join("missing.jsonl"), ""),
-            "cannot read dataset",
-        ),
+        (spec(&dir.path().join("missing.jsonl"), ""), "cannot read dataset"),
         (zero_steps, "schedule.total_steps"),
     ];
     for (spec, want) in cases {
@@ -75,17 +64,10 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
         assert!(err.contains(want), "{err}");
     }
     assert!(core.list().unwrap().is_empty(), "nothing recorded");
-    assert_eq!(
-        core.submit(sft).unwrap().run.state,
-        RunState::Running,
-        "SFT runs are scheduled"
-    );
+    assert_eq!(core.submit(sft).unwrap().run.state, RunState::Running, "SFT runs are scheduled");
     assert_eq!(core.list().unwrap().len(), 1);
     let ok = core.submit(spec(&good, "")).unwrap();
-    assert_eq!(
-        (ok.run.state, ok.progress.step, ok.run.created_ms),
-        (RunState::Running, 0, 1000)
-    );
+    assert_eq!((ok.run.state, ok.progress.step, ok.run.created_ms), (RunState::Running, 0, 1000));
     assert_eq!(core.list().unwrap().len(), 2);
 }
 
@@ -93,37 +75,19 @@ fn bad_submissions_are_refused_before_anything_is_recorded() {
 fn cancel_stops_the_handing_out_of_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
-    write(
-        &data,
-        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
-    );
+    write(&data, &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#]);
     let core = open(&dir.path().join("r1.db"));
     let id = core.submit(spec(&data, "")).unwrap().run.id;
     let sched = core.scheduler(id).unwrap();
-    core.with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000))
-        .unwrap();
+    core.with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000)).unwrap();
     let cancelled = core.cancel(id, "").unwrap();
-    assert_eq!(
-        (cancelled.run.state, cancelled.run.message.as_str()),
-        (RunState::Cancelled, "cancelled by request")
-    );
+    assert_eq!((cancelled.run.state, cancelled.run.message.as_str()), (RunState::Cancelled, "cancelled by request"));
     assert!(matches!(core.scheduler(id), Err(RunsError::NotRunning(_))));
-    let err = core
-        .with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000))
-        .unwrap_err();
+    let err = core.with_store_locked(|s| sched.lease_prompts(s, "a", 1, 1000)).unwrap_err();
     assert!(err.to_string().contains("is cancelled"), "{err}");
-    assert!(matches!(
-        core.cancel(id, "again"),
-        Err(RunsError::Store(StoreError::BadTransition { .. }))
-    ));
-    assert!(matches!(
-        core.cancel(42, ""),
-        Err(RunsError::Store(StoreError::RunNotFound(42)))
-    ));
-    assert!(matches!(
-        core.scheduler(42),
-        Err(RunsError::Store(StoreError::RunNotFound(42)))
-    ));
+    assert!(matches!(core.cancel(id, "again"), Err(RunsError::Store(StoreError::BadTransition { .. }))));
+    assert!(matches!(core.cancel(42, ""), Err(RunsError::Store(StoreError::RunNotFound(42)))));
+    assert!(matches!(core.scheduler(42), Err(RunsError::Store(StoreError::RunNotFound(42)))));
 }
 
 #[test]
@@ -132,20 +96,10 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
     // and resumed on the first lease after the file is back.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r1.db");
-    let (kept, changed, moved) = (
-        dir.path().join("kept.jsonl"),
-        dir.path().join("changed.jsonl"),
-        dir.path().join("moved.jsonl"),
-    );
+    let (kept, changed, moved) =
+        (dir.path().join("kept.jsonl"), dir.path().join("changed.jsonl"), dir.path().join("moved.jsonl"));
     for p in [&kept, &changed, &moved] {
-        write(
-            p,
-            &[
-                r#"{"q": "x", "a": "1"}"#,
-                r#"{"q": "y", "a": "2"}"#,
-                r#"{"q": "z", "a": "3"}"#,
-            ],
-        );
+        write(p, &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#, r#"{"q": "z", "a": "3"}"#]);
     }
     let (a, b, group) = {
         let core = open(&db);
@@ -153,9 +107,7 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
         let b = core.submit(spec(&changed, "")).unwrap().run.id;
         core.submit(spec(&moved, "")).unwrap();
         let sched = core.scheduler(a).unwrap();
-        let lease = core
-            .with_store_locked(|s| sched.lease_prompts(s, "a", 2, 1000))
-            .unwrap();
+        let lease = core.with_store_locked(|s| sched.lease_prompts(s, "a", 2, 1000)).unwrap();
         (a, b, lease.groups[0].0)
     };
     write(&changed, &[r#"{"q": "x", "a": "1"}"#]);
@@ -164,23 +116,13 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
     let core = open(&db);
     let m = b + 1;
     assert_eq!(core.get(m).unwrap().run.state, RunState::Running);
-    let err = core
-        .scheduler(m)
-        .expect_err("no dataset, no scheduler")
-        .to_string();
+    let err = core.scheduler(m).expect_err("no dataset, no scheduler").to_string();
     assert!(err.contains("cannot read dataset"), "{err}");
     std::fs::rename(&aside, &moved).unwrap();
     assert!(core.scheduler(m).is_ok(), "resumed once the file is back");
     let failed = core.get(b).unwrap();
     assert_eq!(failed.run.state, RunState::Failed);
-    assert!(
-        failed
-            .run
-            .message
-            .contains("changed since the run was submitted"),
-        "{}",
-        failed.run.message
-    );
+    assert!(failed.run.message.contains("changed since the run was submitted"), "{}", failed.run.message);
     // The resumed run takes the samples for the group leased before the restart.
     let sched = core.scheduler(a).unwrap();
     let samples = (0..2)
@@ -192,29 +134,14 @@ fn a_restart_resumes_running_runs_and_fails_those_whose_dataset_changed() {
             generation_seconds: 0.0,
         })
         .collect();
-    let sub = SamplesSubmission {
-        group_id: group,
-        policy_version: 0,
-        samples,
-    };
-    let outcome = core
-        .with_store_locked(|s| sched.submit_samples(s, "k", &sub, 1001))
-        .unwrap();
+    let sub = SamplesSubmission { group_id: group, policy_version: 0, samples };
+    let outcome = core.with_store_locked(|s| sched.submit_samples(s, "k", &sub, 1001)).unwrap();
     assert_eq!(outcome, r1_coordinator::lease::Outcome::Accepted);
     let status = core.get(a).unwrap();
-    assert_eq!(
-        (
-            status.progress.counters.prompts_drawn,
-            status.progress.counters.groups_generated
-        ),
-        (2, 1)
-    );
+    assert_eq!((status.progress.counters.prompts_drawn, status.progress.counters.groups_generated), (2, 1));
     assert_eq!((status.stages.generate, status.stages.score), (1, 1));
     drop(core);
-    assert_eq!(
-        Store::open(&db).unwrap().run(a).unwrap().state,
-        RunState::Running
-    );
+    assert_eq!(Store::open(&db).unwrap().run(a).unwrap().state, RunState::Running);
 }
 
 #[test]
@@ -222,10 +149,7 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
     use r1_coordinator::lease::{Outcome, ScoresSubmission, StepSubmission};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
-    write(
-        &data,
-        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
-    );
+    write(&data, &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#]);
     let core = open(&dir.path().join("r1.db")).with_run_folders(dir.path().join("runs"));
     let mut spec = spec(&data, "");
     spec.dataset.eval_fraction = 0.5;
@@ -249,34 +173,17 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
             })
             .collect(),
     };
-    let scores = |group_id, rewards| ScoresSubmission {
-        group_id,
-        rewards,
-        components: vec![],
-    };
+    let scores = |group_id, rewards| ScoresSubmission { group_id, rewards, components: vec![] };
     // Each round: generate and score every group leased at version `v`, then train if a batch is ready.
     for v in 0..2u64 {
         core.with_store_locked(|st| {
             let lease = sched.lease_prompts(st, "a", 8, 1000).unwrap();
             for (g, _) in &lease.groups {
-                sched
-                    .submit_samples(st, &format!("s{g}"), &samples(*g, v), 1000)
-                    .unwrap();
+                sched.submit_samples(st, &format!("s{g}"), &samples(*g, v), 1000).unwrap();
             }
             for job in sched.lease_scoring(st, "r", 8, 1000).unwrap().jobs {
-                let rewards = if v == 0 {
-                    vec![1.0, 0.0]
-                } else {
-                    vec![1.0, 1.0]
-                };
-                sched
-                    .submit_scores(
-                        st,
-                        &format!("r{}", job.group_id),
-                        &scores(job.group_id, rewards),
-                        1000,
-                    )
-                    .unwrap();
+                let rewards = if v == 0 { vec![1.0, 0.0] } else { vec![1.0, 1.0] };
+                sched.submit_scores(st, &format!("r{}", job.group_id), &scores(job.group_id, rewards), 1000).unwrap();
             }
             if st.run(id).unwrap().state != RunState::Running {
                 return; // the last evaluation completed the run
@@ -288,35 +195,17 @@ fn metrics_jsonl_has_a_line_per_step_with_eval_accuracy_from_step_0() {
                     metrics: serde_json::json!({"kl": 0.01}),
                     unpublished: false,
                 };
-                assert_eq!(
-                    sched.submit_step(st, "t", &sub, 1000).unwrap(),
-                    Outcome::Accepted
-                );
+                assert_eq!(sched.submit_step(st, "t", &sub, 1000).unwrap(), Outcome::Accepted);
             }
         });
     }
     core.write_metrics(id).unwrap();
     let status = core.get(id).unwrap();
-    assert_eq!(
-        (status.run.state, status.last_eval),
-        (RunState::Completed, Some((1, 1.0)))
-    );
+    assert_eq!((status.run.state, status.last_eval), (RunState::Completed, Some((1, 1.0))));
     let page = r1_coordinator::metrics::render(&[status]);
-    assert!(
-        page.contains("r1_run_eval_accuracy{run=\"1\",name=\"r\",step=\"1\"} 1\n"),
-        "{page}"
-    );
-    let text = std::fs::read_to_string(
-        dir.path()
-            .join("runs")
-            .join(id.to_string())
-            .join("metrics.jsonl"),
-    )
-    .unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert!(page.contains("r1_run_eval_accuracy{run=\"1\",name=\"r\",step=\"1\"} 1\n"), "{page}");
+    let text = std::fs::read_to_string(dir.path().join("runs").join(id.to_string()).join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(
         lines,
         vec![
@@ -334,40 +223,22 @@ fn release_leases_frees_only_the_dead_incarnations_work() {
     let data = dir.path().join("d.jsonl");
     write(
         &data,
-        &[
-            r#"{"q": "x", "a": "1"}"#,
-            r#"{"q": "y", "a": "2"}"#,
-            r#"{"q": "z", "a": "3"}"#,
-            r#"{"q": "w", "a": "4"}"#,
-        ],
+        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#, r#"{"q": "z", "a": "3"}"#, r#"{"q": "w", "a": "4"}"#],
     );
     let core = open(&dir.path().join("r1.db"));
     let id = core.submit(spec(&data, "")).unwrap().run.id;
     let sched = core.scheduler(id).unwrap();
     // The window is 2 prompts (one step): one group each for a dead `up` and a foreign worker.
     for holder in ["up-1-100/actor-0", "actor-elsewhere"] {
-        let lease = core
-            .with_store_locked(|s| sched.lease_prompts(s, holder, 1, 1000))
-            .unwrap();
+        let lease = core.with_store_locked(|s| sched.lease_prompts(s, holder, 1, 1000)).unwrap();
         assert_eq!(lease.groups.len(), 1, "{holder}");
     }
-    let none = core
-        .with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000))
-        .unwrap();
-    assert!(
-        none.groups.is_empty(),
-        "the window is full until a lease ends"
-    );
+    let none = core.with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000)).unwrap();
+    assert!(none.groups.is_empty(), "the window is full until a lease ends");
     // Incarnation 2 takes back incarnation 1's lease, not the foreign worker's.
     assert_eq!(core.release_leases("up-", "up-2-200/").unwrap(), 1);
-    let again = core
-        .with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000))
-        .unwrap();
-    assert_eq!(
-        again.groups.len(),
-        1,
-        "only the dead incarnation's group comes back"
-    );
+    let again = core.with_store_locked(|s| sched.lease_prompts(s, "up-2-200/actor-1", 4, 1000)).unwrap();
+    assert_eq!(again.groups.len(), 1, "only the dead incarnation's group comes back");
     // Its own live lease and the foreign one are kept.
     assert_eq!(core.release_leases("up-", "up-2-200/").unwrap(), 0);
     assert_eq!(core.get(id).unwrap().progress.counters.leases_expired, 1);
@@ -381,10 +252,7 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
     let (old, new) = (dir.path().join("old"), dir.path().join("new"));
     for d in [&old, &new] {
         std::fs::create_dir_all(d.join("data")).unwrap();
-        write(
-            &d.join("data/d.jsonl"),
-            &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
-        );
+        write(&d.join("data/d.jsonl"), &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#]);
     }
     std::fs::write(new.join("data/other.jsonl"), r#"{"q": "x", "a": "1"}"#).unwrap();
     let in_old = |extra: &str| spec(&old.join("data/d.jsonl"), extra);
@@ -396,25 +264,11 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
     lr.schedule.total_steps = 3;
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(elsewhere.path().join("data")).unwrap();
-    std::fs::copy(
-        new.join("data/d.jsonl"),
-        elsewhere.path().join("data/d.jsonl"),
-    )
-    .unwrap();
+    std::fs::copy(new.join("data/d.jsonl"), elsewhere.path().join("data/d.jsonl")).unwrap();
     // (the run made in the old folder, the spec `up` runs in the new one, adopted?)
     let cases: Vec<(&str, RunSpec, RunSpec, bool)> = vec![
-        (
-            "dataset under the folder",
-            in_old(""),
-            spec(&new.join("data/d.jsonl"), ""),
-            true,
-        ),
-        (
-            "base model and dataset",
-            base_old.clone(),
-            base_moved.clone(),
-            true,
-        ),
+        ("dataset under the folder", in_old(""), spec(&new.join("data/d.jsonl"), ""), true),
+        ("base model and dataset", base_old.clone(), base_moved.clone(), true),
         (
             "only the base model moved",
             {
@@ -426,18 +280,8 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
             true,
         ),
         ("another setting differs", in_old(""), lr, false),
-        (
-            "another file",
-            in_old(""),
-            spec(&new.join("data/other.jsonl"), ""),
-            false,
-        ),
-        (
-            "a path outside the new folder",
-            in_old(""),
-            spec(&dir.path().join("loose.jsonl"), ""),
-            false,
-        ),
+        ("another file", in_old(""), spec(&new.join("data/other.jsonl"), ""), false),
+        ("a path outside the new folder", in_old(""), spec(&dir.path().join("loose.jsonl"), ""), false),
         (
             "paths under two old folders",
             {
@@ -454,29 +298,16 @@ fn adopt_moved_takes_the_run_of_a_copied_folder_and_nothing_else() {
         let core = open(&db.path().join("r1.db"));
         let id = core.submit(made.clone()).unwrap().run.id;
         let ckpt = old.join("checkpoints/run-1/step-0");
-        core.record_checkpoint(id, 0, ckpt.to_str().unwrap())
-            .unwrap();
+        core.record_checkpoint(id, 0, ckpt.to_str().unwrap()).unwrap();
         let got = core.adopt_moved(&wanted, &new).unwrap();
         let ckpt_now = core.checkpoints(id).unwrap()[0].path.clone();
         match adopted {
             true => {
                 assert_eq!(got, Some(id), "{what}");
                 let want = new.join("checkpoints/run-1/step-0");
-                assert_eq!(
-                    ckpt_now,
-                    want.to_str().unwrap(),
-                    "{what}: checkpoints move too"
-                );
-                assert_eq!(
-                    core.get(id).unwrap().run.spec,
-                    wanted,
-                    "{what}: the stored spec has the new paths"
-                );
-                assert_eq!(
-                    core.adopt_moved(&wanted, &new).unwrap(),
-                    None,
-                    "{what}: once"
-                );
+                assert_eq!(ckpt_now, want.to_str().unwrap(), "{what}: checkpoints move too");
+                assert_eq!(core.get(id).unwrap().run.spec, wanted, "{what}: the stored spec has the new paths");
+                assert_eq!(core.adopt_moved(&wanted, &new).unwrap(), None, "{what}: once");
             }
             false => {
                 assert_eq!(got, None, "{what}");
@@ -494,10 +325,7 @@ fn names_and_specs_are_refused_past_their_limits() {
     use r1_coordinator::runs::{MAX_NAME_BYTES, MAX_SPEC_BYTES};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
-    write(
-        &data,
-        &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#],
-    );
+    write(&data, &[r#"{"q": "x", "a": "1"}"#, r#"{"q": "y", "a": "2"}"#]);
     let core = open(&dir.path().join("r1.db"));
     let named = |name: String| {
         let mut s = spec(&data, "");
@@ -513,37 +341,19 @@ fn names_and_specs_are_refused_past_their_limits() {
     };
     // (what, spec, Ok or Err(text))
     let cases: Vec<(&str, RunSpec, Result<(), String>)> = vec![
-        (
-            "name at the limit",
-            named("n".repeat(MAX_NAME_BYTES)),
-            Ok(()),
-        ),
+        ("name at the limit", named("n".repeat(MAX_NAME_BYTES)), Ok(())),
         (
             "name past the limit",
             named("n".repeat(MAX_NAME_BYTES + 1)),
-            Err(format!(
-                "`name` is {} bytes; the limit is {MAX_NAME_BYTES} bytes",
-                MAX_NAME_BYTES + 1
-            )),
+            Err(format!("`name` is {} bytes; the limit is {MAX_NAME_BYTES} bytes", MAX_NAME_BYTES + 1)),
         ),
-        (
-            "ten megabyte name",
-            named("n".repeat(10 << 20)),
-            Err(format!("the limit is {MAX_NAME_BYTES} bytes")),
-        ),
-        (
-            "newline in the name",
-            named("a\nb".into()),
-            Err("control character at byte 1".into()),
-        ),
+        ("ten megabyte name", named("n".repeat(10 << 20)), Err(format!("the limit is {MAX_NAME_BYTES} bytes"))),
+        ("newline in the name", named("a\nb".into()), Err("control character at byte 1".into())),
         ("spec at the limit", padded(MAX_SPEC_BYTES), Ok(())),
         (
             "spec past the limit",
             padded(MAX_SPEC_BYTES + 1),
-            Err(format!(
-                "is {} bytes; the limit is {MAX_SPEC_BYTES} bytes",
-                MAX_SPEC_BYTES + 1
-            )),
+            Err(format!("is {} bytes; the limit is {MAX_SPEC_BYTES} bytes", MAX_SPEC_BYTES + 1)),
         ),
     ];
     for (what, spec, want) in cases {

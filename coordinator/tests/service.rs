@@ -30,11 +30,7 @@ async fn start(dir: &Path) -> (RunServiceClient<Channel>, tokio::sync::oneshot::
 
 async fn start_both(
     dir: &Path,
-) -> (
-    RunServiceClient<Channel>,
-    WorkServiceClient<Channel>,
-    tokio::sync::oneshot::Sender<()>,
-) {
+) -> (RunServiceClient<Channel>, WorkServiceClient<Channel>, tokio::sync::oneshot::Sender<()>) {
     let (runs, work, stop, _) = start_with(dir, LeaseTtl::default()).await;
     (runs, work, stop)
 }
@@ -43,19 +39,9 @@ async fn start_both(
 async fn start_with(
     dir: &Path,
     ttl: LeaseTtl,
-) -> (
-    RunServiceClient<Channel>,
-    WorkServiceClient<Channel>,
-    tokio::sync::oneshot::Sender<()>,
-    String,
-) {
-    let core = Coordinator::open(
-        &dir.join("r1.db"),
-        Arc::new(SystemClock),
-        ttl,
-    )
-    .unwrap()
-    .with_run_folders(dir.join("runs"));
+) -> (RunServiceClient<Channel>, WorkServiceClient<Channel>, tokio::sync::oneshot::Sender<()>, String) {
+    let core =
+        Coordinator::open(&dir.join("r1.db"), Arc::new(SystemClock), ttl).unwrap().with_run_folders(dir.join("runs"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -63,105 +49,43 @@ async fn start_with(
     tokio::spawn(serve(listener, runs, Auth::open(), async move {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (
-        RunServiceClient::new(channel.clone()),
-        WorkServiceClient::new(channel),
-        stop,
-        format!("http://{addr}"),
-    )
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    (RunServiceClient::new(channel.clone()), WorkServiceClient::new(channel), stop, format!("http://{addr}"))
 }
 
 fn submit(toml: &str) -> pb::SubmitRunRequest {
-    pb::SubmitRunRequest {
-        spec: Some(pb::submit_run_request::Spec::Toml(toml.into())),
-    }
+    pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(toml.into())) }
 }
 
 #[tokio::test]
 async fn runs_are_submitted_listed_watched_and_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
-    std::fs::write(
-        &data,
-        "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"2+2\", \"a\": 4}\n",
-    )
-    .unwrap();
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": \"2\"}\n{\"q\": \"2+2\", \"a\": 4}\n").unwrap();
     let (mut client, stop) = start(dir.path()).await;
 
-    let run = client
-        .submit(submit(&spec_toml(&data)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (run.name.as_str(), run.state, run.total_steps, run.step),
-        ("svc", pb::RunState::Running as i32, 5, 0)
-    );
-    assert!(
-        run.spec_json.contains("\"group_size\":16"),
-        "resolved spec: {}",
-        run.spec_json
-    );
-    let json = pb::SubmitRunRequest {
-        spec: Some(pb::submit_run_request::Spec::Json(run.spec_json.clone())),
-    };
+    let run = client.submit(submit(&spec_toml(&data))).await.unwrap().into_inner();
+    assert_eq!((run.name.as_str(), run.state, run.total_steps, run.step), ("svc", pb::RunState::Running as i32, 5, 0));
+    assert!(run.spec_json.contains("\"group_size\":16"), "resolved spec: {}", run.spec_json);
+    let json = pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Json(run.spec_json.clone())) };
     let second = client.submit(json).await.unwrap().into_inner();
     assert_eq!(second.id, run.id + 1);
 
-    let listed: Vec<u64> = client
-        .list(pb::ListRunsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .runs
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let listed: Vec<u64> =
+        client.list(pb::ListRunsRequest {}).await.unwrap().into_inner().runs.iter().map(|r| r.id).collect();
     assert_eq!(listed, vec![second.id, run.id]);
-    assert_eq!(
-        client
-            .get(pb::GetRunRequest { id: run.id })
-            .await
-            .unwrap()
-            .into_inner(),
-        run
-    );
+    assert_eq!(client.get(pb::GetRunRequest { id: run.id }).await.unwrap().into_inner(), run);
 
-    let mut watch = client
-        .watch(pb::WatchRunRequest { id: run.id })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = client.watch(pb::WatchRunRequest { id: run.id }).await.unwrap().into_inner();
     let first = watch.next().await.unwrap().unwrap();
     assert_eq!(first.state, pb::RunState::Running as i32);
-    let cancelled = client
-        .cancel(pb::CancelRunRequest {
-            id: run.id,
-            reason: "by test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (cancelled.state, cancelled.message.as_str()),
-        (pb::RunState::Cancelled as i32, "by test")
-    );
-    let last = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let cancelled =
+        client.cancel(pb::CancelRunRequest { id: run.id, reason: "by test".into() }).await.unwrap().into_inner();
+    assert_eq!((cancelled.state, cancelled.message.as_str()), (pb::RunState::Cancelled as i32, "by test"));
+    let last = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(last, cancelled, "the watch sends the change");
     assert!(
-        tokio::time::timeout(Duration::from_secs(5), watch.next())
-            .await
-            .unwrap()
-            .is_none(),
+        tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().is_none(),
         "and ends with the run"
     );
     let _ = stop.send(());
@@ -175,44 +99,21 @@ async fn errors_carry_the_code_a_client_can_act_on() {
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"q\": \"x\"}\n").unwrap();
     let (mut client, stop) = start(dir.path()).await;
-    let done = client
-        .submit(submit(&spec_toml(&good)))
-        .await
-        .unwrap()
-        .into_inner();
-    client
-        .cancel(pb::CancelRunRequest {
-            id: done.id,
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    let done = client.submit(submit(&spec_toml(&good))).await.unwrap().into_inner();
+    client.cancel(pb::CancelRunRequest { id: done.id, reason: String::new() }).await.unwrap();
 
     // (what, the call's result, expected code, expected text)
     let cases: Vec<(&str, Result<(), tonic::Status>, Code, &str)> = vec![
         (
             "no spec",
-            client
-                .submit(pb::SubmitRunRequest { spec: None })
-                .await
-                .map(drop),
+            client.submit(pb::SubmitRunRequest { spec: None }).await.map(drop),
             Code::InvalidArgument,
             "no spec",
         ),
-        (
-            "bad TOML",
-            client.submit(submit("name = ")).await.map(drop),
-            Code::InvalidArgument,
-            "run spec",
-        ),
+        ("bad TOML", client.submit(submit("name = ")).await.map(drop), Code::InvalidArgument, "run spec"),
         (
             "bad field",
-            client
-                .submit(submit(
-                    &spec_toml(&good).replace("total_steps = 5", "total_steps = 0"),
-                ))
-                .await
-                .map(drop),
+            client.submit(submit(&spec_toml(&good).replace("total_steps = 5", "total_steps = 0"))).await.map(drop),
             Code::InvalidArgument,
             "schedule.total_steps",
         ),
@@ -224,10 +125,7 @@ async fn errors_carry_the_code_a_client_can_act_on() {
         ),
         (
             "missing file",
-            client
-                .submit(submit(&spec_toml(&dir.path().join("nope.jsonl"))))
-                .await
-                .map(drop),
+            client.submit(submit(&spec_toml(&dir.path().join("nope.jsonl")))).await.map(drop),
             Code::FailedPrecondition,
             "cannot read dataset",
         ),
@@ -237,27 +135,11 @@ async fn errors_carry_the_code_a_client_can_act_on() {
             Code::NotFound,
             "run 77 does not exist",
         ),
-        (
-            "run id 0",
-            client.get(pb::GetRunRequest { id: 0 }).await.map(drop),
-            Code::InvalidArgument,
-            "run id 0",
-        ),
-        (
-            "watch unknown run",
-            client.watch(pb::WatchRunRequest { id: 77 }).await.map(drop),
-            Code::NotFound,
-            "run 77",
-        ),
+        ("run id 0", client.get(pb::GetRunRequest { id: 0 }).await.map(drop), Code::InvalidArgument, "run id 0"),
+        ("watch unknown run", client.watch(pb::WatchRunRequest { id: 77 }).await.map(drop), Code::NotFound, "run 77"),
         (
             "cancel twice",
-            client
-                .cancel(pb::CancelRunRequest {
-                    id: done.id,
-                    reason: String::new(),
-                })
-                .await
-                .map(drop),
+            client.cancel(pb::CancelRunRequest { id: done.id, reason: String::new() }).await.map(drop),
             Code::FailedPrecondition,
             "is cancelled",
         ),
@@ -265,11 +147,7 @@ async fn errors_carry_the_code_a_client_can_act_on() {
     for (what, got, code, text) in cases {
         let status = got.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {status:?}");
-        assert!(
-            status.message().contains(text),
-            "{what}: {}",
-            status.message()
-        );
+        assert!(status.message().contains(text), "{what}: {}", status.message());
     }
     let _ = stop.send(());
 }
@@ -292,40 +170,20 @@ async fn one_grpo_step_through_the_worker_protocol() {
     let (mut runs, mut work, stop) = start_both(dir.path()).await;
     let toml = spec_toml(&data)
         .replace("total_steps = 5", "total_steps = 1")
-        .replace(
-            "kind = 'grpo'",
-            "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
-        );
+        .replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1");
     let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
 
     let lease = work
-        .lease_prompts(pb::LeasePromptsRequest {
-            run_id: run,
-            worker: "actor-0".into(),
-            max_groups: 4,
-        })
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "actor-0".into(), max_groups: 4 })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        (lease.groups.len(), lease.group_size, lease.policy_version),
-        (1, 2, 0)
-    );
+    assert_eq!((lease.groups.len(), lease.group_size, lease.policy_version), (1, 2, 0));
     let group = &lease.groups[0];
     let example = group.example.clone().unwrap();
-    assert_eq!(
-        example.prompt,
-        Some(pb::example::Prompt::Text("1+1".into()))
-    );
+    assert_eq!(example.prompt, Some(pb::example::Prompt::Text("1+1".into())));
     assert_eq!(example.answer.as_deref(), Some("2"));
-    let renewed = work
-        .renew(pb::RenewRequest {
-            run_id: run,
-            lease_id: lease.lease_id,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let renewed = work.renew(pb::RenewRequest { run_id: run, lease_id: lease.lease_id }).await.unwrap().into_inner();
     assert!(renewed.held && renewed.deadline_ms >= lease.deadline_ms);
 
     let samples = |key: &str, n: usize| pb::SubmitSamplesRequest {
@@ -337,23 +195,12 @@ async fn one_grpo_step_through_the_worker_protocol() {
     };
     let accepted = pb::SubmitOutcome::Accepted as i32;
     for _ in 0..2 {
-        let r = work
-            .submit_samples(samples("gen-1", 2))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            r.outcome, accepted,
-            "a retry with the same key returns the first outcome"
-        );
+        let r = work.submit_samples(samples("gen-1", 2)).await.unwrap().into_inner();
+        assert_eq!(r.outcome, accepted, "a retry with the same key returns the first outcome");
     }
 
     let jobs = work
-        .lease_scoring(pb::LeaseScoringRequest {
-            run_id: run,
-            worker: "reward-0".into(),
-            max_groups: 4,
-        })
+        .lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "reward-0".into(), max_groups: 4 })
         .await
         .unwrap()
         .into_inner();
@@ -365,40 +212,22 @@ async fn one_grpo_step_through_the_worker_protocol() {
         rewards: vec![1.0, 0.0],
         components: vec![],
     };
-    assert_eq!(
-        work.submit_scores(scores)
-            .await
-            .unwrap()
-            .into_inner()
-            .outcome,
-        accepted
-    );
+    assert_eq!(work.submit_scores(scores).await.unwrap().into_inner().outcome, accepted);
 
-    let batch = work
-        .lease_batch(pb::LeaseBatchRequest {
-            run_id: run,
-            worker: "learner-0".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let batch =
+        work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner-0".into() }).await.unwrap().into_inner();
     assert_eq!((batch.step, batch.groups.len()), (0, 1));
     assert_eq!(batch.groups[0].rewards, vec![1.0, 0.0]);
-    let none = work
-        .lease_batch(pb::LeaseBatchRequest {
-            run_id: run,
-            worker: "learner-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let none =
+        work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner-1".into() }).await.unwrap().into_inner();
     assert!(none.groups.is_empty(), "one batch at a time");
     let step = pb::SubmitStepRequest {
         run_id: run,
         idempotency_key: "step-0".into(),
         lease_id: batch.lease_id,
         step: 0,
-        metrics_json: r#"{"reward_mean": 0.5}"#.into(), unpublished: false,
+        metrics_json: r#"{"reward_mean": 0.5}"#.into(),
+        unpublished: false,
     };
     for _ in 0..2 {
         let r = work.submit_step(step.clone()).await.unwrap().into_inner();
@@ -406,68 +235,31 @@ async fn one_grpo_step_through_the_worker_protocol() {
     }
     let folder = dir.path().join("runs").join(run.to_string());
     let metrics = std::fs::read_to_string(folder.join("metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let want = vec![serde_json::json!({"step": 1, "reward_mean": 0.5, "queue_generate": 0, "queue_score": 0, "queue_train": 0})];
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want = vec![
+        serde_json::json!({"step": 1, "reward_mean": 0.5, "queue_generate": 0, "queue_score": 0, "queue_train": 0}),
+    ];
     assert_eq!(lines, want, "one line per step, replays add none");
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("spec.json")).unwrap()).unwrap();
     assert_eq!(spec["algorithm"]["group_size"], 2);
 
     // (step, path, Ok(()) or Err(code)): only the step the run stands at can be recorded.
-    let cases = [
-        (1, "ckpt/1", Ok(())),
-        (0, "ckpt/0", Err(Code::FailedPrecondition)),
-        (1, "", Err(Code::InvalidArgument)),
-    ];
+    let cases =
+        [(1, "ckpt/1", Ok(())), (0, "ckpt/0", Err(Code::FailedPrecondition)), (1, "", Err(Code::InvalidArgument))];
     for (step, path, want) in cases {
-        let req = pb::RecordCheckpointRequest {
-            run_id: run,
-            step,
-            path: path.into(),
-        };
-        let got = work
-            .record_checkpoint(req)
-            .await
-            .map(drop)
-            .map_err(|s| s.code());
+        let req = pb::RecordCheckpointRequest { run_id: run, step, path: path.into() };
+        let got = work.record_checkpoint(req).await.map(drop).map_err(|s| s.code());
         assert_eq!(got, want, "checkpoint of step {step} at `{path}`");
     }
-    let all = work
-        .list_checkpoints(pb::ListCheckpointsRequest { run_id: run })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoints;
-    let got: Vec<_> = all
-        .iter()
-        .map(|c| (c.step, c.path.as_str(), c.policy_version, c.epoch))
-        .collect();
-    assert_eq!(
-        got,
-        vec![(1, "ckpt/1", 1, 1)],
-        "the checkpoint carries the progress of its step"
-    );
+    let all = work.list_checkpoints(pb::ListCheckpointsRequest { run_id: run }).await.unwrap().into_inner().checkpoints;
+    let got: Vec<_> = all.iter().map(|c| (c.step, c.path.as_str(), c.policy_version, c.epoch)).collect();
+    assert_eq!(got, vec![(1, "ckpt/1", 1, 1)], "the checkpoint carries the progress of its step");
 
-    let status = runs
-        .get(pb::GetRunRequest { id: run })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
     let c = status.counters.unwrap();
-    assert_eq!(
-        (status.state, status.step, status.policy_version),
-        (pb::RunState::Completed as i32, 1, 1)
-    );
-    let got = (
-        c.prompts_drawn,
-        c.groups_generated,
-        c.groups_scored,
-        c.groups_trained,
-        c.replays,
-    );
+    assert_eq!((status.state, status.step, status.policy_version), (pb::RunState::Completed as i32, 1, 1));
+    let got = (c.prompts_drawn, c.groups_generated, c.groups_scored, c.groups_trained, c.replays);
     assert_eq!(got, (1, 1, 1, 1, 2));
     assert_eq!(status.queues.unwrap().done, 1);
     let _ = stop.send(());
@@ -477,20 +269,12 @@ async fn one_grpo_step_through_the_worker_protocol() {
 async fn worker_errors_carry_their_codes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d.jsonl");
-    std::fs::write(
-        &data,
-        "{\"q\": \"1+1\", \"a\": 2}\n{\"q\": \"2+2\", \"a\": 4}\n",
-    )
-    .unwrap();
+    std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n{\"q\": \"2+2\", \"a\": 4}\n").unwrap();
     let (mut runs, mut work, stop) = start_both(dir.path()).await;
     let toml = spec_toml(&data).replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2");
     let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
     let lease = work
-        .lease_prompts(pb::LeasePromptsRequest {
-            run_id: run,
-            worker: "a".into(),
-            max_groups: 1,
-        })
+        .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 })
         .await
         .unwrap()
         .into_inner();
@@ -511,18 +295,8 @@ async fn worker_errors_carry_their_codes() {
             Code::InvalidArgument,
             "idempotency_key",
         ),
-        (
-            "key reused",
-            work.submit_samples(samples("k", gid, 1)).await.map(drop),
-            Code::AlreadyExists,
-            "key `k`",
-        ),
-        (
-            "unknown group",
-            work.submit_samples(samples("k2", 999, 2)).await.map(drop),
-            Code::NotFound,
-            "group 999",
-        ),
+        ("key reused", work.submit_samples(samples("k", gid, 1)).await.map(drop), Code::AlreadyExists, "key `k`"),
+        ("unknown group", work.submit_samples(samples("k2", 999, 2)).await.map(drop), Code::NotFound, "group 999"),
         (
             "wrong sample count",
             work.submit_samples(samples("k3", gid, 3)).await.map(drop),
@@ -531,23 +305,13 @@ async fn worker_errors_carry_their_codes() {
         ),
         (
             "unknown lease",
-            work.renew(pb::RenewRequest {
-                run_id: run,
-                lease_id: 999,
-            })
-            .await
-            .map(drop),
+            work.renew(pb::RenewRequest { run_id: run, lease_id: 999 }).await.map(drop),
             Code::NotFound,
             "lease 999",
         ),
         (
             "unknown run",
-            work.lease_batch(pb::LeaseBatchRequest {
-                run_id: 999,
-                worker: "l".into(),
-            })
-            .await
-            .map(drop),
+            work.lease_batch(pb::LeaseBatchRequest { run_id: 999, worker: "l".into() }).await.map(drop),
             Code::NotFound,
             "run 999",
         ),
@@ -558,7 +322,8 @@ async fn worker_errors_carry_their_codes() {
                 idempotency_key: "s".into(),
                 lease_id: 1,
                 step: 0,
-                metrics_json: "{".into(), unpublished: false,
+                metrics_json: "{".into(),
+                unpublished: false,
             })
             .await
             .map(drop),
@@ -570,42 +335,21 @@ async fn worker_errors_carry_their_codes() {
     let sft = runs.submit(submit(&sft)).await.unwrap().into_inner().id;
     cases.push((
         "generation for an SFT run",
-        work.lease_prompts(pb::LeasePromptsRequest {
-            run_id: sft,
-            worker: "a".into(),
-            max_groups: 1,
-        })
-        .await
-        .map(drop),
+        work.lease_prompts(pb::LeasePromptsRequest { run_id: sft, worker: "a".into(), max_groups: 1 }).await.map(drop),
         Code::FailedPrecondition,
         "is an SFT run",
     ));
-    runs.cancel(pb::CancelRunRequest {
-        id: run,
-        reason: String::new(),
-    })
-    .await
-    .unwrap();
+    runs.cancel(pb::CancelRunRequest { id: run, reason: String::new() }).await.unwrap();
     cases.push((
         "cancelled run",
-        work.lease_prompts(pb::LeasePromptsRequest {
-            run_id: run,
-            worker: "a".into(),
-            max_groups: 1,
-        })
-        .await
-        .map(drop),
+        work.lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: "a".into(), max_groups: 1 }).await.map(drop),
         Code::FailedPrecondition,
         "is not running",
     ));
     for (what, got, code, text) in cases {
         let status = got.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {status:?}");
-        assert!(
-            status.message().contains(text),
-            "{what}: {}",
-            status.message()
-        );
+        assert!(status.message().contains(text), "{what}: {}", status.message());
     }
     let _ = stop.send(());
 }
@@ -632,9 +376,7 @@ async fn grpc_step_published(work: &mut WorkServiceClient<Channel>, run: u64, k:
     })
     .await
     .unwrap();
-    work.lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "r".into(), max_groups: 1 })
-        .await
-        .unwrap();
+    work.lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: "r".into(), max_groups: 1 }).await.unwrap();
     work.submit_scores(pb::SubmitScoresRequest {
         run_id: run,
         idempotency_key: format!("{k}-r"),
@@ -644,18 +386,15 @@ async fn grpc_step_published(work: &mut WorkServiceClient<Channel>, run: u64, k:
     })
     .await
     .unwrap();
-    let batch = work
-        .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "l".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let batch = work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "l".into() }).await.unwrap().into_inner();
     let r = work
         .submit_step(pb::SubmitStepRequest {
             run_id: run,
             idempotency_key: format!("{k}-t"),
             lease_id: batch.lease_id,
             step: batch.step,
-            metrics_json: "{\"loss\": 1.0}".into(), unpublished: !published,
+            metrics_json: "{\"loss\": 1.0}".into(),
+            unpublished: !published,
         })
         .await
         .unwrap()
@@ -669,21 +408,17 @@ async fn rollback_restores_a_checkpoint_and_its_refusals_carry_their_codes() {
     let data = dir.path().join("d.jsonl");
     std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(6)).unwrap();
     let (mut runs, mut work, stop) = start_both(dir.path()).await;
-    let toml = spec_toml(&data).replace("total_steps = 5", "total_steps = 3").replace(
-        "kind = 'grpo'",
-        "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
-    );
+    let toml = spec_toml(&data)
+        .replace("total_steps = 5", "total_steps = 3")
+        .replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1");
     let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
     grpc_step(&mut work, run, "1").await;
     work.record_checkpoint(pb::RecordCheckpointRequest { run_id: run, step: 1, path: "/ckpt/step-1".into() })
         .await
         .unwrap();
     grpc_step(&mut work, run, "2").await;
-    let rollback = |run_id: u64, step: u64, key: &str| pb::RollbackRequest {
-        run_id,
-        step,
-        idempotency_key: key.into(),
-    };
+    let rollback =
+        |run_id: u64, step: u64, key: &str| pb::RollbackRequest { run_id, step, idempotency_key: key.into() };
 
     // Refusals first: none of them changes anything.
     let refused: [(pb::RollbackRequest, Code, &str); 5] = [
@@ -691,7 +426,11 @@ async fn rollback_restores_a_checkpoint_and_its_refusals_carry_their_codes() {
         (rollback(run, 1, ""), Code::InvalidArgument, "idempotency_key is empty"),
         (rollback(99, 1, "k"), Code::NotFound, "run 99 does not exist"),
         (rollback(run, 3, "k"), Code::FailedPrecondition, "cannot roll back forward to step 3"),
-        (rollback(run, 2, "k"), Code::FailedPrecondition, "has no checkpoint of step 2 to roll back to; roll back to a recorded step"),
+        (
+            rollback(run, 2, "k"),
+            Code::FailedPrecondition,
+            "has no checkpoint of step 2 to roll back to; roll back to a recorded step",
+        ),
     ];
     for (req, code, text) in refused {
         let e = work.rollback(req).await.unwrap_err();
@@ -737,10 +476,7 @@ async fn a_lease_undone_by_a_rollback_is_reported_lost_to_its_keep_alive() {
     std::fs::write(&data, "{\"q\": \"1+1\", \"a\": 2}\n".repeat(6)).unwrap();
     let ttl = LeaseTtl { generate_ms: 600, score_ms: 600, train_ms: 600, ..LeaseTtl::default() };
     let (mut runs, mut work, stop, url) = start_with(dir.path(), ttl).await;
-    let toml = spec_toml(&data).replace(
-        "kind = 'grpo'",
-        "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1",
-    );
+    let toml = spec_toml(&data).replace("kind = 'grpo'", "kind = 'grpo'\ngroup_size = 2\nprompts_per_step = 1");
     let run = runs.submit(submit(&toml)).await.unwrap().into_inner().id;
     grpc_step(&mut work, run, "1").await;
     work.record_checkpoint(pb::RecordCheckpointRequest { run_id: run, step: 1, path: "/ckpt/step-1".into() })

@@ -30,39 +30,21 @@ use crate::optim::{Optim, OptimState};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("writing model weights into {path} failed: {source}")]
-    Weights {
-        path: PathBuf,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    Weights { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(
         "{path}: optimizer state: {source}; the file is damaged or from another Burn version, resume from an older step"
     )]
-    Recorder {
-        path: PathBuf,
-        source: RecorderError,
-    },
+    Recorder { path: PathBuf, source: RecorderError },
     #[error("{path}: {source}; the file is damaged, resume from an older step")]
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error(
-        "checkpoint {0} already exists; resume from it or remove it before saving this step again"
-    )]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("checkpoint {0} already exists; resume from it or remove it before saving this step again")]
     Exists(PathBuf),
     #[error(
         "checkpoint {dir} is damaged: {file} {why}; resume from an older checkpoint (remove this folder, or let the learner fall back to the one before it)"
     )]
-    Damaged {
-        dir: PathBuf,
-        file: String,
-        why: String,
-    },
+    Damaged { dir: PathBuf, file: String, why: String },
     #[error(transparent)]
     Learner(#[from] LearnerError),
 }
@@ -113,26 +95,18 @@ struct OptimizerMeta {
 }
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    r.map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|source| CheckpointError::Json {
-        path: path.into(),
-        source,
-    })?;
+    let text =
+        serde_json::to_vec_pretty(value).map_err(|source| CheckpointError::Json { path: path.into(), source })?;
     io(path, fs::write(path, text))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = io(path, fs::read(path))?;
-    serde_json::from_slice(&text).map_err(|source| CheckpointError::Json {
-        path: path.into(),
-        source,
-    })
+    serde_json::from_slice(&text).map_err(|source| CheckpointError::Json { path: path.into(), source })
 }
 
 /// Every file under `dir`, as paths relative to it, sorted.
@@ -196,18 +170,12 @@ where
     }
     io(&tmp, fs::create_dir_all(&tmp))?;
 
-    write_weights(&tmp).map_err(|e| CheckpointError::Weights {
-        path: tmp.clone(),
-        source: e.into(),
-    })?;
+    write_weights(&tmp).map_err(|e| CheckpointError::Weights { path: tmp.clone(), source: e.into() })?;
     let OptimState { steps, adam } = optim.state(module);
     let opt_path = tmp.join(OPTIMIZER);
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
         .record(adam, opt_path.clone())
-        .map_err(|source| CheckpointError::Recorder {
-            path: opt_path,
-            source,
-        })?;
+        .map_err(|source| CheckpointError::Recorder { path: opt_path, source })?;
     write_json(&tmp.join(OPTIMIZER_JSON), &OptimizerMeta { steps })?;
     write_json(&tmp.join(TRAINER_STATE), state)?;
     write_json(&tmp.join(CONFIG), config)?;
@@ -246,9 +214,7 @@ pub fn latest(dir: &Path) -> Result<Option<Checkpoint>> {
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("step-"))
             .and_then(|s| s.parse::<u64>().ok());
-        if let Some(step) =
-            step.filter(|&s| path.is_dir() && best.as_ref().is_none_or(|b| s > b.step))
-        {
+        if let Some(step) = step.filter(|&s| path.is_dir() && best.as_ref().is_none_or(|b| s > b.step)) {
             best = Some(Checkpoint { step, path });
         }
     }
@@ -260,17 +226,13 @@ impl Checkpoint {
     /// [`CheckpointError::Damaged`], naming it. A checkpoint written before checksums existed
     /// is [`Verified::NoChecksums`].
     pub fn verify(&self) -> Result<Verified> {
-        let damaged = |file: &str, why: String| CheckpointError::Damaged {
-            dir: self.path.clone(),
-            file: file.into(),
-            why,
-        };
+        let damaged =
+            |file: &str, why: String| CheckpointError::Damaged { dir: self.path.clone(), file: file.into(), why };
         let list = self.path.join(CHECKSUMS);
         if !list.exists() {
             return Ok(Verified::NoChecksums);
         }
-        let sums: Checksums = read_json(&list)
-            .map_err(|e| damaged(CHECKSUMS, format!("does not parse ({e})")))?;
+        let sums: Checksums = read_json(&list).map_err(|e| damaged(CHECKSUMS, format!("does not parse ({e})")))?;
         for (file, want) in &sums.sha256 {
             let path = self.path.join(file);
             if !path.is_file() {
@@ -308,13 +270,7 @@ impl Checkpoint {
         let adam = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
             .load(path.clone(), device)
             .map_err(|source| CheckpointError::Recorder { path, source })?;
-        optim.load_state(
-            module,
-            OptimState {
-                steps: meta.steps,
-                adam,
-            },
-        )?;
+        optim.load_state(module, OptimState { steps: meta.steps, adam })?;
         Ok(())
     }
 }

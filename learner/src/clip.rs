@@ -28,10 +28,7 @@ struct EachGrad<'a, B: AutodiffBackend, F> {
 
 /// What to do with one gradient: it is taken out and the returned tensor put back.
 trait GradFn<B: AutodiffBackend> {
-    fn apply<const D: usize>(
-        &mut self,
-        grad: Tensor<B::InnerBackend, D>,
-    ) -> Tensor<B::InnerBackend, D>;
+    fn apply<const D: usize>(&mut self, grad: Tensor<B::InnerBackend, D>) -> Tensor<B::InnerBackend, D>;
 }
 
 impl<B: AutodiffBackend, F: GradFn<B>> ModuleVisitor<B> for EachGrad<'_, B, F> {
@@ -51,12 +48,7 @@ fn for_each_grad<B: AutodiffBackend, M: AutodiffModule<B>, F: GradFn<B>>(
     grads: &mut GradientsParams,
     f: F,
 ) -> F {
-    let mut v = EachGrad::<B, F> {
-        grads,
-        seen: HashSet::new(),
-        f,
-        _b: std::marker::PhantomData,
-    };
+    let mut v = EachGrad::<B, F> { grads, seen: HashSet::new(), f, _b: std::marker::PhantomData };
     module.visit(&mut v);
     v.f
 }
@@ -64,10 +56,7 @@ fn for_each_grad<B: AutodiffBackend, M: AutodiffModule<B>, F: GradFn<B>>(
 struct SumSquares<B: AutodiffBackend>(Option<Tensor<B::InnerBackend, 1>>);
 
 impl<B: AutodiffBackend> GradFn<B> for SumSquares<B> {
-    fn apply<const D: usize>(
-        &mut self,
-        g: Tensor<B::InnerBackend, D>,
-    ) -> Tensor<B::InnerBackend, D> {
+    fn apply<const D: usize>(&mut self, g: Tensor<B::InnerBackend, D>) -> Tensor<B::InnerBackend, D> {
         let s = g.clone().square().sum();
         self.0 = Some(match self.0.take() {
             Some(acc) => acc + s,
@@ -80,19 +69,13 @@ impl<B: AutodiffBackend> GradFn<B> for SumSquares<B> {
 struct Scale(f64);
 
 impl<B: AutodiffBackend> GradFn<B> for Scale {
-    fn apply<const D: usize>(
-        &mut self,
-        g: Tensor<B::InnerBackend, D>,
-    ) -> Tensor<B::InnerBackend, D> {
+    fn apply<const D: usize>(&mut self, g: Tensor<B::InnerBackend, D>) -> Tensor<B::InnerBackend, D> {
         g.mul_scalar(self.0)
     }
 }
 
 /// L2 norm of all gradients of `module` taken together.
-pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
-    module: &M,
-    grads: &mut GradientsParams,
-) -> f64 {
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &mut GradientsParams) -> f64 {
     let SumSquares(total) = for_each_grad::<B, M, _>(module, grads, SumSquares::<B>(None));
     total.map_or(0.0, |t| t.into_scalar_f64().sqrt())
 }
@@ -133,10 +116,7 @@ pub struct GradAccumulator<M> {
 
 impl<M> Default for GradAccumulator<M> {
     fn default() -> Self {
-        Self {
-            inner: GradientsAccumulator::new(),
-            micro_batches: 0,
-        }
+        Self { inner: GradientsAccumulator::new(), micro_batches: 0 }
     }
 }
 

@@ -87,7 +87,8 @@ pub(crate) fn check_config(cfg: &GrpoConfig) -> Result<(), LearnerError> {
     cfg.validate("algorithm.learner").map_err(|e| LearnerError::Config(e.to_string()))?;
     if cfg.aggregation == Aggregation::SeqMeanTokenSumNorm && cfg.token_sum_norm.is_none() {
         return Err(LearnerError::Config(
-            "token_sum_norm is unset for seq-mean-token-sum-norm; set the constant L (the maximum response length)".into(),
+            "token_sum_norm is unset for seq-mean-token-sum-norm; set the constant L (the maximum response length)"
+                .into(),
         ));
     }
     Ok(())
@@ -104,24 +105,14 @@ pub struct GroupAdvantages {
 
 /// Group-relative advantages: Â_i = (r_i − mean(r)) / (std(r) + adv_eps) within each
 /// consecutive group of `group_size` rewards (no division when `std_normalize` is off).
-pub fn group_advantages(
-    rewards: &[f64],
-    group_size: usize,
-    cfg: &GrpoConfig,
-) -> Result<GroupAdvantages, LearnerError> {
+pub fn group_advantages(rewards: &[f64], group_size: usize, cfg: &GrpoConfig) -> Result<GroupAdvantages, LearnerError> {
     if group_size == 0 || !rewards.len().is_multiple_of(group_size) {
-        return Err(LearnerError::RaggedGroups {
-            rewards: rewards.len(),
-            group_size,
-        });
+        return Err(LearnerError::RaggedGroups { rewards: rewards.len(), group_size });
     }
     if let Some((index, &value)) = rewards.iter().enumerate().find(|(_, r)| !r.is_finite()) {
         return Err(LearnerError::NonFiniteReward { index, value });
     }
-    let mut out = GroupAdvantages {
-        advantages: Vec::with_capacity(rewards.len()),
-        degenerate_groups: vec![],
-    };
+    let mut out = GroupAdvantages { advantages: Vec::with_capacity(rewards.len()), degenerate_groups: vec![] };
     for (g, group) in rewards.chunks(group_size).enumerate() {
         if group.iter().all(|&r| r == group[0]) {
             out.degenerate_groups.push(g);
@@ -131,13 +122,8 @@ pub fn group_advantages(
         let n = group.len() as f64;
         let mean = group.iter().sum::<f64>() / n;
         let std = (group.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-        let scale = if cfg.std_normalize {
-            1.0 / (std + cfg.adv_eps)
-        } else {
-            1.0
-        };
-        out.advantages
-            .extend(group.iter().map(|r| ((r - mean) * scale) as f32));
+        let scale = if cfg.std_normalize { 1.0 / (std + cfg.adv_eps) } else { 1.0 };
+        out.advantages.extend(group.iter().map(|r| ((r - mean) * scale) as f32));
     }
     Ok(out)
 }
@@ -155,10 +141,7 @@ pub struct Denominators {
 impl Denominators {
     /// Counts of a host-side mask of `rows` rows, as the trainer holds it before splitting.
     pub fn from_mask(mask: &[f32], rows: usize) -> Self {
-        Self {
-            sequences: rows,
-            tokens: mask.iter().filter(|&&m| m > 0.0).count(),
-        }
+        Self { sequences: rows, tokens: mask.iter().filter(|&&m| m > 0.0).count() }
     }
 }
 
@@ -226,33 +209,14 @@ pub fn grpo_loss<B: Backend>(
     denominators: Option<Denominators>,
 ) -> Result<GrpoOutput<B>, LearnerError> {
     check_config(cfg)?;
-    let GrpoBatch {
-        logp,
-        old_logp,
-        ref_logp,
-        behaviour_logp,
-        advantages,
-        mask,
-    } = batch;
+    let GrpoBatch { logp, old_logp, ref_logp, behaviour_logp, advantages, mask } = batch;
     let [b, t] = logp.dims();
     let expect = |name, got: Vec<usize>, expected: Vec<usize>| {
-        if got == expected {
-            Ok(())
-        } else {
-            Err(LearnerError::Shape {
-                name,
-                got,
-                expected,
-            })
-        }
+        if got == expected { Ok(()) } else { Err(LearnerError::Shape { name, got, expected }) }
     };
     expect("mask", mask.dims().to_vec(), vec![b, t])?;
     expect("advantages", advantages.dims().to_vec(), vec![b])?;
-    for (name, x) in [
-        ("old_logp", &old_logp),
-        ("ref_logp", &ref_logp),
-        ("behaviour_logp", &behaviour_logp),
-    ] {
+    for (name, x) in [("old_logp", &old_logp), ("ref_logp", &ref_logp), ("behaviour_logp", &behaviour_logp)] {
         if let Some(x) = x {
             expect(name, x.dims().to_vec(), vec![b, t])?;
         }
@@ -271,10 +235,7 @@ pub fn grpo_loss<B: Backend>(
     let log_ratio = (logp.clone() - old_logp.clone()).mask_fill(pad.clone(), 0.0).clamp(-c, c);
     let ratio = log_ratio.clone().exp();
     let unclipped = ratio.clone() * adv.clone();
-    let clipped = ratio
-        .clone()
-        .clamp(1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high)
-        * adv.clone();
+    let clipped = ratio.clone().clamp(1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high) * adv.clone();
     let mut pg = unclipped.clone().min_pair(clipped.clone()).neg();
 
     // Truncated importance sampling on the policy-gradient term only: the detached weight
@@ -297,17 +258,11 @@ pub fn grpo_loss<B: Backend>(
         let d = (r.detach() - logp.clone()).mask_fill(pad.clone(), 0.0);
         d.clone().exp() - d - 1.0
     });
-    let per_token = if cfg.beta > 0.0 {
-        pg + kl_ref.clone().expect("checked above").mul_scalar(cfg.beta)
-    } else {
-        pg
-    };
+    let per_token = if cfg.beta > 0.0 { pg + kl_ref.clone().expect("checked above").mul_scalar(cfg.beta) } else { pg };
 
     let per_token = per_token * mask.clone();
-    let den = denominators.unwrap_or(Denominators {
-        sequences: b,
-        tokens: mask.clone().sum().into_scalar_f64().round() as usize,
-    });
+    let den = denominators
+        .unwrap_or(Denominators { sequences: b, tokens: mask.clone().sum().into_scalar_f64().round() as usize });
     let loss = match cfg.aggregation {
         Aggregation::TokenMean => per_token.sum().div_scalar(den.tokens.max(1) as f64),
         Aggregation::SeqMeanTokenMean => {
@@ -315,26 +270,18 @@ pub fn grpo_loss<B: Backend>(
             // would go through Burn's approximate reciprocal (see `r1_model::ops`).
             let len = mask.clone().sum_dim(1).clamp_min(1.0).detach();
             let inv_len = len.ones_like() / len;
-            (per_token.sum_dim(1) * inv_len)
-                .sum()
-                .div_scalar(den.sequences.max(1) as f64)
+            (per_token.sum_dim(1) * inv_len).sum().div_scalar(den.sequences.max(1) as f64)
         }
         Aggregation::SeqMeanTokenSumNorm => {
             let norm = cfg.token_sum_norm.expect("checked by check_config") as f64;
-            per_token
-                .sum()
-                .div_scalar(norm * den.sequences.max(1) as f64)
+            per_token.sum().div_scalar(norm * den.sequences.max(1) as f64)
         }
     };
 
     // Diagnostics, all over this batch's masked tokens.
     let n = mask.clone().sum().into_scalar_f64();
     let masked_mean = |x: Tensor<B, 2>| {
-        if n > 0.0 {
-            (x.detach() * mask.clone()).sum().into_scalar_f64() / n
-        } else {
-            0.0
-        }
+        if n > 0.0 { (x.detach() * mask.clone()).sum().into_scalar_f64() / n } else { 0.0 }
     };
     let clip_low = ratio.clone().lower_elem(1.0 - cfg.clip_eps_low).float() * adv.clone().lower_elem(0.0).float();
     let clip_high = ratio.clone().greater_elem(1.0 + cfg.clip_eps_high).float() * adv.greater_elem(0.0).float();
@@ -345,11 +292,7 @@ pub fn grpo_loss<B: Backend>(
         kl_ref_mean: kl_ref.map(&masked_mean),
         approx_kl_old: masked_mean(ratio.clone() - 1.0 - log_ratio),
         ratio_mean: masked_mean(ratio.clone()),
-        ratio_max: if n > 0.0 {
-            (ratio.detach() * mask.clone()).max().into_scalar_f64()
-        } else {
-            0.0
-        },
+        ratio_max: if n > 0.0 { (ratio.detach() * mask.clone()).max().into_scalar_f64() } else { 0.0 },
         tis_weight_mean: tis.as_ref().map_or(1.0, |(w, _)| masked_mean(w.clone())),
         tis_capped_frac: tis.map_or(0.0, |(_, capped)| masked_mean(capped)),
         tokens: n,
@@ -365,9 +308,6 @@ pub(crate) trait ScalarExt {
 
 impl<B: Backend> ScalarExt for Tensor<B, 1> {
     fn into_scalar_f64(self) -> f64 {
-        self.into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .expect("a float tensor")[0]
+        self.into_data().convert::<f64>().to_vec::<f64>().expect("a float tensor")[0]
     }
 }

@@ -80,21 +80,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Optim<B, M> {
     pub fn new(cfg: OptimConfig) -> Result<Self, LearnerError> {
         // Each check is written so that NaN fails it.
         let checks = [
-            (
-                cfg.lr > 0.0,
-                format!("optimizer lr is {}; use a positive learning rate", cfg.lr),
-            ),
+            (cfg.lr > 0.0, format!("optimizer lr is {}; use a positive learning rate", cfg.lr)),
             (
                 (0.0..1.0).contains(&cfg.beta1) && (0.0..1.0).contains(&cfg.beta2),
                 format!("betas ({}, {}) must lie in [0, 1)", cfg.beta1, cfg.beta2),
             ),
-            (
-                cfg.eps > 0.0,
-                format!(
-                    "optimizer eps is {}; use a small positive value such as 1e-8",
-                    cfg.eps
-                ),
-            ),
+            (cfg.eps > 0.0, format!("optimizer eps is {}; use a small positive value such as 1e-8", cfg.eps)),
             (
                 cfg.max_grad_norm.is_none_or(|n| n > 0.0),
                 "max_grad_norm must be positive; omit it to disable clipping".into(),
@@ -109,11 +100,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Optim<B, M> {
             .with_epsilon(cfg.eps as f32)
             .with_weight_decay(cfg.weight_decay as f32)
             .init();
-        Ok(Self {
-            cfg,
-            adam,
-            steps: 0,
-        })
+        Ok(Self { cfg, adam, steps: 0 })
     }
 
     /// Steps taken so far (the schedule's position).
@@ -142,32 +129,15 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Optim<B, M> {
         };
         let module = self.adam.step(lr, module, grads);
         self.steps += 1;
-        (
-            module,
-            StepStats {
-                lr,
-                grad_norm,
-                clipped,
-            },
-        )
+        (module, StepStats { lr, grad_norm, clipped })
     }
 
     /// The state to checkpoint, keyed by parameter path in `module`.
     pub fn state(&self, module: &M) -> OptimState<B, M> {
-        let to_path: std::collections::HashMap<ParamId, ParamId> = param_paths(module)
-            .into_iter()
-            .map(|(path, id)| (id, path_id(&path)))
-            .collect();
-        let adam = self
-            .adam
-            .to_record()
-            .into_iter()
-            .filter_map(|(id, r)| Some((*to_path.get(&id)?, r)))
-            .collect();
-        OptimState {
-            steps: self.steps,
-            adam,
-        }
+        let to_path: std::collections::HashMap<ParamId, ParamId> =
+            param_paths(module).into_iter().map(|(path, id)| (id, path_id(&path))).collect();
+        let adam = self.adam.to_record().into_iter().filter_map(|(id, r)| Some((*to_path.get(&id)?, r))).collect();
+        OptimState { steps: self.steps, adam }
     }
 
     /// Restores state saved by [`Optim::state`] onto `module`'s current parameter ids.
@@ -209,18 +179,13 @@ pub fn param_paths<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, ParamId
             self.out.push((self.stack.join("."), param.id));
         }
     }
-    let mut v = Paths {
-        stack: vec![],
-        out: vec![],
-    };
+    let mut v = Paths { stack: vec![], out: vec![] };
     module.visit(&mut v);
     v.out
 }
 
 /// A stable id for a parameter path (64-bit FNV-1a), used as the key of saved state.
 pub fn path_id(path: &str) -> ParamId {
-    let h = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let h = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
     ParamId::from(h)
 }

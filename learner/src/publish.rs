@@ -98,8 +98,7 @@ impl Publisher {
 
     /// The gRPC service, with message limits sized for the chunks.
     pub fn service(&self) -> WeightServiceServer<Publisher> {
-        WeightServiceServer::new(self.clone())
-            .max_encoding_message_size(self.chunk_bytes + (64 << 10))
+        WeightServiceServer::new(self.clone()).max_encoding_message_size(self.chunk_bytes + (64 << 10))
     }
 
     /// [`Publisher::service`] behind `auth`: with a token set, every call must carry it (the

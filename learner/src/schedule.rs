@@ -31,12 +31,7 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self {
-            warmup_steps: 0,
-            decay: Decay::Constant,
-            total_steps: 0,
-            min_lr_ratio: 0.0,
-        }
+        Self { warmup_steps: 0, decay: Decay::Constant, total_steps: 0, min_lr_ratio: 0.0 }
     }
 }
 

@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
-use r1_spec::{Algorithm, RunSpec, Template};
 use r1_model::{CausalLm, TextTokenizer};
 use r1_proto::client::{self, AuthChannel, ClientConfig, RetryPolicy};
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 use r1_proto::v1::work_service_client::WorkServiceClient;
+use r1_spec::{Algorithm, RunSpec, Template};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::runtime::Handle;
@@ -124,8 +124,12 @@ fn send(c: &mut dyn Collective, msg: &Msg) -> Result<(), CollectiveError> {
 fn recv(c: &mut dyn Collective) -> Result<Msg, ServiceError> {
     let mut bytes = Vec::new();
     c.broadcast_bytes(&mut bytes, 0)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ServiceError::Collective(CollectiveError::Protocol { rank: c.rank(), message: format!("bad message from rank 0: {e}") }))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ServiceError::Collective(CollectiveError::Protocol {
+            rank: c.rank(),
+            message: format!("bad message from rank 0: {e}"),
+        })
+    })
 }
 
 /// The parts of a run every rank derives from its spec.
@@ -187,10 +191,17 @@ fn setup<B: AutodiffBackend>(
     };
     // The schedule counts optimizer steps: `steps_per_batch` of them per learner step.
     let optimizer_steps = spec.schedule.total_steps * u64::from(opts.steps_per_batch());
-    let trainer = Trainer::new(model, reference, grpo, optim_config(&opts.optim, optimizer_steps), opts.optim.micro_batch, device.clone())
-        .map_err(|e| bad(e.to_string()))?
-        .with_steps_per_batch(opts.minibatches_per_batch as usize, opts.epochs_per_batch as usize)
-        .with_sampling_temperature(temperature);
+    let trainer = Trainer::new(
+        model,
+        reference,
+        grpo,
+        optim_config(&opts.optim, optimizer_steps),
+        opts.optim.micro_batch,
+        device.clone(),
+    )
+    .map_err(|e| bad(e.to_string()))?
+    .with_steps_per_batch(opts.minibatches_per_batch as usize, opts.epochs_per_batch as usize)
+    .with_sampling_temperature(temperature);
     let mut s = RunSetup { spec, opts, template, tok, trainer };
     if let Some((step, path)) = resume {
         s.trainer.load_optimizer(&Checkpoint { step: *step, path: path.clone() })?;
@@ -234,7 +245,8 @@ fn train<B: AutodiffBackend>(
                     Err(message) => failed.push((g.group_id, message)),
                 }
             }
-            let report = if rollouts.is_empty() { None } else { Some(s.trainer.grpo_step(&rollouts, off_policy, collective)?) };
+            let report =
+                if rollouts.is_empty() { None } else { Some(s.trainer.grpo_step(&rollouts, off_policy, collective)?) };
             Ok(Trained { report, failed })
         }
         Algorithm::Sft(_) => {
@@ -252,7 +264,11 @@ fn train<B: AutodiffBackend>(
 }
 
 /// The rollouts of one scored group, or why it cannot be trained.
-fn grpo_group<B: AutodiffBackend>(s: &RunSetup<B>, grpo: &crate::grpo::GrpoConfig, g: &pb::Group) -> Result<Vec<Rollout>, String> {
+fn grpo_group<B: AutodiffBackend>(
+    s: &RunSetup<B>,
+    grpo: &crate::grpo::GrpoConfig,
+    g: &pb::Group,
+) -> Result<Vec<Rollout>, String> {
     let example = g.example.as_ref().ok_or("the group has no example")?;
     let prompt = prompt_tokens(&s.tok, s.template, example)?;
     if g.rewards.len() != g.samples.len() || g.samples.is_empty() {
@@ -314,8 +330,11 @@ pub fn follow<B: AutodiffBackend>(
             }
             Msg::Idle => {}
             Msg::Batch(bytes) => {
-                let s = state.as_mut().ok_or_else(|| ServiceError::Run { run, message: "rank 0 sent a batch before the run".into() })?;
-                let lease = pb::BatchLease::decode(bytes.as_slice()).map_err(|e| ServiceError::Run { run, message: format!("bad batch from rank 0: {e}") })?;
+                let s = state
+                    .as_mut()
+                    .ok_or_else(|| ServiceError::Run { run, message: "rank 0 sent a batch before the run".into() })?;
+                let lease = pb::BatchLease::decode(bytes.as_slice())
+                    .map_err(|e| ServiceError::Run { run, message: format!("bad batch from rank 0: {e}") })?;
                 if train(s, &lease, collective)?.report.is_some() {
                     report.steps += 1;
                     report.step = lease.step + 1;
@@ -337,9 +356,8 @@ pub fn lead<B: AutodiffBackend>(
     stop: Arc<AtomicBool>,
 ) -> Result<LearnerReport, ServiceError> {
     let run = settings.run_id;
-    let channel = rt
-        .block_on(client::connect(&settings.coordinator))
-        .map_err(|e| ServiceError::Connect(e.to_string()))?;
+    let channel =
+        rt.block_on(client::connect(&settings.coordinator)).map_err(|e| ServiceError::Connect(e.to_string()))?;
     let max = settings.coordinator.max_message_bytes;
     let leader = Leader {
         settings,
@@ -380,7 +398,8 @@ pub fn lead<B: AutodiffBackend>(
             }
         };
         send(collective, &Msg::Batch(lease.encode_to_vec()))?;
-        let span = tracing::info_span!("train", run, step = lease.step, lease = lease.lease_id, groups = lease.groups.len());
+        let span =
+            tracing::info_span!("train", run, step = lease.step, lease = lease.lease_id, groups = lease.groups.len());
         let _enter = span.enter();
         let renew = client::keep_alive(rt, leader.work.clone(), run, lease.lease_id, lease.deadline_ms);
         let started = Instant::now();
@@ -744,8 +763,13 @@ impl Leader<'_> {
 }
 
 /// The tokenizer files of the base model, so a checkpoint is a complete model folder.
-const TOKENIZER_FILES: &[&str] =
-    &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"];
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+];
 
 fn copy_tokenizer(base: &Path, dir: &Path) -> std::io::Result<()> {
     for f in TOKENIZER_FILES {
@@ -765,7 +789,8 @@ fn remove_unrecorded(dir: &Path, step: u64) -> Result<(), ServiceError> {
         let n = name.to_str().and_then(|n| n.strip_prefix("step-")).and_then(|n| n.parse::<u64>().ok());
         if n.is_some_and(|n| n > step) {
             tracing::warn!(path = %e.path().display(), "removing a checkpoint the coordinator never recorded");
-            std::fs::remove_dir_all(e.path()).map_err(|source| checkpoint::CheckpointError::Io { path: e.path(), source })?;
+            std::fs::remove_dir_all(e.path())
+                .map_err(|source| checkpoint::CheckpointError::Io { path: e.path(), source })?;
         }
     }
     Ok(())

@@ -19,13 +19,8 @@ use crate::LearnerError;
 use crate::grpo::ScalarExt;
 
 /// log p(target) at every position: `[B, T, V]` logits and `[B, T]` targets → `[B, T]`.
-pub fn token_logprobs<B: Backend>(
-    logits: Tensor<B, 3>,
-    targets: Tensor<B, 2, Int>,
-) -> Tensor<B, 2> {
-    log_softmax(logits, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .squeeze_dim(2)
+pub fn token_logprobs<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    log_softmax(logits, 2).gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2)
 }
 
 /// Masked next-token cross-entropy from logits. `tokens` = `None` normalises by this
@@ -38,11 +33,7 @@ pub fn sft_loss<B: Backend>(
 ) -> Result<Tensor<B, 1>, LearnerError> {
     let [b, t, _] = logits.dims();
     if targets.dims() != [b, t] {
-        return Err(LearnerError::Shape {
-            name: "targets",
-            got: targets.dims().to_vec(),
-            expected: vec![b, t],
-        });
+        return Err(LearnerError::Shape { name: "targets", got: targets.dims().to_vec(), expected: vec![b, t] });
     }
     sft_loss_from_logprobs(token_logprobs(logits, targets), mask, tokens)
 }
@@ -54,16 +45,9 @@ pub fn sft_loss_from_logprobs<B: Backend>(
     tokens: Option<usize>,
 ) -> Result<Tensor<B, 1>, LearnerError> {
     if mask.dims() != logp.dims() {
-        return Err(LearnerError::Shape {
-            name: "mask",
-            got: mask.dims().to_vec(),
-            expected: logp.dims().to_vec(),
-        });
+        return Err(LearnerError::Shape { name: "mask", got: mask.dims().to_vec(), expected: logp.dims().to_vec() });
     }
     let n = tokens.unwrap_or_else(|| mask.clone().sum().into_scalar_f64().round() as usize);
     let pad = mask.clone().lower_equal_elem(0.0);
-    Ok((logp.mask_fill(pad, 0.0) * mask)
-        .sum()
-        .neg()
-        .div_scalar(n.max(1) as f64))
+    Ok((logp.mask_fill(pad, 0.0) * mask).sum().neg().div_scalar(n.max(1) as f64))
 }

@@ -185,7 +185,10 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// Restores the optimizer state of a checkpoint whose weights this trainer holds.
-    pub fn load_optimizer(&mut self, checkpoint: &crate::checkpoint::Checkpoint) -> Result<(), crate::checkpoint::CheckpointError> {
+    pub fn load_optimizer(
+        &mut self,
+        checkpoint: &crate::checkpoint::Checkpoint,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
         let model = self.model.as_ref().expect("model is present between steps");
         checkpoint.load_optimizer(&mut self.optim, model, &self.device)
     }
@@ -307,11 +310,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut old = vec![Vec::new(); rollouts.len()];
         for part in micro {
             let width = part.iter().map(|&i| len(i)).max().unwrap_or(0);
-            let seqs: Vec<Vec<u32>> = part.iter().map(|&i| [rollouts[i].prompt.as_slice(), &rollouts[i].completion].concat()).collect();
+            let seqs: Vec<Vec<u32>> =
+                part.iter().map(|&i| [rollouts[i].prompt.as_slice(), &rollouts[i].completion].concat()).collect();
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
             let batch = PaddedBatch::padded_to(&refs, 0, width);
             let t = batch.len - 1;
-            let (logp, _) = r1_model::logprobs::token_logprobs_at(&model, &batch, &self.device, self.temperature, false);
+            let (logp, _) =
+                r1_model::logprobs::token_logprobs_at(&model, &batch, &self.device, self.temperature, false);
             let values: Vec<f32> = logp.into_data().convert::<f32>().to_vec().expect("a float tensor");
             for (k, &i) in part.iter().enumerate() {
                 let start = k * t + batch.pads[k] + rollouts[i].prompt.len() - 1;

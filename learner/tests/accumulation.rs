@@ -26,9 +26,7 @@ struct Policy<B: Backend> {
 impl<B: Backend> Policy<B> {
     fn logits(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, f] = x.dims();
-        x.reshape([b * t, f])
-            .matmul(self.w.val())
-            .reshape([b, t, V])
+        x.reshape([b * t, f]).matmul(self.w.val()).reshape([b, t, V])
     }
 }
 
@@ -43,11 +41,7 @@ struct Data {
 }
 
 /// Deterministic pseudo-random values (Burn's global RNG is shared by parallel tests).
-fn host_random<const D: usize>(
-    shape: [usize; D],
-    seed: u64,
-    f: impl Fn(f64) -> f64,
-) -> Tensor<B, D> {
+fn host_random<const D: usize>(shape: [usize; D], seed: u64, f: impl Fn(f64) -> f64) -> Tensor<B, D> {
     let n = shape.iter().product::<usize>();
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let v: Vec<f32> = (0..n)
@@ -76,10 +70,7 @@ fn data() -> Data {
     let base = token_logprobs(policy().logits(x.clone()), targets.clone()).detach();
     // Completion lengths differ a lot, so per-micro-batch token counts differ too.
     let lens = [6, 1, 3, 5, 2, 6, 4, 1];
-    let mask_host: Vec<f32> = lens
-        .iter()
-        .flat_map(|&l| (0..T).map(move |t| if t < l { 1.0 } else { 0.0 }))
-        .collect();
+    let mask_host: Vec<f32> = lens.iter().flat_map(|&l| (0..T).map(move |t| if t < l { 1.0 } else { 0.0 })).collect();
     Data {
         old: base.clone() + normal([ROWS, T], 3, 0.3),
         reference: base + normal([ROWS, T], 4, 0.2),
@@ -92,12 +83,8 @@ fn data() -> Data {
 }
 
 fn policy() -> Policy<B> {
-    let w: Vec<f32> = (0..F * V)
-        .map(|i| ((i * 37 % 11) as f32 - 5.0) / 10.0)
-        .collect();
-    Policy {
-        w: Param::from_tensor(Tensor::from_data(TensorData::new(w, [F, V]), &device())),
-    }
+    let w: Vec<f32> = (0..F * V).map(|i| ((i * 37 % 11) as f32 - 5.0) / 10.0).collect();
+    Policy { w: Param::from_tensor(Tensor::from_data(TensorData::new(w, [F, V]), &device())) }
 }
 
 /// Gradients of the loss on rows `r` of the data, for `policy`.
@@ -107,10 +94,7 @@ fn grads(policy: &Policy<B>, d: &Data, micro: usize, loss: &LossFn, mean: bool) 
     let mut acc = GradAccumulator::default();
     for start in (0..ROWS).step_by(micro) {
         let l = loss(policy, d, start..start + micro);
-        acc.add(
-            policy,
-            GradientsParams::from_grads::<B, Policy<B>>(l.backward(), policy),
-        );
+        acc.add(policy, GradientsParams::from_grads::<B, Policy<B>>(l.backward(), policy));
     }
     if mean { acc.mean(policy) } else { acc.sum() }
 }
@@ -122,10 +106,7 @@ fn rows<BK: Backend, const D: usize, K: burn::tensor::BasicOps<BK>>(
     t.clone().narrow(0, r.start, r.len())
 }
 
-fn grpo(
-    cfg: GrpoConfig,
-    global: bool,
-) -> impl Fn(&Policy<B>, &Data, std::ops::Range<usize>) -> Tensor<B, 1> {
+fn grpo(cfg: GrpoConfig, global: bool) -> impl Fn(&Policy<B>, &Data, std::ops::Range<usize>) -> Tensor<B, 1> {
     move |p, d, r| {
         let logp = token_logprobs(p.logits(rows(&d.x, &r)), rows(&d.targets, &r));
         let batch = GrpoBatch {
@@ -150,37 +131,22 @@ fn step(micro: usize, loss: &LossFn, mean: bool) -> Vec<f64> {
     let g = grads(&p, &d, micro, loss, mean);
     let (g, _) = clip_grad_norm::<B, Policy<B>>(&p, g, 0.05);
     let mut out = values(g.get::<Inner, 2>(p.w.id).unwrap());
-    let cfg = OptimConfig {
-        lr: 0.1,
-        eps: 1.0,
-        max_grad_norm: Some(0.05),
-        ..OptimConfig::default()
-    };
+    let cfg = OptimConfig { lr: 0.1, eps: 1.0, max_grad_norm: Some(0.05), ..OptimConfig::default() };
     let mut optim = Optim::new(cfg).unwrap();
     let (p, stats) = optim.step(p, g);
-    assert!(
-        stats.grad_norm > 0.05 * 0.999 && stats.grad_norm < 0.05 * 1.001,
-        "already clipped: {stats:?}"
-    );
+    assert!(stats.grad_norm > 0.05 * 0.999 && stats.grad_norm < 0.05 * 1.001, "already clipped: {stats:?}");
     out.extend(values(p.w.val()));
     out
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 #[test]
 fn micro_batches_with_global_denominators_match_the_full_batch() {
     let mut c = Checker::default();
-    for agg in [
-        Aggregation::SeqMeanTokenMean,
-        Aggregation::TokenMean,
-        Aggregation::SeqMeanTokenSumNorm,
-    ] {
+    for agg in [Aggregation::SeqMeanTokenMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenSumNorm] {
         let cfg = GrpoConfig {
             aggregation: agg,
             token_sum_norm: (agg == Aggregation::SeqMeanTokenSumNorm).then_some(16),
@@ -191,12 +157,7 @@ fn micro_batches_with_global_denominators_match_the_full_batch() {
         let loss = grpo(cfg, true);
         let full = step(ROWS, &loss, false);
         for micro in [1, 2, 4] {
-            c.check(
-                &format!("{agg:?}, {micro}-row micro-batches"),
-                &step(micro, &loss, false),
-                &full,
-                1e-6,
-            );
+            c.check(&format!("{agg:?}, {micro}-row micro-batches"), &step(micro, &loss, false), &full, 1e-6);
         }
     }
     c.finish();
@@ -206,16 +167,10 @@ fn micro_batches_with_global_denominators_match_the_full_batch() {
 fn token_mean_with_per_micro_batch_denominators_does_not_match() {
     // The boundary of the rule above: normalising each micro-batch by its own token count
     // weighs tokens of short micro-batches more, and the update differs.
-    let cfg = GrpoConfig {
-        aggregation: Aggregation::TokenMean,
-        ..GrpoConfig::default()
-    };
+    let cfg = GrpoConfig { aggregation: Aggregation::TokenMean, ..GrpoConfig::default() };
     let full = step(ROWS, &grpo(cfg.clone(), false), false);
     let local = step(2, &grpo(cfg, false), false);
-    assert!(
-        max_diff(&local, &full) > 1e-4,
-        "per-micro-batch normalisation should change the update"
-    );
+    assert!(max_diff(&local, &full) > 1e-4, "per-micro-batch normalisation should change the update");
 }
 
 #[test]
@@ -227,19 +182,11 @@ fn mean_of_equal_micro_batches_matches_the_full_batch() {
     };
     let full = step(ROWS, &sft, false);
     let mut c = Checker::default();
-    c.check(
-        "sft mean over 4 micro-batches",
-        &step(2, &sft, true),
-        &full,
-        1e-6,
-    );
+    c.check("sft mean over 4 micro-batches", &step(2, &sft, true), &full, 1e-6);
     c.finish();
     let (d, p) = (data(), policy());
     let w = |g: GradientsParams| values(g.get::<Inner, 2>(p.w.id).unwrap());
-    let (sum, mean) = (
-        w(grads(&p, &d, 2, &sft, false)),
-        w(grads(&p, &d, 2, &sft, true)),
-    );
+    let (sum, mean) = (w(grads(&p, &d, 2, &sft, false)), w(grads(&p, &d, 2, &sft, true)));
     c = Checker::default();
     c.check(
         "sum of 4 micro-batch means = 4 x their mean",

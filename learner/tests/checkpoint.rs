@@ -32,12 +32,7 @@ fn config() -> OptimConfig {
         lr: 0.05,
         weight_decay: 0.1,
         max_grad_norm: Some(0.8),
-        schedule: ScheduleConfig {
-            warmup_steps: 2,
-            decay: Decay::Cosine,
-            total_steps: 8,
-            min_lr_ratio: 0.1,
-        },
+        schedule: ScheduleConfig { warmup_steps: 2, decay: Decay::Cosine, total_steps: 8, min_lr_ratio: 0.1 },
         ..OptimConfig::default()
     }
 }
@@ -71,10 +66,7 @@ fn write_weights(model: &Toy<B>, dir: &Path) -> std::io::Result<()> {
 /// Reads them back into a module with *fresh* parameter ids, as a safetensors load would.
 fn read_weights(dir: &Path) -> Toy<B> {
     let bytes = std::fs::read(dir.join("weights.bin")).unwrap();
-    let f: Vec<f32> = bytes
-        .chunks(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let f: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     let w = Tensor::from_data(TensorData::new(f[..12].to_vec(), [4, 3]), &device());
     let b = Tensor::from_data(TensorData::new(f[12..].to_vec(), [3]), &device());
     Toy::new(w, b)
@@ -92,28 +84,14 @@ fn resumed_run_is_bit_identical_to_a_straight_run() {
         let mut rng = Rng(42);
         let mut optim = Optim::new(config()).unwrap();
         let model = train(fresh_model(), &mut optim, &mut rng, k);
-        let state = TrainerState {
-            step: k as u64,
-            rng: vec![rng.0],
-            data_cursor: 8 * k as u64,
-            ..Default::default()
-        };
-        let path = checkpoint::save(
-            dir.path(),
-            k as u64,
-            |d| write_weights(&model, d),
-            &optim,
-            &model,
-            &state,
-            &config(),
-        )
-        .unwrap();
+        let state = TrainerState { step: k as u64, rng: vec![rng.0], data_cursor: 8 * k as u64, ..Default::default() };
+        let path =
+            checkpoint::save(dir.path(), k as u64, |d| write_weights(&model, d), &optim, &model, &state, &config())
+                .unwrap();
         assert_eq!(path, dir.path().join(format!("step-{k}")));
         drop((model, optim, rng));
 
-        let ckpt = checkpoint::latest(dir.path())
-            .unwrap()
-            .expect("a checkpoint");
+        let ckpt = checkpoint::latest(dir.path()).unwrap().expect("a checkpoint");
         let state = ckpt.trainer_state().unwrap();
         assert_eq!((state.step, state.data_cursor), (k as u64, 8 * k as u64));
         assert_eq!(ckpt.config::<OptimConfig>().unwrap(), config());
@@ -123,11 +101,7 @@ fn resumed_run_is_bit_identical_to_a_straight_run() {
         assert_eq!(optim.steps(), k as u64);
         let resumed = train(model, &mut optim, &mut Rng(state.rng[0]), N - k);
 
-        assert_eq!(
-            bits(&resumed),
-            bits(&straight),
-            "resume after {k} of {N} steps diverged"
-        );
+        assert_eq!(bits(&resumed), bits(&straight), "resume after {k} of {N} steps diverged");
     }
 }
 
@@ -137,24 +111,11 @@ fn optimizer_state_round_trips_bitwise() {
     let model = train(fresh_model(), &mut optim, &mut Rng(3), 4);
     let dir = tempfile::tempdir().unwrap();
     let state = TrainerState::default();
-    checkpoint::save(
-        dir.path(),
-        4,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap();
+    checkpoint::save(dir.path(), 4, |d| write_weights(&model, d), &optim, &model, &state, &()).unwrap();
 
     let loaded_model = read_weights(&dir.path().join("step-4"));
     let mut loaded = Optim::new(config()).unwrap();
-    checkpoint::latest(dir.path())
-        .unwrap()
-        .unwrap()
-        .load_optimizer(&mut loaded, &loaded_model, &device())
-        .unwrap();
+    checkpoint::latest(dir.path()).unwrap().unwrap().load_optimizer(&mut loaded, &loaded_model, &device()).unwrap();
 
     let (mut a, mut b) = (optim.state(&model).adam, loaded.state(&loaded_model).adam);
     assert_eq!(a.len(), 2);
@@ -162,22 +123,13 @@ fn optimizer_state_round_trips_bitwise() {
         let m = s.momentum;
         (
             m.time,
-            values(m.moment_1)
-                .iter()
-                .chain(&values(m.moment_2))
-                .map(|x| (*x as f32).to_bits())
-                .collect::<Vec<_>>(),
+            values(m.moment_1).iter().chain(&values(m.moment_2)).map(|x| (*x as f32).to_bits()).collect::<Vec<_>>(),
         )
     };
-    let (wa, wb) = (
-        a.remove(&path_id("w")).unwrap(),
-        b.remove(&path_id("w")).unwrap(),
-    );
+    let (wa, wb) = (a.remove(&path_id("w")).unwrap(), b.remove(&path_id("w")).unwrap());
     assert_eq!(moments(wa.into_state::<2>()), moments(wb.into_state::<2>()));
-    let (ba, bb) = (
-        a.remove(&path_id("b")).unwrap().into_state::<1>(),
-        b.remove(&path_id("b")).unwrap().into_state::<1>(),
-    );
+    let (ba, bb) =
+        (a.remove(&path_id("b")).unwrap().into_state::<1>(), b.remove(&path_id("b")).unwrap().into_state::<1>());
     assert_eq!(ba.momentum.time, 4);
     assert_eq!(values(ba.momentum.moment_2), values(bb.momentum.moment_2));
 }
@@ -189,32 +141,12 @@ fn interrupted_saves_are_ignored_and_replaced() {
     let optim = Optim::<B, Toy<B>>::new(config()).unwrap();
     let state = TrainerState::default();
     assert_eq!(checkpoint::latest(dir.path()).unwrap(), None);
-    assert_eq!(
-        checkpoint::latest(&dir.path().join("missing")).unwrap(),
-        None
-    );
+    assert_eq!(checkpoint::latest(&dir.path().join("missing")).unwrap(), None);
 
-    checkpoint::save(
-        dir.path(),
-        3,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap();
+    checkpoint::save(dir.path(), 3, |d| write_weights(&model, d), &optim, &model, &state, &()).unwrap();
     // A crash in the middle of saving step 9 leaves only its temporary folder.
-    let err = checkpoint::save(
-        dir.path(),
-        9,
-        |_| Err(std::io::Error::other("disk full")),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap_err();
+    let err = checkpoint::save(dir.path(), 9, |_| Err(std::io::Error::other("disk full")), &optim, &model, &state, &())
+        .unwrap_err();
     assert!(matches!(err, CheckpointError::Weights { .. }), "{err}");
     assert!(dir.path().join(".tmp-step-9").is_dir());
     std::fs::create_dir(dir.path().join("step-x")).unwrap();
@@ -223,30 +155,12 @@ fn interrupted_saves_are_ignored_and_replaced() {
     assert_eq!(latest.step, 3);
 
     // The next save of step 9 replaces the leftover and becomes the latest.
-    checkpoint::save(
-        dir.path(),
-        9,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap();
+    checkpoint::save(dir.path(), 9, |d| write_weights(&model, d), &optim, &model, &state, &()).unwrap();
     assert!(!dir.path().join(".tmp-step-9").exists());
     assert_eq!(checkpoint::latest(dir.path()).unwrap().unwrap().step, 9);
 
     // A finished checkpoint is never overwritten.
-    let err = checkpoint::save(
-        dir.path(),
-        9,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap_err();
+    let err = checkpoint::save(dir.path(), 9, |d| write_weights(&model, d), &optim, &model, &state, &()).unwrap_err();
     assert!(matches!(err, CheckpointError::Exists(_)), "{err}");
 }
 
@@ -255,30 +169,18 @@ fn optimizer_state_for_another_model_is_rejected() {
     let mut optim = Optim::new(config()).unwrap();
     let model = train(fresh_model(), &mut optim, &mut Rng(5), 1);
     let dir = tempfile::tempdir().unwrap();
-    checkpoint::save(
-        dir.path(),
-        1,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &TrainerState::default(),
-        &(),
-    )
-    .unwrap();
+    checkpoint::save(dir.path(), 1, |d| write_weights(&model, d), &optim, &model, &TrainerState::default(), &())
+        .unwrap();
 
     // Same shapes, different parameter names: the moments must not be applied silently.
     #[derive(burn::module::Module, Debug)]
     struct Renamed<B: burn::tensor::backend::Backend> {
         inner: Toy<B>,
     }
-    let other = Renamed {
-        inner: fresh_model(),
-    };
+    let other = Renamed { inner: fresh_model() };
     let mut other_optim = Optim::<B, Renamed<B>>::new(config()).unwrap();
     let ckpt = checkpoint::latest(dir.path()).unwrap().unwrap();
-    let err = ckpt
-        .load_optimizer(&mut other_optim, &other, &device())
-        .unwrap_err();
+    let err = ckpt.load_optimizer(&mut other_optim, &other, &device()).unwrap_err();
     assert!(err.to_string().contains("match no parameter"), "{err}");
 }
 
@@ -287,29 +189,11 @@ fn damaged_trainer_state_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let model = fresh_model();
     let optim = Optim::<B, Toy<B>>::new(config()).unwrap();
-    let state = TrainerState {
-        step: 2,
-        rng: vec![1, 2],
-        data_cursor: 5,
-        counters: [("samples".into(), 64)].into(),
-    };
-    checkpoint::save(
-        dir.path(),
-        2,
-        |d| write_weights(&model, d),
-        &optim,
-        &model,
-        &state,
-        &(),
-    )
-    .unwrap();
+    let state = TrainerState { step: 2, rng: vec![1, 2], data_cursor: 5, counters: [("samples".into(), 64)].into() };
+    checkpoint::save(dir.path(), 2, |d| write_weights(&model, d), &optim, &model, &state, &()).unwrap();
     let ckpt = checkpoint::latest(dir.path()).unwrap().unwrap();
     assert_eq!(ckpt.trainer_state().unwrap(), state);
-    std::fs::write(
-        ckpt.path.join("trainer_state.json"),
-        b"{\"step\": 2, \"extra\": 1}",
-    )
-    .unwrap();
+    std::fs::write(ckpt.path.join("trainer_state.json"), b"{\"step\": 2, \"extra\": 1}").unwrap();
     let err = ckpt.trainer_state().unwrap_err();
     assert!(err.to_string().contains("trainer_state.json"), "{err}");
 }
@@ -343,20 +227,44 @@ fn verify_finds_every_kind_of_damage() {
             },
             Err("optimizer.json has SHA-256"),
         ),
-        ("file removed", |d| std::fs::remove_file(d.join("run_config.json")).unwrap(), Err("run_config.json is missing")),
-        ("checksums garbled", |d| std::fs::write(d.join("checksums.json"), "{").unwrap(), Err("checksums.json does not parse")),
-        ("written before checksums", |d| std::fs::remove_file(d.join("checksums.json")).unwrap(), Ok(Verified::NoChecksums)),
+        (
+            "file removed",
+            |d| std::fs::remove_file(d.join("run_config.json")).unwrap(),
+            Err("run_config.json is missing"),
+        ),
+        (
+            "checksums garbled",
+            |d| std::fs::write(d.join("checksums.json"), "{").unwrap(),
+            Err("checksums.json does not parse"),
+        ),
+        (
+            "written before checksums",
+            |d| std::fs::remove_file(d.join("checksums.json")).unwrap(),
+            Ok(Verified::NoChecksums),
+        ),
     ];
     for (what, damage, want) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let path = checkpoint::save(dir.path(), 2, |d| write_weights(&model, d), &optim, &model, &TrainerState::default(), &()).unwrap();
+        let path = checkpoint::save(
+            dir.path(),
+            2,
+            |d| write_weights(&model, d),
+            &optim,
+            &model,
+            &TrainerState::default(),
+            &(),
+        )
+        .unwrap();
         damage(&path);
         let got = Checkpoint { step: 2, path: path.clone() }.verify();
         match (got, want) {
             (Ok(v), Ok(w)) => assert_eq!(v, *w, "{what}"),
             (Err(e), Err(text)) => {
                 let e = e.to_string();
-                assert!(e.contains(text) && e.contains(&path.display().to_string()) && e.contains("older checkpoint"), "{what}: {e}");
+                assert!(
+                    e.contains(text) && e.contains(&path.display().to_string()) && e.contains("older checkpoint"),
+                    "{what}: {e}"
+                );
             }
             (got, want) => panic!("{what}: expected {want:?}, got {got:?}"),
         }

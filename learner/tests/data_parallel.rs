@@ -41,13 +41,7 @@ fn data() -> Data {
 }
 
 /// Loss of the rows `rows` of the batch, normalised by the whole batch's counts.
-fn shard_grads(
-    model: &CausalLm<B>,
-    d: &Data,
-    rows: &[usize],
-    cfg: &GrpoConfig,
-    den: Denominators,
-) -> GradientsParams {
+fn shard_grads(model: &CausalLm<B>, d: &Data, rows: &[usize], cfg: &GrpoConfig, den: Denominators) -> GradientsParams {
     let dev = Default::default();
     let seqs: Vec<&[u32]> = rows.iter().map(|&r| d.seqs[r].as_slice()).collect();
     let width = d.seqs.iter().map(Vec::len).max().unwrap();
@@ -102,35 +96,18 @@ fn weights(model: &CausalLm<B>) -> Vec<f32> {
 }
 
 /// Trains `steps` steps on the rows this rank owns and returns its final weights.
-fn train(
-    rows: &[usize],
-    collective: &mut dyn Collective,
-    cfg: &GrpoConfig,
-    steps: usize,
-) -> Vec<f32> {
+fn train(rows: &[usize], collective: &mut dyn Collective, cfg: &GrpoConfig, steps: usize) -> Vec<f32> {
     let d = data();
     let mut model = r1_model::load::<B>(&fixture(), &Default::default()).unwrap();
     // Adam's eps is raised from 1e-8 to 1e-6: a gradient that is zero in exact arithmetic
     // (e.g. a k_proj bias, which softmax nearly cancels) is ±1e-10 rounding noise whose sign
     // depends on summation order, and with eps 1e-8 Adam turns that sign into a ±lr step.
     // With eps 1e-6 such noise moves nothing, and the comparison tests the gradients.
-    let cfg_opt = OptimConfig {
-        lr: LR,
-        eps: 1e-6,
-        ..Default::default()
-    };
+    let cfg_opt = OptimConfig { lr: LR, eps: 1e-6, ..Default::default() };
     let mut optim = Optim::<B, CausalLm<B>>::new(cfg_opt).unwrap();
     // Denominators of the whole batch, as the trainer knows them before sharding.
-    let tokens: usize = d
-        .seqs
-        .iter()
-        .zip(&d.prompt_lens)
-        .map(|(s, p)| s.len() - p)
-        .sum();
-    let den = Denominators {
-        sequences: d.seqs.len(),
-        tokens,
-    };
+    let tokens: usize = d.seqs.iter().zip(&d.prompt_lens).map(|(s, p)| s.len() - p).sum();
+    let den = Denominators { sequences: d.seqs.len(), tokens };
     for _ in 0..steps {
         let grads = shard_grads(&model, &d, rows, cfg, den);
         let grads = all_reduce_grads::<B, _>(&model, grads, collective).unwrap();
@@ -141,11 +118,7 @@ fn train(
 
 #[test]
 fn two_ranks_on_halves_equal_one_rank_on_the_whole_batch() {
-    for aggregation in [
-        Aggregation::SeqMeanTokenMean,
-        Aggregation::TokenMean,
-        Aggregation::SeqMeanTokenSumNorm,
-    ] {
+    for aggregation in [Aggregation::SeqMeanTokenMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenSumNorm] {
         let cfg = GrpoConfig {
             beta: 0.0,
             aggregation,
@@ -153,11 +126,7 @@ fn two_ranks_on_halves_equal_one_rank_on_the_whole_batch() {
             ..Default::default()
         };
         let single = train(&[0, 1, 2, 3], &mut SingleRank, &cfg, 3);
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let shards: [&[usize]; 2] = [&[0, 1], &[2, 3]];
         let ranks: Vec<Vec<f32>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)
@@ -179,25 +148,11 @@ fn two_ranks_on_halves_equal_one_rank_on_the_whole_batch() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(ranks[0], ranks[1], "{aggregation:?}: ranks diverged");
-        let err = single
-            .iter()
-            .zip(&ranks[0])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            err <= 1e-6,
-            "{aggregation:?}: data-parallel weights differ from single-rank by {err}"
-        );
+        let err = single.iter().zip(&ranks[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err <= 1e-6, "{aggregation:?}: data-parallel weights differ from single-rank by {err}");
         // The updates were real: weights moved away from the checkpoint.
         let start = weights(&r1_model::load::<B>(&fixture(), &Default::default()).unwrap());
-        let moved = single
-            .iter()
-            .zip(&start)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            moved > LR as f32,
-            "{aggregation:?}: training did not change the weights ({moved})"
-        );
+        let moved = single.iter().zip(&start).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(moved > LR as f32, "{aggregation:?}: training did not change the weights ({moved})");
     }
 }

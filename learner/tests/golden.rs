@@ -35,12 +35,7 @@ fn grpo_loss_and_grad_match_pytorch() {
             1e-6,
         );
         let degenerate: Vec<f64> = adv.degenerate_groups.iter().map(|&i| i as f64).collect();
-        c.check(
-            &format!("{name}: degenerate groups"),
-            &degenerate,
-            &flat(&case["degenerate_groups"]).1,
-            0.0,
-        );
+        c.check(&format!("{name}: degenerate groups"), &degenerate, &flat(&case["degenerate_groups"]).1, 0.0);
 
         let logp = tensor::<B, 2>(&inp["logp"]).require_grad();
         let batch = GrpoBatch {
@@ -54,18 +49,8 @@ fn grpo_loss_and_grad_match_pytorch() {
         let out = grpo_loss(batch, &cfg, None).unwrap();
         let grads = out.loss.clone().backward();
         let grad = logp.grad(&grads).expect("logp has a gradient");
-        c.check(
-            &format!("{name}: loss"),
-            &values(out.loss),
-            &[f(&case["loss"])],
-            1e-5,
-        );
-        c.check(
-            &format!("{name}: d loss / d logp"),
-            &values(grad),
-            &flat(&case["grad_logp"]).1,
-            1e-5,
-        );
+        c.check(&format!("{name}: loss"), &values(out.loss), &[f(&case["loss"])], 1e-5);
+        c.check(&format!("{name}: d loss / d logp"), &values(grad), &flat(&case["grad_logp"]).1, 1e-5);
 
         let s = &case["stats"];
         let st = out.stats;
@@ -79,11 +64,7 @@ fn grpo_loss_and_grad_match_pytorch() {
             ("approx_kl_old", st.approx_kl_old, f(&s["approx_kl_old"])),
             ("ratio_mean", st.ratio_mean, f(&s["ratio_mean"])),
             ("ratio_max", st.ratio_max, f(&s["ratio_max"])),
-            (
-                "tis_capped_frac",
-                st.tis_capped_frac,
-                f(&s["tis_capped_frac"]),
-            ),
+            ("tis_capped_frac", st.tis_capped_frac, f(&s["tis_capped_frac"])),
             ("tokens", st.tokens, f(&s["tokens"])),
         ] {
             c.check(&format!("{name}: stats.{what}"), &[got], &[want], 1e-5);
@@ -98,22 +79,14 @@ fn sft_loss_and_grad_match_pytorch() {
     let logits = tensor::<B, 3>(&g["logits"]).require_grad();
     let (shape, t) = flat(&g["targets"]);
     let targets = Tensor::<B, 2, Int>::from_data(
-        burn::tensor::TensorData::new(
-            t.iter().map(|&x| x as i64).collect::<Vec<_>>(),
-            [shape[0], shape[1]],
-        ),
+        burn::tensor::TensorData::new(t.iter().map(|&x| x as i64).collect::<Vec<_>>(), [shape[0], shape[1]]),
         &device(),
     );
     let loss = sft_loss(logits.clone(), targets, tensor(&g["mask"]), None).unwrap();
     let grads = loss.clone().backward();
     let mut c = Checker::default();
     c.check("sft loss", &values(loss), &[f(&g["loss"])], 1e-5);
-    c.check(
-        "sft d loss / d logits",
-        &values(logits.grad(&grads).unwrap()),
-        &flat(&g["grad_logits"]).1,
-        1e-5,
-    );
+    c.check("sft d loss / d logits", &values(logits.grad(&grads).unwrap()), &flat(&g["grad_logits"]).1, 1e-5);
     c.finish();
 }
 
@@ -128,36 +101,13 @@ fn adamw_schedule_and_clipping_match_pytorch() {
         let mut optim = Optim::<B, Toy<B>>::new(cfg).unwrap();
         let mut model = Toy::new(tensor(&g["w0"]), tensor(&g["b0"]));
         for (k, want) in case["steps"].as_array().unwrap().iter().enumerate() {
-            let grads = GradientsParams::from_grads::<B, Toy<B>>(
-                model.loss(x.clone(), y.clone()).backward(),
-                &model,
-            );
+            let grads = GradientsParams::from_grads::<B, Toy<B>>(model.loss(x.clone(), y.clone()).backward(), &model);
             let (next, stats) = optim.step(model, grads);
             model = next;
-            c.check(
-                &format!("{name} step {k}: lr"),
-                &[stats.lr],
-                &[f(&want["lr"])],
-                1e-12,
-            );
-            c.check(
-                &format!("{name} step {k}: grad norm"),
-                &[stats.grad_norm],
-                &[f(&want["grad_norm"])],
-                1e-5,
-            );
-            c.check(
-                &format!("{name} step {k}: w"),
-                &values(model.w.val()),
-                &flat(&want["w"]).1,
-                1e-6,
-            );
-            c.check(
-                &format!("{name} step {k}: b"),
-                &values(model.b.val()),
-                &flat(&want["b"]).1,
-                1e-6,
-            );
+            c.check(&format!("{name} step {k}: lr"), &[stats.lr], &[f(&want["lr"])], 1e-12);
+            c.check(&format!("{name} step {k}: grad norm"), &[stats.grad_norm], &[f(&want["grad_norm"])], 1e-5);
+            c.check(&format!("{name} step {k}: w"), &values(model.w.val()), &flat(&want["w"]).1, 1e-6);
+            c.check(&format!("{name} step {k}: b"), &values(model.b.val()), &flat(&want["b"]).1, 1e-6);
         }
     }
     c.finish();

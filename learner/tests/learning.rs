@@ -22,21 +22,14 @@ struct Bandit<B: Backend> {
 
 impl<B: Backend> Bandit<B> {
     fn new() -> Self {
-        Self {
-            logits: Param::from_tensor(Tensor::zeros([V], &Default::default())),
-        }
+        Self { logits: Param::from_tensor(Tensor::zeros([V], &Default::default())) }
     }
 
     /// log π(answer) for each answer, as [n, 1] (one completion token per sample).
     fn logp(&self, answers: &[usize]) -> Tensor<B, 2> {
         let idx: Vec<i64> = answers.iter().map(|&a| a as i64).collect();
-        let idx = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(idx, [answers.len()]),
-            &Default::default(),
-        );
-        log_softmax(self.logits.val(), 0)
-            .select(0, idx)
-            .unsqueeze_dim(1)
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [answers.len()]), &Default::default());
+        log_softmax(self.logits.val(), 0).select(0, idx).unsqueeze_dim(1)
     }
 
     fn probs(&self) -> Vec<f64> {
@@ -69,11 +62,7 @@ fn grpo_moves_the_policy_towards_reward_under_every_aggregation() {
     // Answer 0 is right (reward 1), answer 1 half right, the others wrong.
     let reward = |a: usize| [1.0, 0.5, 0.0, 0.0][a];
     let (groups, g) = (4, 8);
-    for aggregation in [
-        Aggregation::SeqMeanTokenMean,
-        Aggregation::TokenMean,
-        Aggregation::SeqMeanTokenSumNorm,
-    ] {
+    for aggregation in [Aggregation::SeqMeanTokenMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenSumNorm] {
         let cfg = GrpoConfig {
             aggregation,
             token_sum_norm: (aggregation == Aggregation::SeqMeanTokenSumNorm).then_some(8),
@@ -82,11 +71,7 @@ fn grpo_moves_the_policy_towards_reward_under_every_aggregation() {
         };
         let mut policy = Bandit::<B>::new();
         let reference: Tensor<B, 1> = log_softmax(policy.logits.val(), 0).detach();
-        let mut optim = Optim::new(OptimConfig {
-            lr: 0.05,
-            ..OptimConfig::default()
-        })
-        .unwrap();
+        let mut optim = Optim::new(OptimConfig { lr: 0.05, ..OptimConfig::default() }).unwrap();
         let mut rng = 0x5eed_u64;
         let start = policy.probs()[0];
         for _ in 0..60 {
@@ -94,8 +79,7 @@ fn grpo_moves_the_policy_towards_reward_under_every_aggregation() {
             let rewards: Vec<f64> = answers.iter().map(|&a| reward(a)).collect();
             let adv = group_advantages(&rewards, g, &cfg).unwrap();
             let idx: Vec<i64> = answers.iter().map(|&a| a as i64).collect();
-            let idx =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [answers.len()]), &device());
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [answers.len()]), &device());
             let batch = GrpoBatch {
                 logp: policy.logp(&answers),
                 old_logp: None,
@@ -109,26 +93,17 @@ fn grpo_moves_the_policy_towards_reward_under_every_aggregation() {
             policy = optim.step(policy, grads).0;
         }
         let end = policy.probs()[0];
-        assert!(
-            start < 0.3 && end > 0.85,
-            "{aggregation:?}: p(right answer) went {start} -> {end}"
-        );
+        assert!(start < 0.3 && end > 0.85, "{aggregation:?}: p(right answer) went {start} -> {end}");
     }
 }
 
 #[test]
 fn sft_moves_the_policy_towards_the_data() {
     let mut policy = Bandit::<B>::new();
-    let mut optim = Optim::new(OptimConfig {
-        lr: 0.05,
-        ..OptimConfig::default()
-    })
-    .unwrap();
+    let mut optim = Optim::new(OptimConfig { lr: 0.05, ..OptimConfig::default() }).unwrap();
     let data = [2, 2, 2, 3];
     for _ in 0..60 {
-        let loss =
-            sft_loss_from_logprobs(policy.logp(&data), Tensor::ones([4, 1], &device()), None)
-                .unwrap();
+        let loss = sft_loss_from_logprobs(policy.logp(&data), Tensor::ones([4, 1], &device()), None).unwrap();
         let grads = GradientsParams::from_grads::<B, Bandit<B>>(loss.backward(), &policy);
         policy = optim.step(policy, grads).0;
     }

@@ -37,11 +37,7 @@ fn config_parses_paper_names_and_rejects_unknown_keys() {
         ("{}", Ok(GrpoConfig::default())),
         (
             r#"{"aggregation": "token-mean", "clip_eps_high": 0.28}"#,
-            Ok(GrpoConfig {
-                aggregation: Aggregation::TokenMean,
-                clip_eps_high: 0.28,
-                ..Default::default()
-            }),
+            Ok(GrpoConfig { aggregation: Aggregation::TokenMean, clip_eps_high: 0.28, ..Default::default() }),
         ),
         (
             r#"{"aggregation": "seq-mean-token-sum-norm", "token_sum_norm": 4096, "std_normalize": false}"#,
@@ -52,26 +48,17 @@ fn config_parses_paper_names_and_rejects_unknown_keys() {
                 ..Default::default()
             }),
         ),
-        (
-            r#"{"aggregation": "seq-mean"}"#,
-            Err("unknown variant `seq-mean`"),
-        ),
+        (r#"{"aggregation": "seq-mean"}"#, Err("unknown variant `seq-mean`")),
     ];
     for (json, want) in cases {
         let got = serde_json::from_str::<GrpoConfig>(json).map_err(|e| e.to_string());
         match want {
             Ok(cfg) => assert_eq!(got.as_ref(), Ok(cfg), "{json}"),
-            Err(msg) => assert!(
-                got.as_ref().is_err_and(|e| e.contains(msg)),
-                "{json}: {got:?}"
-            ),
+            Err(msg) => assert!(got.as_ref().is_err_and(|e| e.contains(msg)), "{json}: {got:?}"),
         }
     }
     let defaults = GrpoConfig::default();
-    assert_eq!(
-        (defaults.clip_eps_low, defaults.clip_eps_high, defaults.beta),
-        (0.2, 0.2, 0.001)
-    );
+    assert_eq!((defaults.clip_eps_low, defaults.clip_eps_high, defaults.beta), (0.2, 0.2, 0.001));
     assert!(serde_json::from_str::<OptimConfig>(r#"{"learning_rate": 1e-6}"#).is_err());
 }
 
@@ -127,108 +114,55 @@ fn config_limits_are_checked_at_their_boundary() {
 #[test]
 fn group_advantages_cases() {
     let on = GrpoConfig::default();
-    let off = GrpoConfig {
-        std_normalize: false,
-        ..Default::default()
-    };
+    let off = GrpoConfig { std_normalize: false, ..Default::default() };
     // (rewards, group size, config, advantages, degenerate groups)
     let s = 1.0 / (0.5f64.sqrt() + 1e-6); // std of {0, 1} is sqrt(1/2)
     type Case<'a> = (Vec<f64>, usize, &'a GrpoConfig, Vec<f64>, Vec<usize>);
     let cases: Vec<Case> = vec![
         (vec![1.0, 0.0], 2, &on, vec![0.5 * s, -0.5 * s], vec![]),
         (vec![1.0, 0.0], 2, &off, vec![0.5, -0.5], vec![]),
-        (
-            vec![1.0, 1.0, 0.0, 0.0, 3.0, 0.0],
-            2,
-            &off,
-            vec![0.0, 0.0, 0.0, 0.0, 1.5, -1.5],
-            vec![0, 1],
-        ),
+        (vec![1.0, 1.0, 0.0, 0.0, 3.0, 0.0], 2, &off, vec![0.0, 0.0, 0.0, 0.0, 1.5, -1.5], vec![0, 1]),
         (vec![0.7, 0.7, 0.7], 3, &on, vec![0.0; 3], vec![0]),
         (vec![2.0, 5.0], 1, &on, vec![0.0, 0.0], vec![0, 1]),
     ];
     for (rewards, g, cfg, adv, degenerate) in cases {
         let got = group_advantages(&rewards, g, cfg).unwrap();
         let mut c = Checker::default();
-        c.check(
-            &format!("{rewards:?}"),
-            &got.advantages.iter().map(|&a| a as f64).collect::<Vec<_>>(),
-            &adv,
-            1e-6,
-        );
+        c.check(&format!("{rewards:?}"), &got.advantages.iter().map(|&a| a as f64).collect::<Vec<_>>(), &adv, 1e-6);
         c.finish();
         assert_eq!(got.degenerate_groups, degenerate, "{rewards:?}");
     }
     assert!(matches!(
         group_advantages(&[1.0, 0.0, 1.0], 2, &on),
-        Err(LearnerError::RaggedGroups {
-            rewards: 3,
-            group_size: 2
-        })
+        Err(LearnerError::RaggedGroups { rewards: 3, group_size: 2 })
     ));
-    assert!(matches!(
-        group_advantages(&[1.0], 0, &on),
-        Err(LearnerError::RaggedGroups { .. })
-    ));
+    assert!(matches!(group_advantages(&[1.0], 0, &on), Err(LearnerError::RaggedGroups { .. })));
     let err = group_advantages(&[1.0, f64::NAN], 2, &on).unwrap_err();
-    assert!(
-        matches!(err, LearnerError::NonFiniteReward { index: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, LearnerError::NonFiniteReward { index: 1, .. }), "{err}");
 }
 
 #[test]
 fn grpo_inputs_are_checked() {
     let cfg = GrpoConfig::default();
     let err = grpo_loss(batch(&[&[1.0, 1.0]], false), &cfg, None).unwrap_err();
-    assert!(
-        matches!(err, LearnerError::MissingReference { .. }),
-        "{err}"
-    );
-    let out = grpo_loss(
-        batch(&[&[1.0, 1.0]], false),
-        &GrpoConfig {
-            beta: 0.0,
-            ..cfg.clone()
-        },
-        None,
-    )
-    .unwrap();
+    assert!(matches!(err, LearnerError::MissingReference { .. }), "{err}");
+    let out = grpo_loss(batch(&[&[1.0, 1.0]], false), &GrpoConfig { beta: 0.0, ..cfg.clone() }, None).unwrap();
     assert_eq!(out.stats.kl_ref_mean, None);
 
     let mut b = batch(&[&[1.0, 1.0], &[1.0, 0.0]], true);
     b.mask = t2(&[&[1.0, 1.0, 0.0], &[1.0, 0.0, 0.0]]);
-    assert!(matches!(
-        grpo_loss(b, &cfg, None),
-        Err(LearnerError::Shape { name: "mask", .. })
-    ));
+    assert!(matches!(grpo_loss(b, &cfg, None), Err(LearnerError::Shape { name: "mask", .. })));
     let mut b = batch(&[&[1.0, 1.0]], true);
     b.advantages = Tensor::ones([2], &device());
-    assert!(matches!(
-        grpo_loss(b, &cfg, None),
-        Err(LearnerError::Shape {
-            name: "advantages",
-            ..
-        })
-    ));
+    assert!(matches!(grpo_loss(b, &cfg, None), Err(LearnerError::Shape { name: "advantages", .. })));
     let mut b = batch(&[&[1.0, 1.0]], true);
     b.behaviour_logp = Some(t2(&[&[0.0]]));
-    assert!(matches!(
-        grpo_loss(b, &cfg, None),
-        Err(LearnerError::Shape {
-            name: "behaviour_logp",
-            ..
-        })
-    ));
+    assert!(matches!(grpo_loss(b, &cfg, None), Err(LearnerError::Shape { name: "behaviour_logp", .. })));
 }
 
 #[test]
 fn an_all_padding_batch_gives_zero_loss_and_zero_gradient() {
-    for aggregation in [
-        Aggregation::SeqMeanTokenMean,
-        Aggregation::TokenMean,
-        Aggregation::SeqMeanTokenSumNorm,
-    ] {
+    for aggregation in [Aggregation::SeqMeanTokenMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenSumNorm] {
         let b = batch(&[&[0.0, 0.0], &[0.0, 0.0]], true);
         let logp = b.logp.clone();
         let out = grpo_loss(
@@ -244,30 +178,15 @@ fn an_all_padding_batch_gives_zero_loss_and_zero_gradient() {
         .unwrap();
         let grads = out.loss.clone().backward();
         assert_eq!(values(out.loss), vec![0.0], "{aggregation:?}");
-        assert_eq!(
-            values(logp.grad(&grads).unwrap()),
-            vec![0.0; 4],
-            "{aggregation:?}"
-        );
-        assert_eq!(
-            (out.stats.tokens, out.stats.clip_frac, out.stats.ratio_max),
-            (0.0, 0.0, 0.0)
-        );
+        assert_eq!(values(logp.grad(&grads).unwrap()), vec![0.0; 4], "{aggregation:?}");
+        assert_eq!((out.stats.tokens, out.stats.clip_frac, out.stats.ratio_max), (0.0, 0.0, 0.0));
     }
 }
 
 #[test]
 fn schedule_factors_at_their_boundaries() {
-    let cos = ScheduleConfig {
-        warmup_steps: 4,
-        decay: Decay::Cosine,
-        total_steps: 14,
-        min_lr_ratio: 0.1,
-    };
-    let constant = ScheduleConfig {
-        warmup_steps: 2,
-        ..Default::default()
-    };
+    let cos = ScheduleConfig { warmup_steps: 4, decay: Decay::Cosine, total_steps: 14, min_lr_ratio: 0.1 };
+    let constant = ScheduleConfig { warmup_steps: 2, ..Default::default() };
     let cases: &[(&ScheduleConfig, u64, f64)] = &[
         (&cos, 0, 0.25),
         (&cos, 3, 1.0),
@@ -281,11 +200,7 @@ fn schedule_factors_at_their_boundaries() {
         (&ScheduleConfig::default(), 0, 1.0),
     ];
     for &(s, step, want) in cases {
-        assert!(
-            (s.factor(step) - want).abs() < 1e-12,
-            "{s:?} at {step}: {} != {want}",
-            s.factor(step)
-        );
+        assert!((s.factor(step) - want).abs() < 1e-12, "{s:?} at {step}: {} != {want}", s.factor(step));
     }
 }
 
@@ -302,11 +217,7 @@ fn two_grads() -> (Two<B>, GradientsParams) {
         b: Param::from_tensor(Tensor::zeros([1], &device())),
     };
     // d/da (3a0) = [3, 0], d/db (4b0) = [4]
-    let loss =
-        m.a.val()
-            .mul(Tensor::from_floats([3.0, 0.0], &device()))
-            .sum()
-            + m.b.val().mul_scalar(4.0).sum();
+    let loss = m.a.val().mul(Tensor::from_floats([3.0, 0.0], &device())).sum() + m.b.val().mul_scalar(4.0).sum();
     let grads = GradientsParams::from_grads::<B, Two<B>>(loss.backward(), &m);
     (m, grads)
 }
@@ -317,10 +228,7 @@ fn clipping_uses_the_global_norm() {
     let s = 1.0 / (5.0 + 1e-6);
     let cases: &[(f64, [f64; 3])] = &[
         (1.0, [3.0 * s, 0.0, 4.0 * s]), // per-tensor clipping would give [1, 0, 1]
-        (
-            4.999,
-            [3.0 * 4.999 / (5.0 + 1e-6), 0.0, 4.0 * 4.999 / (5.0 + 1e-6)],
-        ),
+        (4.999, [3.0 * 4.999 / (5.0 + 1e-6), 0.0, 4.0 * 4.999 / (5.0 + 1e-6)]),
         (5.0, [3.0, 0.0, 4.0]),
         (100.0, [3.0, 0.0, 4.0]),
     ];
@@ -336,21 +244,14 @@ fn clipping_uses_the_global_norm() {
     }
     let (m, mut grads) = two_grads();
     assert!((global_grad_norm::<B, Two<B>>(&m, &mut grads) - 5.0).abs() < 1e-6);
-    assert_eq!(
-        grads.len(),
-        2,
-        "computing the norm must leave the gradients in place"
-    );
+    assert_eq!(grads.len(), 2, "computing the norm must leave the gradients in place");
 }
 
 #[test]
 fn sft_masks_prompt_tokens_and_checks_shapes() {
     // Uniform logits: every token has log-prob −ln V, so the loss is ln V whatever the mask.
     let logits = Tensor::<B, 3>::zeros([2, 3, 5], &device());
-    let targets = Tensor::<B, 2, Int>::from_data(
-        TensorData::new(vec![0i64, 1, 2, 3, 4, 0], [2, 3]),
-        &device(),
-    );
+    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 4, 0], [2, 3]), &device());
     let lp = values(token_logprobs(logits.clone(), targets.clone()));
     assert!(lp.iter().all(|&x| (x + 5f64.ln()).abs() < 1e-6), "{lp:?}");
     let mask = t2(&[&[0.0, 1.0, 1.0], &[0.0, 0.0, 1.0]]);
@@ -362,10 +263,7 @@ fn sft_masks_prompt_tokens_and_checks_shapes() {
     let bad = Tensor::<B, 2, Int>::zeros([2, 2], &device());
     assert!(matches!(
         sft_loss(logits, bad, t2(&[&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]]), None),
-        Err(LearnerError::Shape {
-            name: "targets",
-            ..
-        })
+        Err(LearnerError::Shape { name: "targets", .. })
     ));
 }
 
@@ -374,20 +272,11 @@ fn a_tied_parameter_counts_once_in_the_global_norm() {
     // One parameter reachable through two fields, as a tied LM head is.
     let p = Param::from_tensor(Tensor::<B, 1>::zeros([2], &device()));
     let m = Two { a: p.clone(), b: p };
-    let loss =
-        m.a.val()
-            .mul(Tensor::from_floats([3.0, 0.0], &device()))
-            .sum()
-            + m.b
-                .val()
-                .mul(Tensor::from_floats([0.0, 4.0], &device()))
-                .sum();
+    let loss = m.a.val().mul(Tensor::from_floats([3.0, 0.0], &device())).sum()
+        + m.b.val().mul(Tensor::from_floats([0.0, 4.0], &device())).sum();
     let mut grads = GradientsParams::from_grads::<B, Two<B>>(loss.backward(), &m);
     let norm = global_grad_norm::<B, Two<B>>(&m, &mut grads);
-    assert!(
-        (norm - 5.0).abs() < 1e-6,
-        "counted twice would be 7.07, got {norm}"
-    );
+    assert!((norm - 5.0).abs() < 1e-6, "counted twice would be 7.07, got {norm}");
     let (mut g, _) = clip_grad_norm::<B, Two<B>>(&m, grads, 1.0);
     let got = values(g.remove::<Inner, 1>(m.a.id).unwrap());
     let s = 1.0 / (5.0 + 1e-6);

@@ -39,7 +39,12 @@ fn a_group_the_learner_cannot_train_fails_and_the_step_trains_the_rest() {
     let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), LeaseTtl::default()).unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(serve(listener, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), std::future::pending()));
+    rt.spawn(serve(
+        listener,
+        Runs::new(Arc::new(core), Duration::from_millis(20)),
+        Auth::open(),
+        std::future::pending(),
+    ));
     let (mut runs, mut work) = rt.block_on(async {
         let channel = tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
         (RunServiceClient::new(channel.clone()), WorkServiceClient::new(channel))

@@ -27,36 +27,23 @@ fn fixture() -> PathBuf {
 }
 
 fn optim_cfg() -> OptimConfig {
-    OptimConfig {
-        lr: 1e-4,
-        ..Default::default()
-    }
+    OptimConfig { lr: 1e-4, ..Default::default() }
 }
 
 fn max_abs_diff(a: &[u8], b: &[u8]) -> f32 {
     let f = |x: &[u8]| -> Vec<f32> {
-        x[x.len() % 4..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
+        x[x.len() % 4..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
     };
     // Both files have the same header (same names and shapes), so the payloads line up.
     assert_eq!(a.len(), b.len());
     let header = 8 + u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
-    f(&a[header..])
-        .iter()
-        .zip(f(&b[header..]))
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    f(&a[header..]).iter().zip(f(&b[header..])).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// The RNG as words: its 32-byte seed and its 128-bit stream position.
 fn rng_words(rng: &ChaCha8Rng) -> Vec<u64> {
     let seed = rng.get_seed();
-    let mut w: Vec<u64> = seed
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let mut w: Vec<u64> = seed.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     let pos = rng.get_word_pos();
     w.extend([pos as u64, (pos >> 64) as u64]);
     w
@@ -74,20 +61,11 @@ fn rng_from_words(w: &[u64]) -> ChaCha8Rng {
 
 /// One GRPO step on a batch drawn from `rng`: random sequences of random lengths, a random
 /// prompt/completion split, random rewards in groups of 2.
-fn step(
-    model: CausalLm<B>,
-    optim: &mut Optim<B, CausalLm<B>>,
-    rng: &mut ChaCha8Rng,
-) -> CausalLm<B> {
+fn step(model: CausalLm<B>, optim: &mut Optim<B, CausalLm<B>>, rng: &mut ChaCha8Rng) -> CausalLm<B> {
     let dev = Default::default();
     let vocab = model.config().vocab_size as u32;
-    let seqs: Vec<Vec<u32>> = (0..4)
-        .map(|_| {
-            (0..rng.random_range(5..12))
-                .map(|_| rng.random_range(0..vocab))
-                .collect()
-        })
-        .collect();
+    let seqs: Vec<Vec<u32>> =
+        (0..4).map(|_| (0..rng.random_range(5..12)).map(|_| rng.random_range(0..vocab)).collect()).collect();
     let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
     let batch = PaddedBatch::new(&refs, 0);
     let t = batch.len - 1;
@@ -99,13 +77,8 @@ fn step(
         }
     }
     let rewards: Vec<f64> = (0..4).map(|_| rng.random_range(0..2) as f64).collect();
-    let cfg = GrpoConfig {
-        beta: 0.0,
-        ..Default::default()
-    };
-    let adv = r1_learner::grpo::group_advantages(&rewards, 2, &cfg)
-        .unwrap()
-        .advantages;
+    let cfg = GrpoConfig { beta: 0.0, ..Default::default() };
+    let adv = r1_learner::grpo::group_advantages(&rewards, 2, &cfg).unwrap().advantages;
     let logp = r1_model::logprobs::token_logprobs(&model, &batch, &dev);
     let out = grpo_loss(
         GrpoBatch::on_policy(
@@ -150,11 +123,7 @@ fn resumed_run_continues_the_straight_run() {
             for _ in 0..k {
                 model = step(model, &mut optim, &mut rng);
             }
-            let state = TrainerState {
-                step: k as u64,
-                rng: rng_words(&rng),
-                ..Default::default()
-            };
+            let state = TrainerState { step: k as u64, rng: rng_words(&rng), ..Default::default() };
             checkpoint::save(
                 ckpts.path(),
                 k as u64,
@@ -168,9 +137,7 @@ fn resumed_run_continues_the_straight_run() {
         }
 
         // Resume from the latest checkpoint, as a restarted learner would.
-        let ck = checkpoint::latest(ckpts.path())
-            .unwrap()
-            .expect("a checkpoint");
+        let ck = checkpoint::latest(ckpts.path()).unwrap().expect("a checkpoint");
         assert_eq!(ck.step, k as u64);
         let state = ck.trainer_state().unwrap();
         let cfg: OptimConfig = ck.config().unwrap();
@@ -183,20 +150,11 @@ fn resumed_run_continues_the_straight_run() {
         }
         let resumed = weight_bits(&model, &scratch.path().join("b"));
         let err = max_abs_diff(&straight, &resumed);
-        assert!(
-            straight == resumed,
-            "k = {k}: resumed weights differ from the straight run (by up to {err})"
-        );
+        assert!(straight == resumed, "k = {k}: resumed weights differ from the straight run (by up to {err})");
 
         // The checkpoint moved away from the start (the comparison is not vacuous).
-        let start = weight_bits(
-            &r1_model::load::<B>(&fixture(), &dev).unwrap(),
-            &scratch.path().join("c"),
-        );
+        let start = weight_bits(&r1_model::load::<B>(&fixture(), &dev).unwrap(), &scratch.path().join("c"));
         let moved = max_abs_diff(&start, &resumed);
-        assert!(
-            moved > 1e-4,
-            "k = {k}: training moved the weights by only {moved}"
-        );
+        assert!(moved > 1e-4, "k = {k}: training moved the weights by only {moved}");
     }
 }

@@ -41,13 +41,8 @@ fn on_policy_samples_have_ratio_one_at_the_sampling_temperature() {
     }
     let mean_adv = rollouts.iter().map(|r| r.advantage as f64).sum::<f64>() / rollouts.len() as f64;
     // A trust region of 1e-4: any token whose ratio is off by more is clipped and counted.
-    let grpo = GrpoConfig {
-        beta: 0.0,
-        clip_eps_low: 1e-4,
-        clip_eps_high: 1e-4,
-        tis_cap: Some(1e6),
-        ..GrpoConfig::default()
-    };
+    let grpo =
+        GrpoConfig { beta: 0.0, clip_eps_low: 1e-4, clip_eps_high: 1e-4, tis_cap: Some(1e6), ..GrpoConfig::default() };
     // (learner's sampling temperature, whether the ratio is 1)
     for (learner_t, ratio_one) in [(temperature, true), (1.0, false)] {
         let model = r1_model::load::<B>(&fixture(), &dev).unwrap();
@@ -66,7 +61,10 @@ fn on_policy_samples_have_ratio_one_at_the_sampling_temperature() {
             );
         } else {
             // The importance weights π_1 / π_0.7 are not 1: the loss is no longer −mean(A).
-            assert!((report.loss + mean_adv).abs() > 1e-3, "T = {learner_t}: the untempered learner should be off policy: {report:?}");
+            assert!(
+                (report.loss + mean_adv).abs() > 1e-3,
+                "T = {learner_t}: the untempered learner should be off policy: {report:?}"
+            );
         }
     }
 }

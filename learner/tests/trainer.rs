@@ -52,7 +52,14 @@ fn weights(model: &CausalLm<CpuBackend>) -> Vec<f32> {
     names.sort();
     names
         .into_iter()
-        .flat_map(|n| st.tensor(n).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>())
+        .flat_map(|n| {
+            st.tensor(n)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -93,7 +100,11 @@ fn micro_batches_and_ranks_do_not_change_the_update() {
         let whole = train(kind, 8, &mut SingleRank);
         assert!(max_diff(&whole, &start) > LR as f32, "{kind:?}: the steps changed nothing");
         let micro = train(kind, 1, &mut SingleRank);
-        assert!(max_diff(&whole, &micro) <= 1e-6, "{kind:?}: micro-batch 1 vs 8 differ by {}", max_diff(&whole, &micro));
+        assert!(
+            max_diff(&whole, &micro) <= 1e-6,
+            "{kind:?}: micro-batch 1 vs 8 differ by {}",
+            max_diff(&whole, &micro)
+        );
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let ranks: Vec<Vec<f32>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)
@@ -114,7 +125,11 @@ fn micro_batches_and_ranks_do_not_change_the_update() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(ranks[0], ranks[1], "{kind:?}: ranks diverged");
-        assert!(max_diff(&whole, &ranks[0]) <= 1e-6, "{kind:?}: 2 ranks vs 1 differ by {}", max_diff(&whole, &ranks[0]));
+        assert!(
+            max_diff(&whole, &ranks[0]) <= 1e-6,
+            "{kind:?}: 2 ranks vs 1 differ by {}",
+            max_diff(&whole, &ranks[0])
+        );
     }
 }
 
@@ -122,12 +137,17 @@ fn micro_batches_and_ranks_do_not_change_the_update() {
 fn bad_rollouts_are_named() {
     let dev = Default::default();
     let model = r1_model::load::<B>(&fixture(), &dev).unwrap();
-    let mut t = Trainer::new(model, None, GrpoConfig { beta: 0.0, ..GrpoConfig::default() }, OptimConfig::default(), 4, dev).unwrap();
+    let mut t =
+        Trainer::new(model, None, GrpoConfig { beta: 0.0, ..GrpoConfig::default() }, OptimConfig::default(), 4, dev)
+            .unwrap();
     let good = rollouts()[0].clone();
     let cases: Vec<(Rollout, &str)> = vec![
         (Rollout { prompt: vec![], ..good.clone() }, "rollout 1: has an empty prompt"),
         (Rollout { behaviour_logp: vec![-1.0], ..good.clone() }, "rollout 1: has 3 tokens but 1 log-probs"),
-        (Rollout { completion: vec![9, 100, 320], ..good.clone() }, "rollout 1: holds token id 320, outside the model's vocabulary of 320"),
+        (
+            Rollout { completion: vec![9, 100, 320], ..good.clone() },
+            "rollout 1: holds token id 320, outside the model's vocabulary of 320",
+        ),
     ];
     for (bad, msg) in cases {
         let err = t.grpo_step(&[good.clone(), bad], false, &mut SingleRank).unwrap_err().to_string();

@@ -19,7 +19,9 @@ pub fn check_sequences(seqs: &[Vec<u32>], vocab: usize, what: &str) -> Result<()
             return Err(ModelError::Input(format!("{what} {i} is empty; give at least one token")));
         }
         if let Some(bad) = s.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::Input(format!("{what} {i} has token id {bad}, outside the model's vocabulary of {vocab}")));
+            return Err(ModelError::Input(format!(
+                "{what} {i} has token id {bad}, outside the model's vocabulary of {vocab}"
+            )));
         }
     }
     Ok(())

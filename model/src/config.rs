@@ -54,12 +54,7 @@ pub enum RopeScaling {
     /// Positions divided by `factor` (equivalently, every frequency).
     Linear { factor: f64 },
     /// Llama 3.1's frequency-dependent scaling.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
 }
 
 /// The resolved configuration of a decoder, independent of the JSON layout it came from.
@@ -101,16 +96,13 @@ impl ModelConfig {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json { path, source })?;
         Self::from_hf_json(&value)
     }
 
     /// Parses a Hugging Face config, old or new layout.
     pub fn from_hf_json(v: &Value) -> Result<Self> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ModelError::Config("the top level must be a JSON object".into()))?;
+        let obj = v.as_object().ok_or_else(|| ModelError::Config("the top level must be a JSON object".into()))?;
         let architecture = match obj.get("architectures").and_then(Value::as_array) {
             Some(a) if a.len() == 1 => match a[0].as_str().unwrap_or_default() {
                 "Qwen2ForCausalLM" => Architecture::Qwen2,
@@ -126,8 +118,7 @@ impl ModelConfig {
             },
             _ => {
                 return Err(ModelError::Config(
-                    "`architectures` must list exactly one architecture, e.g. [\"Qwen2ForCausalLM\"]"
-                        .into(),
+                    "`architectures` must list exactly one architecture, e.g. [\"Qwen2ForCausalLM\"]".into(),
                 ));
             }
         };
@@ -155,11 +146,7 @@ impl ModelConfig {
 
         let act = obj.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         if act != "silu" {
-            return Err(ModelError::Unsupported {
-                what: "hidden_act",
-                value: act.into(),
-                supported: "silu",
-            });
+            return Err(ModelError::Unsupported { what: "hidden_act", value: act.into(), supported: "silu" });
         }
         if obj.get("use_sliding_window").and_then(Value::as_bool) == Some(true) {
             return Err(ModelError::Unsupported {
@@ -180,11 +167,7 @@ impl ModelConfig {
         if let Some(p) = obj.get("pretraining_tp").and_then(Value::as_u64)
             && p != 1
         {
-            return Err(ModelError::Unsupported {
-                what: "pretraining_tp",
-                value: p.to_string(),
-                supported: "1",
-            });
+            return Err(ModelError::Unsupported { what: "pretraining_tp", value: p.to_string(), supported: "1" });
         }
 
         // Rope: newer layout nests it under `rope_parameters`, older has `rope_theta` and
@@ -193,9 +176,7 @@ impl ModelConfig {
         let rope_theta = rope_params
             .and_then(|p| p.get("rope_theta"))
             .or_else(|| obj.get("rope_theta"))
-            .map(|v| {
-                v.as_f64().ok_or_else(|| ModelError::Config("`rope_theta` must be a number".into()))
-            })
+            .map(|v| v.as_f64().ok_or_else(|| ModelError::Config("`rope_theta` must be a number".into())))
             .transpose()?
             .unwrap_or(10_000.0);
         let scaling_src = rope_params.or_else(|| obj.get("rope_scaling").filter(|v| !v.is_null()));
@@ -219,10 +200,7 @@ impl ModelConfig {
 
         let eos_token_ids = match obj.get("eos_token_id") {
             None | Some(Value::Null) => vec![],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| token_id(x, "eos_token_id"))
-                .collect::<Result<_>>()?,
+            Some(Value::Array(a)) => a.iter().map(|x| token_id(x, "eos_token_id")).collect::<Result<_>>()?,
             Some(x) => vec![token_id(x, "eos_token_id")?],
         };
         let bos_token_id = match obj.get("bos_token_id") {
@@ -249,10 +227,7 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             rms_norm_eps: obj.get("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6),
-            tie_word_embeddings: obj
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            tie_word_embeddings: obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             qkv_bias,
             o_bias,
             mlp_bias,
@@ -345,15 +320,11 @@ impl ModelConfig {
 }
 
 fn parse_rope_scaling(s: &Value) -> Result<RopeScaling> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str).unwrap_or("default");
     let num = |k: &str| -> Result<f64> {
-        s.get(k).and_then(Value::as_f64).ok_or_else(|| {
-            ModelError::Config(format!("rope scaling `{kind}` needs a numeric `{k}`"))
-        })
+        s.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| ModelError::Config(format!("rope scaling `{kind}` needs a numeric `{k}`")))
     };
     Ok(match kind {
         "default" => RopeScaling::Default,

@@ -81,10 +81,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Number of cached positions (0 before the first call).
     pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map_or(0, |(k, _)| k.dims()[2])
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dims()[2])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,7 +109,12 @@ pub fn rope_inv_freq(cfg: &ModelConfig) -> Vec<f32> {
             let f = match cfg.rope_scaling {
                 RopeScaling::Default => f,
                 RopeScaling::Linear { factor } => f / factor,
-                RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings: old } => {
+                RopeScaling::Llama3 {
+                    factor,
+                    low_freq_factor,
+                    high_freq_factor,
+                    original_max_position_embeddings: old,
+                } => {
                     let wavelen = 2.0 * std::f64::consts::PI / f;
                     let (low_wl, high_wl) = (old / low_freq_factor, old / high_freq_factor);
                     if wavelen < high_wl {
@@ -142,10 +144,8 @@ impl<B: Backend> CausalLm<B> {
             }
             l
         };
-        let norm = |d: usize| RmsNorm {
-            gamma: Param::from_tensor(Tensor::ones([d], device)),
-            epsilon: cfg.rms_norm_eps,
-        };
+        let norm =
+            |d: usize| RmsNorm { gamma: Param::from_tensor(Tensor::ones([d], device)), epsilon: cfg.rms_norm_eps };
         let (h, q, kv) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
         let layers = (0..cfg.num_layers)
             .map(|_| Layer {
@@ -293,7 +293,8 @@ impl<B: Backend> Attention<B> {
         let scale = (hd as f64).powf(-0.5);
         let tk = k.dims()[2];
         // The bias broadcasts over the query groups instead of being repeated.
-        let scores = (q.matmul(k.swap_dims(2, 3)) * scale).reshape([b, nkv, groups, t, tk]) + bias.unsqueeze_dim::<5>(2);
+        let scores =
+            (q.matmul(k.swap_dims(2, 3)) * scale).reshape([b, nkv, groups, t, tk]) + bias.unsqueeze_dim::<5>(2);
         let probs = softmax(scores, 4).reshape([b, nkv, groups * t, tk]);
         let out = probs.matmul(v).reshape([b, nh, t, hd]).swap_dims(1, 2).reshape([b, t, nh * hd]);
         self.o_proj.forward(out)

@@ -302,7 +302,14 @@ pub(crate) enum Next {
 }
 
 /// Sizes the cache: the number of sample slots, refusing a budget that holds no sequence.
-pub(crate) fn plan_slots(cfg: &ModelConfig, prompts: &[Vec<u32>], n: usize, max_new: usize, max_batch: usize, budget_mib: Option<u64>) -> Result<(usize, usize, usize)> {
+pub(crate) fn plan_slots(
+    cfg: &ModelConfig,
+    prompts: &[Vec<u32>],
+    n: usize,
+    max_new: usize,
+    max_batch: usize,
+    budget_mib: Option<u64>,
+) -> Result<(usize, usize, usize)> {
     let prompt_cap = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let sample_cap = max_new.saturating_sub(1);
     let want = (prompts.len() * n).min(max_batch.max(1)).max(1);
@@ -343,7 +350,13 @@ pub(crate) fn run<B: Backend, S: Send>(
     let cfg = &model.cfg;
     let vocab = cfg.vocab_size;
     let prompt_slots = slots.min(prompts.len());
-    let mut cache = Cache::new(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, [prompt_slots, slots], [prompt_cap, sample_cap.max(1)]);
+    let mut cache = Cache::new(
+        cfg.num_layers,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        [prompt_slots, slots],
+        [prompt_cap, sample_cap.max(1)],
+    );
     let mut pending: VecDeque<(usize, usize)> = (0..prompts.len()).flat_map(|g| (0..n).map(move |s| (g, s))).collect();
     // Per group: its prompt slot while resident, its prompt's logits while samples wait for
     // their first token, and how many samples are not finished.
@@ -418,7 +431,8 @@ pub(crate) fn run<B: Backend, S: Send>(
                 None => {}
                 Some(next) => {
                     drawn += 1;
-                    let finished = matches!(next, Next::Finished) || running[slot].as_ref().is_some_and(|r| r.tokens.len() > sample_cap);
+                    let finished = matches!(next, Next::Finished)
+                        || running[slot].as_ref().is_some_and(|r| r.tokens.len() > sample_cap);
                     if finished {
                         let r = running[slot].take().expect("running");
                         let g = r.group;
@@ -464,7 +478,16 @@ mod tests {
             (vec![10, 20], 4, 5, 64, Some(64), Ok(8)),
             // Exactly one sequence: 60 + 4 positions = 1 MiB.
             (vec![60], 1, 5, 64, Some(1), Ok(1)),
-            (vec![61], 1, 5, 64, Some(1), Err("kv_budget_mib 1 cannot hold one sequence: its longest prompt (61 tokens) plus max_new_tokens 5 needs 1.0 MiB")),
+            (
+                vec![61],
+                1,
+                5,
+                64,
+                Some(1),
+                Err(
+                    "kv_budget_mib 1 cannot hold one sequence: its longest prompt (61 tokens) plus max_new_tokens 5 needs 1.0 MiB",
+                ),
+            ),
         ];
         for (lens, n, max_new, max_batch, budget, want) in cases {
             let got = plan_slots(&cfg, &prompts(&lens), n, max_new, max_batch, budget).map(|(s, _, _)| s);

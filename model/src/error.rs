@@ -20,11 +20,7 @@ pub enum ModelError {
     #[error("config.json: {0}")]
     Config(String),
     #[error("unsupported {what} `{value}` in config.json; r1 supports {supported}")]
-    Unsupported {
-        what: &'static str,
-        value: String,
-        supported: &'static str,
-    },
+    Unsupported { what: &'static str, value: String, supported: &'static str },
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("tokenizer: {0}")]

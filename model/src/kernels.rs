@@ -81,7 +81,18 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul_cols(isa: Isa, x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: *mut f32, c0: usize, width: usize) {
+unsafe fn matmul_cols(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    c0: usize,
+    width: usize,
+) {
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -96,21 +107,51 @@ unsafe fn matmul_cols(isa: Isa, x: &[f32], m: usize, k: usize, w: &[f32], n: usi
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn cols_avx512(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: *mut f32, c0: usize, width: usize) {
+unsafe fn cols_avx512(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    c0: usize,
+    width: usize,
+) {
     unsafe { cols_generic(x, m, k, w, n, bias, out, c0, width) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn cols_avx2(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: *mut f32, c0: usize, width: usize) {
+unsafe fn cols_avx2(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    c0: usize,
+    width: usize,
+) {
     unsafe { cols_generic(x, m, k, w, n, bias, out, c0, width) }
 }
 
 /// One column block `[c0, c0 + width)` of the product, all rows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn cols_generic(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: *mut f32, c0: usize, width: usize) {
+unsafe fn cols_generic(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    c0: usize,
+    width: usize,
+) {
     let mut k0 = 0;
     while k0 < k {
         let k1 = (k0 + KB).min(k);
@@ -162,7 +203,17 @@ unsafe fn cols_generic(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias:
 /// sums already in `out` when `k0 > 0`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize, const C: usize>(x: &[f32], k: usize, w: &[f32], n: usize, out: *mut f32, r0: usize, c0: usize, k0: usize, k1: usize) {
+unsafe fn tile<const R: usize, const C: usize>(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: *mut f32,
+    r0: usize,
+    c0: usize,
+    k0: usize,
+    k1: usize,
+) {
     let mut acc = [[0.0f32; C]; R];
     if k0 > 0 {
         for (r, a) in acc.iter_mut().enumerate() {
@@ -413,7 +464,9 @@ mod tests {
     }
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
     }
 
     #[test]

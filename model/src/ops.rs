@@ -104,7 +104,10 @@ mod tests {
                 let ms = x.iter().map(|v| v * v).sum::<f64>() / n + 1e-6;
                 let r = ms.powf(-0.5);
                 let xw: f64 = x.iter().zip(w).map(|(x, w)| x * w).sum();
-                (x.iter().map(|v| v * r).collect(), x.iter().zip(w).map(|(x, w)| r * w - x * xw * r.powi(3) / n).collect())
+                (
+                    x.iter().map(|v| v * r).collect(),
+                    x.iter().zip(w).map(|(x, w)| r * w - x * xw * r.powi(3) / n).collect(),
+                )
             }
         }
     }
@@ -130,8 +133,16 @@ mod tests {
                 let (ry, rg) = reference(kind, &xs, &ws);
                 let scale = rg.iter().fold(1.0f64, |a, v| a.max(v.abs()));
                 for i in 0..61 {
-                    assert!((y[row * 61 + i] as f64 - ry[i]).abs() <= tol * ry[i].abs().max(1.0), "{kind} value, row {row}");
-                    assert!((g[row * 61 + i] as f64 - rg[i]).abs() <= tol * scale, "{kind} gradient, row {row}: {} vs {}", g[row * 61 + i], rg[i]);
+                    assert!(
+                        (y[row * 61 + i] as f64 - ry[i]).abs() <= tol * ry[i].abs().max(1.0),
+                        "{kind} value, row {row}"
+                    );
+                    assert!(
+                        (g[row * 61 + i] as f64 - rg[i]).abs() <= tol * scale,
+                        "{kind} gradient, row {row}: {} vs {}",
+                        g[row * 61 + i],
+                        rg[i]
+                    );
                 }
             }
             // Twenty more backward passes, with allocations in between that move the buffers.

@@ -283,7 +283,11 @@ fn check_request(
 ) -> Result<()> {
     params.validate()?;
     if keys.len() != prompts.len() {
-        return Err(ModelError::Input(format!("{} seed keys for {} prompts; pass one per prompt", keys.len(), prompts.len())));
+        return Err(ModelError::Input(format!(
+            "{} seed keys for {} prompts; pass one per prompt",
+            keys.len(),
+            prompts.len()
+        )));
     }
     if n == 0 {
         return Err(ModelError::Input("n (samples per prompt) must be at least 1".into()));
@@ -320,7 +324,8 @@ fn generate_chunk<B: Backend>(
     let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
     let batch = PaddedBatch::new(&refs, 0);
     let mut cache = KvCache::new(model.config().num_layers);
-    let hidden = model.forward(batch.tokens(device), batch.positions(device), batch.causal_bias(device), Some(&mut cache));
+    let hidden =
+        model.forward(batch.tokens(device), batch.positions(device), batch.causal_bias(device), Some(&mut cache));
     let last = hidden.narrow(1, batch.len - 1, 1);
     // Host logits of the current step and, for each active slot, where its row starts.
     let mut logits = host_logits(model, last);
@@ -419,9 +424,16 @@ fn generate_host<B: Backend>(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Sample>>> {
     use crate::engine::{Next, Running};
-    let (slots, prompt_cap, sample_cap) =
-        crate::engine::plan_slots(host.config(), prompts, n, params.max_new_tokens, params.max_batch, params.kv_budget_mib)?;
-    let mut new = |g: usize, s: usize| HostState { rng: sample_rng(params.seed, keys[g], s), logprobs: Vec::new(), finish: None };
+    let (slots, prompt_cap, sample_cap) = crate::engine::plan_slots(
+        host.config(),
+        prompts,
+        n,
+        params.max_new_tokens,
+        params.max_batch,
+        params.kv_budget_mib,
+    )?;
+    let mut new =
+        |g: usize, s: usize| HostState { rng: sample_rng(params.seed, keys[g], s), logprobs: Vec::new(), finish: None };
     let draw_one = |r: &mut Running<HostState>, logits: &[f32]| -> Result<Next> {
         let (tok, lp) = draw(logits, params, &mut r.state.rng);
         r.tokens.push(tok);
@@ -436,7 +448,11 @@ fn generate_host<B: Backend>(
                 r.state.finish = Some(FinishReason::StopString);
             }
         }
-        Ok(if r.state.finish.is_some() || r.tokens.len() >= params.max_new_tokens { Next::Finished } else { Next::Continue })
+        Ok(if r.state.finish.is_some() || r.tokens.len() >= params.max_new_tokens {
+            Next::Finished
+        } else {
+            Next::Continue
+        })
     };
     let done = crate::engine::run(host, prompts, n, slots, prompt_cap, sample_cap, &mut new, &draw_one, progress)?;
     let mut out: Vec<Vec<Option<Sample>>> = (0..prompts.len()).map(|_| (0..n).map(|_| None).collect()).collect();

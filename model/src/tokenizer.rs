@@ -108,7 +108,8 @@ impl TextTokenizer {
         env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
         });
-        env.add_template("chat", template).map_err(|e| ModelError::Template(format!("cannot parse the chat template: {e}")))?;
+        env.add_template("chat", template)
+            .map_err(|e| ModelError::Template(format!("cannot parse the chat template: {e}")))?;
         let ctx = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,

@@ -70,9 +70,10 @@ fn read_checkpoint(dir: &Path) -> Result<BTreeMap<String, (HostTensor, PathBuf)>
         let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.clone(), source })?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            ModelError::checkpoint(&index, "has no `weight_map` object")
-        })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::checkpoint(&index, "has no `weight_map` object"))?;
         let set: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
         set.into_iter().map(|f| dir.join(f)).collect()
     } else {
@@ -199,8 +200,7 @@ pub fn to_safetensors_bytes<B: Backend>(model: &CausalLm<B>, dtype: SaveDtype) -
         let view = safetensors::tensor::TensorView::new(dtype.safetensors(), s.clone(), b).expect("shape matches data");
         (n.clone(), view)
     });
-    safetensors::serialize(views, None)
-        .map_err(|e| ModelError::Input(format!("cannot serialize weights: {e}")))
+    safetensors::serialize(views, None).map_err(|e| ModelError::Input(format!("cannot serialize weights: {e}")))
 }
 
 fn build<B: Backend>(
@@ -210,7 +210,8 @@ fn build<B: Backend>(
     device: &B::Device,
 ) -> Result<CausalLm<B>> {
     let mut l = Loader::<B> { tensors, dir, device };
-    let (h, q, kv, eps) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.rms_norm_eps);
+    let (h, q, kv, eps) =
+        (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.rms_norm_eps);
     let embed = l.take("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
     let embed_tokens = Embedding {
         weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [cfg.vocab_size, h]), device)),
@@ -225,8 +226,14 @@ fn build<B: Backend>(
                 k_proj: l.linear(&format!("{p}.self_attn.k_proj"), h, kv, cfg.qkv_bias)?,
                 v_proj: l.linear(&format!("{p}.self_attn.v_proj"), h, kv, cfg.qkv_bias)?,
                 o_proj: l.linear(&format!("{p}.self_attn.o_proj"), q, h, cfg.o_bias)?,
-                q_norm: cfg.qk_norm.then(|| l.norm(&format!("{p}.self_attn.q_norm.weight"), cfg.head_dim, eps)).transpose()?,
-                k_norm: cfg.qk_norm.then(|| l.norm(&format!("{p}.self_attn.k_norm.weight"), cfg.head_dim, eps)).transpose()?,
+                q_norm: cfg
+                    .qk_norm
+                    .then(|| l.norm(&format!("{p}.self_attn.q_norm.weight"), cfg.head_dim, eps))
+                    .transpose()?,
+                k_norm: cfg
+                    .qk_norm
+                    .then(|| l.norm(&format!("{p}.self_attn.k_norm.weight"), cfg.head_dim, eps))
+                    .transpose()?,
             },
             post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm.weight"), h, eps)?,
             mlp: Mlp {
@@ -348,10 +355,8 @@ pub fn save<B: Backend>(model: &CausalLm<B>, dir: &Path, opts: &SaveOptions) -> 
     let text = serde_json::to_string_pretty(&config).expect("json value");
     std::fs::write(&cfg_path, text + "\n").map_err(|e| ModelError::io(&cfg_path, e))?;
 
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = hf_tensors(model)
-        .into_iter()
-        .map(|(n, s, d)| (n, s, encode(opts.dtype, &d)))
-        .collect();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+        hf_tensors(model).into_iter().map(|(n, s, d)| (n, s, encode(opts.dtype, &d))).collect();
     let mut shards: Vec<Vec<usize>> = vec![vec![]];
     let mut size = 0usize;
     for (i, (_, _, bytes)) in tensors.iter().enumerate() {

@@ -67,28 +67,53 @@ fn broken_checkpoints_are_named() {
     let dev = Default::default();
     let model = weights::load::<B>(&fixture("qwen2-tiny"), &dev).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
-        ("no weights", Box::new(|d: &Path| std::fs::remove_file(d.join("model.safetensors")).unwrap()),
-            "has neither model.safetensors nor model.safetensors.index.json"),
-        ("truncated file", Box::new(|d: &Path| {
-            let p = d.join("model.safetensors");
-            let b = std::fs::read(&p).unwrap();
-            std::fs::write(&p, &b[..b.len() / 2]).unwrap();
-        }), "is not a valid safetensors file"),
-        ("wrong shape", Box::new(|d: &Path| {
-            let p = d.join("config.json");
-            let t = std::fs::read_to_string(&p).unwrap().replace("\"intermediate_size\": 176", "\"intermediate_size\": 170");
-            std::fs::write(&p, t).unwrap();
-        }), "has shape [176, 64], config.json implies [170, 64]"),
-        ("fewer layers in config", Box::new(|d: &Path| {
-            let p = d.join("config.json");
-            let t = std::fs::read_to_string(&p).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
-            std::fs::write(&p, t).unwrap();
-        }), "tensor(s) r1's Qwen2ForCausalLM model does not use, e.g. `model.layers.1"),
-        ("more layers in config", Box::new(|d: &Path| {
-            let p = d.join("config.json");
-            let t = std::fs::read_to_string(&p).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
-            std::fs::write(&p, t).unwrap();
-        }), "tensor `model.layers.2.input_layernorm.weight` is missing"),
+        (
+            "no weights",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("model.safetensors")).unwrap()),
+            "has neither model.safetensors nor model.safetensors.index.json",
+        ),
+        (
+            "truncated file",
+            Box::new(|d: &Path| {
+                let p = d.join("model.safetensors");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            }),
+            "is not a valid safetensors file",
+        ),
+        (
+            "wrong shape",
+            Box::new(|d: &Path| {
+                let p = d.join("config.json");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"intermediate_size\": 176", "\"intermediate_size\": 170");
+                std::fs::write(&p, t).unwrap();
+            }),
+            "has shape [176, 64], config.json implies [170, 64]",
+        ),
+        (
+            "fewer layers in config",
+            Box::new(|d: &Path| {
+                let p = d.join("config.json");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+                std::fs::write(&p, t).unwrap();
+            }),
+            "tensor(s) r1's Qwen2ForCausalLM model does not use, e.g. `model.layers.1",
+        ),
+        (
+            "more layers in config",
+            Box::new(|d: &Path| {
+                let p = d.join("config.json");
+                let t = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+                std::fs::write(&p, t).unwrap();
+            }),
+            "tensor `model.layers.2.input_layernorm.weight` is missing",
+        ),
         ("bad json", Box::new(|d: &Path| std::fs::write(d.join("config.json"), "{").unwrap()), "is not valid JSON"),
     ];
     for (name, breakit, frag) in cases {

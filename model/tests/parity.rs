@@ -30,7 +30,12 @@ fn reference(name: &str) -> Reference {
         st.tensor(&k).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
     };
     let ints = |k: String| -> Vec<u32> {
-        st.tensor(&k).unwrap().data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()
+        st.tensor(&k)
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect()
     };
     let n = st.names().iter().filter(|k| k.starts_with("ids.")).count();
     Reference {
@@ -111,11 +116,9 @@ fn sampled_logprobs_equal_teacher_forced_logprobs_at_the_sampling_temperature() 
         let r = reference(name);
         let keys: Vec<u64> = (0..r.ids.len() as u64).collect();
         for temperature in [1.0f32, 0.7, 1.3] {
-            let params =
-                SamplingParams { temperature, top_p: 0.9, max_new_tokens: 12, seed: 7, ..Default::default() };
+            let params = SamplingParams { temperature, top_p: 0.9, max_new_tokens: 12, seed: 7, ..Default::default() };
             let host = sample::generate(&model, &r.ids, 3, &params, None, &dev, &mut |_| {}).unwrap();
-            let burn =
-                sample::generate_burn(&model, &r.ids, &keys, 3, &params, None, &dev, &mut |_| {}).unwrap();
+            let burn = sample::generate_burn(&model, &r.ids, &keys, 3, &params, None, &dev, &mut |_| {}).unwrap();
             for (path, out) in [("cpu sampler", &host), ("burn path", &burn)] {
                 for (i, samples) in out.iter().enumerate() {
                     let seqs: Vec<Vec<u32>> =
@@ -125,10 +128,16 @@ fn sampled_logprobs_equal_teacher_forced_logprobs_at_the_sampling_temperature() 
                     for ((s, lp), raw) in samples.iter().zip(&tf).zip(&raw) {
                         let tail = &lp[r.ids[i].len() - 1..];
                         let err = max_abs_diff(&s.logprobs, tail);
-                        assert!(err <= 1e-5, "{name} {path} T={temperature} prompt {i}: sampled vs teacher-forced error {err}");
+                        assert!(
+                            err <= 1e-5,
+                            "{name} {path} T={temperature} prompt {i}: sampled vs teacher-forced error {err}"
+                        );
                         let untempered = max_abs_diff(&s.logprobs, &raw[r.ids[i].len() - 1..]);
                         if temperature != 1.0 {
-                            assert!(untempered > 1e-3, "{name} {path} T={temperature}: untempered log-probs agree ({untempered})");
+                            assert!(
+                                untempered > 1e-3,
+                                "{name} {path} T={temperature}: untempered log-probs agree ({untempered})"
+                            );
                         }
                     }
                 }

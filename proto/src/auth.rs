@@ -10,8 +10,8 @@
 //! through timing. Limits: no TLS, so a token on an untrusted network is only as safe as the
 //! network.
 
-use tonic::codegen::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
+use tonic::codegen::http::{HeaderMap, StatusCode, header};
 use tonic::{Request, Status};
 
 type Digest32 = [u8; 32];
@@ -48,9 +48,7 @@ impl Refusal {
             Refusal::Missing => {
                 "this server requires a bearer token; send `authorization: Bearer <token>` with the cluster's token"
             }
-            Refusal::Wrong => {
-                "the bearer token is wrong; use the cluster's token (the one the coordinator was given)"
-            }
+            Refusal::Wrong => "the bearer token is wrong; use the cluster's token (the one the coordinator was given)",
         }
     }
 }
@@ -85,20 +83,12 @@ impl Auth {
 
     /// Calls must carry `token`; the HTTP pages stay public.
     pub fn bearer(token: &str) -> Auth {
-        Auth {
-            digest: Some(digest(token)),
-            readers: None,
-        }
+        Auth { digest: Some(digest(token)), readers: None }
     }
 
     /// The HTTP pages need the call token or `read_token` (which reads the pages only).
     pub fn private_reads(mut self, read_token: Option<&str>) -> Auth {
-        self.readers = Some(
-            self.digest
-                .into_iter()
-                .chain(read_token.map(digest))
-                .collect(),
-        );
+        self.readers = Some(self.digest.into_iter().chain(read_token.map(digest)).collect());
         self
     }
 
@@ -108,15 +98,10 @@ impl Auth {
         let Some(readers) = &self.readers else {
             return Ok(());
         };
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         check(sent, readers).map_err(|refusal| {
             let mut h = HeaderMap::new();
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
+            h.insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             (StatusCode::UNAUTHORIZED, h, refusal.message().to_string())
         })
     }
@@ -127,10 +112,7 @@ impl tonic::service::Interceptor for Auth {
         let Some(want) = &self.digest else {
             return Ok(request);
         };
-        let sent = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
+        let sent = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         match check(sent, std::slice::from_ref(want)) {
             Ok(()) => Ok(request),
             Err(refusal) => Err(Status::unauthenticated(refusal.message())),

@@ -92,12 +92,7 @@ pub enum ClientError {
     #[error(
         "cannot reach the coordinator at {url} after {attempts} attempts in {waited:?} ({last}); check the address, that the coordinator is running, or raise connect_timeout"
     )]
-    Unreachable {
-        url: String,
-        attempts: u32,
-        waited: Duration,
-        last: String,
-    },
+    Unreachable { url: String, attempts: u32, waited: Duration, last: String },
 }
 
 /// Adds `authorization: Bearer <token>` to every call when a token is set.
@@ -109,10 +104,7 @@ impl BearerToken {
     pub fn new(token: Option<&str>) -> Result<Self, ClientError> {
         match token {
             None => Ok(BearerToken(None)),
-            Some(t) => format!("Bearer {t}")
-                .parse()
-                .map(|v| BearerToken(Some(v)))
-                .map_err(|_| ClientError::BadToken),
+            Some(t) => format!("Bearer {t}").parse().map(|v| BearerToken(Some(v))).map_err(|_| ClientError::BadToken),
         }
     }
 }
@@ -167,12 +159,7 @@ pub async fn connect(cfg: &ClientConfig) -> Result<AuthChannel, ClientError> {
         };
         let delay = delays.next().unwrap_or(Duration::from_secs(1));
         if start.elapsed() + delay >= cfg.connect_timeout {
-            return Err(ClientError::Unreachable {
-                url: cfg.url.clone(),
-                attempts,
-                waited: start.elapsed(),
-                last,
-            });
+            return Err(ClientError::Unreachable { url: cfg.url.clone(), attempts, waited: start.elapsed(), last });
         }
         tracing::debug!(url = %cfg.url, attempt = attempts, ?delay, error = %last, "coordinator not reachable yet; retrying");
         tokio::time::sleep(delay).await;
@@ -181,17 +168,13 @@ pub async fn connect(cfg: &ClientConfig) -> Result<AuthChannel, ClientError> {
 
 /// A WorkService client (actors, reward workers, learners) with `max_message_bytes` both ways.
 pub fn work_client(ch: AuthChannel, max_message_bytes: usize) -> WorkServiceClient<AuthChannel> {
-    WorkServiceClient::new(ch)
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+    WorkServiceClient::new(ch).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
 }
 
 /// A RunService client (`r1ctl`, and workers reading their run) with `max_message_bytes` both
 /// ways.
 pub fn run_client(ch: AuthChannel, max_message_bytes: usize) -> RunServiceClient<AuthChannel> {
-    RunServiceClient::new(ch)
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+    RunServiceClient::new(ch).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
 }
 
 /// How [`retry`] waits between attempts and when it gives up.
@@ -363,7 +346,8 @@ pub fn keep_alive(
     lease_id: u64,
     deadline_ms: i64,
 ) -> KeepAlive {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     let every = Duration::from_millis(((deadline_ms - now_ms) / 3).clamp(100, 60_000) as u64);
     let (tx, lost) = tokio::sync::watch::channel(false);
     let task = rt.spawn(async move {
@@ -371,7 +355,11 @@ pub fn keep_alive(
             tokio::time::sleep(every).await;
             match work.renew(crate::v1::RenewRequest { run_id, lease_id }).await {
                 Ok(r) if !r.get_ref().held => {
-                    tracing::warn!(run_id, lease_id, "lease no longer held: its work went to another worker or was rolled back");
+                    tracing::warn!(
+                        run_id,
+                        lease_id,
+                        "lease no longer held: its work went to another worker or was rolled back"
+                    );
                     let _ = tx.send(true);
                     return;
                 }

@@ -70,7 +70,8 @@ async fn check_retry(policy: RetryPolicy, codes: &[Code]) -> (Result<u32, Status
 #[tokio::test(start_paused = true)]
 async fn retry_repeats_transient_failures_and_returns_others_at_once() {
     let policy = RetryPolicy::default();
-    let (r, calls, _) = check_retry(policy.clone(), &[Code::Unavailable, Code::ResourceExhausted, Code::Unavailable]).await;
+    let (r, calls, _) =
+        check_retry(policy.clone(), &[Code::Unavailable, Code::ResourceExhausted, Code::Unavailable]).await;
     assert_eq!((r.unwrap(), calls), (3, 4));
 
     let (r, calls, waited) = check_retry(policy.clone(), &[Code::InvalidArgument]).await;
@@ -143,7 +144,10 @@ async fn connect_names_a_bad_url() {
 async fn connect_retries_until_connect_timeout_then_says_where_it_failed() {
     // A port that was free a moment ago: connections are refused at once.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = ClientConfig { connect_timeout: Duration::from_millis(600), ..ClientConfig::new(format!("http://127.0.0.1:{port}")) };
+    let cfg = ClientConfig {
+        connect_timeout: Duration::from_millis(600),
+        ..ClientConfig::new(format!("http://127.0.0.1:{port}"))
+    };
     let start = std::time::Instant::now();
     let err = client::connect(&cfg).await.map(|_| ()).unwrap_err();
     let took = start.elapsed();

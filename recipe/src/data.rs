@@ -70,7 +70,9 @@ impl Default for TaskConfig {
 impl TaskConfig {
     pub fn validate(&self) -> Result<(), RecipeError> {
         if self.families.is_empty() {
-            return Err(RecipeError::Config("`tasks.families` is empty; list at least one of add, sub, mul, chain, solve".into()));
+            return Err(RecipeError::Config(
+                "`tasks.families` is empty; list at least one of add, sub, mul, chain, solve".into(),
+            ));
         }
         tasks::check_difficulty(self.min_difficulty)?;
         tasks::check_difficulty(self.max_difficulty)?;
@@ -106,7 +108,13 @@ pub struct PretrainMix {
 
 impl Default for PretrainMix {
     fn default() -> Self {
-        Self { documents: 6000, r1_fraction: 0.25, r1_format_fraction: 0.35, problems_per_plain_document: 6, worked_fraction: 1.0 }
+        Self {
+            documents: 6000,
+            r1_fraction: 0.25,
+            r1_format_fraction: 0.35,
+            problems_per_plain_document: 6,
+            worked_fraction: 1.0,
+        }
     }
 }
 
@@ -253,7 +261,12 @@ pub fn pretrain_document(problems: &[Problem], mix: &PretrainMix, rng: &mut impl
             if rng.random_bool(1.0 - mix.worked_fraction) {
                 text.push_str(&format!("Question: {}\nAnswer: {}", q.prompt, q.answer));
             } else {
-                text.push_str(&format!("Question: {}\nSolution: {} The answer is {}.", q.prompt, q.reasoning(), q.answer));
+                text.push_str(&format!(
+                    "Question: {}\nSolution: {} The answer is {}.",
+                    q.prompt,
+                    q.reasoning(),
+                    q.answer
+                ));
             }
         }
         // The split point does not matter for pretraining (every token is trained on); it is
@@ -403,16 +416,29 @@ mod tests {
 
     #[test]
     fn pretraining_mix_follows_its_fractions() {
-        let mix = PretrainMix { documents: 4000, r1_fraction: 0.5, r1_format_fraction: 0.25, worked_fraction: 0.3, ..Default::default() };
+        let mix = PretrainMix {
+            documents: 4000,
+            r1_fraction: 0.5,
+            r1_format_fraction: 0.25,
+            worked_fraction: 0.3,
+            ..Default::default()
+        };
         let s = make_splits(&small(), &mix, 2).unwrap();
-        let sheets: String = s.pretrain.iter().filter(|d| !d.prompt.starts_with("A conversation")).map(|d| format!("{}{}", d.prompt, d.completion)).collect();
+        let sheets: String = s
+            .pretrain
+            .iter()
+            .filter(|d| !d.prompt.starts_with("A conversation"))
+            .map(|d| format!("{}{}", d.prompt, d.completion))
+            .collect();
         let (worked, direct) = (sheets.matches("\nSolution: ").count(), sheets.matches("\nAnswer: ").count());
         let worked_share = worked as f64 / (worked + direct) as f64;
         assert!((worked_share - 0.3).abs() < 0.02, "worked share {worked_share}");
         let r1: Vec<&SftRecord> = s.pretrain.iter().filter(|d| d.prompt.starts_with("A conversation")).collect();
         let formatted = r1
             .iter()
-            .filter(|d| r1_reward::format::FormatVerifier::new(&Default::default()).unwrap().check(&d.completion).is_ok())
+            .filter(|d| {
+                r1_reward::format::FormatVerifier::new(&Default::default()).unwrap().check(&d.completion).is_ok()
+            })
             .count();
         let share = r1.len() as f64 / 4000.0;
         let fmt = formatted as f64 / r1.len() as f64;

@@ -173,7 +173,13 @@ pub fn sample_and_score<B: Backend>(
                 .collect::<Result<Vec<_>, RecipeError>>()?;
             let vote = majority(&scored);
             let vote_correct = vote.as_deref().is_some_and(|v| math::is_equivalent(&item.answer, v));
-            Ok(Outcome { prompt: item.prompt.clone(), answer: item.answer.clone(), samples: scored, vote, vote_correct })
+            Ok(Outcome {
+                prompt: item.prompt.clone(),
+                answer: item.answer.clone(),
+                samples: scored,
+                vote,
+                vote_correct,
+            })
         })
         .collect()
 }
@@ -229,7 +235,12 @@ pub fn score_text(
     format: &FormatVerifier,
     math_cfg: &MathConfig,
 ) -> Scored {
-    let job = ScoreJob { verifier: "math".into(), completion: text.clone(), ground_truth: Some(gold.to_string()), ..Default::default() };
+    let job = ScoreJob {
+        verifier: "math".into(),
+        completion: text.clone(),
+        ground_truth: Some(gold.to_string()),
+        ..Default::default()
+    };
     let correct = math::score_with(&job, math_cfg).reward == 1.0;
     let formatted = format.check(&text).is_ok();
     let extracted = math::extract::answer(&text, &math_cfg.sources).map(|a| a.into_owned());
@@ -297,7 +308,11 @@ pub fn accepted(outcomes: &[Outcome], per_question: usize, require_format: bool)
             }
             if s.correct && (s.formatted || !require_format) && !kept.contains(&s.text.trim()) {
                 kept.push(s.text.trim());
-                out.push(SftRecord { prompt: o.prompt.clone(), completion: s.text.trim().to_string(), answer: Some(o.answer.clone()) });
+                out.push(SftRecord {
+                    prompt: o.prompt.clone(),
+                    completion: s.text.trim().to_string(),
+                    answer: Some(o.answer.clone()),
+                });
             }
         }
     }
@@ -348,7 +363,12 @@ mod tests {
             (vec![], None),
         ];
         for (samples, want) in cases {
-            assert_eq!(majority(&samples).as_deref(), want, "{:?}", samples.iter().map(|s| &s.text).collect::<Vec<_>>());
+            assert_eq!(
+                majority(&samples).as_deref(),
+                want,
+                "{:?}",
+                samples.iter().map(|s| &s.text).collect::<Vec<_>>()
+            );
         }
     }
 
@@ -386,7 +406,8 @@ mod tests {
             (0..k).map(|i| (n - i) as f64 / (i + 1) as f64).product()
         }
         // (n, c, k)
-        let cases = [(5, 2, 2), (10, 3, 1), (10, 3, 4), (16, 0, 8), (16, 16, 1), (16, 1, 16), (64, 5, 8), (4, 1, 3), (3, 1, 3)];
+        let cases =
+            [(5, 2, 2), (10, 3, 1), (10, 3, 4), (16, 0, 8), (16, 16, 1), (16, 1, 16), (64, 5, 8), (4, 1, 3), (3, 1, 3)];
         for (n, c, k) in cases {
             let closed = 1.0 - choose((n - c) as u64, k as u64) / choose(n as u64, k as u64);
             let got = pass_at_k(n, c, k);
@@ -417,12 +438,21 @@ mod tests {
         };
         // (cap, require_format, kept completions)
         let cases: [(usize, bool, &[&str]); 3] = [
-            (5, true, &["<think> a </think> <answer> 4 </answer>", "<think> c </think> <answer> 4 </answer>", "<think> d </think> <answer> 4 </answer>"]),
+            (
+                5,
+                true,
+                &[
+                    "<think> a </think> <answer> 4 </answer>",
+                    "<think> c </think> <answer> 4 </answer>",
+                    "<think> d </think> <answer> 4 </answer>",
+                ],
+            ),
             (2, true, &["<think> a </think> <answer> 4 </answer>", "<think> c </think> <answer> 4 </answer>"]),
             (2, false, &["<think> a </think> <answer> 4 </answer>", "<answer> 4 </answer>"]),
         ];
         for (cap, fmt, want) in cases {
-            let got: Vec<String> = accepted(std::slice::from_ref(&o), cap, fmt).into_iter().map(|r| r.completion).collect();
+            let got: Vec<String> =
+                accepted(std::slice::from_ref(&o), cap, fmt).into_iter().map(|r| r.completion).collect();
             assert_eq!(got, want, "cap {cap}, require_format {fmt}");
         }
     }

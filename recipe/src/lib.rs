@@ -226,7 +226,8 @@ fn stage(
     let report = build(&tmp, on_event)?;
     let stamp = Stamp { key: key.to_string(), report: report.clone() };
     let path = tmp.join("stamp.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&stamp).expect("json") + "\n").map_err(|e| RecipeError::io(&path, e))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&stamp).expect("json") + "\n")
+        .map_err(|e| RecipeError::io(&path, e))?;
     if out.exists() {
         std::fs::remove_dir_all(&out).map_err(|e| RecipeError::io(&out, e))?;
     }
@@ -264,7 +265,10 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
         Ok(None)
     })?;
 
-    let tok_key = key(&[&files_hash(&[&data_dir.join("pretrain.jsonl"), &data_dir.join("coldstart.jsonl")])?, &json(&cfg.tokenizer)]);
+    let tok_key = key(&[
+        &files_hash(&[&data_dir.join("pretrain.jsonl"), &data_dir.join("coldstart.jsonl")])?,
+        &json(&cfg.tokenizer),
+    ]);
     stage(dir, "tokenizer", &tok_key, &mut reused, on_event, &mut |out, _| {
         let docs: Vec<SftRecord> = data::read_jsonl(&data_dir.join("pretrain.jsonl"))?;
         let cold: Vec<SftRecord> = data::read_jsonl(&data_dir.join("coldstart.jsonl"))?;
@@ -286,7 +290,9 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
     ]);
     let report = stage(dir, "base", &base_key, &mut reused, on_event, &mut |out, on_event| {
         let tok = TextTokenizer::from_dir(&tokenizer_dir)?;
-        let eos = tok.eos_token_id().ok_or_else(|| RecipeError::Tokenizer(format!("the tokenizer has no {}", tokenizer::EOS)))?;
+        let eos = tok
+            .eos_token_id()
+            .ok_or_else(|| RecipeError::Tokenizer(format!("the tokenizer has no {}", tokenizer::EOS)))?;
         let vocab = tok.inner().get_vocab_size(true);
         let model_cfg = cfg.model.config(vocab, eos)?;
         let device = Default::default();
@@ -295,7 +301,8 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
         let docs: Vec<SftRecord> = data::read_jsonl(&data_dir.join("pretrain.jsonl"))?;
         let examples = train::encode(&docs, &tok, PromptTemplate::Raw, eos, model_cfg.max_position_embeddings)?;
         let train_cfg = SftConfig { loss_on_prompt: true, ..cfg.pretrain.clone() };
-        let (model, report) = train::train(model, &examples, &train_cfg, &device, &mut |s| on_event(Event::Pretrain(s)))?;
+        let (model, report) =
+            train::train(model, &examples, &train_cfg, &device, &mut |s| on_event(Event::Pretrain(s)))?;
         model::save_hf(&model, &tokenizer_dir, out)?;
         Ok(Some(report))
     })?;
@@ -309,7 +316,9 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
         tokenizer_dir,
         base_model_dir: dir.join("base"),
         reused,
-        pretrain_report: report.ok_or_else(|| RecipeError::Input("the base stage has no pretraining report; delete it and prepare again".into()))?,
+        pretrain_report: report.ok_or_else(|| {
+            RecipeError::Input("the base stage has no pretraining report; delete it and prepare again".into())
+        })?,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }

@@ -100,5 +100,6 @@ pub fn save_hf<B: Backend>(model: &CausalLm<B>, tokenizer_dir: &Path, out: &Path
         "max_new_tokens": 128,
     });
     let path = out.join("generation_config.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&generation).expect("json") + "\n").map_err(|e| RecipeError::io(&path, e))
+    std::fs::write(&path, serde_json::to_string_pretty(&generation).expect("json") + "\n")
+        .map_err(|e| RecipeError::io(&path, e))
 }

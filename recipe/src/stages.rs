@@ -91,7 +91,11 @@ impl Default for DistillStage {
             k: 4,
             // Half as wide, a quarter of the weights; two layers are kept, the fewest that
             // can copy a number from the question into a step.
-            student: ModelShape { hidden_size: base.hidden_size / 2, intermediate_size: base.intermediate_size / 2, ..base },
+            student: ModelShape {
+                hidden_size: base.hidden_size / 2,
+                intermediate_size: base.intermediate_size / 2,
+                ..base
+            },
             pretrain_steps: 300,
             sft: SftStage { steps: 40, batch_size: 16, lr: 1e-3 },
         }
@@ -111,8 +115,18 @@ impl RlStage {
             base_model: base.into(),
             dataset: task_dataset(train, Some(eval)),
             rewards: vec![
-                RewardComponent { name: "accuracy".into(), verifier: "math".into(), weight: 1.0, options: Default::default() },
-                RewardComponent { name: "format".into(), verifier: "format".into(), weight: 0.5, options: Default::default() },
+                RewardComponent {
+                    name: "accuracy".into(),
+                    verifier: "math".into(),
+                    weight: 1.0,
+                    options: Default::default(),
+                },
+                RewardComponent {
+                    name: "format".into(),
+                    verifier: "format".into(),
+                    weight: 0.5,
+                    options: Default::default(),
+                },
             ],
             algorithm: Algorithm::Grpo(GrpoSpec {
                 group_size: self.group_size,
@@ -187,7 +201,10 @@ mod tests {
             spec.validate().unwrap();
             assert_eq!(spec.schedule.eval_every, every, "evaluate = {evaluate}");
             let Algorithm::Grpo(g) = &spec.algorithm else { panic!("a GRPO spec") };
-            assert_eq!((g.learner.optim.lr, g.learner.grpo.beta, g.learner.optim.micro_batch), (rl.lr, rl.beta, rl.micro_batch));
+            assert_eq!(
+                (g.learner.optim.lr, g.learner.grpo.beta, g.learner.optim.micro_batch),
+                (rl.lr, rl.beta, rl.micro_batch)
+            );
         }
         let sft = SftStage::default();
         let spec = sft.run_spec("b", p, p);

@@ -291,7 +291,11 @@ mod tests {
             let widest = (0..100)
                 .map(|_| generate(family, d, &mut rng).unwrap())
                 .flat_map(|p| {
-                    p.prompt.split(' ').filter_map(|t| t.parse::<i64>().ok()).map(|n| n.to_string().len()).collect::<Vec<_>>()
+                    p.prompt
+                        .split(' ')
+                        .filter_map(|t| t.parse::<i64>().ok())
+                        .map(|n| n.to_string().len())
+                        .collect::<Vec<_>>()
                 })
                 .max()
                 .unwrap();
@@ -322,7 +326,9 @@ mod tests {
 
     #[test]
     fn place_values_of_numbers() {
-        for (n, want) in [(0, vec![0]), (7, vec![7]), (40, vec![40]), (305, vec![300, 5]), (1234, vec![1000, 200, 30, 4])] {
+        for (n, want) in
+            [(0, vec![0]), (7, vec![7]), (40, vec![40]), (305, vec![300, 5]), (1234, vec![1000, 200, 30, 4])]
+        {
             assert_eq!(place_values(n), want, "{n}");
         }
     }

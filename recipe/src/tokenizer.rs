@@ -13,8 +13,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -29,7 +29,8 @@ pub const TAGS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
 /// Qwen2's pre-tokenizer split pattern, exactly: transformers 5 loads a `qwen2` model's
 /// tokenizer as `Qwen2Tokenizer`, which applies this pattern whatever `tokenizer.json` says, so
 /// any other pattern would tokenize differently there (a space before a digit is its own token).
-pub const SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Tokenizer training options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +96,8 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path, model_max_length: usize) -> Resul
         "add_prefix_space": false,
     });
     let path = dir.join("tokenizer_config.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| RecipeError::io(&path, e))
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json") + "\n")
+        .map_err(|e| RecipeError::io(&path, e))
 }
 
 #[cfg(test)]

@@ -212,7 +212,10 @@ pub fn train<B: AutodiffBackend>(
             return Err(RecipeError::Input(format!("example {i} has token {t}, outside the vocabulary of {vocab}")));
         }
         if ex.len() > positions {
-            return Err(RecipeError::Input(format!("example {i} has {} tokens, over the model's {positions} positions", ex.len())));
+            return Err(RecipeError::Input(format!(
+                "example {i} has {} tokens, over the model's {positions} positions",
+                ex.len()
+            )));
         }
     }
     let mut optim = Optim::<B, CausalLm<B>>::new(cfg.optim())?;
@@ -223,7 +226,8 @@ pub fn train<B: AutodiffBackend>(
     let mut losses = Vec::with_capacity(order.len());
     let mut tokens = 0u64;
     for (s, rows) in order.iter().enumerate() {
-        let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| [data[i].prompt.as_slice(), &data[i].completion].concat()).collect();
+        let seqs: Vec<Vec<u32>> =
+            rows.iter().map(|&i| [data[i].prompt.as_slice(), &data[i].completion].concat()).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
         let batch = PaddedBatch::new(&refs, 0);
         let w = batch.len - 1;
@@ -288,7 +292,14 @@ mod tests {
     /// result depended on buffer alignment, so they did not: see `r1_model::ops`.)
     #[test]
     fn training_is_a_function_of_the_seed() {
-        let shape = ModelShape { hidden_size: 32, intermediate_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, max_position_embeddings: 64 };
+        let shape = ModelShape {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            max_position_embeddings: 64,
+        };
         let cfg = shape.config(67, 1).unwrap();
         let data: Vec<Example> = (0..24u32)
             .map(|i| Example {
@@ -296,7 +307,14 @@ mod tests {
                 completion: (0..3 + i % 11).map(|j| 2 + (i * 13 + j * 29) % 65).chain([1]).collect(),
             })
             .collect();
-        let sft = SftConfig { steps: 8, batch_size: 6, lr: 1e-2, warmup_steps: 2, loss_on_prompt: true, ..SftConfig::default() };
+        let sft = SftConfig {
+            steps: 8,
+            batch_size: 6,
+            lr: 1e-2,
+            warmup_steps: 2,
+            loss_on_prompt: true,
+            ..SftConfig::default()
+        };
         let run = || {
             let device = Default::default();
             CpuTrainBackend::seed(&device, 3);

@@ -118,8 +118,18 @@ fn sft_lowers_the_loss_of_the_base_and_of_a_fresh_student() {
     let (_, report) = train(base, &examples, &cfg, &device, &mut |_| {}).unwrap();
     assert!(report.final_loss < 0.75 * report.first_loss, "{report:?}");
 
-    let shape = ModelShape { hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, max_position_embeddings: 384 };
-    let student = r1_model::CausalLm::<CpuTrainBackend>::init(&shape.config(tok.inner().get_vocab_size(true), eos).unwrap(), &device);
+    let shape = ModelShape {
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_layers: 1,
+        num_heads: 2,
+        num_kv_heads: 1,
+        max_position_embeddings: 384,
+    };
+    let student = r1_model::CausalLm::<CpuTrainBackend>::init(
+        &shape.config(tok.inner().get_vocab_size(true), eos).unwrap(),
+        &device,
+    );
     let (student, report) = train(student, &examples, &cfg, &device, &mut |_| {}).unwrap();
     assert!(report.final_loss < 0.75 * report.first_loss, "{report:?}");
     let out = dir.path().join("student");

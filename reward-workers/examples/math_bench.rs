@@ -27,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = args.next().ok_or("usage: math_bench PAIRS.jsonl [VERDICTS.jsonl]")?;
     let out = args.next();
     let text = std::fs::read_to_string(&path)?;
-    let pairs: Vec<Pair> = text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let pairs: Vec<Pair> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
     let jobs: Vec<ScoreJob> = pairs
         .iter()
         .map(|p| ScoreJob {

@@ -214,9 +214,7 @@ fn judge(sandbox: &Sandbox, job: &ScoreJob) -> Verdict {
     let limits = limits(job).map_err(invalid)?;
     let cases = job.tests.as_deref().unwrap_or_default();
     if job.test.is_none() && cases.is_empty() {
-        return Err(invalid(
-            "a code job needs `test` (assert-style test code) or `tests` (stdin/stdout cases)".into(),
-        ));
+        return Err(invalid("a code job needs `test` (assert-style test code) or `tests` (stdin/stdout cases)".into()));
     }
     let code = extract_code(&job.completion, runner.fence_tags());
     let run = |mut spec: RunSpec| {

@@ -46,7 +46,9 @@ pub struct RewardSpec(pub Vec<ComponentSpec>);
 pub enum SpecError {
     #[error("reward spec has no components; add at least one {{name, verifier, weight}}")]
     Empty,
-    #[error("reward component `{name}` uses unknown verifier `{verifier}`; use one of math, format, language, code, overlong")]
+    #[error(
+        "reward component `{name}` uses unknown verifier `{verifier}`; use one of math, format, language, code, overlong"
+    )]
     UnknownVerifier { name: String, verifier: String },
     #[error("reward component name `{0}` appears twice; give each component its own name")]
     DuplicateName(String),
@@ -115,7 +117,8 @@ impl Reward {
                 "math" => Verifier::Math(options(c)?),
                 "format" => {
                     let cfg: FormatConfig = options(c)?;
-                    let v = FormatVerifier::new(&cfg).map_err(|source| SpecError::Format { name: c.name.clone(), source })?;
+                    let v = FormatVerifier::new(&cfg)
+                        .map_err(|source| SpecError::Format { name: c.name.clone(), source })?;
                     Verifier::Format(v)
                 }
                 "language" => no_options(c).map(|_| Verifier::Language)?,

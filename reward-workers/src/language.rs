@@ -73,9 +73,9 @@ pub fn scripts_for(language: &str) -> Option<&'static [Script]> {
     use Script::*;
     let primary = language.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
     Some(match primary.as_str() {
-        "en" | "fr" | "de" | "es" | "it" | "pt" | "nl" | "sv" | "da" | "no" | "nb" | "nn" | "fi"
-        | "pl" | "cs" | "sk" | "sl" | "hr" | "ro" | "hu" | "tr" | "vi" | "id" | "ms" | "ca" | "et"
-        | "lv" | "lt" | "sw" | "tl" | "eu" | "ga" | "is" | "sq" => &[Latin],
+        "en" | "fr" | "de" | "es" | "it" | "pt" | "nl" | "sv" | "da" | "no" | "nb" | "nn" | "fi" | "pl" | "cs"
+        | "sk" | "sl" | "hr" | "ro" | "hu" | "tr" | "vi" | "id" | "ms" | "ca" | "et" | "lv" | "lt" | "sw" | "tl"
+        | "eu" | "ga" | "is" | "sq" => &[Latin],
         "el" => &[Greek],
         "ru" | "uk" | "bg" | "sr" | "be" | "kk" | "mk" | "mn" => &[Cyrillic],
         "hy" => &[Armenian],
@@ -157,7 +157,8 @@ pub fn score(job: &ScoreJob) -> ScoreResult {
         return ScoreResult::new(&job.id, 0.0, Status::NoAnswer, format!("no words {scope} to judge"));
     }
     let reward = hits as f64 / total as f64;
-    let mut r = ScoreResult::new(&job.id, reward, Status::Ok, format!("{hits} of {total} words {scope} are `{language}`"));
+    let mut r =
+        ScoreResult::new(&job.id, reward, Status::Ok, format!("{hits} of {total} words {scope} are `{language}`"));
     r.components = BTreeMap::from([("language".to_string(), reward)]);
     r
 }

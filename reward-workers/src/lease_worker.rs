@@ -75,7 +75,12 @@ pub struct LeaseWorker {
 impl LeaseWorker {
     /// Connects to the coordinator (retrying until `cfg.connect_timeout`) and reads the run's
     /// reward spec.
-    pub async fn connect(cfg: &ClientConfig, run_id: u64, worker: &str, max_groups: u32) -> Result<Self, LeaseWorkerError> {
+    pub async fn connect(
+        cfg: &ClientConfig,
+        run_id: u64,
+        worker: &str,
+        max_groups: u32,
+    ) -> Result<Self, LeaseWorkerError> {
         let channel = client::connect(cfg).await?;
         Self::from_channel(channel, cfg.max_message_bytes, run_id, worker, max_groups).await
     }
@@ -117,7 +122,8 @@ impl LeaseWorker {
     /// Leases once, scores every leased group and submits it; returns how many groups were
     /// scored (0: nothing to score right now).
     pub async fn step(&mut self) -> Result<usize, LeaseWorkerError> {
-        let request = pb::LeaseScoringRequest { run_id: self.run_id, worker: self.worker.clone(), max_groups: self.max_groups };
+        let request =
+            pb::LeaseScoringRequest { run_id: self.run_id, worker: self.worker.clone(), max_groups: self.max_groups };
         let lease = client::retry("LeaseScoring", &self.retry, || {
             let mut work = self.work.clone();
             let request = request.clone();
@@ -129,7 +135,13 @@ impl LeaseWorker {
         .into_inner();
         let n = lease.groups.len();
         for group in lease.groups {
-            let span = tracing::info_span!("score_group", run = self.run_id, group = group.group_id, lease = lease.lease_id, samples = group.samples.len());
+            let span = tracing::info_span!(
+                "score_group",
+                run = self.run_id,
+                group = group.group_id,
+                lease = lease.lease_id,
+                samples = group.samples.len()
+            );
             let scorer = self.scorer.clone();
             let example = group.example.clone().unwrap_or_default();
             let samples = group.samples.clone();
@@ -167,7 +179,9 @@ impl LeaseWorker {
                 rewards: results.iter().map(|r| r.reward).collect(),
                 components: results
                     .iter()
-                    .map(|r| pb::ComponentScores { components: r.components.iter().map(|(k, v)| (k.clone(), *v)).collect() })
+                    .map(|r| pb::ComponentScores {
+                        components: r.components.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    })
                     .collect(),
             };
             let outcome = client::retry("SubmitScores", &self.retry, || {
@@ -238,7 +252,11 @@ impl LeaseWorker {
 }
 
 /// The run's status, retried under `retry`.
-async fn get_run(runs: &RunServiceClient<AuthChannel>, retry: &RetryPolicy, id: u64) -> Result<pb::RunStatus, LeaseWorkerError> {
+async fn get_run(
+    runs: &RunServiceClient<AuthChannel>,
+    retry: &RetryPolicy,
+    id: u64,
+) -> Result<pb::RunStatus, LeaseWorkerError> {
     client::get_run(runs, retry, id).await.map_err(rpc("Get"))
 }
 

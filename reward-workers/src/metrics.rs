@@ -164,7 +164,11 @@ impl Metrics {
         p.sample("r1_reward_job_seconds_sum", &[], sum);
         p.sample("r1_reward_job_seconds_count", &[], total);
         let gauges = [
-            ("r1_reward_queue_depth", "Jobs accepted and waiting for a slot (the autoscaling signal).", self.queue_depth() as f64),
+            (
+                "r1_reward_queue_depth",
+                "Jobs accepted and waiting for a slot (the autoscaling signal).",
+                self.queue_depth() as f64,
+            ),
             ("r1_reward_in_flight", "Jobs being scored now.", self.in_flight() as f64),
             ("r1_reward_jobs_per_second", "Jobs finished per second over the last minute.", self.jobs_per_second()),
         ];

@@ -65,12 +65,10 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
 };
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
 use crate::job::Status;
@@ -157,8 +155,7 @@ impl Outcome {
             (None, Some(libc::SIGXCPU)) => (Status::Timeout, "CPU time limit exceeded".to_string()),
             (None, Some(libc::SIGSYS)) => (
                 Status::SandboxViolation,
-                "killed by seccomp: forbidden system call (network, ptrace, namespaces, ...)"
-                    .to_string(),
+                "killed by seccomp: forbidden system call (network, ptrace, namespaces, ...)".to_string(),
             ),
             (None, Some(libc::SIGXFSZ)) => (Status::ResourceLimit, "file size limit exceeded".to_string()),
             (None, Some(libc::SIGKILL)) => (
@@ -253,10 +250,8 @@ const NS_FLAGS: libc::c_int =
     libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
 
 /// Read-only trees every program needs (those that exist are used).
-const SYSTEM_READ: &[&str] = &[
-    "/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/null",
-    "/dev/zero", "/dev/urandom",
-];
+const SYSTEM_READ: &[&str] =
+    &["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom"];
 
 /// A sandbox with the default configuration, probed once per process.
 pub fn shared() -> Result<&'static Sandbox, &'static str> {
@@ -271,15 +266,8 @@ impl Sandbox {
     /// Probes the host and prepares the filters.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let root = unsafe { libc::geteuid() } == 0;
-        let (namespaces, tmpfs) =
-            if config.namespaces { probe_namespaces(&config.tmp_root) } else { (false, false) };
-        let layers = Layers {
-            namespaces,
-            tmpfs,
-            dedicated_uid: root,
-            landlock_abi: landlock_abi(),
-            seccomp: true,
-        };
+        let (namespaces, tmpfs) = if config.namespaces { probe_namespaces(&config.tmp_root) } else { (false, false) };
+        let layers = Layers { namespaces, tmpfs, dedicated_uid: root, landlock_abi: landlock_abi(), seccomp: true };
         let seccomp = Arc::new(seccomp_filters(!namespaces)?);
         tracing::debug!(%layers, "sandbox ready");
         Ok(Self { config, layers, seccomp })
@@ -326,9 +314,7 @@ impl Sandbox {
         // SAFETY: `child_setup` only makes async-signal-safe calls on data owned by `plan`.
         unsafe { cmd.pre_exec(move || child_setup(&plan)) };
         let start = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| SandboxError::Spawn { program: spec.program.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn { program: spec.program.clone(), source })?;
         drop(landlock);
         let pgid = child.id() as libc::pid_t;
 
@@ -409,9 +395,7 @@ impl Sandbox {
         // tmpfs the rule goes one level up, and `prog/` stays read-only by its mode and owner.
         let writable = if self.layers.tmpfs { &dir.root } else { &dir.work };
         let fd = PathFd::new(writable).map_err(|e| fail(writable, &e))?;
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, AccessFs::from_all(abi)))
-            .map_err(|e| fail(writable, &e))?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, AccessFs::from_all(abi))).map_err(|e| fail(writable, &e))?;
         Ok(ruleset.into())
     }
 }
@@ -752,13 +736,7 @@ fn probe_namespaces(tmp_root: &Path) -> (bool, bool) {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             );
-            let tmpfs = libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            );
+            let tmpfs = libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, opts.as_ptr().cast());
             libc::_exit(if private == 0 && tmpfs == 0 { 0 } else { 2 });
         }
         if pid < 0 {

@@ -252,7 +252,15 @@ fn rpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let path = request.uri().path();
     let name = path.trim_start_matches('/');
     let (service, method) = name.split_once('/').unwrap_or(("", name));
-    tracing::info_span!("rpc", otel.name = name, otel.kind = "server", rpc.system = "grpc", rpc.service = service, rpc.method = method, path = path)
+    tracing::info_span!(
+        "rpc",
+        otel.name = name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        path = path
+    )
 }
 
 /// A wire job as a [`ScoreJob`]; the id is carried as a JSON string.

@@ -20,7 +20,8 @@ fn humaneval_slice_canonical_pass_and_broken_fail() {
     let jobs: Vec<ScoreJob> = FIXTURE.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(jobs.len(), 20);
     let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs.chunks(5).map(|chunk| s.spawn(move || chunk.iter().map(score).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> =
+            jobs.chunks(5).map(|chunk| s.spawn(move || chunk.iter().map(score).collect::<Vec<_>>())).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     let mut wrong = Vec::new();

@@ -21,12 +21,7 @@ fn job(completion: &str, test: Option<&str>, tests: &[(&str, &str)]) -> ScoreJob
 
 fn check(name: &str, job: ScoreJob, reward: f64, status: Status) {
     let result = score(&job);
-    assert_eq!(
-        (result.reward, result.status),
-        (reward, status),
-        "{name}: {}",
-        result.detail
-    );
+    assert_eq!((result.reward, result.status), (reward, status), "{name}: {}", result.detail);
     assert_eq!(result.components.get("code"), Some(&reward), "{name}: components");
 }
 
@@ -38,10 +33,25 @@ fn assert_style_tests() {
     let cases: Vec<(&str, ScoreJob, f64, Status)> = vec![
         ("correct", job(ADD, Some("assert add(2, 3) == 5"), &[]), 1.0, Status::Ok),
         ("wrong", job("def add(a, b):\n    return a - b\n", Some("assert add(2, 3) == 5"), &[]), 0.0, Status::Failed),
-        ("syntax error", job("def add(a, b)\n    return a + b\n", Some("assert add(2, 3) == 5"), &[]), 0.0, Status::Failed),
+        (
+            "syntax error",
+            job("def add(a, b)\n    return a + b\n", Some("assert add(2, 3) == 5"), &[]),
+            0.0,
+            Status::Failed,
+        ),
         ("fenced block", job(&fenced, Some("assert add(2, 3) == 5"), &[]), 1.0, Status::Ok),
-        ("raw text with prose fails", job("It adds: def add(a, b): return a + b", Some("assert add(1, 1) == 2"), &[]), 0.0, Status::Failed),
-        ("check(entry_point) style", job(ADD, Some("def check(f):\n    assert f(1, 2) == 3\ncheck(add)"), &[]), 1.0, Status::Ok),
+        (
+            "raw text with prose fails",
+            job("It adds: def add(a, b): return a + b", Some("assert add(1, 1) == 2"), &[]),
+            0.0,
+            Status::Failed,
+        ),
+        (
+            "check(entry_point) style",
+            job(ADD, Some("def check(f):\n    assert f(1, 2) == 3\ncheck(add)"), &[]),
+            1.0,
+            Status::Ok,
+        ),
         (
             "the sentinel is not in the environment",
             job("import os\nprint(os.environ.get('R1_SENTINEL'))\nos._exit(0)\n", Some("assert False"), &[]),
@@ -67,13 +77,13 @@ fn assert_style_tests() {
             1.0,
             Status::Ok,
         ),
+        ("a test that raises SystemExit(1)", job(ADD, Some("import sys\nsys.exit(1)"), &[]), 0.0, Status::Failed),
         (
-            "a test that raises SystemExit(1)",
-            job(ADD, Some("import sys\nsys.exit(1)"), &[]),
+            "slow past timeout_s",
+            ScoreJob { timeout_s: Some(0.5), ..job("import time\ntime.sleep(5)\n", Some("pass"), &[]) },
             0.0,
-            Status::Failed,
+            Status::Timeout,
         ),
-        ("slow past timeout_s", ScoreJob { timeout_s: Some(0.5), ..job("import time\ntime.sleep(5)\n", Some("pass"), &[]) }, 0.0, Status::Timeout),
     ];
     for (name, job, reward, status) in cases {
         check(name, job, reward, status);
@@ -85,11 +95,21 @@ fn stdin_stdout_cases() {
     let echo_sum = "a, b = map(int, input().split())\nprint(a + b)\n";
     let cases: Vec<(&str, ScoreJob, f64, Status)> = vec![
         ("all cases pass", job(echo_sum, None, &[("1 2\n", "3\n"), ("10 -4", "6")]), 1.0, Status::Ok),
-        ("whitespace is tolerated", job("print(' 1  2 ')\nprint()\nprint('3')", None, &[("", "1 2\n3")]), 1.0, Status::Ok),
+        (
+            "whitespace is tolerated",
+            job("print(' 1  2 ')\nprint()\nprint('3')", None, &[("", "1 2\n3")]),
+            1.0,
+            Status::Ok,
+        ),
         ("one case wrong", job(echo_sum, None, &[("1 2\n", "3\n"), ("2 2\n", "5\n")]), 0.0, Status::Failed),
         ("tokens must match, not just characters", job("print('12')", None, &[("", "1 2")]), 0.0, Status::Failed),
         ("crash on input", job(echo_sum, None, &[("x y\n", "3\n")]), 0.0, Status::Failed),
-        ("early exit prints nothing", job("import sys\nsys.exit(0)\nprint(3)", None, &[("", "3")]), 0.0, Status::Failed),
+        (
+            "early exit prints nothing",
+            job("import sys\nsys.exit(0)\nprint(3)", None, &[("", "3")]),
+            0.0,
+            Status::Failed,
+        ),
         ("both kinds: the assert run gets no stdin", job(echo_sum, Some("pass"), &[("1 1", "2")]), 0.0, Status::Failed),
     ];
     for (name, job, reward, status) in cases {
@@ -102,7 +122,11 @@ fn job_fields_are_validated_at_their_boundaries() {
     let base = job("print(1)", Some("pass"), &[]);
     let cases: Vec<(&str, ScoreJob, Status)> = vec![
         ("no tests at all", job("print(1)", None, &[]), Status::InvalidInput),
-        ("empty stdin/stdout list", ScoreJob { tests: Some(vec![]), ..job("print(1)", None, &[]) }, Status::InvalidInput),
+        (
+            "empty stdin/stdout list",
+            ScoreJob { tests: Some(vec![]), ..job("print(1)", None, &[]) },
+            Status::InvalidInput,
+        ),
         ("unknown language", ScoreJob { language: Some("cobol".into()), ..base.clone() }, Status::InvalidInput),
         ("python by name", ScoreJob { language: Some("python".into()), ..base.clone() }, Status::Ok),
         ("timeout_s = 0", ScoreJob { timeout_s: Some(0.0), ..base.clone() }, Status::InvalidInput),

@@ -67,7 +67,9 @@ fn spec_errors_say_what_to_fix() {
     assert!(matches!(e, SpecError::UnknownVerifier { .. }), "{e}");
     assert!(e.to_string().contains("use one of math, format"), "{e}");
     assert!(matches!(bad("reward = []"), SpecError::Empty));
-    let e = bad(r#"reward = [{name = "a", verifier = "math", weight = 1.0}, {name = "a", verifier = "format", weight = 1.0}]"#);
+    let e = bad(
+        r#"reward = [{name = "a", verifier = "math", weight = 1.0}, {name = "a", verifier = "format", weight = 1.0}]"#,
+    );
     assert!(matches!(e, SpecError::DuplicateName(_)), "{e}");
     let e = bad(r#"reward = [{name = "a", verifier = "math", weight = nan}]"#);
     assert!(matches!(e, SpecError::BadWeight { .. }), "{e}");
@@ -77,7 +79,9 @@ fn spec_errors_say_what_to_fix() {
     assert!(matches!(e, SpecError::BadOptions { .. }), "{e}");
     let e = bad(r#"reward = [{name = "f", verifier = "format", weight = 1.0, options = {pattern = "(<think>"}}]"#);
     assert!(matches!(e, SpecError::Format { .. }), "{e}");
-    let e = bad(r#"reward = [{name = "o", verifier = "overlong", weight = 1.0, options = {max_len = 100, cache_len = 200}}]"#);
+    let e = bad(
+        r#"reward = [{name = "o", verifier = "overlong", weight = 1.0, options = {max_len = 100, cache_len = 200}}]"#,
+    );
     assert!(matches!(e, SpecError::Length { .. }), "{e}");
     let e = bad(r#"reward = [{name = "o", verifier = "overlong", weight = 1.0, options = {max_len = 100}}]"#);
     assert!(e.to_string().contains("missing field `cache_len`"), "{e}");
@@ -92,7 +96,8 @@ fn spec_fields_are_checked_when_parsing() {
     }
     let missing = toml::from_str::<RunConfig>(r#"reward = [{name = "a", verifier = "math"}]"#).unwrap_err();
     assert!(missing.to_string().contains("missing field `weight`"), "{missing}");
-    let unknown = toml::from_str::<RunConfig>(r#"reward = [{name = "a", verifier = "math", weight = 1.0, scale = 2}]"#).unwrap_err();
+    let unknown = toml::from_str::<RunConfig>(r#"reward = [{name = "a", verifier = "math", weight = 1.0, scale = 2}]"#)
+        .unwrap_err();
     assert!(unknown.to_string().contains("unknown field `scale`"), "{unknown}");
 }
 
@@ -129,7 +134,17 @@ fn overlong_component_needs_the_token_count() {
 #[test]
 fn overlong_penalty_at_its_boundaries() {
     // L_max = 100, L_cache = 20: free up to 80, linear to -1 at 100, -1 beyond.
-    let table = [(0, 0.0), (79, 0.0), (80, 0.0), (81, -0.05), (90, -0.5), (99, -0.95), (100, -1.0), (101, -1.0), (10_000, -1.0)];
+    let table = [
+        (0, 0.0),
+        (79, 0.0),
+        (80, 0.0),
+        (81, -0.05),
+        (90, -0.5),
+        (99, -0.95),
+        (100, -1.0),
+        (101, -1.0),
+        (10_000, -1.0),
+    ];
     for (len, want) in table {
         let got = overlong_penalty(len, 100, 20);
         assert!((got - want).abs() < 1e-12, "len {len}: {got} != {want}");

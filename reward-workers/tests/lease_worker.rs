@@ -10,10 +10,10 @@ use r1_coordinator::lease::LeaseTtl;
 use r1_coordinator::runs::Coordinator;
 use r1_coordinator::service::{Auth, Runs, serve};
 use r1_coordinator::store::SystemClock;
+use r1_proto::client::ClientConfig;
 use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 use r1_proto::v1::work_service_client::WorkServiceClient;
-use r1_proto::client::ClientConfig;
 use r1_reward::lease_worker::LeaseWorker;
 use tonic::transport::Channel;
 
@@ -22,7 +22,13 @@ const SPEC: &str = "name = 'lease'\nbase_model = 'm'\n[dataset]\npath = 'DATA'\n
 [algorithm]\nkind = 'grpo'\ngroup_size = 2\nprompts_per_step = 2\n[schedule]\ntotal_steps = 1";
 
 fn sample(text: &str) -> pb::Sample {
-    pb::Sample { text: text.into(), token_ids: vec![7, 8, 9], logprobs: vec![-0.5; 3], truncated: false, generation_seconds: 0.0 }
+    pb::Sample {
+        text: text.into(),
+        token_ids: vec![7, 8, 9],
+        logprobs: vec![-0.5; 3],
+        truncated: false,
+        generation_seconds: 0.0,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,11 +92,8 @@ async fn workers_score_leased_groups_and_a_dead_workers_lease_is_scored_again() 
     assert_eq!(worker.step().await.unwrap(), 1);
 
     // The learner gets both groups, each scored once, with the composed rewards.
-    let batch = work
-        .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let batch =
+        work.lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner".into() }).await.unwrap().into_inner();
     assert_eq!(batch.groups.len(), 2);
     for g in &batch.groups {
         assert_eq!(g.rewards, vec![1.5, 0.0], "group {}: right+formatted, then wrong+unformatted", g.group_id);
@@ -138,10 +141,16 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
     let mut runs = r1_proto::client::run_client(channel.clone(), cfg.max_message_bytes);
     let work = r1_proto::client::work_client(channel, cfg.max_message_bytes);
     let spec = SPEC.replace("DATA", &data.display().to_string());
-    let run = runs.submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) }).await.unwrap().into_inner().id;
+    let run = runs
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
 
     // A worker without the token is refused at once, not retried.
-    let anonymous = LeaseWorker::connect(&ClientConfig::new(cfg.url.clone()), run, "anon", 4).await.err().expect("refused");
+    let anonymous =
+        LeaseWorker::connect(&ClientConfig::new(cfg.url.clone()), run, "anon", 4).await.err().expect("refused");
     assert!(anonymous.to_string().contains("Unauthenticated"), "{anonymous}");
 
     let mut worker = LeaseWorker::connect(&cfg, run, "reward-0", 4).await.unwrap();
@@ -176,7 +185,8 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
     coordinator.crash();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!scoring.is_finished(), "the worker must survive the crash: {:?}", scoring.await);
-    let mut coordinator = tokio::task::spawn_blocking(move || Crashable::start(&addr.to_string(), &db, "t0ken")).await.unwrap();
+    let mut coordinator =
+        tokio::task::spawn_blocking(move || Crashable::start(&addr.to_string(), &db, "t0ken")).await.unwrap();
 
     // The actor's second group is scored by the same worker; the learner trains the step and
     // the run ends, which ends the worker.
@@ -189,7 +199,12 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
     .await
     .unwrap();
     let batch = loop {
-        let batch = work.clone().lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner".into() }).await.unwrap().into_inner();
+        let batch = work
+            .clone()
+            .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: "learner".into() })
+            .await
+            .unwrap()
+            .into_inner();
         if !batch.groups.is_empty() {
             break batch;
         }
@@ -201,10 +216,21 @@ async fn a_worker_outlives_a_coordinator_crash_and_finishes_the_run() {
         assert_eq!(g.rewards, vec![1.5, 0.0], "group {}", g.group_id);
     }
     work.clone()
-        .submit_step(pb::SubmitStepRequest { run_id: run, idempotency_key: "step-0".into(), lease_id: batch.lease_id, step: 0, metrics_json: String::new(), unpublished: false })
+        .submit_step(pb::SubmitStepRequest {
+            run_id: run,
+            idempotency_key: "step-0".into(),
+            lease_id: batch.lease_id,
+            step: 0,
+            metrics_json: String::new(),
+            unpublished: false,
+        })
         .await
         .unwrap();
-    let scored_by_worker = tokio::time::timeout(Duration::from_secs(10), scoring).await.expect("the worker ends with the run").unwrap().unwrap();
+    let scored_by_worker = tokio::time::timeout(Duration::from_secs(10), scoring)
+        .await
+        .expect("the worker ends with the run")
+        .unwrap()
+        .unwrap();
     assert_eq!(scored_by_worker, 2);
     let status = runs.get(pb::GetRunRequest { id: run }).await.unwrap().into_inner();
     assert_eq!((status.state, status.counters.unwrap().groups_scored), (pb::RunState::Completed as i32, 2));
@@ -251,7 +277,9 @@ async fn a_group_that_panics_the_verifier_fails_and_the_worker_goes_on() {
             .unwrap()
             .into_inner();
         for g in &prompts.groups {
-            let text = if poison.is_none_or(|p| p == g.group_id) && g.example.as_ref().unwrap().answer.as_deref() == Some("2") {
+            let text = if poison.is_none_or(|p| p == g.group_id)
+                && g.example.as_ref().unwrap().answer.as_deref() == Some("2")
+            {
                 poison = Some(g.group_id);
                 "POISON"
             } else {

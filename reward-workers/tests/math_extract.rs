@@ -141,9 +141,10 @@ fn hashes_answer_phrases_and_last_numbers() {
 /// GSM8K completions scored against golds extracted from published rows.
 #[test]
 fn gsm8k_completions_score_against_extracted_golds() {
-    let cfg: MathConfig =
-        serde_json::from_value(serde_json::json!({"sources": ["boxed", "answer_tag", "hashes", "answer_is", "last_number"]}))
-            .unwrap();
+    let cfg: MathConfig = serde_json::from_value(
+        serde_json::json!({"sources": ["boxed", "answer_tag", "hashes", "answer_is", "last_number"]}),
+    )
+    .unwrap();
     let gold = |row: &str| r1_spec::AnswerKind::Gsm8k.gold(row).unwrap();
     // (completion, published answer column, reward)
     let cases = [

@@ -33,18 +33,8 @@ const ATTACKS: &[Attack] = &[
         test: "pass",
         expect: &[Status::MemoryLimit],
     },
-    Attack {
-        name: "infinite loop",
-        program: "while True:\n    pass\n",
-        test: "pass",
-        expect: &[Status::Timeout],
-    },
-    Attack {
-        name: "sleep",
-        program: "import time\ntime.sleep(600)\n",
-        test: "pass",
-        expect: &[Status::Timeout],
-    },
+    Attack { name: "infinite loop", program: "while True:\n    pass\n", test: "pass", expect: &[Status::Timeout] },
+    Attack { name: "sleep", program: "import time\ntime.sleep(600)\n", test: "pass", expect: &[Status::Timeout] },
     Attack {
         name: "setsid daemon outlives the sample",
         // The daemon is killed with its PID namespace; without one, seccomp kills `setsid`.
@@ -212,7 +202,10 @@ fn check_attacks(namespaces: bool) {
         let took = start.elapsed();
         eprintln!("{:45} {:?} in {:.2?}: {}", attack.name, result.status, took, result.detail);
         if result.reward != 0.0 || !attack.expect.contains(&result.status) {
-            failures.push(format!("{}: expected {:?}, got {:?} ({})", attack.name, attack.expect, result.status, result.detail));
+            failures.push(format!(
+                "{}: expected {:?}, got {:?} ({})",
+                attack.name, attack.expect, result.status, result.detail
+            ));
         }
         if took > Duration::from_secs_f64(timeout_s + 3.0) {
             failures.push(format!("{}: took {took:?}, over its bound", attack.name));
@@ -288,7 +281,11 @@ fn every_attack_scores_zero_when_the_scorer_is_not_root() {
 fn report_missing_layers(layers: &Layers, asked_namespaces: bool) {
     let root = unsafe { libc::geteuid() } == 0;
     let missing = [
-        (asked_namespaces && !layers.namespaces, "namespaces(pid,net,mount,ipc,uts)", "the host refuses unshare (user namespaces off, or a container without CAP_SYS_ADMIN)"),
+        (
+            asked_namespaces && !layers.namespaces,
+            "namespaces(pid,net,mount,ipc,uts)",
+            "the host refuses unshare (user namespaces off, or a container without CAP_SYS_ADMIN)",
+        ),
         (asked_namespaces && !layers.tmpfs, "tmpfs", "no mount namespace to mount it in"),
         (root && !layers.dedicated_uid, "dedicated-uid", "the sandbox could not switch to its own uid"),
         (layers.landlock_abi == 0, "landlock", "the kernel has no Landlock (or it is disabled)"),

@@ -50,18 +50,54 @@ fn limits_at_their_boundaries() {
             Limits { file_size_bytes: 100_000, ..base.clone() },
             "exit 1: OSError: [Errno 27] File too large",
         ),
-        ("sleep under the wall time", "import time\ntime.sleep(0.{n})\n", 2, Limits { wall: Duration::from_millis(800), ..base.clone() }, "exit 0"),
-        ("sleep over the wall time", "import time\ntime.sleep({n})\n", 3, Limits { wall: Duration::from_millis(800), ..base.clone() }, "killed WallTime"),
-        ("busy past the CPU limit", "while True:\n    pass  # {n}\n", 0, Limits { cpu: Duration::from_secs(1), ..base.clone() }, "signal 24"),
+        (
+            "sleep under the wall time",
+            "import time\ntime.sleep(0.{n})\n",
+            2,
+            Limits { wall: Duration::from_millis(800), ..base.clone() },
+            "exit 0",
+        ),
+        (
+            "sleep over the wall time",
+            "import time\ntime.sleep({n})\n",
+            3,
+            Limits { wall: Duration::from_millis(800), ..base.clone() },
+            "killed WallTime",
+        ),
+        (
+            "busy past the CPU limit",
+            "while True:\n    pass  # {n}\n",
+            0,
+            Limits { cpu: Duration::from_secs(1), ..base.clone() },
+            "signal 24",
+        ),
         ("allocation under the memory limit", alloc, 64, Limits { memory_bytes: 256 << 20, ..base.clone() }, "exit 0"),
-        ("allocation over the memory limit", alloc, 300, Limits { memory_bytes: 256 << 20, ..base.clone() }, "exit 1: MemoryError"),
+        (
+            "allocation over the memory limit",
+            alloc,
+            300,
+            Limits { memory_bytes: 256 << 20, ..base.clone() },
+            "exit 1: MemoryError",
+        ),
         ("open files under the limit", files, 20, Limits { open_files: 32, ..base.clone() }, "exit 0"),
-        ("open files over the limit", files, 40, Limits { open_files: 32, ..base.clone() }, "exit 1: OSError: [Errno 24] Too many open files: '/dev/null'"),
+        (
+            "open files over the limit",
+            files,
+            40,
+            Limits { open_files: 32, ..base.clone() },
+            "exit 1: OSError: [Errno 24] Too many open files: '/dev/null'",
+        ),
     ];
     let mut cases = cases;
     if sandbox.layers().dedicated_uid {
         // RLIMIT_NPROC counts the run's own processes only under a dedicated uid.
-        cases.push(("children under the process limit", children, 6, Limits { processes: 8, ..base.clone() }, "exit 0"));
+        cases.push((
+            "children under the process limit",
+            children,
+            6,
+            Limits { processes: 8, ..base.clone() },
+            "exit 0",
+        ));
         cases.push((
             "children over the process limit",
             children,
@@ -73,7 +109,13 @@ fn limits_at_their_boundaries() {
     if sandbox.layers().tmpfs {
         let disk = Limits { disk_bytes: 4 << 20, file_size_bytes: 64 << 20, ..base.clone() };
         cases.push(("scratch under the tmpfs size", file, 3 << 20, disk.clone(), "exit 0"));
-        cases.push(("scratch over the tmpfs size", file, 5 << 20, disk, "exit 1: OSError: [Errno 28] No space left on device"));
+        cases.push((
+            "scratch over the tmpfs size",
+            file,
+            5 << 20,
+            disk,
+            "exit 1: OSError: [Errno 28] No space left on device",
+        ));
     }
     let mut wrong = Vec::new();
     for (name, program, n, limits, want) in cases {

@@ -113,7 +113,8 @@ async fn pending_and_concurrency_limits_at_their_boundaries() {
     let worker = RewardWorker::with_scorer(config, test_scorer(peak.clone(), Arc::default()));
     let metrics = worker.metrics();
     let mut client = start(worker).await;
-    let batch = |n: usize, ms: &str| pb::ScoreRequest { jobs: (0..n).map(|i| wire_job(&i.to_string(), "slow", ms)).collect() };
+    let batch =
+        |n: usize, ms: &str| pb::ScoreRequest { jobs: (0..n).map(|i| wire_job(&i.to_string(), "slow", ms)).collect() };
 
     // A batch of exactly max_pending is accepted; one more job is refused whole.
     let start = Instant::now();
@@ -155,7 +156,8 @@ async fn a_hung_or_crashing_verifier_costs_one_sample() {
     let _release_on_exit = Release(release.clone());
     // Long enough that the panicking job runs before it even on a loaded CI machine (at 300 ms
     // it sometimes had not started, and was answered `timeout`).
-    let config = ServiceConfig { max_concurrent: 4, job_deadline: Duration::from_millis(1000), ..ServiceConfig::default() };
+    let config =
+        ServiceConfig { max_concurrent: 4, job_deadline: Duration::from_millis(1000), ..ServiceConfig::default() };
     let worker = RewardWorker::with_scorer(config, test_scorer(Arc::default(), release.clone()));
     let metrics = worker.metrics();
     let mut client = start(worker).await;
@@ -195,7 +197,11 @@ async fn metrics_are_served_over_http_on_the_grpc_port() {
     let mut page = String::new();
     http.read_to_string(&mut page).await.unwrap();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    for line in ["r1_reward_jobs_total{status=\"ok\"} 1", "r1_reward_jobs_total{status=\"invalid_input\"} 1", "r1_reward_queue_depth 0"] {
+    for line in [
+        "r1_reward_jobs_total{status=\"ok\"} 1",
+        "r1_reward_jobs_total{status=\"invalid_input\"} 1",
+        "r1_reward_queue_depth 0",
+    ] {
         assert!(page.contains(line), "/metrics lacks `{line}`:\n{page}");
     }
 }

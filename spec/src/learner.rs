@@ -114,11 +114,7 @@ impl Default for GrpoConfig {
     /// [`GrpoConfig`] read on its own fills missing keys from. A run spec's table starts
     /// from [`GrpoConfig::r1`] or its preset instead ([`LearnerOptions::from_map`]).
     fn default() -> Self {
-        Self {
-            clip_eps_low: 0.2,
-            clip_eps_high: 0.2,
-            ..Self::r1()
-        }
+        Self { clip_eps_low: 0.2, clip_eps_high: 0.2, ..Self::r1() }
     }
 }
 
@@ -180,22 +176,10 @@ impl GrpoConfig {
         let field = |f: &str| format!("{prefix}.{f}");
         // Each check is written so that NaN fails it.
         let checks = [
-            (
-                self.clip_eps_low >= 0.0,
-                "clip_eps_low",
-                format!("is {}; use a value >= 0", self.clip_eps_low),
-            ),
-            (
-                self.clip_eps_high >= 0.0,
-                "clip_eps_high",
-                format!("is {}; use a value >= 0", self.clip_eps_high),
-            ),
+            (self.clip_eps_low >= 0.0, "clip_eps_low", format!("is {}; use a value >= 0", self.clip_eps_low)),
+            (self.clip_eps_high >= 0.0, "clip_eps_high", format!("is {}; use a value >= 0", self.clip_eps_high)),
             (self.beta >= 0.0, "beta", format!("is {}; use a value >= 0", self.beta)),
-            (
-                self.token_sum_norm != Some(0),
-                "token_sum_norm",
-                "is 0; use the maximum response length".into(),
-            ),
+            (self.token_sum_norm != Some(0), "token_sum_norm", "is 0; use the maximum response length".into()),
             (
                 self.token_sum_norm.is_none() || self.aggregation == Aggregation::SeqMeanTokenSumNorm,
                 "token_sum_norm",
@@ -357,10 +341,9 @@ impl LearnerOptions {
     pub fn validate(&self, prefix: &str) -> Result<(), SpecError> {
         self.grpo.validate(prefix)?;
         self.optim.validate(prefix)?;
-        for (f, n) in [
-            ("minibatches_per_batch", self.minibatches_per_batch),
-            ("epochs_per_batch", self.epochs_per_batch),
-        ] {
+        for (f, n) in
+            [("minibatches_per_batch", self.minibatches_per_batch), ("epochs_per_batch", self.epochs_per_batch)]
+        {
             if n == 0 || n > MAX_STEPS_PER_BATCH {
                 return Err(invalid(format!("{prefix}.{f}"), format!("is {n}; use 1..={MAX_STEPS_PER_BATCH}")));
             }
@@ -382,9 +365,10 @@ impl LearnerOptions {
     pub fn from_map(mut map: BTreeMap<String, serde_json::Value>) -> Result<Self, String> {
         let preset: Option<Preset> = match map.remove("preset") {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(serde_json::from_value(v).map_err(|e| {
-                format!("key `preset`: {e}; use \"r1\", \"dapo\" or \"dr_grpo\"")
-            })?),
+            Some(v) => Some(
+                serde_json::from_value(v)
+                    .map_err(|e| format!("key `preset`: {e}; use \"r1\", \"dapo\" or \"dr_grpo\""))?,
+            ),
         };
         let base = LearnerOptions {
             preset,

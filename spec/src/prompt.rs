@@ -70,11 +70,9 @@ impl Template {
         match (prompt, self) {
             (Prompt::Text(text), Template::Raw) => Ok(text.clone()),
             (Prompt::Text(text), Template::R1) => Ok(R1_TEMPLATE.replace("{prompt}", text)),
-            (Prompt::Text(text), Template::Chat) => chat(&[Message {
-                role: "user".into(),
-                content: text.clone(),
-            }])
-            .map_err(RenderError::Chat),
+            (Prompt::Text(text), Template::Chat) => {
+                chat(&[Message { role: "user".into(), content: text.clone() }]).map_err(RenderError::Chat)
+            }
             (Prompt::Chat(messages), Template::Chat) => chat(messages).map_err(RenderError::Chat),
             (Prompt::Chat(_), t) => Err(RenderError::ChatNeedsChatTemplate(t)),
         }

@@ -108,12 +108,7 @@ pub struct FieldMap {
 
 impl Default for FieldMap {
     fn default() -> Self {
-        FieldMap {
-            prompt: prompt_key(),
-            answer: None,
-            tests: None,
-            language: None,
-        }
+        FieldMap { prompt: prompt_key(), answer: None, tests: None, language: None }
     }
 }
 
@@ -222,11 +217,7 @@ pub struct FleetSpec {
 
 impl Default for FleetSpec {
     fn default() -> Self {
-        FleetSpec {
-            actors: 1,
-            reward_workers: 1,
-            learner_ranks: 1,
-        }
+        FleetSpec { actors: 1, reward_workers: 1, learner_ranks: 1 }
     }
 }
 
@@ -263,15 +254,7 @@ fn checkpoint_every() -> u64 {
 }
 
 /// The top-level sections, the only first segments read from `R1_*` variables.
-const SECTIONS: &[&str] = &[
-    "name",
-    "base_model",
-    "dataset",
-    "rewards",
-    "algorithm",
-    "fleet",
-    "schedule",
-];
+const SECTIONS: &[&str] = &["name", "base_model", "dataset", "rewards", "algorithm", "fleet", "schedule"];
 
 /// Limits that keep a spec sane; a value over one is a typo more often than a wish.
 const MAX_GROUP_SIZE: u32 = 1024;
@@ -280,17 +263,9 @@ const MAX_FLEET: u32 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read run spec {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "run spec {origin}: {source}; fix or remove that key (see coordinator/examples/run.toml)"
-    )]
-    Parse {
-        origin: String,
-        source: Box<figment::Error>,
-    },
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("run spec {origin}: {source}; fix or remove that key (see coordinator/examples/run.toml)")]
+    Parse { origin: String, source: Box<figment::Error> },
     #[error("run spec JSON: {0}; send the JSON form of a run spec")]
     Json(serde_json::Error),
     #[error("run spec field `{field}` {problem}")]
@@ -298,29 +273,20 @@ pub enum SpecError {
 }
 
 pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
-    SpecError::Invalid {
-        field: field.into(),
-        problem: problem.into(),
-    }
+    SpecError::Invalid { field: field.into(), problem: problem.into() }
 }
 
 impl RunSpec {
     /// Reads a spec file, applies `R1_*` overrides and validates the result.
     pub fn load(path: &Path) -> Result<RunSpec, SpecError> {
         if let Err(source) = std::fs::metadata(path) {
-            return Err(SpecError::Read {
-                path: path.into(),
-                source,
-            });
+            return Err(SpecError::Read { path: path.into(), source });
         }
         let env = Env::prefixed("R1_").split("__").filter(|k| {
             let first = k.as_str().split('.').next().unwrap_or("");
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(first))
         });
-        Self::extract(
-            Figment::new().merge(Toml::file_exact(path)).merge(env),
-            path.display().to_string(),
-        )
+        Self::extract(Figment::new().merge(Toml::file_exact(path)).merge(env), path.display().to_string())
     }
 
     /// Parses and validates spec text (no environment), e.g. a spec received over the wire.
@@ -337,10 +303,9 @@ impl RunSpec {
     }
 
     fn extract(figment: Figment, origin: String) -> Result<RunSpec, SpecError> {
-        let mut spec: RunSpec = figment.extract().map_err(|e| SpecError::Parse {
-            origin,
-            source: Box::new(algorithm_error(&figment, e)),
-        })?;
+        let mut spec: RunSpec = figment
+            .extract()
+            .map_err(|e| SpecError::Parse { origin, source: Box::new(algorithm_error(&figment, e)) })?;
         spec.fill_defaults();
         spec.validate()?;
         Ok(spec)
@@ -370,10 +335,7 @@ impl RunSpec {
             return Err(invalid("name", "is empty; give the run a name"));
         }
         if self.base_model.as_os_str().is_empty() {
-            return Err(invalid(
-                "base_model",
-                "is empty; set it to the base checkpoint's folder",
-            ));
+            return Err(invalid("base_model", "is empty; set it to the base checkpoint's folder"));
         }
         self.dataset.validate()?;
         self.validate_prompting()?;
@@ -383,17 +345,11 @@ impl RunSpec {
                 if g.group_size < 2 || g.group_size > MAX_GROUP_SIZE {
                     return Err(invalid(
                         "algorithm.group_size",
-                        format!(
-                            "is {}; GRPO compares samples within a group, use 2..={MAX_GROUP_SIZE}",
-                            g.group_size
-                        ),
+                        format!("is {}; GRPO compares samples within a group, use 2..={MAX_GROUP_SIZE}", g.group_size),
                     ));
                 }
                 if g.prompts_per_step == 0 {
-                    return Err(invalid(
-                        "algorithm.prompts_per_step",
-                        "is 0; set it to 1 or more",
-                    ));
+                    return Err(invalid("algorithm.prompts_per_step", "is 0; set it to 1 or more"));
                 }
                 g.sampling.validate()?;
                 g.validate_learner()?;
@@ -435,10 +391,7 @@ impl RunSpec {
             }
         }
         if self.schedule.total_steps == 0 {
-            return Err(invalid(
-                "schedule.total_steps",
-                "is 0; set it to the number of learner steps to run",
-            ));
+            return Err(invalid("schedule.total_steps", "is 0; set it to the number of learner steps to run"));
         }
         Ok(())
     }
@@ -469,10 +422,7 @@ impl RunSpec {
         }
         if let Some(system) = &d.system_prompt {
             if system.trim().is_empty() {
-                return Err(invalid(
-                    "dataset.system_prompt",
-                    "is empty; write the system message or remove the key",
-                ));
+                return Err(invalid("dataset.system_prompt", "is empty; write the system message or remove the key"));
             }
             if template.1 != Template::Chat {
                 return Err(invalid(
@@ -491,40 +441,25 @@ impl RunSpec {
     fn validate_rewards(&self) -> Result<(), SpecError> {
         let grpo = matches!(self.algorithm, Algorithm::Grpo(_));
         if grpo && self.rewards.is_empty() {
-            return Err(invalid(
-                "rewards",
-                "is empty; GRPO needs at least one [[rewards]] {name, verifier, weight}",
-            ));
+            return Err(invalid("rewards", "is empty; GRPO needs at least one [[rewards]] {name, verifier, weight}"));
         }
         let mut names = BTreeSet::new();
         for (i, r) in self.rewards.iter().enumerate() {
             let field = |f: &str| format!("rewards[{i}].{f}");
             if r.name.trim().is_empty() {
-                return Err(invalid(
-                    field("name"),
-                    "is empty; name the component (it is reported under that name)",
-                ));
+                return Err(invalid(field("name"), "is empty; name the component (it is reported under that name)"));
             }
             if !names.insert(r.name.as_str()) {
                 return Err(invalid(
                     field("name"),
-                    format!(
-                        "`{}` appears twice; give each component its own name",
-                        r.name
-                    ),
+                    format!("`{}` appears twice; give each component its own name", r.name),
                 ));
             }
             if r.verifier.trim().is_empty() {
-                return Err(invalid(
-                    field("verifier"),
-                    "is empty; name a verifier such as math or format",
-                ));
+                return Err(invalid(field("verifier"), "is empty; name a verifier such as math or format"));
             }
             if !r.weight.is_finite() {
-                return Err(invalid(
-                    field("weight"),
-                    format!("is {}; use a finite number", r.weight),
-                ));
+                return Err(invalid(field("weight"), format!("is {}; use a finite number", r.weight)));
             }
             let fields = &self.dataset.fields;
             let needs = match r.verifier.as_str() {
@@ -535,10 +470,7 @@ impl RunSpec {
             if let Some(f) = needs {
                 return Err(invalid(
                     format!("dataset.fields.{f}"),
-                    format!(
-                        "is not set but reward `{}` uses the {} verifier; name the {f} column",
-                        r.name, r.verifier
-                    ),
+                    format!("is not set but reward `{}` uses the {} verifier; name the {f} column", r.name, r.verifier),
                 ));
             }
         }
@@ -606,22 +538,13 @@ impl SamplingSpec {
     fn validate(&self) -> Result<(), SpecError> {
         let field = |f: &str| format!("algorithm.sampling.{f}");
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(invalid(
-                field("temperature"),
-                format!("is {}; use a finite number >= 0", self.temperature),
-            ));
+            return Err(invalid(field("temperature"), format!("is {}; use a finite number >= 0", self.temperature)));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(invalid(
-                field("top_p"),
-                format!("is {}; use a value in (0, 1]", self.top_p),
-            ));
+            return Err(invalid(field("top_p"), format!("is {}; use a value in (0, 1]", self.top_p)));
         }
         if self.max_new_tokens == 0 {
-            return Err(invalid(
-                field("max_new_tokens"),
-                "is 0; set it to 1 or more",
-            ));
+            return Err(invalid(field("max_new_tokens"), "is 0; set it to 1 or more"));
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(invalid(field("stop"), "holds an empty string; remove it"));
@@ -651,10 +574,7 @@ impl DatasetSpec {
 
     fn validate(&self) -> Result<(), SpecError> {
         if self.path.as_os_str().is_empty() {
-            return Err(invalid(
-                "dataset.path",
-                "is empty; set it to a .jsonl or .parquet file",
-            ));
+            return Err(invalid("dataset.path", "is empty; set it to a .jsonl or .parquet file"));
         }
         self.resolved_format(&self.path)?;
         if let Some(eval) = &self.eval_path {
@@ -683,10 +603,7 @@ impl DatasetSpec {
             ("language", f.language.as_ref()),
         ] {
             if col.is_some_and(|c| c.trim().is_empty()) {
-                return Err(invalid(
-                    format!("dataset.fields.{name}"),
-                    "is empty; name a column of the dataset",
-                ));
+                return Err(invalid(format!("dataset.fields.{name}"), "is empty; name a column of the dataset"));
             }
         }
         Ok(())

@@ -137,7 +137,9 @@ impl Drop for Guard {
 /// export. Call once, at the top of `main`.
 pub fn init(cfg: &TelemetryConfig) -> Result<Guard, TelemetryError> {
     let log_filter = match std::env::var("R1_LOG") {
-        Ok(text) if !text.trim().is_empty() => EnvFilter::try_new(text).map_err(|e| TelemetryError::LogFilter(e.to_string()))?,
+        Ok(text) if !text.trim().is_empty() => {
+            EnvFilter::try_new(text).map_err(|e| TelemetryError::LogFilter(e.to_string()))?
+        }
         _ => EnvFilter::try_new(&cfg.log_filter).map_err(|e| TelemetryError::LogFilter(e.to_string()))?,
     };
     let targets = otlp_targets(&cfg.otlp_filter)?;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use r1_coordinator::lease::LeaseTtl;
 use r1_coordinator::runs::Coordinator;
 use r1_coordinator::service::{Auth, Runs, serve};
@@ -67,7 +67,11 @@ fn spans(collector: &Collector) -> Vec<Exported> {
             let resource = rs.resource.as_ref().map(|r| text(&r.attributes)).unwrap_or_default();
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
-                    all.push(Exported { name: span.name.clone(), attributes: text(&span.attributes), resource: resource.clone() });
+                    all.push(Exported {
+                        name: span.name.clone(),
+                        attributes: text(&span.attributes),
+                        resource: resource.clone(),
+                    });
                 }
             }
         }
@@ -105,13 +109,23 @@ async fn spans_reach_an_otlp_collector_with_names_and_attributes() {
     let core = Coordinator::open(&dir.path().join("r1.db"), Arc::new(SystemClock), LeaseTtl::default()).unwrap();
     let coordinator = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cfg = ClientConfig::new(format!("http://{}", coordinator.local_addr().unwrap()));
-    tokio::spawn(serve(coordinator, Runs::new(Arc::new(core), Duration::from_millis(20)), Auth::open(), std::future::pending()));
+    tokio::spawn(serve(
+        coordinator,
+        Runs::new(Arc::new(core), Duration::from_millis(20)),
+        Auth::open(),
+        std::future::pending(),
+    ));
     let mut runs = client::run_client(client::connect(&cfg).await.unwrap(), cfg.max_message_bytes);
     let spec = format!(
         "name = 'otel'\nbase_model = 'm'\n[dataset]\npath = '{}'\nfields = {{prompt = 'q', answer = 'a'}}\n[[rewards]]\nname = 'acc'\nverifier = 'math'\nweight = 1.0\n[algorithm]\nkind = 'grpo'\n[schedule]\ntotal_steps = 5",
         data.display()
     );
-    let run = runs.submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) }).await.unwrap().into_inner().id;
+    let run = runs
+        .submit(pb::SubmitRunRequest { spec: Some(pb::submit_run_request::Spec::Toml(spec)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
     runs.get(pb::GetRunRequest { id: run }).await.unwrap();
     tracing::info_span!("score_group", run, group = 7u64, lease = 3u64).in_scope(|| {
         tracing::debug_span!("below_the_export_filter").in_scope(|| {});
@@ -121,19 +135,28 @@ async fn spans_reach_an_otlp_collector_with_names_and_attributes() {
     tokio::task::spawn_blocking(move || drop(guard)).await.unwrap();
     let spans = spans(&collector);
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no span {name} in {names:?}"));
+    let find =
+        |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no span {name} in {names:?}"));
 
     // (span name, attributes it must carry)
     let run = run.to_string();
     let cases: [(&str, Vec<(&str, &str)>); 3] = [
-        ("r1.v1.RunService/Submit", vec![("rpc.system", "grpc"), ("rpc.service", "r1.v1.RunService"), ("rpc.method", "Submit"), ("run", &run)]),
+        (
+            "r1.v1.RunService/Submit",
+            vec![("rpc.system", "grpc"), ("rpc.service", "r1.v1.RunService"), ("rpc.method", "Submit"), ("run", &run)],
+        ),
         ("r1.v1.RunService/Get", vec![("rpc.method", "Get"), ("path", "/r1.v1.RunService/Get"), ("run", &run)]),
         ("score_group", vec![("run", &run), ("group", "7"), ("lease", "3")]),
     ];
     for (name, attributes) in cases {
         let span = find(name);
         for (key, value) in attributes {
-            assert_eq!(span.attributes.get(key).map(String::as_str), Some(value), "{name}.{key} in {:?}", span.attributes);
+            assert_eq!(
+                span.attributes.get(key).map(String::as_str),
+                Some(value),
+                "{name}.{key} in {:?}",
+                span.attributes
+            );
         }
         assert_eq!(span.resource.get("service.name").map(String::as_str), Some("r1-test"), "{name}");
     }

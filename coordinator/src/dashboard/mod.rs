@@ -85,10 +85,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+        ApiError { status, message: message.into() }
     }
 }
 
@@ -138,12 +135,7 @@ async fn blocking<T: Send + 'static>(
     let core = core.clone();
     tokio::task::spawn_blocking(move || f(&core))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("coordinator task failed: {e}"),
-            )
-        })?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("coordinator task failed: {e}")))?
 }
 
 /// A run id from the path: a positive integer.
@@ -152,9 +144,7 @@ fn run_id(text: &str) -> Result<RunId, ApiError> {
         Ok(id) if id > 0 => Ok(id),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "run `{text}` does not exist; run ids are positive integers, see GET /api/runs"
-            ),
+            format!("run `{text}` does not exist; run ids are positive integers, see GET /api/runs"),
         )),
     }
 }
@@ -251,17 +241,12 @@ fn run_json(s: &RunStatus, latest: Option<Value>, now: i64) -> Value {
 async fn list_runs(State(d): State<Dash>, uri: Uri) -> ApiResult {
     let state = match query(&uri, "state") {
         None | Some("") => None,
-        Some(s) => Some(
-            RunState::ALL
-                .into_iter()
-                .find(|x| x.as_str() == s)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("query parameter `state` is `{s}`; use pending, running, completed, failed or cancelled"),
-                    )
-                })?,
-        ),
+        Some(s) => Some(RunState::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter `state` is `{s}`; use pending, running, completed, failed or cancelled"),
+            )
+        })?),
     };
     let runs = blocking(&d.core, move |core| {
         let now = core.now();
@@ -308,11 +293,7 @@ async fn metrics(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
     let since = step_param(&uri, "since")?;
     let body = blocking(&d.core, move |core| {
         let s = core.get(id)?;
-        let lines: Vec<Value> = core
-            .metric_lines(id, since)?
-            .into_iter()
-            .map(Value::Object)
-            .collect();
+        let lines: Vec<Value> = core.metric_lines(id, since)?.into_iter().map(Value::Object).collect();
         let evals: Vec<Value> = core
             .with_store_locked(|st| st.evals(id))
             .map_err(RunsError::from)?
@@ -339,14 +320,9 @@ async fn samples(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
     let body = blocking(&d.core, move |core| {
         core.get(id)?;
         let dir = core.run_dir(id);
-        let steps = dir
-            .as_deref()
-            .map(crate::samples::steps)
-            .unwrap_or_default();
+        let steps = dir.as_deref().map(crate::samples::steps).unwrap_or_default();
         let Some(step) = step.or(steps.last().copied()) else {
-            return Ok(
-                json!({"run": id, "steps": steps, "step": null, "groups_trained": 0, "groups": []}),
-            );
+            return Ok(json!({"run": id, "steps": steps, "step": null, "groups_trained": 0, "groups": []}));
         };
         let kept = match &dir {
             Some(dir) => crate::samples::read(dir, step)?,
@@ -355,9 +331,7 @@ async fn samples(State(d): State<Dash>, Path(id): Path<String>, uri: Uri) -> Api
         let Some(kept) = kept else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "run {id} has no samples kept for step {step}; steps with samples: {steps:?}"
-                ),
+                format!("run {id} has no samples kept for step {step}; steps with samples: {steps:?}"),
             ));
         };
         Ok(json!({
@@ -385,12 +359,7 @@ async fn workers(State(d): State<Dash>) -> ApiResult {
     ))
 }
 
-async fn cancel(
-    State(d): State<Dash>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn cancel(State(d): State<Dash>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -416,10 +385,7 @@ async fn cancel(
         None | Some(Value::Null) => String::new(),
         Some(Value::String(r)) => r.clone(),
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("`reason` is {other}; send a string"),
-            ));
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`reason` is {other}; send a string")));
         }
     };
     let run = blocking(&d.core, move |core| {
@@ -431,13 +397,7 @@ async fn cancel(
 }
 
 async fn no_such_api(uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no API at {}; see docs/operations.md for the endpoints",
-            uri.path()
-        ),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, format!("no API at {}; see docs/operations.md for the endpoints", uri.path()))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -445,14 +405,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     r
 }
 
@@ -472,12 +426,7 @@ async fn style() -> Response {
 async fn prometheus(State(d): State<Dash>) -> Response {
     let page = blocking(&d.core, |core| Ok(crate::metrics::render(&core.list()?))).await;
     match page {
-        Ok(text) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (e.status, e.message).into_response(),
     }
 }

@@ -38,11 +38,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_message_bytes: MAX_MESSAGE_BYTES,
-            max_concurrent_requests: 256,
-            when_busy: WhenBusy::Wait,
-        }
+        Limits { max_message_bytes: MAX_MESSAGE_BYTES, max_concurrent_requests: 256, when_busy: WhenBusy::Wait }
     }
 }
 
@@ -82,12 +78,7 @@ impl Gate {
         let Some(slots) = &self.slots else {
             return Ok(None);
         };
-        let busy = || {
-            format!(
-                "the coordinator is handling its limit of {} requests at once",
-                self.limit
-            )
-        };
+        let busy = || format!("the coordinator is handling its limit of {} requests at once", self.limit);
         match (self.when_busy, deadline) {
             (WhenBusy::Reject, _) => slots.clone().try_acquire_owned().map(Some).map_err(|_| {
                 Status::resource_exhausted(format!(

@@ -68,9 +68,7 @@ pub fn status_of(e: RunsError) -> Status {
         RunsError::Lease(LeaseError::BadSubmission { .. }) => Status::invalid_argument(message),
         RunsError::Lease(LeaseError::KeyReused { .. }) => Status::already_exists(message),
         RunsError::Lease(
-            LeaseError::NotRunning { .. }
-            | LeaseError::FutureStep { .. }
-            | LeaseError::WrongRole { .. },
+            LeaseError::NotRunning { .. } | LeaseError::FutureStep { .. } | LeaseError::WrongRole { .. },
         ) => Status::failed_precondition(message),
         RunsError::NotRunning(_) => Status::failed_precondition(message),
         RunsError::TooLong { .. } | RunsError::NameControl(_) => Status::invalid_argument(message),
@@ -98,19 +96,12 @@ impl Runs {
     /// the same concurrency slots.
     pub fn with_limits(core: Arc<Coordinator>, watch_interval: Duration, limits: Limits) -> Runs {
         let gate = Gate::new(&limits);
-        Runs {
-            core,
-            watch_interval,
-            limits,
-            gate,
-        }
+        Runs { core, watch_interval, limits, gate }
     }
 
     pub fn into_server(self) -> RunServiceServer<Self> {
         let limit = self.limits.max_message_bytes;
-        RunServiceServer::new(self)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit)
+        RunServiceServer::new(self).max_decoding_message_size(limit).max_encoding_message_size(limit)
     }
 
     /// Runs `f` on the blocking pool and maps its error.
@@ -130,10 +121,7 @@ impl Runs {
 /// handler records with [`note`].
 pub fn rpc_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let path = request.uri().path();
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or(("", path));
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("", path));
     let name = path.trim_start_matches('/');
     tracing::info_span!(
         "rpc",
@@ -167,27 +155,20 @@ fn id_list(ids: impl Iterator<Item = u64>) -> String {
 fn run_id(id: u64) -> Result<i64, Status> {
     match i64::try_from(id) {
         Ok(id) if id > 0 => Ok(id),
-        _ => Err(Status::invalid_argument(format!(
-            "run id {id} is not valid; use an id from `r1ctl runs`"
-        ))),
+        _ => Err(Status::invalid_argument(format!("run id {id} is not valid; use an id from `r1ctl runs`"))),
     }
 }
 
 #[tonic::async_trait]
 impl RunService for Runs {
-    async fn submit(
-        &self,
-        request: Request<pb::SubmitRunRequest>,
-    ) -> Result<Response<pb::RunStatus>, Status> {
+    async fn submit(&self, request: Request<pb::SubmitRunRequest>) -> Result<Response<pb::RunStatus>, Status> {
         use pb::submit_run_request::Spec;
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let spec = match request.into_inner().spec {
             Some(Spec::Toml(text)) => RunSpec::from_toml(&text),
             Some(Spec::Json(text)) => RunSpec::from_json(&text),
             None => {
-                return Err(Status::invalid_argument(
-                    "the request has no spec; send the run spec as toml or json",
-                ));
+                return Err(Status::invalid_argument("the request has no spec; send the run spec as toml or json"));
             }
         }
         .map_err(|e| status_of(e.into()))?;
@@ -197,27 +178,17 @@ impl RunService for Runs {
         Ok(Response::new(to_wire(status)))
     }
 
-    async fn get(
-        &self,
-        request: Request<pb::GetRunRequest>,
-    ) -> Result<Response<pb::RunStatus>, Status> {
+    async fn get(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::RunStatus>, Status> {
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let id = run_id(request.into_inner().id)?;
         note("run", id);
-        Ok(Response::new(to_wire(
-            self.blocking(move |core| core.get(id)).await?,
-        )))
+        Ok(Response::new(to_wire(self.blocking(move |core| core.get(id)).await?)))
     }
 
-    async fn list(
-        &self,
-        request: Request<pb::ListRunsRequest>,
-    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+    async fn list(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let runs = self.blocking(|core| core.list()).await?;
-        Ok(Response::new(pb::ListRunsResponse {
-            runs: runs.into_iter().map(to_wire).collect(),
-        }))
+        Ok(Response::new(pb::ListRunsResponse { runs: runs.into_iter().map(to_wire).collect() }))
     }
 
     async fn list_workers(
@@ -239,26 +210,17 @@ impl RunService for Runs {
         }))
     }
 
-    async fn cancel(
-        &self,
-        request: Request<pb::CancelRunRequest>,
-    ) -> Result<Response<pb::RunStatus>, Status> {
+    async fn cancel(&self, request: Request<pb::CancelRunRequest>) -> Result<Response<pb::RunStatus>, Status> {
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let req = request.into_inner();
         let id = run_id(req.id)?;
         note("run", id);
-        Ok(Response::new(to_wire(
-            self.blocking(move |core| core.cancel(id, &req.reason))
-                .await?,
-        )))
+        Ok(Response::new(to_wire(self.blocking(move |core| core.cancel(id, &req.reason)).await?)))
     }
 
     type WatchStream = ReceiverStream<Result<pb::RunStatus, Status>>;
 
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRunRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, request: Request<pb::WatchRunRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let slot = self.gate.enter(deadline_of(&request)).await?;
         let id = run_id(request.into_inner().id)?;
         note("run", id);
@@ -364,9 +326,7 @@ pub struct Work {
     gate: Gate,
 }
 
-type SchedCall<T> = Box<
-    dyn FnOnce(&lease::Scheduler, &mut crate::store::Store, i64) -> Result<T, LeaseError> + Send,
->;
+type SchedCall<T> = Box<dyn FnOnce(&lease::Scheduler, &mut crate::store::Store, i64) -> Result<T, LeaseError> + Send>;
 
 impl Work {
     /// WorkService over `core` with the default [`Limits`] and slots of its own; [`serve`]
@@ -379,9 +339,7 @@ impl Work {
 
     pub fn into_server(self) -> WorkServiceServer<Self> {
         let limit = self.limits.max_message_bytes;
-        WorkServiceServer::new(self)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit)
+        WorkServiceServer::new(self).max_decoding_message_size(limit).max_encoding_message_size(limit)
     }
 
     /// Runs `f` with the run's scheduler, the locked store and the time, on the blocking pool,
@@ -420,40 +378,22 @@ impl Work {
                 }
             },
         };
-        joined
-            .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
-            .map_err(status_of)?
+        joined.map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?.map_err(status_of)?
     }
 
     /// A lease call of `worker` for the registry ([`crate::workers`]).
-    fn seen(
-        &self,
-        role: Role,
-        worker: &str,
-        run: u64,
-        lease: i64,
-        deadline_ms: i64,
-        version: Option<u64>,
-    ) {
+    fn seen(&self, role: Role, worker: &str, run: u64, lease: i64, deadline_ms: i64, version: Option<u64>) {
         let now = self.core.now();
         let lease = (lease > 0).then_some((lease, deadline_ms));
-        self.core
-            .workers()
-            .leased(role, worker, run as i64, lease, version, now);
+        self.core.workers().leased(role, worker, run as i64, lease, version, now);
     }
 
     /// A submission for the registry: its holder's heartbeat, and `units` of finished work
     /// when it was accepted.
     fn finished(&self, who: Option<(Role, String)>, run: u64, o: Outcome, units: u64) {
         if let Some((role, name)) = who {
-            let units = if matches!(o, Outcome::Accepted | Outcome::Evaluated) {
-                units
-            } else {
-                0
-            };
-            self.core
-                .workers()
-                .finished(role, &name, run as i64, units, self.core.now());
+            let units = if matches!(o, Outcome::Accepted | Outcome::Evaluated) { units } else { 0 };
+            self.core.workers().finished(role, &name, run as i64, units, self.core.now());
         }
     }
 
@@ -489,13 +429,7 @@ fn example_to_wire(x: Example) -> pb::Example {
     let prompt = match x.prompt {
         Prompt::Text(t) => P::Text(t),
         Prompt::Chat(m) => P::Chat(pb::ChatTurns {
-            messages: m
-                .into_iter()
-                .map(|m| pb::ChatMessage {
-                    role: m.role,
-                    content: m.content,
-                })
-                .collect(),
+            messages: m.into_iter().map(|m| pb::ChatMessage { role: m.role, content: m.content }).collect(),
         }),
     };
     pb::Example {
@@ -539,9 +473,7 @@ fn outcome_to_wire(o: Outcome) -> Response<pb::SubmitResponse> {
         Outcome::Retry => pb::SubmitOutcome::Retry,
         Outcome::Failed => pb::SubmitOutcome::Failed,
     };
-    Response::new(pb::SubmitResponse {
-        outcome: outcome as i32,
-    })
+    Response::new(pb::SubmitResponse { outcome: outcome as i32 })
 }
 
 fn key(k: String) -> Result<String, Status> {
@@ -554,19 +486,12 @@ fn key(k: String) -> Result<String, Status> {
 }
 
 fn group_to_wire(group_id: i64, example: Example) -> pb::Group {
-    pb::Group {
-        group_id: group_id as u64,
-        example: Some(example_to_wire(example)),
-        ..Default::default()
-    }
+    pb::Group { group_id: group_id as u64, example: Some(example_to_wire(example)), ..Default::default() }
 }
 
 #[tonic::async_trait]
 impl WorkService for Work {
-    async fn next_run(
-        &self,
-        request: Request<pb::NextRunRequest>,
-    ) -> Result<Response<pb::NextRunResponse>, Status> {
+    async fn next_run(&self, request: Request<pb::NextRunRequest>) -> Result<Response<pb::NextRunResponse>, Status> {
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let r = request.into_inner();
         let role = match pb::WorkerRole::try_from(r.role) {
@@ -595,10 +520,7 @@ impl WorkService for Work {
         Ok(Response::new(pb::NextRunResponse { run_id: run.unwrap_or(0) as u64 }))
     }
 
-    async fn claim_run(
-        &self,
-        request: Request<pb::ClaimRunRequest>,
-    ) -> Result<Response<pb::RunClaim>, Status> {
+    async fn claim_run(&self, request: Request<pb::ClaimRunRequest>) -> Result<Response<pb::RunClaim>, Status> {
         let _slot = self.gate.enter(deadline_of(&request)).await?;
         let r = request.into_inner();
         if r.worker.is_empty() {
@@ -647,36 +569,17 @@ impl WorkService for Work {
         let max = r.max_groups.max(1) as usize;
         note("worker", r.worker.as_str());
         let (run, worker) = (r.run_id, r.worker.clone());
-        let lease = self
-            .with(
-                r.run_id,
-                deadline,
-                Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now)),
-            )
-            .await?;
-        self.seen(
-            Role::Actor,
-            &worker,
-            run,
-            lease.lease_id,
-            lease.deadline_ms,
-            Some(lease.policy_version),
-        );
+        let lease =
+            self.with(r.run_id, deadline, Box::new(move |s, st, now| s.lease_prompts(st, &r.worker, max, now))).await?;
+        self.seen(Role::Actor, &worker, run, lease.lease_id, lease.deadline_ms, Some(lease.policy_version));
         note("lease", lease.lease_id);
-        note(
-            "groups",
-            id_list(lease.groups.iter().map(|(id, _)| *id as u64)).as_str(),
-        );
+        note("groups", id_list(lease.groups.iter().map(|(id, _)| *id as u64)).as_str());
         Ok(Response::new(pb::PromptLease {
             lease_id: lease.lease_id as u64,
             deadline_ms: lease.deadline_ms,
             policy_version: lease.policy_version,
             group_size: lease.group_size,
-            groups: lease
-                .groups
-                .into_iter()
-                .map(|(id, x)| group_to_wire(id, x))
-                .collect(),
+            groups: lease.groups.into_iter().map(|(id, x)| group_to_wire(id, x)).collect(),
         }))
     }
 
@@ -719,26 +622,11 @@ impl WorkService for Work {
         let max = r.max_groups.max(1) as usize;
         note("worker", r.worker.as_str());
         let (run, worker) = (r.run_id, r.worker.clone());
-        let lease = self
-            .with(
-                r.run_id,
-                deadline,
-                Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now)),
-            )
-            .await?;
-        self.seen(
-            Role::Reward,
-            &worker,
-            run,
-            lease.lease_id,
-            lease.deadline_ms,
-            None,
-        );
+        let lease =
+            self.with(r.run_id, deadline, Box::new(move |s, st, now| s.lease_scoring(st, &r.worker, max, now))).await?;
+        self.seen(Role::Reward, &worker, run, lease.lease_id, lease.deadline_ms, None);
         note("lease", lease.lease_id);
-        note(
-            "groups",
-            id_list(lease.jobs.iter().map(|j| j.group_id as u64)).as_str(),
-        );
+        note("groups", id_list(lease.jobs.iter().map(|j| j.group_id as u64)).as_str());
         let groups = lease
             .jobs
             .into_iter()
@@ -747,11 +635,7 @@ impl WorkService for Work {
                 ..group_to_wire(j.group_id, j.example)
             })
             .collect();
-        Ok(Response::new(pb::ScoringLease {
-            lease_id: lease.lease_id as u64,
-            deadline_ms: lease.deadline_ms,
-            groups,
-        }))
+        Ok(Response::new(pb::ScoringLease { lease_id: lease.lease_id as u64, deadline_ms: lease.deadline_ms, groups }))
     }
 
     async fn submit_scores(
@@ -766,11 +650,7 @@ impl WorkService for Work {
         let sub = lease::ScoresSubmission {
             group_id: id_of(r.group_id, "group")?,
             rewards: r.rewards,
-            components: r
-                .components
-                .into_iter()
-                .map(|c| c.components.into_iter().collect())
-                .collect(),
+            components: r.components.into_iter().map(|c| c.components.into_iter().collect()).collect(),
         };
         let scored = sub.rewards.len() as u64;
         let (o, who) = self
@@ -790,40 +670,22 @@ impl WorkService for Work {
         Ok(outcome_to_wire(o))
     }
 
-    async fn lease_batch(
-        &self,
-        request: Request<pb::LeaseBatchRequest>,
-    ) -> Result<Response<pb::BatchLease>, Status> {
+    async fn lease_batch(&self, request: Request<pb::LeaseBatchRequest>) -> Result<Response<pb::BatchLease>, Status> {
         let deadline = deadline_of(&request);
         let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
         note("worker", r.worker.as_str());
         let (run, worker) = (r.run_id, r.worker.clone());
-        let batch = self
-            .with(
-                r.run_id,
-                deadline,
-                Box::new(move |s, st, now| s.lease_batch(st, &r.worker, now)),
-            )
-            .await?;
+        let batch =
+            self.with(r.run_id, deadline, Box::new(move |s, st, now| s.lease_batch(st, &r.worker, now))).await?;
         let Some(b) = batch else {
             self.seen(Role::Learner, &worker, run, 0, 0, None);
             return Ok(Response::new(pb::BatchLease::default()));
         };
-        self.seen(
-            Role::Learner,
-            &worker,
-            run,
-            b.lease_id,
-            b.deadline_ms,
-            Some(b.policy_version),
-        );
+        self.seen(Role::Learner, &worker, run, b.lease_id, b.deadline_ms, Some(b.policy_version));
         note("lease", b.lease_id);
         note("step", b.step);
-        note(
-            "groups",
-            id_list(b.groups.iter().map(|g| g.group_id as u64)).as_str(),
-        );
+        note("groups", id_list(b.groups.iter().map(|g| g.group_id as u64)).as_str());
         let groups = b
             .groups
             .into_iter()
@@ -834,9 +696,7 @@ impl WorkService for Work {
                 components: g
                     .components
                     .into_iter()
-                    .map(|c| pb::ComponentScores {
-                        components: c.into_iter().collect(),
-                    })
+                    .map(|c| pb::ComponentScores { components: c.into_iter().collect() })
                     .collect(),
                 ..group_to_wire(g.group_id, g.example)
             })
@@ -860,18 +720,12 @@ impl WorkService for Work {
         let key = key(r.idempotency_key)?;
         let metrics = match r.metrics_json.trim() {
             "" => serde_json::json!({}),
-            text => serde_json::from_str(text).map_err(|e| {
-                Status::invalid_argument(format!(
-                    "metrics_json is not JSON ({e}); send a JSON object"
-                ))
-            })?,
+            text => serde_json::from_str(text)
+                .map_err(|e| Status::invalid_argument(format!("metrics_json is not JSON ({e}); send a JSON object")))?,
         };
         note("lease", r.lease_id);
         note("step", r.step);
-        let tokens = metrics
-            .get("tokens")
-            .and_then(|t| t.as_f64())
-            .unwrap_or(0.0) as u64;
+        let tokens = metrics.get("tokens").and_then(|t| t.as_f64()).unwrap_or(0.0) as u64;
         let sub = lease::StepSubmission {
             lease_id: id_of(r.lease_id, "lease")?,
             step: r.step,
@@ -896,10 +750,7 @@ impl WorkService for Work {
         Ok(outcome_to_wire(o))
     }
 
-    async fn renew(
-        &self,
-        request: Request<pb::RenewRequest>,
-    ) -> Result<Response<pb::RenewResponse>, Status> {
+    async fn renew(&self, request: Request<pb::RenewRequest>) -> Result<Response<pb::RenewResponse>, Status> {
         let deadline = deadline_of(&request);
         let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
@@ -917,20 +768,12 @@ impl WorkService for Work {
             .await?;
         if let Some((role, name)) = who {
             let now = self.core.now();
-            self.core
-                .workers()
-                .renewed(role, &name, r.run_id as i64, lease, held, now);
+            self.core.workers().renewed(role, &name, r.run_id as i64, lease, held, now);
         }
-        Ok(Response::new(pb::RenewResponse {
-            held: held.is_some(),
-            deadline_ms: held.unwrap_or(0),
-        }))
+        Ok(Response::new(pb::RenewResponse { held: held.is_some(), deadline_ms: held.unwrap_or(0) }))
     }
 
-    async fn fail_group(
-        &self,
-        request: Request<pb::FailGroupRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn fail_group(&self, request: Request<pb::FailGroupRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
         let deadline = deadline_of(&request);
         let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
@@ -941,9 +784,7 @@ impl WorkService for Work {
             group_id: id_of(r.group_id, "group")?,
             reason: r.reason,
         };
-        let o = self
-            .with(r.run_id, deadline, Box::new(move |s, st, now| s.fail_group(st, &key, &sub, now)))
-            .await?;
+        let o = self.with(r.run_id, deadline, Box::new(move |s, st, now| s.fail_group(st, &key, &sub, now))).await?;
         Ok(outcome_to_wire(o))
     }
 
@@ -958,9 +799,7 @@ impl WorkService for Work {
         note("run", run);
         note("step", r.step);
         if r.path.is_empty() {
-            return Err(Status::invalid_argument(
-                "path is empty; send where the checkpoint was written",
-            ));
+            return Err(Status::invalid_argument("path is empty; send where the checkpoint was written"));
         }
         let core = self.core.clone();
         let rec = tokio::task::spawn_blocking(move || core.record_checkpoint(run, r.step, &r.path))
@@ -987,10 +826,7 @@ impl WorkService for Work {
         }))
     }
 
-    async fn rollback(
-        &self,
-        request: Request<pb::RollbackRequest>,
-    ) -> Result<Response<pb::RollbackResponse>, Status> {
+    async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
         let deadline = deadline_of(&request);
         let _slot = self.gate.enter(deadline).await?;
         let r = request.into_inner();
@@ -1003,10 +839,7 @@ impl WorkService for Work {
             .await
             .map_err(|e| Status::internal(format!("coordinator task failed: {e}")))?
             .map_err(status_of)?;
-        note(
-            "outcome",
-            format!("rolled back from step {}", done.from_step).as_str(),
-        );
+        note("outcome", format!("rolled back from step {}", done.from_step).as_str());
         Ok(Response::new(pb::RollbackResponse {
             checkpoint: Some(checkpoint_to_wire(done.checkpoint)),
             from_step: done.from_step,
@@ -1053,9 +886,5 @@ fn worker_to_wire(w: crate::workers::WorkerStatus) -> pb::Worker {
 }
 
 fn claim_to_wire(c: crate::pools::Claim) -> pb::RunClaim {
-    pb::RunClaim {
-        run_id: c.run as u64,
-        worker: c.holder,
-        deadline_ms: c.deadline_ms,
-    }
+    pb::RunClaim { run_id: c.run as u64, worker: c.holder, deadline_ms: c.deadline_ms }
 }

@@ -28,17 +28,9 @@ pub async fn serve(
     auth: Auth,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let addr = listener
-        .local_addr()
-        .map(|a: SocketAddr| a.to_string())
-        .unwrap_or_default();
+    let addr = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let work = Work {
-        core: runs.core.clone(),
-        limits: runs.limits.clone(),
-        gate: runs.gate.clone(),
-    }
-    .into_server();
+    let work = Work { core: runs.core.clone(), limits: runs.limits.clone(), gate: runs.gate.clone() }.into_server();
     let dashboard = crate::dashboard::router(runs.core.clone(), auth.clone());
     // grpc.health.v1 without the token (kubelet's probes carry none): the database is open
     // by now, so both services are SERVING.
@@ -61,17 +53,15 @@ pub async fn serve(
 /// `routes` with [`Auth::check_read`] in front of every path that carries data: `/metrics`
 /// and everything under `/api/`.
 pub fn read_checked(routes: axum::Router, auth: Auth) -> axum::Router {
-    routes.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let auth = auth.clone();
-            async move {
-                let path = request.uri().path();
-                let data = path == "/metrics" || path.starts_with("/api/") || path == "/api";
-                match data.then(|| auth.check_read(request.headers())) {
-                    Some(Err(refused)) => axum::response::IntoResponse::into_response(refused),
-                    _ => next.run(request).await,
-                }
+    routes.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let auth = auth.clone();
+        async move {
+            let path = request.uri().path();
+            let data = path == "/metrics" || path.starts_with("/api/") || path == "/api";
+            match data.then(|| auth.check_read(request.headers())) {
+                Some(Err(refused)) => axum::response::IntoResponse::into_response(refused),
+                _ => next.run(request).await,
             }
-        },
-    ))
+        }
+    }))
 }

@@ -19,14 +19,9 @@ use tonic::transport::Channel;
 pub struct Bearer(pub Option<String>);
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(t) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+            request.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
         Ok(request)
     }
@@ -67,11 +62,7 @@ pub fn spec(name: &str, data: &Path, total_steps: u64, eval_every: u64) -> Strin
 /// What completion `i` of a group says: a `<think>` part and an `<answer>` part, with
 /// `extra` (HTML, say) in front.
 pub fn completion(extra: &str, step: u64, group: u64, i: usize) -> String {
-    let answer = if i.is_multiple_of(2) {
-        "right"
-    } else {
-        "wrong"
-    };
+    let answer = if i.is_multiple_of(2) { "right" } else { "wrong" };
     format!(
         "{extra}<think>Step {step}, group {group}: sample {i} works it out{}.</think> <answer>{answer}</answer>",
         ", carefully".repeat(i)
@@ -93,12 +84,7 @@ fn key(n: &mut u64, what: &str) -> String {
 
 impl Fleet {
     pub fn new(work: Work, run: u64, extra: &str) -> Fleet {
-        Fleet {
-            work,
-            run,
-            extra: extra.into(),
-            keys: 0,
-        }
+        Fleet { work, run, extra: extra.into(), keys: 0 }
     }
 
     /// Generates, scores and trains until the learner finishes one step; returns the run's
@@ -108,11 +94,7 @@ impl Fleet {
         for _ in 0..50 {
             let lease = self
                 .work
-                .lease_prompts(pb::LeasePromptsRequest {
-                    run_id: run,
-                    worker: ACTOR.into(),
-                    max_groups: 16,
-                })
+                .lease_prompts(pb::LeasePromptsRequest { run_id: run, worker: ACTOR.into(), max_groups: 16 })
                 .await
                 .unwrap()
                 .into_inner();
@@ -142,22 +124,13 @@ impl Fleet {
             }
             let scoring = self
                 .work
-                .lease_scoring(pb::LeaseScoringRequest {
-                    run_id: run,
-                    worker: REWARD.into(),
-                    max_groups: 16,
-                })
+                .lease_scoring(pb::LeaseScoringRequest { run_id: run, worker: REWARD.into(), max_groups: 16 })
                 .await
                 .unwrap()
                 .into_inner();
             for g in &scoring.groups {
                 let comps: Vec<(f64, f64)> = (0..g.samples.len())
-                    .map(|i| {
-                        (
-                            if i.is_multiple_of(2) { 1.0 } else { 0.0 },
-                            if i == 3 { 0.0 } else { 1.0 },
-                        )
-                    })
+                    .map(|i| (if i.is_multiple_of(2) { 1.0 } else { 0.0 }, if i == 3 { 0.0 } else { 1.0 }))
                     .collect();
                 self.work
                     .submit_scores(pb::SubmitScoresRequest {
@@ -168,12 +141,9 @@ impl Fleet {
                         components: comps
                             .iter()
                             .map(|(a, f)| pb::ComponentScores {
-                                components: [
-                                    ("accuracy".to_string(), *a),
-                                    ("format".to_string(), *f),
-                                ]
-                                .into_iter()
-                                .collect(),
+                                components: [("accuracy".to_string(), *a), ("format".to_string(), *f)]
+                                    .into_iter()
+                                    .collect(),
                             })
                             .collect(),
                     })
@@ -182,10 +152,7 @@ impl Fleet {
             }
             let batch = self
                 .work
-                .lease_batch(pb::LeaseBatchRequest {
-                    run_id: run,
-                    worker: LEARNER.into(),
-                })
+                .lease_batch(pb::LeaseBatchRequest { run_id: run, worker: LEARNER.into() })
                 .await
                 .unwrap()
                 .into_inner();
@@ -224,19 +191,11 @@ impl Fleet {
 /// The learner's metric keys for `batch`: the reward statistics from its rewards, the rest
 /// made up as smooth functions of the step.
 fn step_metrics(batch: &pb::BatchLease) -> serde_json::Value {
-    let rewards: Vec<f64> = batch
-        .groups
-        .iter()
-        .flat_map(|g| g.rewards.clone())
-        .collect();
+    let rewards: Vec<f64> = batch.groups.iter().flat_map(|g| g.rewards.clone()).collect();
     let n = rewards.len().max(1) as f64;
     let mean = rewards.iter().sum::<f64>() / n;
     let std = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let lens: Vec<usize> = batch
-        .groups
-        .iter()
-        .flat_map(|g| g.samples.iter().map(|s| s.token_ids.len()))
-        .collect();
+    let lens: Vec<usize> = batch.groups.iter().flat_map(|g| g.samples.iter().map(|s| s.token_ids.len())).collect();
     let s = batch.step as f64 + 1.0;
     serde_json::json!({
         "reward_mean": mean + 0.02 * s,

@@ -56,11 +56,14 @@ pub trait Collective: Send {
         self.broadcast(&mut len, root)?;
         let n = (len[0].to_bits() as u64 | ((len[1].to_bits() as u64) << 32)) as usize;
         let mut words: Vec<f32> = if self.rank() == root {
-            bytes.chunks(4).map(|c| {
-                let mut w = [0u8; 4];
-                w[..c.len()].copy_from_slice(c);
-                f32::from_bits(u32::from_le_bytes(w))
-            }).collect()
+            bytes
+                .chunks(4)
+                .map(|c| {
+                    let mut w = [0u8; 4];
+                    w[..c.len()].copy_from_slice(c);
+                    f32::from_bits(u32::from_le_bytes(w))
+                })
+                .collect()
         } else {
             vec![0.0; n.div_ceil(4)]
         };

@@ -157,7 +157,10 @@ impl TcpRing {
                 let r = read_u64(&mut s).map_err(rdv)? as usize;
                 let addr = recv_str(&mut s).map_err(rdv)?;
                 if r == 0 || r >= world || !table[r].is_empty() {
-                    return Err(CollectiveError::Protocol { rank, message: format!("a peer claimed rank {r} twice or out of range") });
+                    return Err(CollectiveError::Protocol {
+                        rank,
+                        message: format!("a peer claimed rank {r} twice or out of range"),
+                    });
                 }
                 table[r] = addr;
                 peers.push(s);
@@ -187,7 +190,10 @@ impl TcpRing {
             let mut s = accept_until(&ring, deadline).map_err(io(rank, "accept predecessor"))?;
             let prev = read_u64(&mut s).map_err(io(rank, "accept predecessor"))? as usize;
             if prev != (rank + world - 1) % world {
-                return Err(CollectiveError::Protocol { rank, message: format!("expected predecessor {}, got rank {prev}", (rank + world - 1) % world) });
+                return Err(CollectiveError::Protocol {
+                    rank,
+                    message: format!("expected predecessor {}, got rank {prev}", (rank + world - 1) % world),
+                });
             }
             Ok(s)
         };

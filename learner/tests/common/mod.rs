@@ -63,21 +63,13 @@ impl Checker {
     pub fn check(&mut self, what: &str, got: &[f64], want: &[f64], tol: f64) {
         self.checked += 1;
         if got.len() != want.len() {
-            self.failures.push(format!(
-                "{what}: {} values, expected {}",
-                got.len(),
-                want.len()
-            ));
+            self.failures.push(format!("{what}: {} values, expected {}", got.len(), want.len()));
             return;
         }
-        if let Some((i, (g, w))) = got
-            .iter()
-            .zip(want)
-            .enumerate()
-            .find(|(_, (g, w))| (*g - *w).abs().is_nan() || (*g - *w).abs() > tol)
+        if let Some((i, (g, w))) =
+            got.iter().zip(want).enumerate().find(|(_, (g, w))| (*g - *w).abs().is_nan() || (*g - *w).abs() > tol)
         {
-            self.failures
-                .push(format!("{what}[{i}]: got {g}, expected {w} (tol {tol})"));
+            self.failures.push(format!("{what}[{i}]: got {g}, expected {w} (tol {tol})"));
         }
     }
 
@@ -102,10 +94,7 @@ pub struct Toy<B: Backend> {
 
 impl<B: Backend> Toy<B> {
     pub fn new(w: Tensor<B, 2>, b: Tensor<B, 1>) -> Self {
-        Self {
-            w: Param::from_tensor(w),
-            b: Param::from_tensor(b),
-        }
+        Self { w: Param::from_tensor(w), b: Param::from_tensor(b) }
     }
 
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {

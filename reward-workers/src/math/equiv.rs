@@ -170,7 +170,13 @@ fn intervals(items: &[Node]) -> Option<Vec<Node>> {
 fn is_scalar(n: &Node) -> bool {
     !matches!(
         n,
-        Node::Seq { .. } | Node::Set(_) | Node::Union(_) | Node::Matrix(_) | Node::Rel { .. } | Node::List(_) | Node::Text(_)
+        Node::Seq { .. }
+            | Node::Set(_)
+            | Node::Union(_)
+            | Node::Matrix(_)
+            | Node::Rel { .. }
+            | Node::List(_)
+            | Node::Text(_)
     )
 }
 

@@ -67,10 +67,7 @@ pub fn last_hashes(text: &str) -> Option<&str> {
 /// its sentence, without a final period and without `$` around it.
 pub fn last_answer_is(text: &str) -> Option<&str> {
     let lower = text.to_ascii_lowercase();
-    let at = ["answer is", "answer:"]
-        .iter()
-        .filter_map(|p| lower.rfind(p).map(|i| i + p.len()))
-        .max()?;
+    let at = ["answer is", "answer:"].iter().filter_map(|p| lower.rfind(p).map(|i| i + p.len())).max()?;
     let rest = &text[at..];
     let line = rest.lines().next().unwrap_or("");
     // The sentence ends at a period followed by a space ("5. I hope it is correct").

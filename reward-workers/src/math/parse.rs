@@ -46,14 +46,21 @@ pub enum Node {
     /// `a \pm b`, only before expansion by [`parse`].
     PlusMinus(Box<Node>, Box<Node>),
     /// `(a, b]`, `[a, b]`, `(a, b, c)`: an ordered sequence with its brackets.
-    Seq { open: char, close: char, items: Vec<Node> },
+    Seq {
+        open: char,
+        close: char,
+        items: Vec<Node>,
+    },
     /// `\{a, b\}` or `\emptyset`.
     Set(Vec<Node>),
     /// `A \cup B`.
     Union(Vec<Node>),
     Matrix(Vec<Vec<Node>>),
     /// `a = b`, `x < 3`, `1 < x \le 2`: `ops.len() == items.len() - 1`.
-    Rel { items: Vec<Node>, ops: Vec<char> },
+    Rel {
+        items: Vec<Node>,
+        ops: Vec<char>,
+    },
     /// Several answers at the top level: `2, 3` or `2 \text{ or } 3`.
     List(Vec<Node>),
     /// A word answer (`\text{Monday}`), compared case-insensitively.
@@ -98,27 +105,136 @@ enum Tok {
 }
 
 const FUNCS: &[(&str, &str)] = &[
-    ("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("sec", "sec"), ("csc", "csc"), ("cot", "cot"),
-    ("arcsin", "asin"), ("arccos", "acos"), ("arctan", "atan"), ("ln", "ln"), ("log", "log"),
-    ("exp", "exp"), ("sqrt", "sqrt"),
+    ("sin", "sin"),
+    ("cos", "cos"),
+    ("tan", "tan"),
+    ("sec", "sec"),
+    ("csc", "csc"),
+    ("cot", "cot"),
+    ("arcsin", "asin"),
+    ("arccos", "acos"),
+    ("arctan", "atan"),
+    ("ln", "ln"),
+    ("log", "log"),
+    ("exp", "exp"),
+    ("sqrt", "sqrt"),
 ];
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-    "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
-    "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 /// Words dropped after a value: `5 cm`, `12 \text{ inches}`, `3 dollars`.
 const UNITS: &[&str] = &[
-    "cm", "mm", "km", "in", "ft", "yd", "mi", "kg", "mg", "lb", "lbs", "oz", "sec", "min", "hr",
-    "hrs", "ml", "mL", "inch", "inches", "foot", "feet", "yard",
-    "yards", "mile", "miles", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
-    "kilometer", "kilometers", "unit", "units", "degree", "degrees", "radian", "radians",
-    "second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks",
-    "month", "months", "year", "years", "dollar", "dollars", "cent", "cents", "gram", "grams",
-    "kilogram", "kilograms", "pound", "pounds", "ounce", "ounces", "mph", "square", "sq", "cubic",
-    "people", "students", "ways", "times", "points", "percent",
+    "cm",
+    "mm",
+    "km",
+    "in",
+    "ft",
+    "yd",
+    "mi",
+    "kg",
+    "mg",
+    "lb",
+    "lbs",
+    "oz",
+    "sec",
+    "min",
+    "hr",
+    "hrs",
+    "ml",
+    "mL",
+    "inch",
+    "inches",
+    "foot",
+    "feet",
+    "yard",
+    "yards",
+    "mile",
+    "miles",
+    "meter",
+    "meters",
+    "metre",
+    "metres",
+    "centimeter",
+    "centimeters",
+    "kilometer",
+    "kilometers",
+    "unit",
+    "units",
+    "degree",
+    "degrees",
+    "radian",
+    "radians",
+    "second",
+    "seconds",
+    "minute",
+    "minutes",
+    "hour",
+    "hours",
+    "day",
+    "days",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "year",
+    "years",
+    "dollar",
+    "dollars",
+    "cent",
+    "cents",
+    "gram",
+    "grams",
+    "kilogram",
+    "kilograms",
+    "pound",
+    "pounds",
+    "ounce",
+    "ounces",
+    "mph",
+    "square",
+    "sq",
+    "cubic",
+    "people",
+    "students",
+    "ways",
+    "times",
+    "points",
+    "percent",
 ];
 
 /// Whether a word is a unit the parser drops after a value.
@@ -137,10 +253,25 @@ pub fn clean(s: &str) -> String {
     }
     let mut out = t.to_string();
     for (from, to) in [
-        ("\\left.", ""), ("\\right.", ""), ("\\left", ""), ("\\right", ""), ("\\displaystyle", ""),
-        ("{,}", ""), ("\\!", ""), ("\\,", ""), ("~", " "),
-        ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""), ("°", ""), ("\\$", ""), ("$", ""),
-        ("\\%", "%"), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"),
+        ("\\left.", ""),
+        ("\\right.", ""),
+        ("\\left", ""),
+        ("\\right", ""),
+        ("\\displaystyle", ""),
+        ("{,}", ""),
+        ("\\!", ""),
+        ("\\,", ""),
+        ("~", " "),
+        ("^{\\circ}", ""),
+        ("^\\circ", ""),
+        ("\\circ", ""),
+        ("°", ""),
+        ("\\$", ""),
+        ("$", ""),
+        ("\\%", "%"),
+        ("\\dfrac", "\\frac"),
+        ("\\tfrac", "\\frac"),
+        ("\\cfrac", "\\frac"),
     ] {
         if out.contains(from) {
             out = out.replace(from, to);
@@ -149,7 +280,10 @@ pub fn clean(s: &str) -> String {
     let mut trimmed = out.trim().trim_end_matches(['.', ' ']).trim();
     // A sentence around the answer, as `<answer>` tags often hold: "The answer is 5".
     for lead in ["the final answer is", "the answer is", "final answer:", "answer:"] {
-        if trimmed.len() > lead.len() && trimmed.is_char_boundary(lead.len()) && trimmed[..lead.len()].eq_ignore_ascii_case(lead) {
+        if trimmed.len() > lead.len()
+            && trimmed.is_char_boundary(lead.len())
+            && trimmed[..lead.len()].eq_ignore_ascii_case(lead)
+        {
             trimmed = trimmed[lead.len()..].trim_start_matches([' ', ':']).trim();
             break;
         }
@@ -209,8 +343,9 @@ fn lex_into(c: &[char], out: &mut Vec<Tok>, nesting: usize) -> PResult<()> {
                     depth -= 1;
                     Tok::Sym(ch)
                 }
-                '{' | '}' | '+' | '*' | '/' | '^' | '_' | ',' | '=' | '<' | '>' | '!' | '|' | '%'
-                | '&' | '-' => Tok::Sym(ch),
+                '{' | '}' | '+' | '*' | '/' | '^' | '_' | ',' | '=' | '<' | '>' | '!' | '|' | '%' | '&' | '-' => {
+                    Tok::Sym(ch)
+                }
                 ';' => Tok::Sym(','),
                 '−' | '–' => Tok::Sym('-'),
                 '×' | '·' | '⋅' => Tok::Sym('*'),
@@ -322,8 +457,8 @@ fn lex_command(c: &[char], mut i: usize, out: &mut Vec<Tok>, nesting: usize) -> 
     }
     let name: String = c[start..i].iter().collect();
     let tok = match name.as_str() {
-        "text" | "textbf" | "mathrm" | "mbox" | "textit" | "operatorname" | "textrm" | "textnormal"
-        | "mathbf" | "mathit" | "boldsymbol" | "mathsf" => {
+        "text" | "textbf" | "mathrm" | "mbox" | "textit" | "operatorname" | "textrm" | "textnormal" | "mathbf"
+        | "mathit" | "boldsymbol" | "mathsf" => {
             let (content, next) = braced(c, i).ok_or(ParseError("unclosed text group"))?;
             let text: String = content.iter().collect::<String>().trim().to_string();
             let wordy = !text.is_empty() && text.chars().all(|ch| ch.is_alphabetic() || ch == ' ' || ch == '-');
@@ -352,8 +487,8 @@ fn lex_command(c: &[char], mut i: usize, out: &mut Vec<Tok>, nesting: usize) -> 
             out.push(Tok::End);
             return Ok(next);
         }
-        "left" | "right" | "displaystyle" | "big" | "Big" | "bigl" | "bigr" | "Bigl" | "Bigr"
-        | "quad" | "qquad" | "circ" | "degree" | "limits" | "hfill" | "angle" | "measuredangle" => {
+        "left" | "right" | "displaystyle" | "big" | "Big" | "bigl" | "bigr" | "Bigl" | "Bigr" | "quad" | "qquad"
+        | "circ" | "degree" | "limits" | "hfill" | "angle" | "measuredangle" => {
             return Ok(i);
         }
         "lfloor" => Tok::Sym('⌊'),
@@ -873,9 +1008,7 @@ fn expand_pm(n: Node) -> Node {
     fn pick(n: &Node, plus: bool) -> Node {
         let p = |x: &Node| b(pick(x, plus));
         match n {
-            Node::PlusMinus(a, c) => {
-                Node::Add(p(a), if plus { p(c) } else { b(Node::Neg(p(c))) })
-            }
+            Node::PlusMinus(a, c) => Node::Add(p(a), if plus { p(c) } else { b(Node::Neg(p(c))) }),
             Node::Neg(a) => Node::Neg(p(a)),
             Node::Func(f, a) => Node::Func(*f, p(a)),
             Node::Percent(a) => Node::Percent(p(a)),
