@@ -6,12 +6,21 @@
 //!
 //! **Tests.** A job carries assert-style tests (`test`), stdin/stdout cases (`tests`), or both;
 //! reward is 1 only if all of them pass (stopping at the first failure), else 0:
-//! - `test`: the program followed by the test code must run to the end and exit 0. A
-//!   trusted harness runs them and only then prints a fresh random sentinel on stdout; the
-//!   sentinel is never in the program's source, arguments or visible environment, so a
-//!   program that exits early (`sys.exit(0)`, `os._exit(0)`) scores 0 with `exited_early`.
-//!   The harness runs in the same interpreter, so code that deliberately inspects the
-//!   harness's own stack frame could find it: that is out of scope.
+//! - `test`: the test code must run to the end against the program. The program and the
+//!   tests run in **separate processes**: a child interpreter runs the program (its stdin is
+//!   `/dev/null`, its stdout discarded) and serves its top-level names; the trusted harness,
+//!   the parent, runs the test code with those names as proxies. Only plain data crosses
+//!   between them (numbers, strings, bytes, lists, tuples, dicts, sets; any other object stays
+//!   in the child and is reached through a handle), so a value the program makes cannot fake
+//!   an assertion (an object whose `__eq__` always says yes compares as a foreign handle).
+//!   The pass signal is a fresh random sentinel that the harness reads from its stdin and
+//!   prints only after the tests returned; it never reaches the child's memory, arguments,
+//!   environment or files, and the harness is non-dumpable, so a program that exits early
+//!   (`sys.exit(0)`, `os._exit(0)`) scores 0 with `exited_early` and one that looks for the
+//!   sentinel (in its stack frames, environment, files or stdin) finds nothing to forge.
+//!   Limits: tests see the program through copies, so a test that checks an argument the
+//!   program mutated in place, or passes the program a callback, fails; tests that call the
+//!   program's functions, classes and methods with plain data work.
 //! - `tests`: each case runs the program with `stdin` and compares its stdout with `stdout`
 //!   token by token, so whitespace and line breaks do not matter.
 //!
@@ -42,8 +51,9 @@ pub trait Runner: Send + Sync {
     fn name(&self) -> &'static str;
     /// Tags of fenced blocks that hold code in this language.
     fn fence_tags(&self) -> &'static [&'static str];
-    /// A run of `code` followed by `test` that prints `sentinel` on a line of its own, as the
-    /// last output, only after the tests returned.
+    /// A run of `test` against `code` that prints `sentinel` on a line of its own, as the
+    /// last output, only after the tests returned; the program must not be able to reach the
+    /// sentinel.
     fn assert_run(&self, code: &str, test: &str, sentinel: &str) -> RunSpec;
     /// A run of `code` as a program reading `stdin`.
     fn io_run(&self, code: &str, stdin: &str) -> RunSpec;
@@ -61,17 +71,238 @@ pub struct Python {
     read_paths: Vec<PathBuf>,
 }
 
-const PYTHON_HARNESS: &str = r#"import os, sys
-def _r1_run():
-    sentinel = os.environ.pop("R1_SENTINEL", "")
-    with open(sys.argv[1], encoding="utf-8") as f:
+/// The message encoding shared by the harness and the program's process: plain data as
+/// tagged JSON lists, anything else as a handle.
+const PYTHON_WIRE: &str = r#"import json, os, sys
+
+
+def enc(x, keep):
+    """Plain data as JSON-ready tagged lists; anything else goes through `keep`."""
+    t = type(x)
+    if x is None:
+        return ["N"]
+    if t is bool:
+        return ["B", x]
+    if t is int:
+        return ["i", str(x)]
+    if t is float:
+        return ["f", x.hex()]
+    if t is complex:
+        return ["c", x.real.hex(), x.imag.hex()]
+    if t is str:
+        return ["s", x]
+    if t is bytes:
+        return ["y", x.hex()]
+    if t in (list, tuple, set, frozenset):
+        return [{list: "l", tuple: "t", set: "S", frozenset: "z"}[t], [enc(v, keep) for v in x]]
+    if t is dict:
+        return ["d", [[enc(k, keep), enc(v, keep)] for k, v in x.items()]]
+    return ["h", keep(x)]
+
+
+def dec(m, handle):
+    k = m[0]
+    if k == "N":
+        return None
+    if k == "B":
+        return bool(m[1])
+    if k == "i":
+        return int(m[1])
+    if k == "f":
+        return float.fromhex(m[1])
+    if k == "c":
+        return complex(float.fromhex(m[1]), float.fromhex(m[2]))
+    if k == "s":
+        return str(m[1])
+    if k == "y":
+        return bytes.fromhex(m[1])
+    if k in ("l", "t", "S", "z"):
+        return {"l": list, "t": tuple, "S": set, "z": frozenset}[k](dec(v, handle) for v in m[1])
+    if k == "d":
+        return {dec(a, handle): dec(b, handle) for a, b in m[1]}
+    if k == "h":
+        return handle(int(m[1]))
+    raise ValueError(f"bad message tag {k!r}")
+
+
+def channel(rfd, wfd):
+    r = os.fdopen(rfd, "rb", buffering=0)
+    w = os.fdopen(wfd, "wb", buffering=0)
+
+    def read():
+        body = b""
+        head = b""
+        while len(head) < 4:
+            part = r.read(4 - len(head))
+            if not part:
+                return None
+            head += part
+        n = int.from_bytes(head, "big")
+        while len(body) < n:
+            part = r.read(n - len(body))
+            if not part:
+                return None
+            body += part
+        return json.loads(body.decode())
+
+    def send(msg):
+        data = json.dumps(msg).encode()
+        w.write(len(data).to_bytes(4, "big") + data)
+
+    return read, send
+"#;
+
+/// The trusted parent: holds the sentinel, runs the tests (see the module doc).
+const PYTHON_HARNESS: &str = r#"import builtins, subprocess
+
+
+def _r1_main():
+    # The pass signal is read from stdin and kept in this process only. The program under
+    # test runs in a child process that never sees it (its stdin is /dev/null, nothing is
+    # shared), and this process is made non-dumpable so that its memory stays closed to the
+    # child even where /proc is visible. Only plain data crosses between the tests here and
+    # the program there, so a value that "equals everything" cannot pass an assertion.
+    sentinel = sys.stdin.readline().strip()
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
+    except Exception:
+        pass
+    runner, solution, tests = sys.argv[1:4]
+    req_r, req_w = os.pipe()
+    resp_r, resp_w = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-B", "-X", "utf8", runner, solution, str(req_r), str(resp_w)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(req_r, resp_w),
+    )
+    os.close(req_r)
+    os.close(resp_w)
+    read, send = channel(resp_r, req_w)
+
+    def handle_of(x):
+        if type(x) is Remote:
+            return object.__getattribute__(x, "_h")
+        raise TypeError(f"cannot pass a {type(x).__name__} to the program under test; pass plain data")
+
+    class Remote:
+        """An object living in the program's process."""
+        __slots__ = ("_h",)
+
+        def __init__(self, h):
+            object.__setattr__(self, "_h", h)
+
+        def __call__(self, *args, **kwargs):
+            return ask(["call", self._h, enc(list(args), handle_of), enc(kwargs, handle_of)])
+
+        def __getattr__(self, name):
+            return ask(["attr", self._h, name])
+
+        def __getitem__(self, key):
+            return ask(["item", self._h, enc(key, handle_of)])
+
+        def __len__(self):
+            return ask(["len", self._h])
+
+        def __iter__(self):
+            return iter(ask(["list", self._h]))
+
+        def __repr__(self):
+            return ask(["repr", self._h])
+
+    def ask(msg):
+        try:
+            send(msg)
+            reply = read()
+        except OSError:
+            reply = None
+        if reply is None:
+            raise RuntimeError("the program under test exited during the tests")
+        if reply[0] == "x":
+            kind = getattr(builtins, reply[1], None)
+            if isinstance(kind, type) and issubclass(kind, Exception):
+                raise kind(reply[2])
+            raise RuntimeError(f"{reply[1]}: {reply[2]}")
+        return dec(reply[1], Remote)
+
+    names = read()
+    if names is None:
+        # The program ended before the tests could run: end the way it did.
+        code = child.wait()
+        sys.stderr.flush()
+        if code < 0:
+            os.kill(os.getpid(), -code)
+        os._exit(code)
+    scope = {"__name__": "__main__", "__builtins__": builtins}
+    for name, value in names[1].items():
+        scope[name] = dec(value, Remote)
+    with open(tests, encoding="utf-8") as f:
         source = f.read()
-    sys.argv = sys.argv[1:]
-    scope = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(compile(source, "solution.py", "exec"), scope)
+    exec(compile(source, "tests.py", "exec"), scope)
+    try:
+        send(["bye"])
+    except OSError:
+        pass
+    child.wait()
     sys.stdout.flush()
     os.write(1, ("\n" + sentinel + "\n").encode())
-_r1_run()
+
+
+_r1_main()
+"#;
+
+/// The child: runs the program and answers the harness's calls on its objects.
+const PYTHON_RUNNER: &str = r#"def _r1_child():
+    solution, rfd, wfd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    read, send = channel(rfd, wfd)
+    table = []
+
+    def keep(x):
+        table.append(x)
+        return len(table) - 1
+
+    with open(solution, encoding="utf-8") as f:
+        source = f.read()
+    sys.argv = [solution]
+    scope = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile(source, "solution.py", "exec"), scope)
+    names = {}
+    for name, value in list(scope.items()):
+        if name.startswith("__") or type(value) is type(sys):
+            continue
+        try:
+            names[name] = enc(value, keep)
+        except Exception:
+            continue
+    send(["names", names])
+    while True:
+        msg = read()
+        if msg is None or msg[0] == "bye":
+            return
+        try:
+            kind, obj = msg[0], table[msg[1]]
+            if kind == "call":
+                value = obj(*dec(msg[2], table.__getitem__), **dec(msg[3], table.__getitem__))
+            elif kind == "attr":
+                value = getattr(obj, msg[2])
+            elif kind == "item":
+                value = obj[dec(msg[2], table.__getitem__)]
+            elif kind == "len":
+                value = len(obj)
+            elif kind == "list":
+                value = list(obj)
+            else:
+                value = repr(obj)
+            reply = ["ok", enc(value, keep)]
+        except BaseException as e:
+            try:
+                text = str(e)[:2000]
+            except BaseException:
+                text = "(an exception whose message cannot be shown)"
+            reply = ["x", type(e).__name__, text]
+        send(reply)
+
+
+_r1_child()
 "#;
 
 impl Python {
@@ -129,13 +360,14 @@ impl Runner for Python {
     }
 
     fn assert_run(&self, code: &str, test: &str, sentinel: &str) -> RunSpec {
-        let source = format!("{code}\n\n{test}\n");
         let files = vec![
-            ("harness.py".to_string(), PYTHON_HARNESS.as_bytes().to_vec()),
-            ("solution.py".to_string(), source.into_bytes()),
+            ("harness.py".to_string(), format!("{PYTHON_WIRE}\n{PYTHON_HARNESS}").into_bytes()),
+            ("runner.py".to_string(), format!("{PYTHON_WIRE}\n{PYTHON_RUNNER}").into_bytes()),
+            ("solution.py".to_string(), code.as_bytes().to_vec()),
+            ("tests.py".to_string(), test.as_bytes().to_vec()),
         ];
-        let env = vec![("R1_SENTINEL".to_string(), sentinel.to_string())];
-        self.spec(files, &["../prog/harness.py", "../prog/solution.py"], env)
+        let args = ["../prog/harness.py", "../prog/runner.py", "../prog/solution.py", "../prog/tests.py"];
+        RunSpec { stdin: format!("{sentinel}\n").into_bytes(), ..self.spec(files, &args, vec![]) }
     }
 
     fn io_run(&self, code: &str, stdin: &str) -> RunSpec {

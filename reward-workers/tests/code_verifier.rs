@@ -64,14 +64,50 @@ fn assert_style_tests() {
             0.0,
             Status::ExitedEarly,
         ),
+        // Attacks on the pass signal: each scores 0.
         (
-            // FIXME: the harness runs in the program's interpreter, so a program that walks up
-            // to the harness's stack frame can read the sentinel and fake a pass. Closing this
-            // needs the tests to run outside the program's interpreter.
-            "known gap: forging the sentinel from the harness frame",
+            "forging the sentinel from the harness frame",
             job(
                 "import os, sys\ns = sys._getframe(1).f_locals['sentinel']\nos.write(1, ('\\n' + s + '\\n').encode())\nos._exit(0)\n",
                 Some("assert False"),
+                &[],
+            ),
+            0.0,
+            Status::Failed,
+        ),
+        (
+            "walking every frame for a sentinel",
+            job(
+                "import os, sys\nf = sys._getframe()\nwhile f:\n    for v in f.f_locals.values():\n        if isinstance(v, str) and len(v) == 32:\n            os.write(1, ('\\n' + v + '\\n').encode())\n    f = f.f_back\nos._exit(0)\n",
+                Some("assert False"),
+                &[],
+            ),
+            0.0,
+            Status::ExitedEarly,
+        ),
+        (
+            "reading the sentinel from stdin",
+            job("import os, sys\ns = sys.stdin.read()\nos.write(1, ('\\n' + s.strip() + '\\n').encode())\nos._exit(0)\n", Some("assert False"), &[]),
+            0.0,
+            Status::ExitedEarly,
+        ),
+        (
+            "an object that equals everything",
+            job("class E:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return E()\n", Some("assert add(2, 3) == 5"), &[]),
+            0.0,
+            Status::Failed,
+        ),
+        (
+            "exiting 0 from inside a tested function",
+            job("import os\ndef add(a, b):\n    os._exit(0)\n", Some("assert add(2, 3) == 5"), &[]),
+            0.0,
+            Status::Failed,
+        ),
+        (
+            "classes, methods and module values cross as plain data",
+            job(
+                "class Solution:\n    def two(self, xs, t):\n        return [i for i, x in enumerate(xs) if x == t]\nK = {'a': (1, 2.5)}\n",
+                Some("assert Solution().two([3, 1, 3], 3) == [0, 2]\nassert K['a'] == (1, 2.5)\ntry:\n    Solution().two(None, 1)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError"),
                 &[],
             ),
             1.0,
