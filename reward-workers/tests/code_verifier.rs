@@ -78,7 +78,7 @@ fn assert_style_tests() {
         (
             "walking every frame for a sentinel",
             job(
-                "import os, sys\nf = sys._getframe()\nwhile f:\n    for v in f.f_locals.values():\n        if isinstance(v, str) and len(v) == 32:\n            os.write(1, ('\\n' + v + '\\n').encode())\n    f = f.f_back\nos._exit(0)\n",
+                "import os, sys\nf = sys._getframe()\nwhile f:\n    for v in list(f.f_locals.values()):\n        if isinstance(v, str) and len(v) == 32:\n            os.write(1, ('\\n' + v + '\\n').encode())\n    f = f.f_back\nos._exit(0)\n",
                 Some("assert False"),
                 &[],
             ),
