@@ -8,7 +8,8 @@
 //! reward is 1 only if all of them pass (stopping at the first failure), else 0:
 //! - `test`: the test code must run to the end against the program. The program and the
 //!   tests run in **separate processes**: a child interpreter runs the program (its stdin is
-//!   `/dev/null`, its stdout discarded) and serves its top-level names; the trusted harness,
+//!   `/dev/null`; stdout and stderr are the harness's, so the sandbox's output cap and error
+//!   classification apply) and serves its top-level names; the trusted harness,
 //!   the parent, runs the test code with those names as proxies. Only plain data crosses
 //!   between them (numbers, strings, bytes, lists, tuples, dicts, sets; any other object stays
 //!   in the child and is reached through a handle), so a value the program makes cannot fake
@@ -18,6 +19,10 @@
 //!   environment or files, and the harness is non-dumpable, so a program that exits early
 //!   (`sys.exit(0)`, `os._exit(0)`) scores 0 with `exited_early` and one that looks for the
 //!   sentinel (in its stack frames, environment, files or stdin) finds nothing to forge.
+//!   The child puts itself in a Landlock domain of its own scoped against signals (Landlock
+//!   ABI 6, Linux 6.12), so it cannot kill the harness either (killing it would only score 0).
+//!   The harness stops waiting when the child exits, even if a daemon it forked holds the
+//!   pipes open.
 //!   Limits: tests see the program through copies, so a test that checks an argument the
 //!   program mutated in place, or passes the program a callback, fails; tests that call the
 //!   program's functions, classes and methods with plain data work.
@@ -125,21 +130,31 @@ def dec(m, handle):
     raise ValueError(f"bad message tag {k!r}")
 
 
-def channel(rfd, wfd):
+def channel(rfd, wfd, alive=None):
+    """Length-prefixed JSON messages over two pipes. With `alive`, a read gives up (returns
+    None) as soon as `alive()` is false, even while a descendant still holds the pipe open."""
     r = os.fdopen(rfd, "rb", buffering=0)
     w = os.fdopen(wfd, "wb", buffering=0)
+
+    def take(n):
+        if alive is not None:
+            import select
+            while not select.select([r], [], [], 0.05)[0]:
+                if not alive():
+                    return b""
+        return r.read(n)
 
     def read():
         body = b""
         head = b""
         while len(head) < 4:
-            part = r.read(4 - len(head))
+            part = take(4 - len(head))
             if not part:
                 return None
             head += part
         n = int.from_bytes(head, "big")
         while len(body) < n:
-            part = r.read(n - len(body))
+            part = take(n - len(body))
             if not part:
                 return None
             body += part
@@ -153,7 +168,7 @@ def channel(rfd, wfd):
 "#;
 
 /// The trusted parent: holds the sentinel, runs the tests (see the module doc).
-const PYTHON_HARNESS: &str = r#"import builtins, subprocess
+const PYTHON_HARNESS: &str = r#"import builtins, importlib, subprocess
 
 
 def _r1_main():
@@ -171,13 +186,17 @@ def _r1_main():
     runner, solution, tests = sys.argv[1:4]
     req_r, req_w = os.pipe()
     resp_r, resp_w = os.pipe()
+    # The child shares stdout and stderr with the harness, so the sandbox's output cap and
+    # the error classification see what the program writes.
     child = subprocess.Popen(
         [sys.executable, "-I", "-B", "-X", "utf8", runner, solution, str(req_r), str(resp_w)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(req_r, resp_w),
+        stdin=subprocess.DEVNULL, pass_fds=(req_r, resp_w),
     )
     os.close(req_r)
     os.close(resp_w)
-    read, send = channel(resp_r, req_w)
+    # A daemon the program leaves behind may hold the pipe open: the child's own exit ends
+    # the wait.
+    read, send = channel(resp_r, req_w, alive=lambda: child.poll() is None)
 
     def handle_of(x):
         if type(x) is Remote:
@@ -234,6 +253,14 @@ def _r1_main():
         os._exit(code)
     scope = {"__name__": "__main__", "__builtins__": builtins}
     for name, value in names[1].items():
+        if value[0] == "m":
+            # Tests may use modules the program imported (`math.isclose`). Only installed
+            # modules: `-I` keeps the script's folder (the program's files) off `sys.path`.
+            try:
+                scope[name] = importlib.import_module(value[1])
+            except Exception:
+                pass
+            continue
         scope[name] = dec(value, Remote)
     with open(tests, encoding="utf-8") as f:
         source = f.read()
@@ -251,7 +278,32 @@ _r1_main()
 "#;
 
 /// The child: runs the program and answers the harness's calls on its objects.
-const PYTHON_RUNNER: &str = r#"def _r1_child():
+const PYTHON_RUNNER: &str = r#"def _r1_scope():
+    # A Landlock domain of the program's own, scoped so that it cannot signal processes
+    # outside it (the harness) nor reach their abstract unix sockets (Landlock ABI 6, Linux
+    # 6.12). Where the kernel lacks it the program could kill the harness, which then never
+    # prints the pass signal: the sample still scores 0.
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        create, restrict = 444, 446  # the same numbers on every architecture
+        abi = libc.syscall(create, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        if abi < 6:
+            return
+        attr = (ctypes.c_uint64 * 3)(0, 0, 3)  # fs, net, scoped = abstract unix | signal
+        fd = libc.syscall(create, ctypes.byref(attr), ctypes.c_size_t(24), ctypes.c_uint32(0))
+        if fd < 0:
+            return
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        libc.syscall(restrict, ctypes.c_int(fd), ctypes.c_uint32(0))
+        os.close(fd)
+    except Exception:
+        pass
+
+
+def _r1_child():
+    _r1_scope()
     solution, rfd, wfd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     read, send = channel(rfd, wfd)
     table = []
@@ -267,7 +319,11 @@ const PYTHON_RUNNER: &str = r#"def _r1_child():
     exec(compile(source, "solution.py", "exec"), scope)
     names = {}
     for name, value in list(scope.items()):
-        if name.startswith("__") or type(value) is type(sys):
+        if name.startswith("__"):
+            continue
+        if type(value) is type(sys):
+            # A module the program imported: the harness imports its own copy by name.
+            names[name] = ["m", value.__name__]
             continue
         try:
             names[name] = enc(value, keep)

@@ -87,13 +87,21 @@ fn assert_style_tests() {
         ),
         (
             "reading the sentinel from stdin",
-            job("import os, sys\ns = sys.stdin.read()\nos.write(1, ('\\n' + s.strip() + '\\n').encode())\nos._exit(0)\n", Some("assert False"), &[]),
+            job(
+                "import os, sys\ns = sys.stdin.read()\nos.write(1, ('\\n' + s.strip() + '\\n').encode())\nos._exit(0)\n",
+                Some("assert False"),
+                &[],
+            ),
             0.0,
             Status::ExitedEarly,
         ),
         (
             "an object that equals everything",
-            job("class E:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return E()\n", Some("assert add(2, 3) == 5"), &[]),
+            job(
+                "class E:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return E()\n",
+                Some("assert add(2, 3) == 5"),
+                &[],
+            ),
             0.0,
             Status::Failed,
         ),
@@ -107,11 +115,35 @@ fn assert_style_tests() {
             "classes, methods and module values cross as plain data",
             job(
                 "class Solution:\n    def two(self, xs, t):\n        return [i for i, x in enumerate(xs) if x == t]\nK = {'a': (1, 2.5)}\n",
-                Some("assert Solution().two([3, 1, 3], 3) == [0, 2]\nassert K['a'] == (1, 2.5)\ntry:\n    Solution().two(None, 1)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError"),
+                Some(
+                    "assert Solution().two([3, 1, 3], 3) == [0, 2]\nassert K['a'] == (1, 2.5)\ntry:\n    Solution().two(None, 1)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError",
+                ),
                 &[],
             ),
             1.0,
             Status::Ok,
+        ),
+        (
+            "tests use the modules the program imported",
+            job(
+                "import math\ndef area(r):\n    return math.pi * r * r\n",
+                Some("assert math.isclose(area(2), 4 * math.pi)"),
+                &[],
+            ),
+            1.0,
+            Status::Ok,
+        ),
+        (
+            // The program imports its own file as a module; were the harness to import it by
+            // that name, the code would run in the harness and find the sentinel.
+            "getting the program imported into the harness",
+            job(
+                "import os, sys\nif __name__ == 'solution' and hasattr(sys.modules['__main__'], '_r1_main'):\n    f = sys._getframe()\n    while f:\n        for v in list(f.f_locals.values()):\n            if isinstance(v, str) and len(v) == 32:\n                os.write(1, ('\\n' + v + '\\n').encode())\n        f = f.f_back\n    os._exit(0)\nelif __name__ != 'solution':\n    sys.path.insert(0, '../prog')\n    import solution\n",
+                Some("assert False"),
+                &[],
+            ),
+            0.0,
+            Status::Failed,
         ),
         ("a test that raises SystemExit(1)", job(ADD, Some("import sys\nsys.exit(1)"), &[]), 0.0, Status::Failed),
         (

@@ -124,6 +124,14 @@ const ATTACKS: &[Attack] = &[
         expect: &[Status::SandboxViolation],
     },
     Attack {
+        name: "kill the sandbox's supervisor",
+        // The code verifier's harness is the program's parent; its parent is the sandbox's.
+        program: "import os, signal\nppid = os.getppid()\nstat = open(f'/proc/{ppid}/stat').read()\n\
+                  os.kill(int(stat.rsplit(')', 1)[1].split()[1]), signal.SIGKILL)\n",
+        test: "pass",
+        expect: &[Status::SandboxViolation],
+    },
+    Attack {
         name: "kill every process it can",
         program: "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
         test: "pass",
@@ -176,7 +184,7 @@ fn check_attacks(namespaces: bool) {
     let secret = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let sandbox = Sandbox::new(SandboxConfig { tmp_root: root.path().to_path_buf(), namespaces }).unwrap();
     eprintln!("sandbox layers: {}", sandbox.layers());
-    report_missing_layers(&sandbox.layers(), namespaces);
+    report_missing_layers(sandbox.layers(), namespaces);
 
     let timeout_s = 2.0;
     let mut failures = Vec::new();
