@@ -129,7 +129,7 @@ pub(crate) fn report(m: &ModelArgs, value: serde_json::Value, sentence: String) 
 fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     let (model, name) = load_model::<B>(&a.model, device)?;
     anyhow::ensure!(
-        a.group >= 1 && a.batch % a.group == 0,
+        a.group >= 1 && a.batch.is_multiple_of(a.group),
         "--batch {} must be a multiple of --group {}",
         a.batch,
         a.group

@@ -48,7 +48,7 @@ fn steps_bar(steps: u64) -> ProgressBar {
 fn show_step(bar: &ProgressBar, s: &StepLog) {
     bar.set_position(s.step);
     bar.set_message(format!("loss {:.3} lr {:.2e} ({:.0} tok/s)", s.loss, s.lr, s.tokens as f64 / s.seconds.max(1e-9)));
-    if s.step % 50 == 0 || s.step == s.steps {
+    if s.step.is_multiple_of(50) || s.step == s.steps {
         let line = format!(
             "step {}/{} loss {:.4} lr {:.2e} grad-norm {:.3} {:.0}s",
             s.step, s.steps, s.loss, s.lr, s.grad_norm, s.seconds
@@ -255,7 +255,8 @@ mod tests {
     fn a_config_file_overrides_only_the_keys_it_names() {
         let dir = tempfile::tempdir().unwrap();
         let preset = RecipeConfig::default();
-        let cases: &[(&str, Result<(u64, f64, usize), &str>)] = &[
+        type Case<'a> = (&'a str, Result<(u64, f64, usize), &'a str>);
+        let cases: &[Case] = &[
             ("", Ok((preset.pretrain.steps, preset.pretrain.lr, preset.model.num_layers))),
             ("[pretrain]\nsteps = 7\n", Ok((7, preset.pretrain.lr, preset.model.num_layers))),
             ("[model]\nnum_layers = 3\n", Ok((preset.pretrain.steps, preset.pretrain.lr, 3))),

@@ -297,7 +297,8 @@ mod tests {
     #[test]
     fn recipe_config_layers_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: &[(&str, Result<(u64, u32), &str>)] = &[
+        type Case<'a> = (&'a str, Result<(u64, u32), &'a str>);
+        let cases: &[Case] = &[
             ("", Ok((30, 8))),
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
             ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),

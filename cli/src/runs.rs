@@ -129,8 +129,8 @@ fn state_name(s: i32) -> &'static str {
 }
 
 fn status_json(s: &pb::RunStatus) -> serde_json::Value {
-    let c = s.counters.clone().unwrap_or_default();
-    let q = s.queues.clone().unwrap_or_default();
+    let c = s.counters.unwrap_or_default();
+    let q = s.queues.unwrap_or_default();
     json!({
         "id": s.id, "name": s.name, "state": state_name(s.state), "message": s.message,
         "step": s.step, "total_steps": s.total_steps, "policy_version": s.policy_version,

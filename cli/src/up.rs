@@ -421,7 +421,7 @@ fn join_workers(threads: Vec<std::thread::JoinHandle<Result<String>>>, ranks: us
 
 /// What a run is doing or waiting for, from its queues: the progress bar's message.
 fn waiting_for(s: &pb::RunStatus) -> String {
-    let q = s.queues.clone().unwrap_or_default();
+    let q = s.queues.unwrap_or_default();
     match pb::RunState::try_from(s.state) {
         Ok(pb::RunState::Running) => {}
         Ok(state) => return state.as_str_name().to_lowercase(),
@@ -442,7 +442,7 @@ impl Waiting {
     /// A line to print when the run has not moved for a minute (and a minute after the last).
     fn update(&mut self, s: &pb::RunStatus, what: &str, now: std::time::Instant) -> Option<String> {
         const QUIET: Duration = Duration::from_secs(60);
-        let c = s.counters.clone().unwrap_or_default();
+        let c = s.counters.unwrap_or_default();
         let key = (s.step, c.groups_generated, c.groups_scored);
         match self.seen {
             Some((step, g, sc, _)) if (step, g, sc) == key => {}

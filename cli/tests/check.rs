@@ -16,9 +16,12 @@ fn check(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// (arguments, environment, words the output must hold)
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn good_configs_pass_with_a_summary() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (&["serve", "coordinator", "--listen", "127.0.0.1:7070"], &[], "listening on 127.0.0.1:7070"),
         (&["serve", "coordinator", "--listen", "0.0.0.0:7070"], &[("R1_COORDINATOR_TOKEN", "t")], "token set"),
         (&["serve", "actor", "--health-listen", "0.0.0.0:8081"], &[], "a pool (the oldest running GRPO run"),
@@ -36,7 +39,7 @@ fn good_configs_pass_with_a_summary() {
 
 #[test]
 fn bad_values_fail_naming_the_flag() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (&["serve", "coordinator", "--listen", "0.0.0.0:99999"], &[], "port 99999 is out of range"),
         (&["serve", "coordinator", "--listen", "0.0.0.0:7070"], &[], "set R1_COORDINATOR_TOKEN"),
         (&["serve", "coordinator"], &[("R1_COORDINATOR_RUN_CLAIM_MS", "0")], "run_claim_ms"),

@@ -238,7 +238,7 @@ type RawRow = (u64, Result<Value, String>);
 /// Every row of a JSONL or Parquet file as a JSON value (or the problem with a row that is
 /// not), numbered from 1 (the line number for JSONL), for readers outside a run such as
 /// `r1ctl eval`.
-pub fn read_rows(path: &Path, format: DatasetFormat) -> Result<Vec<(u64, Result<Value, String>)>, DatasetError> {
+pub fn read_rows(path: &Path, format: DatasetFormat) -> Result<Vec<RawRow>, DatasetError> {
     read_file(path, format).map(|(rows, _)| rows)
 }
 

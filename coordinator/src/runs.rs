@@ -467,9 +467,7 @@ fn moved(old: &RunSpec, new: &RunSpec, data_dir: &Path) -> Option<PathBuf> {
         let Ok(tail) = n.strip_prefix(data_dir) else {
             return None;
         };
-        let Some(o_root) = o.ancestors().nth(tail.components().count()).filter(|r| r.join(tail) == o) else {
-            return None;
-        };
+        let o_root = o.ancestors().nth(tail.components().count()).filter(|r| r.join(tail) == o)?;
         match &root {
             Some(r) if r != o_root => return None,
             _ => root = Some(o_root.to_path_buf()),

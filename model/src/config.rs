@@ -254,7 +254,7 @@ impl ModelConfig {
                 return Err(ModelError::Config(format!("`{name}` must be positive")));
             }
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(ModelError::Config("`rope_theta` must be positive".into()));
         }
         Ok(())

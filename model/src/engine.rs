@@ -124,9 +124,7 @@ impl<B: Backend> HostModel<B> {
     /// `None` when the backend does not keep its tensors in host memory (a GPU).
     pub(crate) fn of(model: &CausalLm<B>) -> Option<Self> {
         let embed = model.embed_tokens.weight.val();
-        if host_slice::<B>(&embed.clone().into_primitive().tensor()).is_none() {
-            return None;
-        }
+        host_slice::<B>(&embed.clone().into_primitive().tensor())?;
         let layers = model
             .layers
             .iter()
@@ -301,6 +299,9 @@ pub(crate) enum Next {
     Finished,
 }
 
+/// Picks a token from a row of logits for a running sample and says whether it is finished.
+pub(crate) type Draw<'a, S> = dyn Fn(&mut Running<S>, &[f32]) -> Result<Next> + Sync + 'a;
+
 /// Sizes the cache: the number of sample slots, refusing a budget that holds no sequence.
 pub(crate) fn plan_slots(
     cfg: &ModelConfig,
@@ -344,7 +345,7 @@ pub(crate) fn run<B: Backend, S: Send>(
     prompt_cap: usize,
     sample_cap: usize,
     new: &mut dyn FnMut(usize, usize) -> S,
-    draw: &(dyn Fn(&mut Running<S>, &[f32]) -> Result<Next> + Sync),
+    draw: &Draw<'_, S>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Running<S>>> {
     let cfg = &model.cfg;
@@ -371,8 +372,8 @@ pub(crate) fn run<B: Backend, S: Send>(
         // Admit waiting samples into free slots; a group's first admitted sample prefills it.
         let mut rows: Vec<Row> = Vec::new();
         let mut prefill_last: Vec<(usize, usize)> = Vec::new(); // (group, row index)
-        for slot in 0..slots {
-            if running[slot].is_some() {
+        for slot in running.iter_mut() {
+            if slot.is_some() {
                 continue;
             }
             let Some((g, s)) = pending.pop_front() else { break };
@@ -385,7 +386,7 @@ pub(crate) fn run<B: Backend, S: Send>(
                 }
                 prefill_last.push((g, rows.len() - 1));
             }
-            running[slot] = Some(Running { group: g, sample: s, state: new(g, s), tokens: Vec::new() });
+            *slot = Some(Running { group: g, sample: s, state: new(g, s), tokens: Vec::new() });
         }
         // Decode rows: every running sample whose last token is not yet in the cache.
         let mut decode: Vec<(usize, usize)> = Vec::new(); // (slot, row index)
@@ -469,7 +470,8 @@ mod tests {
         assert_eq!(kv_bytes_per_position(&cfg), 16 << 10);
         let prompts = |lens: &[usize]| lens.iter().map(|&l| vec![1u32; l]).collect::<Vec<_>>();
         // (prompt lengths, n, max_new_tokens, max_batch, budget) → slots or error.
-        let cases: Vec<(Vec<usize>, usize, usize, usize, Option<u64>, std::result::Result<usize, &str>)> = vec![
+        type Case = (Vec<usize>, usize, usize, usize, Option<u64>, std::result::Result<usize, &'static str>);
+        let cases: Vec<Case> = vec![
             (vec![10, 20], 4, 5, 64, None, Ok(8)),
             (vec![10, 20], 4, 5, 3, None, Ok(3)),
             // 20 + 4 positions = 384 KiB per sequence: 2 fit in 1 MiB, 5 in 2 MiB.

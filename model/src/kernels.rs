@@ -28,6 +28,14 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer. A method, so that a closure calling it captures the whole `SendPtr` (which
+    /// is `Sync`) rather than the raw pointer field (which is not).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Isa {
     Avx512,
@@ -67,11 +75,10 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&
     let blocks = n.div_ceil(NB);
     let o = SendPtr(out.as_mut_ptr());
     let run = |cb: usize| {
-        let o = o;
         let c0 = cb * NB;
         let width = NB.min(n - c0);
         // SAFETY: column block `cb` of `out` is written by this task only.
-        unsafe { matmul_cols(isa(), x, m, k, w, n, bias, o.0, c0, width) }
+        unsafe { matmul_cols(isa(), x, m, k, w, n, bias, o.get(), c0, width) }
     };
     if (m * k * n) < 1 << 16 || blocks == 1 {
         (0..blocks).for_each(run);
@@ -191,9 +198,9 @@ unsafe fn cols_generic(
     }
     if let Some(b) = bias {
         for r in 0..m {
-            for c in c0..c0 + width {
+            for (c, &bc) in b.iter().enumerate().skip(c0).take(width) {
                 // SAFETY: inside `out`, in this task's columns.
-                unsafe { *out.add(r * n + c) += b[c] };
+                unsafe { *out.add(r * n + c) += bc };
             }
         }
     }
@@ -247,16 +254,15 @@ pub fn matmul_t(x: &[f32], m: usize, k: usize, e: &[f32], vocab: usize, out: &mu
     const VB: usize = 256;
     let o = SendPtr(out.as_mut_ptr());
     (0..vocab.div_ceil(VB)).into_par_iter().for_each(|b| {
-        let o = o;
         let v0 = b * VB;
         let v1 = (v0 + VB).min(vocab);
         unsafe {
             match isa() {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => dots_avx512(x, m, k, e, vocab, o.0, v0, v1),
+                Isa::Avx512 => dots_avx512(x, m, k, e, vocab, o.get(), v0, v1),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => dots_avx2(x, m, k, e, vocab, o.0, v0, v1),
-                _ => dots_generic(x, m, k, e, vocab, o.0, v0, v1),
+                Isa::Avx2 => dots_avx2(x, m, k, e, vocab, o.get(), v0, v1),
+                _ => dots_generic(x, m, k, e, vocab, o.get(), v0, v1),
             }
         }
     });
@@ -403,7 +409,6 @@ pub fn attention(
     let o = SendPtr(out.as_mut_ptr());
     let work = contexts.len() * heads;
     let one = |i: usize| {
-        let o = o;
         let (r, h) = (i / heads, i % heads);
         let kvh = h / groups;
         let qv = &q[(r * heads + h) * head_dim..(r * heads + h + 1) * head_dim];
@@ -440,7 +445,7 @@ pub fn attention(
             }
         }
         // SAFETY: (row, head) `i` owns this slice of `out`.
-        unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), o.0.add((r * heads + h) * head_dim), head_dim) };
+        unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), o.get().add((r * heads + h) * head_dim), head_dim) };
     };
     if work < 8 {
         (0..work).for_each(one);

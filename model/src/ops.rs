@@ -118,7 +118,8 @@ mod tests {
             gamma: burn::module::Param::from_tensor(Tensor::ones([61], &Default::default())),
             epsilon: 1e-6,
         };
-        let cases: [(&str, Box<dyn Fn(Tensor<A, 3>) -> Tensor<A, 3>>, f64); 3] = [
+        type Op = Box<dyn Fn(Tensor<A, 3>) -> Tensor<A, 3>>;
+        let cases: [(&str, Op, f64); 3] = [
             ("softmax", Box::new(|x| softmax(x, 2)), 1e-6),
             ("log_softmax", Box::new(|x| log_softmax(x, 2)), 2e-6),
             ("rms_norm", Box::new(move |x| rms_norm(&norm, x)), 2e-6),

@@ -66,7 +66,8 @@ fn save_load_round_trips() {
 fn broken_checkpoints_are_named() {
     let dev = Default::default();
     let model = weights::load::<B>(&fixture("qwen2-tiny"), &dev).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    type Break = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Break, &str)> = vec![
         (
             "no weights",
             Box::new(|d: &Path| std::fs::remove_file(d.join("model.safetensors")).unwrap()),

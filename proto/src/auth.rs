@@ -93,8 +93,8 @@ impl Auth {
     }
 
     /// The check every HTTP page goes through: `Ok` when reads are public or `headers` carry
-    /// a token that may read, else the `401` to answer.
-    pub fn check_read(&self, headers: &HeaderMap) -> Result<(), (StatusCode, HeaderMap, String)> {
+    /// a token that may read, else the `401` to answer (boxed: it is the rare path).
+    pub fn check_read(&self, headers: &HeaderMap) -> Result<(), Box<(StatusCode, HeaderMap, String)>> {
         let Some(readers) = &self.readers else {
             return Ok(());
         };
@@ -102,7 +102,7 @@ impl Auth {
         check(sent, readers).map_err(|refusal| {
             let mut h = HeaderMap::new();
             h.insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
-            (StatusCode::UNAUTHORIZED, h, refusal.message().to_string())
+            Box::new((StatusCode::UNAUTHORIZED, h, refusal.message().to_string()))
         })
     }
 }

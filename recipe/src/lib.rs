@@ -199,6 +199,10 @@ fn read_stamp(dir: &Path) -> Option<Stamp> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("stamp.json")).ok()?).ok()
 }
 
+/// Builds one stage into the folder it is given, reporting events; `None` when the stage
+/// trains nothing.
+type StageBuild<'a> = dyn FnMut(&Path, &mut dyn FnMut(Event)) -> Result<Option<TrainReport>, RecipeError> + 'a;
+
 /// Runs `build` into a temporary folder and moves it to `dir` with its stamp, unless `dir`
 /// already carries the stamp `key` (then it is reused).
 fn stage(
@@ -207,7 +211,7 @@ fn stage(
     key: &str,
     reused: &mut Vec<String>,
     on_event: &mut dyn FnMut(Event),
-    build: &mut dyn FnMut(&Path, &mut dyn FnMut(Event)) -> Result<Option<TrainReport>, RecipeError>,
+    build: &mut StageBuild<'_>,
 ) -> Result<Option<TrainReport>, RecipeError> {
     let out = dir.join(name);
     if let Some(s) = read_stamp(&out)

@@ -52,7 +52,7 @@ impl ModelShape {
     /// The Qwen2 config for this shape with a tied head, `vocab_size` tokens and `eos` as the
     /// end-of-sequence id.
     pub fn config(&self, vocab_size: usize, eos: u32) -> Result<ModelConfig, RecipeError> {
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(RecipeError::Config(format!(
                 "`model.hidden_size` {} must be a multiple of `model.num_heads` {}",
                 self.hidden_size, self.num_heads

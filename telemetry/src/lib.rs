@@ -115,20 +115,20 @@ pub struct Guard {
 impl Guard {
     /// Exports every finished span now, waiting for the collector's answer.
     pub fn flush(&self) {
-        if let Some(provider) = STATE.get().and_then(|s| s.provider.lock().expect("telemetry lock").clone()) {
-            if let Err(e) = provider.force_flush() {
-                eprintln!("r1-telemetry: cannot flush spans: {e}");
-            }
+        if let Some(provider) = STATE.get().and_then(|s| s.provider.lock().expect("telemetry lock").clone())
+            && let Err(e) = provider.force_flush()
+        {
+            eprintln!("r1-telemetry: cannot flush spans: {e}");
         }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(provider) = STATE.get().and_then(|s| s.provider.lock().expect("telemetry lock").take()) {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("r1-telemetry: cannot flush spans at exit: {e}");
-            }
+        if let Some(provider) = STATE.get().and_then(|s| s.provider.lock().expect("telemetry lock").take())
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("r1-telemetry: cannot flush spans at exit: {e}");
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn read_checked(routes: axum::Router, auth: Auth) -> axum::Router {
             let path = request.uri().path();
             let data = path == "/metrics" || path.starts_with("/api/") || path == "/api";
             match data.then(|| auth.check_read(request.headers())) {
-                Some(Err(refused)) => axum::response::IntoResponse::into_response(refused),
+                Some(Err(refused)) => axum::response::IntoResponse::into_response(*refused),
                 _ => next.run(request).await,
             }
         }
