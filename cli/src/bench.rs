@@ -70,6 +70,10 @@ pub struct GenArgs {
     /// MiB for the KV cache (see `r1ctl generate --kv-budget-mib`)
     #[arg(long)]
     pub(crate) kv_budget_mib: Option<u64>,
+    /// Also write every sample's tokens and log-probs here (JSONL, one sample a line), to
+    /// compare two samplers or backends token by token
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokens_out: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,7 +113,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 pub(crate) fn load_model<B: Backend>(m: &ModelArgs, device: &B::Device) -> Result<(CausalLm<B>, String)> {
     Ok(match &m.model {
         Some(dir) => (r1_model::load::<B>(dir, device).context("cannot load the model")?, dir.display().to_string()),
-        None => (CausalLm::init(&m.shape.config(), device), m.shape.name().to_string()),
+        None => {
+            // Seeded, so that two runs (two samplers, two backends) time the same weights.
+            B::seed(device, 0);
+            (CausalLm::init(&m.shape.config(), device), m.shape.name().to_string())
+        }
     })
 }
 
@@ -171,6 +179,16 @@ fn generate<B: Backend>(a: &GenArgs, device: &B::Device) -> Result<()> {
     bar.finish_and_clear();
     let tokens: usize = out.iter().flatten().map(|s| s.tokens.len()).sum();
     let tps = tokens as f64 / secs;
+    if let Some(path) = &a.tokens_out {
+        let mut text = String::new();
+        for (g, samples) in out.iter().enumerate() {
+            for (s, x) in samples.iter().enumerate() {
+                let line = json!({"prompt": g, "sample": s, "tokens": x.tokens, "logprobs": x.logprobs});
+                text.push_str(&format!("{line}\n"));
+            }
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write --tokens-out {}", path.display()))?;
+    }
     report(
         &a.model,
         json!({"bench": "generate", "model": name, "device": format!("{:?}", a.model.device).to_lowercase(),
