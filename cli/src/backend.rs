@@ -1,5 +1,6 @@
-//! Which Burn backend a command runs on: `--device cpu` (NdArray, always built) or
-//! `--device cuda` (built with `--features cuda`).
+//! Which Burn backend a command runs on: `--device cpu` (NdArray, always built),
+//! `--device cuda` (built with `--features cuda`) or `--device cpu-flex` (Burn's Flex CPU
+//! backend, built with `--features flex`: a benchmark candidate).
 
 use clap::ValueEnum;
 
@@ -10,6 +11,9 @@ pub enum DeviceKind {
     Cpu,
     /// The first CUDA GPU (needs a build with `--features cuda`)
     Cuda,
+    /// The CPU through Burn's Flex backend (needs a build with `--features flex`; a
+    /// benchmark candidate, see docs/benchmarks.md)
+    CpuFlex,
 }
 
 /// Runs `$body` with `$B` bound to the backend type and `$device` to its device.
@@ -30,6 +34,16 @@ macro_rules! with_backend {
             #[cfg(not(feature = "cuda"))]
             $crate::backend::DeviceKind::Cuda => anyhow::bail!(
                 "this r1ctl was built without CUDA; rebuild with `cargo build --release -p r1ctl --features cuda`"
+            ),
+            #[cfg(feature = "flex")]
+            $crate::backend::DeviceKind::CpuFlex => {
+                type $B = r1_model::FlexBackend;
+                let $device = Default::default();
+                $body
+            }
+            #[cfg(not(feature = "flex"))]
+            $crate::backend::DeviceKind::CpuFlex => anyhow::bail!(
+                "this r1ctl was built without the Flex backend; rebuild with `cargo build --release -p r1ctl --features flex`"
             ),
         }
     }};

@@ -60,6 +60,8 @@ pub fn device(device: DeviceKind) -> String {
         DeviceKind::Cuda => {
             "device cuda (this r1ctl has no CUDA: run it from the image built with --features cuda)".into()
         }
+        DeviceKind::CpuFlex if cfg!(feature = "flex") => "device cpu-flex".into(),
+        DeviceKind::CpuFlex => "device cpu-flex (this r1ctl has no Flex backend: build it with --features flex)".into(),
     }
 }
 

@@ -44,6 +44,10 @@ pub fn load<B: burn::tensor::backend::Backend>(dir: &std::path::Path, device: &B
     weights::load(dir, device)
 }
 
+/// Burn's Flex CPU backend (build with `--features flex`): a benchmark candidate.
+#[cfg(feature = "flex")]
+pub type FlexBackend = burn::backend::Flex<f32>;
+
 /// The CUDA backend (build with `--features cuda`; CUDA is loaded at run time).
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda<f32>;
