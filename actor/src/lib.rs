@@ -518,7 +518,8 @@ mod tests {
 
     #[test]
     fn the_stop_token_is_not_in_the_judged_text() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny");
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("../model/tests/fixtures/qwen2-tiny");
         let tok = TextTokenizer::from_dir(&dir).unwrap();
         let eos = tok.eos_token_id().expect("the fixture has an EOS token");
         let body = tok.encode("<answer> 7 </answer>").unwrap();

@@ -20,7 +20,10 @@ use r1_proto::v1::run_service_client::RunServiceClient;
 use r1_proto::v1::work_service_client::WorkServiceClient;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny").canonicalize().unwrap()
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
+        .canonicalize()
+        .unwrap()
 }
 
 fn sample() -> pb::Sample {

@@ -16,7 +16,10 @@ use r1_proto::v1 as pb;
 use r1_proto::v1::run_service_client::RunServiceClient;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny").canonicalize().unwrap()
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
+        .canonicalize()
+        .unwrap()
 }
 
 #[test]

@@ -26,7 +26,10 @@ use common::{Proc, Watch, fail_with_logs, fixture, free_addr, r1ctl};
 const NAMESPACE: &str = "ml";
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The chart checks' Python (scripts/chart-env creates it once).

@@ -13,7 +13,7 @@ use parquet::schema::parser::parse_message_type;
 use serde_json::Value;
 
 fn here(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join(rel)
 }
 
 /// The Qwen3 parity fixture with room for the benchmarks' long prompts (its own config says

@@ -564,7 +564,8 @@ mod tests {
     #[test]
     fn a_micro_batch_padded_to_its_own_width_gives_the_padded_gradients() {
         type B = r1_model::CpuTrainBackend;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny");
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("../model/tests/fixtures/qwen2-tiny");
         let dev = Default::default();
         let model = r1_model::load::<B>(&dir, &dev).unwrap();
         let grpo = GrpoConfig { beta: 0.0, ..GrpoConfig::default() };

@@ -71,7 +71,8 @@ fn shard_grads(model: &CausalLm<B>, d: &Data, rows: &[usize], cfg: &GrpoConfig, 
 }
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
 }
 
 /// Every weight of the model, in checkpoint order.

@@ -18,7 +18,8 @@ use serde_json::Value;
 type B = CpuTrainBackend;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
 }
 
 fn u32s(v: &Value) -> Vec<u32> {

@@ -23,7 +23,8 @@ use rand_chacha::ChaCha8Rng;
 type B = CpuTrainBackend;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama-tiny")
 }
 
 fn optim_cfg() -> OptimConfig {

@@ -20,7 +20,8 @@ type B = CpuTrainBackend;
 const LR: f64 = 1e-5;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
 }
 
 fn rollouts() -> Vec<Rollout> {

@@ -463,7 +463,8 @@ mod tests {
 
     #[test]
     fn slots_are_cut_to_the_budget_and_a_budget_without_room_for_one_sequence_is_refused() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2-tiny");
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qwen2-tiny");
         let mut cfg = ModelConfig::from_dir(&dir).unwrap();
         // 64 layers × K and V × 2 kv heads × 16 × f32 = 16 KiB per position.
         cfg.num_layers = 64;

@@ -9,7 +9,9 @@ use r1_model::{CausalLm, CpuBackend, logprobs};
 type B = CpuBackend;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tensor_names(dir: &Path) -> Vec<(String, Vec<usize>)> {

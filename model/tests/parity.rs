@@ -13,7 +13,9 @@ type B = CpuBackend;
 const FIXTURES: &[&str] = &["qwen2-tiny", "llama-tiny", "qwen3-tiny"];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 struct Reference {

@@ -9,7 +9,8 @@ use r1_model::{CpuBackend, FinishReason, SamplingParams, TextTokenizer};
 type B = CpuBackend;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/qwen2-tiny")
 }
 
 fn prompts() -> Vec<Vec<u32>> {

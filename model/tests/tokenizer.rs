@@ -6,7 +6,8 @@ use r1_model::tokenizer::{Message, R1_TEMPLATE};
 use r1_model::{PromptTemplate, TextTokenizer};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2-tiny")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/qwen2-tiny")
 }
 
 #[test]

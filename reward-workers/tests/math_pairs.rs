@@ -14,7 +14,10 @@ struct Pair {
 
 #[test]
 fn benchmark_pairs_match_their_labels() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/reward/math_pairs.jsonl");
+    let path = format!(
+        "{}/../bench/reward/math_pairs.jsonl",
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(path).expect("bench/reward/math_pairs.jsonl is committed");
     let pairs: Vec<Pair> = text.lines().map(|l| serde_json::from_str(l).expect("valid pair line")).collect();
     assert!(pairs.len() >= 500, "only {} pairs", pairs.len());

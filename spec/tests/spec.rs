@@ -273,7 +273,10 @@ fn defaults_fill_what_the_file_leaves_out() {
 
 #[test]
 fn example_spec_loads_and_round_trips_through_json() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../coordinator/examples/run.toml");
+    let path = format!(
+        "{}/../coordinator/examples/run.toml",
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")
+    );
     let spec = RunSpec::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(spec.dataset.fields.prompt, "question");
     // GSM8K publishes `... #### 72`: the example extracts the gold answer after `####`.

@@ -77,7 +77,10 @@ pub fn free_addr() -> String {
 
 /// The tiny random-weight Qwen2 checkpoint every model test uses.
 pub fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2-tiny").canonicalize().unwrap()
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/qwen2-tiny")
+        .canonicalize()
+        .unwrap()
 }
 
 /// `rows` sums of two digits as `{"question", "answer"}` lines.

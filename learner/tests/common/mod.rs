@@ -15,7 +15,8 @@ pub fn device() -> burn::tensor::Device<B> {
 }
 
 pub fn golden(name: &str) -> Value {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path =
+        format!("{}/tests/data/{name}", std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}; run learner/reference/grpo_reference.py"));
     serde_json::from_str(&text).unwrap()
