@@ -1,7 +1,7 @@
 """Runs `r1ctl bench` and the PyTorch/transformers peer on the same shapes and prints them
 side by side with the ratio r1 / peer (higher is better for r1).
 
-Usage: python3 bench/compare.py [--r1ctl PATH] [--threads N] [--device cpu]
+Usage: python3 bench/compare.py [--r1ctl PATH] [--threads N] [--device cpu|cpu-flex|cpu-torch|cuda]
 The peer runs in the reference environment (`scripts/py-env`). Each case runs r1 first,
 then the peer, one process at a time, so they never share the cores.
 """
@@ -44,6 +44,8 @@ def main():
     a = p.parse_args()
     py = subprocess.run([os.path.join(ROOT, "scripts", "py-env")], capture_output=True, text=True, check=True).stdout.strip()
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+    # r1's CPU candidates (cpu-flex, cpu-torch) are all measured against PyTorch on the CPU.
+    peer_device = "cuda" if a.device == "cuda" else "cpu"
     rows = []
     for what, shape, r1_flags, peer_flags in CASES:
         if a.only not in f"{what}/{shape}":
@@ -51,7 +53,7 @@ def main():
         r1 = last_json(subprocess.run([a.r1ctl, "bench", what, "--shape", shape, "--device", a.device, "--json", *r1_flags],
                                       capture_output=True, text=True, check=True, env=env).stdout)
         peer = last_json(subprocess.run([py, os.path.join(HERE, "peer", "peer_torch.py"), "--what", what, "--shape", shape,
-                                         "--device", a.device, "--threads", str(a.threads), *peer_flags],
+                                         "--device", peer_device, "--threads", str(a.threads), *peer_flags],
                                         capture_output=True, text=True, check=True).stdout)
         ratio = r1["tokens_per_s"] / peer["tokens_per_s"]
         rows.append((what, shape, " ".join(r1_flags), r1["tokens_per_s"], peer["tokens_per_s"], ratio))

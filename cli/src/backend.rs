@@ -1,6 +1,7 @@
 //! Which Burn backend a command runs on: `--device cpu` (NdArray, always built),
-//! `--device cuda` (built with `--features cuda`) or `--device cpu-flex` (Burn's Flex CPU
-//! backend, built with `--features flex`: a benchmark candidate).
+//! `--device cuda` (built with `--features cuda`), `--device cpu-flex` (Burn's Flex CPU
+//! backend, built with `--features flex`) or `--device cpu-torch` (Burn's LibTorch backend,
+//! built with `--features tch`); the last two are benchmark candidates.
 
 use clap::ValueEnum;
 
@@ -14,6 +15,9 @@ pub enum DeviceKind {
     /// The CPU through Burn's Flex backend (needs a build with `--features flex`; a
     /// benchmark candidate, see docs/benchmarks.md)
     CpuFlex,
+    /// The CPU through Burn's LibTorch backend (needs a build with `--features tch`; a
+    /// benchmark candidate, see docs/benchmarks.md)
+    CpuTorch,
 }
 
 /// Runs `$body` with `$B` bound to the backend type and `$device` to its device.
@@ -44,6 +48,16 @@ macro_rules! with_backend {
             #[cfg(not(feature = "flex"))]
             $crate::backend::DeviceKind::CpuFlex => anyhow::bail!(
                 "this r1ctl was built without the Flex backend; rebuild with `cargo build --release -p r1ctl --features flex`"
+            ),
+            #[cfg(feature = "tch")]
+            $crate::backend::DeviceKind::CpuTorch => {
+                type $B = r1_model::TorchBackend;
+                let $device = Default::default();
+                $body
+            }
+            #[cfg(not(feature = "tch"))]
+            $crate::backend::DeviceKind::CpuTorch => anyhow::bail!(
+                "this r1ctl was built without the LibTorch backend; rebuild with `LIBTORCH_USE_PYTORCH=1 cargo build --release -p r1ctl --features tch` (see docs/benchmarks.md)"
             ),
         }
     }};

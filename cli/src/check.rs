@@ -62,6 +62,10 @@ pub fn device(device: DeviceKind) -> String {
         }
         DeviceKind::CpuFlex if cfg!(feature = "flex") => "device cpu-flex".into(),
         DeviceKind::CpuFlex => "device cpu-flex (this r1ctl has no Flex backend: build it with --features flex)".into(),
+        DeviceKind::CpuTorch if cfg!(feature = "tch") => "device cpu-torch".into(),
+        DeviceKind::CpuTorch => {
+            "device cpu-torch (this r1ctl has no LibTorch backend: build it with --features tch)".into()
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub fn load<B: burn::tensor::backend::Backend>(dir: &std::path::Path, device: &B
 #[cfg(feature = "flex")]
 pub type FlexBackend = burn::backend::Flex<f32>;
 
+/// Burn's LibTorch backend on the CPU (build with `--features tch`): a benchmark candidate.
+#[cfg(feature = "tch")]
+pub type TorchBackend = burn::backend::LibTorch<f32>;
+
 /// The CUDA backend (build with `--features cuda`; CUDA is loaded at run time).
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda<f32>;
