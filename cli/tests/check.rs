@@ -90,3 +90,31 @@ fn bad_values_fail_naming_the_flag() {
         assert!(out.contains(words), "{args:?} {env:?}: the error lacks `{words}`: {out}");
     }
 }
+
+/// A backend this build lacks is refused before any work, with the build command that adds
+/// it; `--check` on a service notes it in its summary and passes (the chart checks a GPU
+/// pool's rendered command on CPU builds).
+#[test]
+fn devices_this_build_lacks_name_the_feature_to_build() {
+    // (device, built with it, words the error holds)
+    let cases = [
+        ("cpu-flex", cfg!(feature = "flex"), "--features flex"),
+        ("cpu-torch", cfg!(feature = "tch"), "LIBTORCH_USE_PYTORCH=1 cargo build --release -p r1ctl --features tch"),
+        ("cuda", cfg!(feature = "cuda"), "--features cuda"),
+    ];
+    for (device, _, words) in cases.into_iter().filter(|(_, built, _)| !built) {
+        let out = r1ctl()
+            .args(["bench", "generate", "--shape", "small", "--batch", "1", "--prompt-len", "2", "--new-tokens", "1"])
+            .args(["--device", device])
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && text.contains(words), "--device {device}: {text}");
+        let (ok, summary) = check(&["serve", "actor", "--device", device], &[]);
+        assert!(
+            ok && summary.contains(&format!("device {device} (this r1ctl has no")),
+            "serve actor --device {device} --check: {summary}"
+        );
+    }
+}
