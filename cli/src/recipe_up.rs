@@ -139,7 +139,8 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
         &prepared.base_model_dir,
         &prepared.coldstart_jsonl,
     ))?)?;
-    let r1 = finished(local.run(&rl.run_spec("r1", &cold.final_checkpoint(), train, eval, rl.eval_all_runs))?)?;
+    let r1_rl = rl.after_cold_start();
+    let r1 = finished(local.run(&r1_rl.run_spec("r1", &cold.final_checkpoint(), train, eval, rl.eval_all_runs))?)?;
 
     let mut rows = Vec::new();
     let mut student_runs = Vec::new();

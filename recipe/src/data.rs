@@ -71,7 +71,7 @@ impl TaskConfig {
     pub fn validate(&self) -> Result<(), RecipeError> {
         if self.families.is_empty() {
             return Err(RecipeError::Config(
-                "`tasks.families` is empty; list at least one of add, sub, mul, chain, solve".into(),
+                "`tasks.families` is empty; list at least one of add, sub, mul, chain, solve, long_chain".into(),
             ));
         }
         tasks::check_difficulty(self.min_difficulty)?;
@@ -99,6 +99,13 @@ pub struct PretrainMix {
     pub r1_fraction: f64,
     /// Share of the R1-template documents whose completion follows the format.
     pub r1_format_fraction: f64,
+    /// Share of those formatted completions that skip the steps and answer at once
+    /// (`<think> </think> <answer> 12 </answer>`: well-formed, so only the accuracy reward
+    /// tells them from worked ones). A base that sometimes answers without reasoning gives
+    /// R1-Zero a reason to think longer where one jump fails: on the problems with more steps.
+    /// Left out of the config's JSON at 0, so folders made before it existed stay valid.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub r1_terse_fraction: f64,
     /// Problems in one plain document (an exercise sheet: question, answer, blank line, ...).
     pub problems_per_plain_document: usize,
     /// Share of an exercise sheet's problems shown with a worked solution (the rest with the
@@ -112,6 +119,7 @@ impl Default for PretrainMix {
             documents: 6000,
             r1_fraction: 0.25,
             r1_format_fraction: 0.35,
+            r1_terse_fraction: 0.0,
             problems_per_plain_document: 6,
             worked_fraction: 1.0,
         }
@@ -123,6 +131,7 @@ impl PretrainMix {
         for (name, v) in [
             ("r1_fraction", self.r1_fraction),
             ("r1_format_fraction", self.r1_format_fraction),
+            ("r1_terse_fraction", self.r1_terse_fraction),
             ("worked_fraction", self.worked_fraction),
         ] {
             if !(0.0..=1.0).contains(&v) {
@@ -136,6 +145,10 @@ impl PretrainMix {
         }
         Ok(())
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// One line of a task file.
@@ -276,7 +289,12 @@ pub fn pretrain_document(problems: &[Problem], mix: &PretrainMix, rng: &mut impl
         return SftRecord { prompt: prompt.to_string(), completion: completion.to_string(), answer };
     }
     let completion = if rng.random_bool(mix.r1_format_fraction) {
-        r1_completion(p)
+        // No draw at 0, so the documents of a mix without terse answers are what they were.
+        if mix.r1_terse_fraction > 0.0 && rng.random_bool(mix.r1_terse_fraction) {
+            format!("<think> </think> <answer> {} </answer>", p.answer)
+        } else {
+            r1_completion(p)
+        }
     } else {
         match rng.random_range(0..3) {
             0 => format!("The answer is {}.", p.answer),
@@ -444,6 +462,31 @@ mod tests {
         let fmt = formatted as f64 / r1.len() as f64;
         assert!((share - 0.5).abs() < 0.03, "R1 share {share}");
         assert!((fmt - 0.25).abs() < 0.04, "formatted share {fmt}");
+    }
+
+    #[test]
+    fn terse_answers_are_well_formed_and_follow_their_fraction() {
+        let mix = PretrainMix { documents: 4000, r1_fraction: 0.5, r1_format_fraction: 0.5, ..Default::default() };
+        let terse = PretrainMix { r1_terse_fraction: 0.4, ..mix.clone() };
+        let format = r1_reward::format::FormatVerifier::new(&Default::default()).unwrap();
+        let formatted = |m: &PretrainMix| -> Vec<String> {
+            let s = make_splits(&small(), m, 4).unwrap();
+            s.pretrain
+                .into_iter()
+                .filter(|d| d.prompt.starts_with("A conversation") && format.check(&d.completion).is_ok())
+                .map(|d| d.completion)
+                .collect()
+        };
+        let (plain, with_terse) = (formatted(&mix), formatted(&terse));
+        assert!(plain.iter().all(|c| !c.starts_with("<think> </think>")), "no terse answer at 0");
+        let share = with_terse.iter().filter(|c| c.starts_with("<think> </think> <answer>")).count() as f64
+            / with_terse.len() as f64;
+        assert!((share - 0.4).abs() < 0.05, "terse share {share}");
+        // At 0 the key is left out of the JSON that stamps the data stage: old folders stay valid.
+        assert!(!serde_json::to_string(&mix).unwrap().contains("terse"));
+        assert!(serde_json::to_string(&terse).unwrap().contains("\"r1_terse_fraction\":0.4"));
+        let err = PretrainMix { r1_terse_fraction: -0.1, ..mix }.validate().unwrap_err().to_string();
+        assert!(err.contains("corpus.r1_terse_fraction"), "{err}");
     }
 
     #[test]

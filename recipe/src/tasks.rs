@@ -1,6 +1,6 @@
 //! Synthetic reasoning tasks with verifiable integer answers, generated from a seed.
 //!
-//! Five families, each with difficulty levels 1..=[`MAX_DIFFICULTY`]:
+//! Six families, each with difficulty levels 1..=[`MAX_DIFFICULTY`]:
 //!
 //! | family | example prompt (difficulty 2) | worked steps |
 //! |---|---|---|
@@ -9,6 +9,12 @@
 //! | `mul` | `Compute 23 * 4` | multiply each place value of the first number, then add |
 //! | `chain` | `Compute 12 + 7 - 5` | one operation at a time, left to right |
 //! | `solve` | `Find x if 3 * x + 4 = 19` | undo the constant, then the coefficient (Countdown-style inverse) |
+//! | `long_chain` | `Compute 3 + 7 - 5 + 8` | one operation at a time, left to right |
+//!
+//! `long_chain` is the family whose difficulty is the number of steps alone: level d has
+//! d + 2 one-digit terms (d + 1 steps) and a running total that never goes negative, so a
+//! harder instance asks for more intermediate steps of the same one-digit arithmetic, not
+//! for bigger numbers (`chain` grows both at once).
 //!
 //! Every answer is an integer written in decimal, which `r1_reward::math` checks exactly.
 //! Each problem also carries its worked steps, in the same arithmetic the answer comes from,
@@ -39,10 +45,12 @@ pub enum Family {
     Mul,
     Chain,
     Solve,
+    LongChain,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [Family::Add, Family::Sub, Family::Mul, Family::Chain, Family::Solve];
+    pub const ALL: [Family; 6] =
+        [Family::Add, Family::Sub, Family::Mul, Family::Chain, Family::Solve, Family::LongChain];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -51,6 +59,7 @@ impl Family {
             Family::Mul => "mul",
             Family::Chain => "chain",
             Family::Solve => "solve",
+            Family::LongChain => "long_chain",
         }
     }
 }
@@ -125,6 +134,22 @@ pub fn generate(family: Family, difficulty: u8, rng: &mut impl Rng) -> Result<Pr
                 let n = number(rng, width);
                 // Keep early levels non-negative.
                 let op = if rng.random_bool(0.5) || (difficulty < 3 && acc < n) { '+' } else { '-' };
+                let next = if op == '+' { acc + n } else { acc - n };
+                steps.push(format!("{acc} {op} {n} = {next}"));
+                expr.push_str(&format!(" {op} {n}"));
+                acc = next;
+            }
+            (expr, acc.to_string(), steps)
+        }
+        Family::LongChain => {
+            let first = number(rng, 1);
+            let mut expr = first.to_string();
+            let mut acc = first;
+            let mut steps = Vec::new();
+            for _ in 0..=difficulty {
+                let n = number(rng, 1);
+                // Subtract only what the running total holds: one-digit arithmetic at every level.
+                let op = if rng.random_bool(0.5) || acc < n { '+' } else { '-' };
                 let next = if op == '+' { acc + n } else { acc - n };
                 steps.push(format!("{acc} {op} {n} = {next}"));
                 expr.push_str(&format!(" {op} {n}"));
@@ -255,7 +280,7 @@ mod tests {
     fn answers_match_the_prompt_arithmetic() {
         // Evaluate the prompt's expression independently of the steps.
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for family in [Family::Add, Family::Sub, Family::Mul, Family::Chain] {
+        for family in [Family::Add, Family::Sub, Family::Mul, Family::Chain, Family::LongChain] {
             for d in 1..=MAX_DIFFICULTY {
                 let p = generate(family, d, &mut rng).unwrap();
                 let expr = p.prompt.trim_start_matches("Compute ").trim_start_matches("What is ");
@@ -285,6 +310,8 @@ mod tests {
             (Family::Mul, 2, 2),
             (Family::Chain, 1, 1),
             (Family::Chain, 5, 3),
+            (Family::LongChain, 1, 1),
+            (Family::LongChain, 5, 1),
         ];
         for (family, d, digits) in cases {
             let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -314,12 +341,24 @@ mod tests {
     #[test]
     fn early_levels_never_go_negative() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        for family in [Family::Sub, Family::Chain] {
-            for d in 1..=2 {
+        for (family, levels) in [(Family::Sub, 2), (Family::Chain, 2), (Family::LongChain, MAX_DIFFICULTY)] {
+            for d in 1..=levels {
                 for _ in 0..300 {
                     let p = generate(family, d, &mut rng).unwrap();
                     assert!(!p.answer.starts_with('-'), "{p:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn long_chain_difficulty_is_the_number_of_steps() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for d in 1..=MAX_DIFFICULTY {
+            for _ in 0..50 {
+                let p = generate(Family::LongChain, d, &mut rng).unwrap();
+                assert_eq!(p.steps.len(), d as usize + 1, "{p:?}");
+                assert_eq!(p.key.split(' ').count(), 2 * (d as usize + 2) - 1, "{p:?}");
             }
         }
     }
