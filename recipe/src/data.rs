@@ -101,8 +101,9 @@ pub struct PretrainMix {
     pub r1_format_fraction: f64,
     /// Share of those formatted completions that skip the steps and answer at once
     /// (`<think> </think> <answer> 12 </answer>`: well-formed, so only the accuracy reward
-    /// tells them from worked ones). A base that sometimes answers without reasoning gives
-    /// R1-Zero a reason to think longer where one jump fails: on the problems with more steps.
+    /// tells them from worked ones). Meant to give R1-Zero a reason to think longer where
+    /// one jump fails; measured, it does the opposite: at 0.5 R1-Zero collapsed onto the
+    /// terse answers (29 → 9.5 tokens, recipe/ablations/README.md), so keep it at 0.
     /// Left out of the config's JSON at 0, so folders made before it existed stay valid.
     #[serde(skip_serializing_if = "is_zero")]
     pub r1_terse_fraction: f64,

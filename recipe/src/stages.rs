@@ -30,7 +30,7 @@ pub struct RlStage {
     /// The learning rate of the GRPO after the cold start (R1's RL); `None`: `lr`. A
     /// cold-started model is sharp, and the rate that moves a base model quickly knocks it
     /// off its mode: on the long_chain + solve mix, lr 2e-4 took a 51% cold start to 41% in
-    /// 10 steps, 5e-5 to 55% in 30 (ablations/README.md).
+    /// 10 steps, 5e-5 to 55% in 30 (recipe/ablations/README.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_after_cold_start: Option<f64>,
     pub beta: f64,
