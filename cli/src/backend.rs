@@ -20,6 +20,34 @@ pub enum DeviceKind {
     CpuTorch,
 }
 
+impl DeviceKind {
+    /// `--device`'s name for this backend.
+    pub fn name(self) -> String {
+        self.to_possible_value().expect("no variant is skipped").get_name().to_string()
+    }
+
+    /// When this build lacks the backend: what it is and the command that builds it in.
+    pub fn missing(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            DeviceKind::Cpu => None,
+            DeviceKind::Cuda if cfg!(feature = "cuda") => None,
+            DeviceKind::Cuda => Some(("CUDA", "cargo build --release -p r1ctl --features cuda")),
+            DeviceKind::CpuFlex if cfg!(feature = "flex") => None,
+            DeviceKind::CpuFlex => Some(("the Flex backend", "cargo build --release -p r1ctl --features flex")),
+            DeviceKind::CpuTorch if cfg!(feature = "tch") => None,
+            DeviceKind::CpuTorch => {
+                Some(("the LibTorch backend", "LIBTORCH_USE_PYTORCH=1 cargo build --release -p r1ctl --features tch"))
+            }
+        }
+    }
+
+    /// The error of a command run with a `--device` this build lacks.
+    pub fn missing_error(self) -> anyhow::Error {
+        let (what, build) = self.missing().expect("called for a backend this build lacks");
+        anyhow::anyhow!("this r1ctl was built without {what}; rebuild with `{build}`")
+    }
+}
+
 /// Runs `$body` with `$B` bound to the backend type and `$device` to its device.
 macro_rules! with_backend {
     ($kind:expr, |$B:ident, $device:ident| $body:expr) => {{
@@ -36,9 +64,7 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(not(feature = "cuda"))]
-            $crate::backend::DeviceKind::Cuda => anyhow::bail!(
-                "this r1ctl was built without CUDA; rebuild with `cargo build --release -p r1ctl --features cuda`"
-            ),
+            $crate::backend::DeviceKind::Cuda => return Err($crate::backend::DeviceKind::Cuda.missing_error()),
             #[cfg(feature = "flex")]
             $crate::backend::DeviceKind::CpuFlex => {
                 type $B = r1_model::FlexBackend;
@@ -46,9 +72,7 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(not(feature = "flex"))]
-            $crate::backend::DeviceKind::CpuFlex => anyhow::bail!(
-                "this r1ctl was built without the Flex backend; rebuild with `cargo build --release -p r1ctl --features flex`"
-            ),
+            $crate::backend::DeviceKind::CpuFlex => return Err($crate::backend::DeviceKind::CpuFlex.missing_error()),
             #[cfg(feature = "tch")]
             $crate::backend::DeviceKind::CpuTorch => {
                 type $B = r1_model::TorchBackend;
@@ -56,9 +80,7 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(not(feature = "tch"))]
-            $crate::backend::DeviceKind::CpuTorch => anyhow::bail!(
-                "this r1ctl was built without the LibTorch backend; rebuild with `LIBTORCH_USE_PYTORCH=1 cargo build --release -p r1ctl --features tch` (see docs/benchmarks.md)"
-            ),
+            $crate::backend::DeviceKind::CpuTorch => return Err($crate::backend::DeviceKind::CpuTorch.missing_error()),
         }
     }};
 }

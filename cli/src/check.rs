@@ -54,18 +54,9 @@ pub fn otlp(flag: &str, endpoint: Option<&str>) -> Result<()> {
 /// What `--device` needs of this build: a note, not a failure, since the CUDA image's r1ctl
 /// (built with `--features cuda`) is the one that runs a `--device cuda` command.
 pub fn device(device: DeviceKind) -> String {
-    match device {
-        DeviceKind::Cpu => "device cpu".into(),
-        DeviceKind::Cuda if cfg!(feature = "cuda") => "device cuda".into(),
-        DeviceKind::Cuda => {
-            "device cuda (this r1ctl has no CUDA: run it from the image built with --features cuda)".into()
-        }
-        DeviceKind::CpuFlex if cfg!(feature = "flex") => "device cpu-flex".into(),
-        DeviceKind::CpuFlex => "device cpu-flex (this r1ctl has no Flex backend: build it with --features flex)".into(),
-        DeviceKind::CpuTorch if cfg!(feature = "tch") => "device cpu-torch".into(),
-        DeviceKind::CpuTorch => {
-            "device cpu-torch (this r1ctl has no LibTorch backend: build it with --features tch)".into()
-        }
+    match device.missing() {
+        None => format!("device {}", device.name()),
+        Some((what, build)) => format!("device {} (this r1ctl has no {what}: build it with `{build}`)", device.name()),
     }
 }
 
