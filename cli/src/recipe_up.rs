@@ -13,18 +13,32 @@
 //!    the verified-correct ones kept), SFT of a smaller student on them, against the same
 //!    student trained with GRPO alone.
 //! 5. **Report**: every final model evaluated the same way (pass@1 over k samples, cons@k,
-//!    format rate) in `report/report.md`, with the RL curves in `report/curves.png`.
+//!    format rate), overall and by task family and level, in `report/report.md`, with the RL
+//!    curves in `report/curves.png` (the last panel: the response length on the hardest
+//!    `long_chain` level through training).
+//!
+//! Two processes share the work, one core each (a training uses about one core, and two
+//! trainings in one process wait on each other): this one runs the teacher's pretraining,
+//! the cold start, R1, the rejection sampling and the distillation; a side process it starts
+//! (`r1ctl up --side-of ROOT`, its own coordinator and runs in `ROOT/side/`, its log in
+//! `ROOT/side/up.log`) pretrains the student's base, trains the student with RL alone and,
+//! once the teacher's base is written, runs R1-Zero. They meet through small JSON files in
+//! `ROOT`: `teacher-ready.json`, `student-ready.json` and the side's results in `side.json`.
 //!
 //! Runs are named after their stage; re-running `up` resumes an unfinished run and skips a
-//! finished one, so an interrupted recipe carries on where it stopped.
+//! finished one (in both processes), so an interrupted recipe carries on where it stopped.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use r1_learner::collective::tcp::{RingConfig, TcpRing};
 use r1_recipe::stages::{DistillStage, RlStage, SftStage};
+use r1_recipe::tasks::Family;
 use r1_recipe::{EvalReport, GenConfig, ModelShape, RecipeConfig, TaskItem};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +82,7 @@ impl UpRecipe {
             eval_every: 3,
             max_new_tokens: 24,
             micro_batch: 8,
+            steps_after_cold_start: None,
             ..r.rl
         };
         r.cold_start = SftStage { steps: 2, batch_size: 4, ..r.cold_start };
@@ -116,22 +131,44 @@ struct Row {
     label: &'static str,
     model: PathBuf,
     report: EvalReport,
+    /// The same evaluation split by `(family, difficulty)`.
+    cells: BTreeMap<(Family, u8), EvalReport>,
 }
 
 pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()> {
     let started = Instant::now();
     let recipe = UpRecipe::load(recipe_file, quick)?;
-    let root = local.data_dir().join(if quick { "recipe-quick" } else { "recipe" });
+    let root = recipe_root(local, quick);
     std::fs::create_dir_all(&root)?;
     std::fs::write(root.join("up-recipe.json"), serde_json::to_string_pretty(&recipe)? + "\n")?;
+    // R1-Zero and the student's stages need nothing of R1's: they run in a second process
+    // beside this one, on the other core (one training uses about one core, and two in one
+    // process wait on each other: docs/reproduction.md).
+    let mut side = SideLane::start(&root, recipe_file, quick)?;
+    let side_log = side.log.clone();
 
     eprintln!("== 1/5 prepare: tasks, tokenizer and base model in {}", root.display());
-    let prepared = prepare(&root.join("teacher"), &recipe.prepare)?;
-    let rl = &recipe.rl;
+    // The teacher's pretraining, the longest stage, runs on both processes: this one is
+    // rank 0 and saves the model, the side process rank 1.
+    let prepared = prepare_on(&root.join("teacher"), &recipe.prepare, &mut || {
+        let master = crate::up::free_addr().map_err(|e| r1_recipe::RecipeError::Input(e.to_string()))?;
+        write_json(&root.join(PRETRAIN_PEER), &PeerInvite { master: master.clone() })
+            .map_err(|e| r1_recipe::RecipeError::Input(format!("{e:#}")))?;
+        eprintln!("   pretraining data-parallel: this process and the side process, one rank each");
+        let ring = TcpRing::join(&peer_ring(0, master)).map_err(|e| {
+            r1_recipe::RecipeError::Input(format!(
+                "the side process did not join the pretraining ({e}); see {}",
+                side_log.display()
+            ))
+        })?;
+        Ok(Box::new(ring))
+    })?;
     let (train, eval) = (&prepared.train_jsonl, &prepared.eval_jsonl);
-
-    eprintln!("== 2/5 R1-Zero: GRPO from the base model");
-    let zero = finished(local.run(&rl.run_spec("r1-zero", &prepared.base_model_dir, train, eval, true))?)?;
+    write_json(
+        &root.join(TEACHER_READY),
+        &TeacherReady { base: prepared.base_model_dir.clone(), train: train.clone(), eval: eval.clone() },
+    )?;
+    eprintln!("== 2/5 R1-Zero: GRPO from the base model, in the side process (log: {})", side.log.display());
 
     eprintln!("== 3/5 R1: cold-start SFT, then GRPO");
     let cold = finished(local.run(&recipe.cold_start.run_spec(
@@ -139,27 +176,23 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
         &prepared.base_model_dir,
         &prepared.coldstart_jsonl,
     ))?)?;
+    let rl = &recipe.rl;
     let r1_rl = rl.after_cold_start();
     let r1 = finished(local.run(&r1_rl.run_spec("r1", &cold.final_checkpoint(), train, eval, rl.eval_all_runs))?)?;
 
-    let mut rows = Vec::new();
     let mut student_runs = Vec::new();
     let mut skipped: Vec<&str> = Vec::new();
     if recipe.distill.enabled {
         eprintln!(
-            "== 4/5 distillation: rejection sampling from R1, SFT of a smaller student, vs the student with RL alone"
+            "== 4/5 distillation: rejection sampling from R1, SFT of a smaller student (its base and its RL-only \
+             twin come from the side process)"
         );
         let d = &recipe.distill;
-        let student_cfg = RecipeConfig {
-            model: d.student.clone(),
-            pretrain: r1_recipe::SftConfig { steps: d.pretrain_steps, ..recipe.prepare.pretrain.clone() },
-            ..recipe.prepare.clone()
-        };
-        let student = prepare(&root.join("student"), &student_cfg)?;
         let traces = root.join("traces.jsonl");
         let kept = rejection_sample(&r1.final_checkpoint(), train, d, &recipe.eval, &traces)?;
         eprintln!("   kept {kept} verified-correct traces in {}", traces.display());
-        student_runs.push(("student base", student.base_model_dir.clone()));
+        let student: StudentReady = side.wait_for(STUDENT_READY, &local.interrupted)?;
+        student_runs.push(("student base", student.base.clone()));
         if kept == 0 {
             // Nothing to distil: said loudly here and in the report, not papered over.
             eprintln!(
@@ -168,28 +201,32 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
             );
             skipped.push("student + distillation: skipped, rejection sampling kept no verified-correct trace");
         } else {
-            let distilled =
-                finished(local.run(&d.sft.run_spec("student-distill", &student.base_model_dir, &traces))?)?;
+            let distilled = finished(local.run(&d.sft.run_spec("student-distill", &student.base, &traces))?)?;
             student_runs.push(("student + distillation", distilled.final_checkpoint()));
         }
-        let student_rl =
-            finished(local.run(&rl.run_spec("student-rl", &student.base_model_dir, train, eval, rl.eval_all_runs))?)?;
-        student_runs.push(("student + RL", student_rl.final_checkpoint()));
+    }
+    eprintln!("   waiting for the side process (log: {})", side.log.display());
+    let side_result: SideResult = side.finish(&local.interrupted)?;
+    if let Some(s) = &side_result.student_rl {
+        student_runs.push(("student + RL", s.checkpoint.clone()));
     }
 
     eprintln!("== 5/5 report: every model evaluated on the same eval split");
+    let eval_rows: Vec<r1_recipe::data::TaskRecord> = r1_recipe::data::read_jsonl(eval)?;
     let eval_items = r1_recipe::data::read_tasks(eval, "prompt", "answer")?;
     let models: Vec<(&'static str, PathBuf)> = [
         ("base", prepared.base_model_dir.clone()),
-        ("R1-Zero (GRPO)", zero.final_checkpoint()),
+        ("R1-Zero (GRPO)", side_result.zero.checkpoint.clone()),
         ("cold start (SFT)", cold.final_checkpoint()),
         ("R1 (cold start + GRPO)", r1.final_checkpoint()),
     ]
     .into_iter()
     .chain(student_runs)
     .collect();
+    let mut rows = Vec::new();
     for (label, model) in models {
-        let report = evaluate(&model, &eval_items, &recipe.eval)?;
+        let outcomes = evaluate(&model, &eval_items, &recipe.eval)?;
+        let report = r1_recipe::eval::summarize(&outcomes, recipe.eval.k);
         eprintln!(
             "   {label:<24} pass@1 {:.1}%  cons@{} {:.1}%  format {:.1}%",
             report.pass_at_1 * 100.0,
@@ -197,13 +234,25 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
             report.cons_at_k * 100.0,
             report.format_rate * 100.0
         );
-        rows.push(Row { label, model, report });
+        let cells = per_cell(&eval_rows, &outcomes, recipe.eval.k);
+        rows.push(Row { label, model, report, cells });
     }
     let out = root.join("report");
     std::fs::create_dir_all(&out)?;
-    let curves = vec![Curves::read("R1-Zero", &zero.metrics)?, Curves::read("R1 (after cold start)", &r1.metrics)?];
-    report::plot(&curves, &out.join("curves.png"))?;
-    let mut text = render(&rows, &curves, &recipe, started.elapsed().as_secs_f64());
+    let hard = hard_cell(&recipe.prepare.tasks);
+    let train_rows: Vec<r1_recipe::data::TaskRecord> = r1_recipe::data::read_jsonl(train)?;
+    let mut curves =
+        vec![Curves::read("R1-Zero", &side_result.zero.metrics)?, Curves::read("R1 (after cold start)", &r1.metrics)?];
+    if let Some(cell) = hard {
+        for c in &mut curves {
+            let samples = c.source.parent().map(|p| p.join("samples")).unwrap_or_default();
+            let points = cell_lengths(&samples, &train_rows, cell, HARD_WINDOW)?;
+            c.add_series(report::HARD_LENGTH, &points);
+        }
+    }
+    let hard_title = hard.map(|(f, d)| format!("response length, {} {d} ({HARD_WINDOW}-step mean)", f.name()));
+    report::plot(&curves, hard_title.as_deref(), &out.join("curves.png"))?;
+    let mut text = render(&rows, &curves, &recipe, hard, started.elapsed().as_secs_f64());
     for s in skipped {
         text.push_str(&format!("\n**{s}.**\n"));
     }
@@ -211,6 +260,342 @@ pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()>
     println!("{text}");
     println!("report: {}\ncurves: {}", out.join("report.md").display(), out.join("curves.png").display());
     Ok(())
+}
+
+/// The side process of [`run`] (`r1ctl up --side-of ROOT`, started by it): the student's
+/// base model and its RL-only run, then, once the main process has written the teacher's
+/// base, R1-Zero. Its coordinator keeps these runs in `ROOT/side/`; what it made goes to
+/// `ROOT/side.json` for the main process's report.
+pub fn run_side(local: &Local, recipe_file: Option<&Path>, quick: bool, root: &Path) -> Result<()> {
+    let recipe = UpRecipe::load(recipe_file, quick)?;
+    let rl = &recipe.rl;
+    let parent = std::os::unix::process::parent_id();
+    let gone = || -> Result<()> {
+        if std::os::unix::process::parent_id() != parent {
+            bail!("the main `r1ctl up` process is gone; stopping");
+        }
+        if local.interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(())
+    };
+    // Rank 1 of the teacher's pretraining, if the main process has it to do (it says so
+    // before it starts; a base that is up to date is reused without it).
+    let invite: Option<PeerInvite> = loop {
+        if let Some(invite) = read_json(&root.join(PRETRAIN_PEER))? {
+            break Some(invite);
+        }
+        if root.join(TEACHER_READY).exists() {
+            break None;
+        }
+        gone()?;
+        std::thread::sleep(POLL);
+    };
+    if let Some(invite) = invite {
+        eprintln!("== side: rank 1 of the teacher's pretraining");
+        let mut ring = TcpRing::join(&peer_ring(1, invite.master))?;
+        let bar = crate::progress::bar(recipe.prepare.pretrain.steps, "pretraining steps");
+        let report = r1_recipe::pretrain_peer(&root.join("teacher"), &recipe.prepare, &mut ring, &mut |s| {
+            bar.set_position(s.step)
+        })?;
+        bar.finish_and_clear();
+        eprintln!("   {} steps in {:.0} s", report.steps, report.seconds);
+    }
+    let mut student_rl = None;
+    if recipe.distill.enabled {
+        eprintln!("== side: the student's base model, then the student with RL alone");
+        let d = &recipe.distill;
+        let student_cfg = RecipeConfig {
+            model: d.student.clone(),
+            pretrain: r1_recipe::SftConfig { steps: d.pretrain_steps, ..recipe.prepare.pretrain.clone() },
+            ..recipe.prepare.clone()
+        };
+        let student = prepare(&root.join("student"), &student_cfg)?;
+        write_json(&root.join(STUDENT_READY), &StudentReady { base: student.base_model_dir.clone() })?;
+        let f = finished(local.run(&rl.run_spec(
+            "student-rl",
+            &student.base_model_dir,
+            &student.train_jsonl,
+            &student.eval_jsonl,
+            rl.eval_all_runs,
+        ))?)?;
+        student_rl = Some(RunOut { checkpoint: f.final_checkpoint(), metrics: f.metrics.clone() });
+    }
+    eprintln!("== side: waiting for the teacher's base model");
+    let path = root.join(TEACHER_READY);
+    let teacher: TeacherReady = loop {
+        if let Some(t) = read_json(&path)? {
+            break t;
+        }
+        gone()?;
+        std::thread::sleep(POLL);
+    };
+    eprintln!("== side: R1-Zero, GRPO from the base model");
+    let zero = finished(local.run(&rl.run_spec("r1-zero", &teacher.base, &teacher.train, &teacher.eval, true))?)?;
+    let result = SideResult { zero: RunOut { checkpoint: zero.final_checkpoint(), metrics: zero.metrics }, student_rl };
+    write_json(&root.join(SIDE_RESULT), &result)
+}
+
+/// Where [`run`] keeps everything of the recipe.
+fn recipe_root(local: &Local, quick: bool) -> PathBuf {
+    local.data_dir().join(if quick { "recipe-quick" } else { "recipe" })
+}
+
+/// Written by the main process when the teacher's base model is ready.
+#[derive(Debug, Serialize, Deserialize)]
+struct TeacherReady {
+    base: PathBuf,
+    train: PathBuf,
+    eval: PathBuf,
+}
+
+/// Written by the side process when the student's base model is ready.
+#[derive(Debug, Serialize, Deserialize)]
+struct StudentReady {
+    base: PathBuf,
+}
+
+/// A finished run of the side process.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunOut {
+    checkpoint: PathBuf,
+    metrics: PathBuf,
+}
+
+/// What the side process made.
+#[derive(Debug, Serialize, Deserialize)]
+struct SideResult {
+    zero: RunOut,
+    student_rl: Option<RunOut>,
+}
+
+/// Written by the main process when it needs the side process as rank 1 of the pretraining.
+#[derive(Debug, Serialize, Deserialize)]
+struct PeerInvite {
+    /// Rank 0's rendezvous address.
+    master: String,
+}
+
+/// The two-rank ring of the teacher's pretraining.
+fn peer_ring(rank: usize, master: String) -> RingConfig {
+    RingConfig {
+        rank,
+        world_size: 2,
+        master_addr: master,
+        bind_addr: "127.0.0.1:0".into(),
+        timeout: std::time::Duration::from_secs(120),
+    }
+}
+
+const PRETRAIN_PEER: &str = "pretrain-peer.json";
+const TEACHER_READY: &str = "teacher-ready.json";
+const STUDENT_READY: &str = "student-ready.json";
+const SIDE_RESULT: &str = "side.json";
+const POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Writes `value` as JSON through a temporary file, so a reader never sees half of it.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The JSON in `path`, or `None` if there is no such file yet.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The side process, seen from the main one. Dropped before it finished (an error or Ctrl-C
+/// in the main process), it is asked to stop (SIGTERM: it checkpoints its run) and killed if
+/// it has not within a minute.
+struct SideLane {
+    child: Option<std::process::Child>,
+    root: PathBuf,
+    log: PathBuf,
+}
+
+impl SideLane {
+    fn start(root: &Path, recipe_file: Option<&Path>, quick: bool) -> Result<SideLane> {
+        for f in [PRETRAIN_PEER, TEACHER_READY, STUDENT_READY, SIDE_RESULT] {
+            let p = root.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("cannot remove the stale {}", p.display()))?;
+            }
+        }
+        let dir = root.join("side");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("up.log");
+        let out = std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+        let listen = crate::up::free_addr()?;
+        let exe = std::env::current_exe().context("cannot find this program to start the side process")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("up").arg("--data-dir").arg(&dir).arg("--listen").arg(&listen).arg("--side-of").arg(root);
+        if let Some(f) = recipe_file {
+            cmd.arg("--recipe").arg(std::path::absolute(f)?);
+        }
+        if quick {
+            cmd.arg("--quick");
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        let child = cmd.spawn().context("cannot start the side process")?;
+        eprintln!(
+            "   side process {} (R1-Zero and the student's base and RL): dashboard http://{listen}/, log {}",
+            child.id(),
+            log.display()
+        );
+        Ok(SideLane { child: Some(child), root: root.to_path_buf(), log })
+    }
+
+    /// Waits until the side process has written `file`; fails with the end of its log if it
+    /// stops first.
+    fn wait_for<T: serde::de::DeserializeOwned>(&mut self, file: &str, interrupted: &AtomicBool) -> Result<T> {
+        let path = self.root.join(file);
+        loop {
+            if let Some(v) = read_json(&path)? {
+                return Ok(v);
+            }
+            if interrupted.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            let child = self.child.as_mut().context("the side process was already waited for")?;
+            if let Some(status) = child.try_wait()? {
+                if let Some(v) = read_json(&path)? {
+                    return Ok(v);
+                }
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+                bail!(
+                    "the side process (R1-Zero and the student's runs) stopped ({status}) before writing {}; \
+                     the end of {}:\n{}",
+                    path.display(),
+                    self.log.display(),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the side process's result and its exit.
+    fn finish(mut self, interrupted: &AtomicBool) -> Result<SideResult> {
+        let result = self.wait_for(SIDE_RESULT, interrupted)?;
+        if let Some(mut child) = self.child.take() {
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("the side process wrote its result but exited with {status}; see {}", self.log.display());
+            }
+        }
+        Ok(result)
+    }
+}
+
+impl Drop for SideLane {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // SAFETY: `kill` with a pid this process spawned and has not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The `(family, difficulty)` whose response length the report follows: `long_chain` at its
+/// highest level (one more step per level), if the tasks have it.
+fn hard_cell(tasks: &r1_recipe::TaskConfig) -> Option<(Family, u8)> {
+    tasks.families.contains(&Family::LongChain).then_some((Family::LongChain, tasks.max_difficulty))
+}
+
+/// Steps averaged in the hard cell's length curve (a step samples one or two of its groups).
+const HARD_WINDOW: usize = 10;
+
+/// Mean response length (tokens) of a run's training samples of one `(family, difficulty)`,
+/// at every step, over the last `window` steps: from the run's `samples/<step>.json` files,
+/// whose `row` is the prompt's line in the train file.
+fn cell_lengths(
+    samples: &Path,
+    train: &[r1_recipe::data::TaskRecord],
+    cell: (Family, u8),
+    window: usize,
+) -> Result<Vec<(f64, f64)>> {
+    #[derive(Deserialize)]
+    struct Step {
+        step: u64,
+        groups: Vec<Group>,
+    }
+    #[derive(Deserialize)]
+    struct Group {
+        row: usize,
+        completions: Vec<Completion>,
+    }
+    #[derive(Deserialize)]
+    struct Completion {
+        tokens: u64,
+    }
+    let mut per_step: Vec<(u64, u64, u64)> = Vec::new();
+    let entries = match std::fs::read_dir(samples) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", samples.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let step: Step =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a samples file", path.display()))?;
+        let (mut tokens, mut n) = (0, 0);
+        for g in &step.groups {
+            let rec = train.get(g.row).with_context(|| {
+                format!("{}: row {} is not a line of the train file ({} lines)", path.display(), g.row, train.len())
+            })?;
+            if (rec.family, rec.difficulty) == cell {
+                tokens += g.completions.iter().map(|c| c.tokens).sum::<u64>();
+                n += g.completions.len() as u64;
+            }
+        }
+        per_step.push((step.step, tokens, n));
+    }
+    per_step.sort_unstable();
+    let window = window.max(1);
+    Ok((0..per_step.len())
+        .filter_map(|i| {
+            let w = &per_step[i.saturating_sub(window - 1)..=i];
+            let (t, n) = w.iter().fold((0, 0), |(t, n), s| (t + s.1, n + s.2));
+            (n > 0).then(|| (per_step[i].0 as f64, t as f64 / n as f64))
+        })
+        .collect())
+}
+
+/// pass@1 and mean length of one model on each `(family, difficulty)` of the eval split.
+fn per_cell(
+    rows: &[r1_recipe::data::TaskRecord],
+    outcomes: &[r1_recipe::eval::Outcome],
+    k: usize,
+) -> BTreeMap<(Family, u8), EvalReport> {
+    let mut groups: BTreeMap<(Family, u8), Vec<r1_recipe::eval::Outcome>> = BTreeMap::new();
+    for (r, o) in rows.iter().zip(outcomes) {
+        groups.entry((r.family, r.difficulty)).or_default().push(o.clone());
+    }
+    groups.into_iter().map(|(cell, os)| (cell, r1_recipe::eval::summarize(&os, k))).collect()
 }
 
 fn finished(f: Finished) -> Result<Finished> {
@@ -222,14 +607,24 @@ fn finished(f: Finished) -> Result<Finished> {
 }
 
 fn prepare(dir: &Path, cfg: &RecipeConfig) -> Result<r1_recipe::Prepared> {
+    prepare_on(dir, cfg, &mut || Ok(Box::new(r1_learner::collective::SingleRank)))
+}
+
+/// [`prepare`], pretraining on the collective `peers` opens when the base must be built.
+fn prepare_on(dir: &Path, cfg: &RecipeConfig, peers: &mut r1_recipe::Peers<'_>) -> Result<r1_recipe::Prepared> {
     let bar = crate::progress::bar(cfg.pretrain.steps, "pretraining steps");
-    let prepared = r1_recipe::prepare_with(dir, cfg, &mut |e| match e {
-        r1_recipe::Event::Stage { name, reused } => {
-            // A hidden bar (stderr not a terminal) prints nothing itself.
-            bar.suspend(|| eprintln!("   {name}: {}", if reused { "up to date, reused" } else { "building" }));
-        }
-        r1_recipe::Event::Pretrain(log) => bar.set_position(log.step),
-    })?;
+    let prepared = r1_recipe::prepare_with_peers(
+        dir,
+        cfg,
+        &mut |e| match e {
+            r1_recipe::Event::Stage { name, reused } => {
+                // A hidden bar (stderr not a terminal) prints nothing itself.
+                bar.suspend(|| eprintln!("   {name}: {}", if reused { "up to date, reused" } else { "building" }));
+            }
+            r1_recipe::Event::Pretrain(log) => bar.set_position(log.step),
+        },
+        peers,
+    )?;
     bar.finish_and_clear();
     Ok(prepared)
 }
@@ -241,10 +636,9 @@ fn load_model(dir: &Path) -> Result<(r1_model::CausalLm<r1_model::CpuBackend>, r
     Ok((model, tok))
 }
 
-fn evaluate(model_dir: &Path, items: &[TaskItem], cfg: &GenConfig) -> Result<EvalReport> {
+fn evaluate(model_dir: &Path, items: &[TaskItem], cfg: &GenConfig) -> Result<Vec<r1_recipe::eval::Outcome>> {
     let (model, tok) = load_model(model_dir)?;
-    let outcomes = r1_recipe::eval::sample_and_score(&model, &tok, items, cfg, &Default::default(), &mut |_| {})?;
-    Ok(r1_recipe::eval::summarize(&outcomes, cfg.k))
+    Ok(r1_recipe::eval::sample_and_score(&model, &tok, items, cfg, &Default::default(), &mut |_| {})?)
 }
 
 /// Samples the teacher on the first `d.prompts` train prompts and writes the verified-correct,
@@ -260,7 +654,7 @@ fn rejection_sample(teacher: &Path, train: &Path, d: &DistillStage, eval: &GenCo
     Ok(kept.len())
 }
 
-fn render(rows: &[Row], curves: &[Curves], recipe: &UpRecipe, seconds: f64) -> String {
+fn render(rows: &[Row], curves: &[Curves], recipe: &UpRecipe, hard: Option<(Family, u8)>, seconds: f64) -> String {
     let mut s = String::from("# r1ctl up: the R1 recipe at laptop scale\n\n");
     s.push_str(&format!(
         "Every model below is evaluated the same way: {} questions of the held-out eval split, k = {} samples each \
@@ -285,10 +679,57 @@ fn render(rows: &[Row], curves: &[Curves], recipe: &UpRecipe, seconds: f64) -> S
             r.model.display()
         ));
     }
+    s.push_str(&cells_table(rows));
+    if let Some(cell) = hard {
+        s.push_str(&hard_summary(rows, cell));
+    }
     s.push_str("\n## RL curves (from each run's metrics.jsonl)\n\n");
     s.push_str(&report::table(curves));
     s.push_str(&format!("\nWall time: {:.1} minutes.\n", seconds / 60.0));
     s
+}
+
+/// One row per model, one column per `(family, difficulty)`: pass@1 and mean length.
+fn cells_table(rows: &[Row]) -> String {
+    let cells: Vec<(Family, u8)> = rows.first().map(|r| r.cells.keys().copied().collect()).unwrap_or_default();
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n## By family and level (pass@1, mean tokens)\n\n| model |");
+    for (f, d) in &cells {
+        s.push_str(&format!(" {} {d} |", f.name()));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|".repeat(cells.len()));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&format!("| {} |", r.label));
+        for c in &cells {
+            match r.cells.get(c) {
+                Some(e) => s.push_str(&format!(" {:.0}% ({:.0}) |", e.pass_at_1 * 100.0, e.mean_completion_tokens)),
+                None => s.push_str(" — |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The hard cell from the base to R1-Zero: accuracy and length, and how much the length grew.
+fn hard_summary(rows: &[Row], cell: (Family, u8)) -> String {
+    let get = |label: &str| rows.iter().find(|r| r.label == label).and_then(|r| r.cells.get(&cell));
+    let (Some(base), Some(zero)) = (get("base"), get("R1-Zero (GRPO)")) else { return String::new() };
+    let growth = (zero.mean_completion_tokens / base.mean_completion_tokens.max(1e-9) - 1.0) * 100.0;
+    format!(
+        "\nOn {} level {} (the most steps), R1-Zero goes from {:.0}% to {:.0}% pass@1 and its answers from {:.1} to \
+         {:.1} tokens ({growth:+.0}%); the last panel of `curves.png` follows that length through training.\n",
+        cell.0.name(),
+        cell.1,
+        base.pass_at_1 * 100.0,
+        zero.pass_at_1 * 100.0,
+        base.mean_completion_tokens,
+        zero.mean_completion_tokens
+    )
 }
 
 #[cfg(test)]
@@ -300,12 +741,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         type Case<'a> = (&'a str, Result<(u64, u32), &'a str>);
         let cases: &[Case] = &[
-            ("", Ok((30, 8))),
+            ("", Ok((60, 8))),
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
             ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),
             ("[rl]\ngroup_size = 1\n", Err("group_size at least 2")),
             ("[distill]\npretrain_steps = 0\n", Err("pretrain_steps is 0")),
-            ("[distill]\npretrain_steps = 1\n", Ok((30, 8))),
+            ("[distill]\npretrain_steps = 1\n", Ok((60, 8))),
         ];
         for (text, want) in cases {
             let f = dir.path().join("r.toml");

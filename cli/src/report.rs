@@ -1,8 +1,9 @@
 //! The end-of-run report of `r1ctl up`: curves of several runs' `metrics.jsonl` drawn into
-//! one PNG (eval pass@1, format rate and response length over steps), and a Markdown table
-//! of where each run started and ended.
+//! one PNG (eval pass@1, format rate and response length over steps, and optionally a series
+//! the caller adds, such as the length on the hardest task), and a Markdown table of where
+//! each run started and ended.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
@@ -12,7 +13,12 @@ use plotters::prelude::*;
 pub struct Curves {
     pub label: String,
     pub lines: Vec<serde_json::Value>,
+    /// The `metrics.jsonl` they were read from (the run's folder is its parent).
+    pub source: PathBuf,
 }
+
+/// The key of the series [`plot`] draws in its fourth panel.
+pub const HARD_LENGTH: &str = "hard_response_len";
 
 impl Curves {
     pub fn read(label: &str, metrics: &Path) -> Result<Curves> {
@@ -22,7 +28,20 @@ impl Curves {
             .enumerate()
             .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", metrics.display(), i + 1)))
             .collect::<Result<_>>()?;
-        Ok(Curves { label: label.into(), lines })
+        Ok(Curves { label: label.into(), lines, source: metrics.to_path_buf() })
+    }
+
+    /// Adds `key` = value to the line of each point's step (a new line if the step has none).
+    pub fn add_series(&mut self, key: &str, points: &[(f64, f64)]) {
+        for &(step, v) in points {
+            let line = self.lines.iter_mut().find(|l| l.get("step").and_then(|s| s.as_f64()) == Some(step));
+            match line.and_then(|l| l.as_object_mut()) {
+                Some(obj) => {
+                    obj.insert(key.into(), v.into());
+                }
+                None => self.lines.push(serde_json::json!({ "step": step, key: v })),
+            }
+        }
     }
 
     /// (step, value) of every line that has `key`.
@@ -41,18 +60,22 @@ impl Curves {
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 
-/// Draws the three panels into `out` (PNG, 1500×450).
-pub fn plot(runs: &[Curves], out: &Path) -> Result<()> {
+/// Draws the three panels into `out` (PNG, 500 pixels wide each, 450 high), and a fourth of
+/// the [`HARD_LENGTH`] series titled `hard` when given.
+pub fn plot(runs: &[Curves], hard: Option<&str>, out: &Path) -> Result<()> {
     // Registering twice is harmless; the font must be known before any text is drawn.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let root = BitMapBackend::new(out, (1500, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 3));
-    let specs = [
+    let mut specs = vec![
         ("eval_accuracy", "eval pass@1", Some(1.0)),
         ("format_rate", "format rate (training samples)", Some(1.0)),
         ("response_len_mean", "response length (tokens)", None),
     ];
+    if let Some(title) = hard {
+        specs.push((HARD_LENGTH, title, None));
+    }
+    let root = BitMapBackend::new(out, (500 * specs.len() as u32, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, specs.len()));
     for (area, (key, title, top)) in panels.iter().zip(specs) {
         let series: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| r.series(key)).collect();
         let max_x = series.iter().flatten().map(|p| p.0).fold(1.0, f64::max);
@@ -117,7 +140,11 @@ mod tests {
     use super::*;
 
     fn run(label: &str, text: &str) -> Curves {
-        Curves { label: label.into(), lines: text.lines().map(|l| serde_json::from_str(l).unwrap()).collect() }
+        Curves {
+            label: label.into(),
+            lines: text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+            source: PathBuf::new(),
+        }
     }
 
     #[test]
@@ -134,9 +161,19 @@ mod tests {
         assert!(t.ends_with(want), "{t}");
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("curves.png");
-        plot(&[a, b], &png).unwrap();
+        plot(&[a.clone(), b.clone()], None, &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         assert!(bytes.len() > 10_000, "a plot with curves and text, not an empty image: {} bytes", bytes.len());
+        // An added series lands on its step's line, or on a new line for a step without one,
+        // and gets a fourth panel.
+        let mut c = a.clone();
+        c.add_series(HARD_LENGTH, &[(1.0, 30.0), (3.0, 44.0)]);
+        assert_eq!(c.series(HARD_LENGTH), vec![(1.0, 30.0), (3.0, 44.0)]);
+        assert_eq!(c.series("format_rate"), a.series("format_rate"));
+        plot(&[c], Some("hard"), &png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        assert_eq!(width, 2000, "four panels of 500 pixels");
     }
 }

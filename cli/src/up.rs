@@ -61,6 +61,10 @@ pub struct UpArgs {
     /// The laptop recipe in a few minutes: fewer steps, a smaller model; checks the plumbing
     #[arg(long, conflicts_with = "config")]
     quick: bool,
+    /// Internal: run the recipe's side process (R1-Zero and the student) for the recipe in
+    /// this folder; `r1ctl up` starts it itself
+    #[arg(long, hide = true, conflicts_with = "config")]
+    side_of: Option<PathBuf>,
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
@@ -73,7 +77,10 @@ pub fn run(args: UpArgs) -> Result<()> {
             spec.resolve_paths(&std::path::absolute(parent)?);
             local.run(&spec).map(|f| println!("{}", f.summary))
         }
-        None => crate::recipe_up::run(&local, args.recipe.as_deref(), args.quick),
+        None => match &args.side_of {
+            Some(root) => crate::recipe_up::run_side(&local, args.recipe.as_deref(), args.quick, root),
+            None => crate::recipe_up::run(&local, args.recipe.as_deref(), args.quick),
+        },
     };
     local.shutdown();
     result
@@ -541,7 +548,7 @@ fn max_lag(spec: &RunSpec) -> u64 {
 }
 
 /// A free loopback address for the learner ring's rendezvous.
-fn free_addr() -> Result<String> {
+pub(crate) fn free_addr() -> Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())
 }

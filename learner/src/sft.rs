@@ -13,14 +13,14 @@
 //! of the whole optimizer batch when given (so micro-batch losses add up).
 
 use burn::tensor::{Int, Tensor, backend::Backend};
-use r1_model::ops::log_softmax;
+use r1_model::ops::log_softmax_gather;
 
 use crate::LearnerError;
 use crate::grpo::ScalarExt;
 
 /// log p(target) at every position: `[B, T, V]` logits and `[B, T]` targets → `[B, T]`.
 pub fn token_logprobs<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-    log_softmax(logits, 2).gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2)
+    log_softmax_gather(logits, targets.unsqueeze_dim(2), false).0
 }
 
 /// Masked next-token cross-entropy from logits. `tokens` = `None` normalises by this

@@ -5,7 +5,7 @@
 //! a temperature: log-probs under softmax(logits / T), the distribution the sampler draws
 //! from at T (the rule is in [`crate::sample`]).
 
-use crate::ops::log_softmax;
+use crate::ops::log_softmax_gather;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -21,7 +21,8 @@ pub fn token_logprobs<B: Backend>(model: &CausalLm<B>, batch: &PaddedBatch, devi
     lp
 }
 
-/// As [`token_logprobs`], plus the policy's entropy at each position when `entropy` is set.
+/// As [`token_logprobs`], plus the policy's entropy at each position when `entropy` is set
+/// (a value: it carries no gradient).
 pub fn token_logprobs_and_entropy<B: Backend>(
     model: &CausalLm<B>,
     batch: &PaddedBatch,
@@ -50,10 +51,8 @@ pub fn token_logprobs_at<B: Backend>(
     if temperature != 1.0 {
         logits = logits / temperature as f64;
     }
-    let logp = log_softmax(logits, 2);
     let targets: Tensor<B, 3, Int> = tokens.narrow(1, 1, t - 1).reshape([b, t - 1, 1]);
-    let ent = entropy.then(|| (logp.clone().exp() * logp.clone()).sum_dim(2).neg().reshape([b, t - 1]));
-    (logp.gather(2, targets).reshape([b, t - 1]), ent)
+    log_softmax_gather(logits, targets, entropy)
 }
 
 /// Per-token log-probs of each sequence (length `len - 1` each; empty for a 1-token

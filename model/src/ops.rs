@@ -50,6 +50,42 @@ pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> T
     value + (s.clone() - s.detach())
 }
 
+/// `log_softmax(x, 2)` gathered at `targets` (`[B, T, V]` logits, `[B, T, 1]` targets →
+/// `[B, T]`), and, when asked, the softmax's entropy at each position (a value: it carries
+/// no gradient).
+///
+/// The same value as `log_softmax(x, 2).gather(2, targets)`, bit for bit, and the same
+/// gradient, `g · (onehot(target) − p)`, without a `[B, T, V]` log-softmax in the graph: the
+/// surrogate is `x[target] − Σ p x`, so the tracked work is one gather and one product with
+/// the detached `p`. On a vocabulary-sized last dimension this is most of a small model's
+/// step (docs/benchmarks.md).
+pub fn log_softmax_gather<B: Backend>(
+    x: Tensor<B, 3>,
+    targets: Tensor<B, 3, burn::tensor::Int>,
+    entropy: bool,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    let [b, t, _] = x.dims();
+    let tracked = B::ad_enabled(&x.device());
+    let v = x.clone().detach();
+    let max = v.clone().max_dim(2);
+    let shifted = v - max;
+    let log_sum = shifted.clone().exp().sum_dim(2).log();
+    let value = shifted.clone().gather(2, targets.clone()) - log_sum.clone();
+    // p = exp(log_softmax), as `log_softmax`'s surrogate uses it.
+    let p = (tracked || entropy).then(|| (shifted.clone() - log_sum.clone()).exp());
+    let ent = entropy.then(|| {
+        let p = p.clone().expect("p is computed when entropy is asked for");
+        // H = −Σ p log p = log Σ exp(x − max) − Σ p (x − max).
+        (log_sum.clone() - (p * shifted).sum_dim(2)).reshape([b, t])
+    });
+    if !tracked {
+        return (value.reshape([b, t]), ent);
+    }
+    let p = p.expect("p is computed when tracked");
+    let s = x.clone().gather(2, targets) - (x * p).sum_dim(2);
+    ((value + (s.clone() - s.detach())).reshape([b, t]), ent)
+}
+
 /// `norm`'s RMSNorm over the last dimension: `x · (mean(x²) + eps)^-½ · γ`.
 pub fn rms_norm<B: Backend, const D: usize>(norm: &RmsNorm<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let inv = (x.clone().square().mean_dim(D - 1) + norm.epsilon).powf_scalar(-0.5);
@@ -153,6 +189,51 @@ mod tests {
                 assert!(again.0 == y && again.1 == g, "{kind}: pass {rep} differs from the first");
             }
         }
+    }
+
+    /// The fused gather has log-softmax's value bit for bit and its gradient (to the last
+    /// bits), the entropy of an f64 reference, and the same value without autodiff.
+    #[test]
+    fn log_softmax_gather_matches_log_softmax_then_gather() {
+        let dev = Default::default();
+        let (b, t, v) = (3, 11, 37);
+        A::seed(&dev, 5);
+        let x = Tensor::<A, 3>::random([b, t, v], Distribution::Normal(0.0, 4.0), &dev);
+        let w = Tensor::<A, 2>::random([b, t], Distribution::Normal(0.0, 1.0), &dev);
+        let ids: Vec<i64> = (0..b * t).map(|i| ((i * 13 + 5) % v) as i64).collect();
+        let targets = Tensor::<A, 3, burn::tensor::Int>::from_data(TensorData::new(ids, [b, t, 1]), &dev);
+        let run = |fused: bool| {
+            let x = x.clone().require_grad();
+            let y = x.clone().mul_scalar(1.0);
+            let (lp, ent) = if fused {
+                log_softmax_gather(y, targets.clone(), true)
+            } else {
+                (log_softmax(y, 2).gather(2, targets.clone()).reshape([b, t]), None)
+            };
+            let g = (lp.clone() * w.clone()).sum().backward();
+            let vals = |t: Tensor<NdArray<f32>, 2>| t.into_data().to_vec::<f32>().unwrap();
+            let grad = x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+            (vals(lp.inner()), grad, ent.map(|e| vals(e.inner())))
+        };
+        let (fused, fused_grad, ent) = run(true);
+        let (plain, plain_grad, _) = run(false);
+        assert_eq!(fused, plain, "values");
+        for (i, (a, b)) in fused_grad.iter().zip(&plain_grad).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "gradient {i}: {a} vs {b}");
+        }
+        let xs = x.clone().into_data().to_vec::<f32>().unwrap();
+        for (row, h) in ent.expect("entropy was asked for").iter().enumerate() {
+            let r: Vec<f64> = xs[row * v..(row + 1) * v].iter().map(|&a| a as f64).collect();
+            let m = r.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = r.iter().map(|a| (a - m).exp()).sum();
+            let want: f64 = -r.iter().map(|a| (a - m).exp() / z * (a - m - z.ln())).sum::<f64>();
+            assert!((*h as f64 - want).abs() <= 1e-5 * want.max(1.0), "entropy row {row}: {h} vs {want}");
+        }
+        assert_eq!(fused_grad, run(true).1, "the gradient repeats bit for bit");
+        let plain_x = Tensor::<NdArray<f32>, 3>::from_data(x.clone().into_data(), &dev);
+        let plain_t = targets.clone().inner();
+        let (lp, _) = log_softmax_gather(plain_x, plain_t, false);
+        assert_eq!(lp.into_data().to_vec::<f32>().unwrap(), fused, "without autodiff");
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! The pretraining mix imitates a web-scale base model's data: plain question/answer text,
 //! worked solutions, and documents that show the R1 template followed either by a
 //! `<think>`/`<answer>` completion (a fraction [`PretrainMix::r1_format_fraction`] of them) or
-//! by one of three unformatted answers. That fraction is what makes the base model follow the
+//! by an unformatted answer (at once, or with the steps in prose or inside `<think>`). That fraction is what makes the base model follow the
 //! template some of the time, and what RL with a format reward then raises.
 
 use std::collections::HashSet;
@@ -56,10 +56,12 @@ impl Default for TaskConfig {
         Self {
             // Multi-step families only: with one-digit operands, `add` and `sub` have fewer
             // than 100 distinct problems, so holding out the eval split would leave most of
-            // them unseen facts rather than problems to reason through.
-            families: vec![Family::Chain, Family::Solve],
+            // them unseen facts rather than problems to reason through. `long_chain` needs one
+            // more step per level, so its hard instances are the ones worth thinking longer
+            // on; levels 1–3 leave the cold-start model headroom (docs/reproduction.md).
+            families: vec![Family::LongChain, Family::Solve],
             min_difficulty: 1,
-            max_difficulty: 1,
+            max_difficulty: 3,
             train: 4000,
             eval: 200,
             coldstart: 300,
@@ -107,6 +109,11 @@ pub struct PretrainMix {
     /// Left out of the config's JSON at 0, so folders made before it existed stay valid.
     #[serde(skip_serializing_if = "is_zero")]
     pub r1_terse_fraction: f64,
+    /// Share of the unformatted completions that answer at once (`The answer is 12.`); the
+    /// rest show the steps, half in prose and half inside `<think>`. Direct answers are what
+    /// R1-Zero unlearns on the hard instances, where they are mostly wrong: the base starts
+    /// short there and RL makes it think longer (docs/reproduction.md).
+    pub r1_direct_fraction: f64,
     /// Problems in one plain document (an exercise sheet: question, answer, blank line, ...).
     pub problems_per_plain_document: usize,
     /// Share of an exercise sheet's problems shown with a worked solution (the rest with the
@@ -121,6 +128,9 @@ impl Default for PretrainMix {
             r1_fraction: 0.25,
             r1_format_fraction: 0.35,
             r1_terse_fraction: 0.0,
+            r1_direct_fraction: 0.5,
+            // Six: with four (1.5x cheaper steps) the two-layer base never learned to copy
+            // the question's numbers into its steps (docs/reproduction.md).
             problems_per_plain_document: 6,
             worked_fraction: 1.0,
         }
@@ -133,6 +143,7 @@ impl PretrainMix {
             ("r1_fraction", self.r1_fraction),
             ("r1_format_fraction", self.r1_format_fraction),
             ("r1_terse_fraction", self.r1_terse_fraction),
+            ("r1_direct_fraction", self.r1_direct_fraction),
             ("worked_fraction", self.worked_fraction),
         ] {
             if !(0.0..=1.0).contains(&v) {
@@ -296,12 +307,12 @@ pub fn pretrain_document(problems: &[Problem], mix: &PretrainMix, rng: &mut impl
         } else {
             r1_completion(p)
         }
+    } else if rng.random_bool(mix.r1_direct_fraction) {
+        format!("The answer is {}.", p.answer)
+    } else if rng.random_bool(0.5) {
+        format!("{} So the answer is {}.", p.reasoning(), p.answer)
     } else {
-        match rng.random_range(0..3) {
-            0 => format!("The answer is {}.", p.answer),
-            1 => format!("{} So the answer is {}.", p.reasoning(), p.answer),
-            _ => format!("<think> {} </think> The answer is {}.", p.reasoning(), p.answer),
-        }
+        format!("<think> {} </think> The answer is {}.", p.reasoning(), p.answer)
     };
     SftRecord { prompt: r1_prompt(&p.prompt), completion, answer }
 }

@@ -40,6 +40,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use r1_learner::collective::{Collective, SingleRank};
 use r1_model::{CausalLm, CpuTrainBackend, PromptTemplate, TextTokenizer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -109,7 +110,7 @@ impl Default for RecipeConfig {
             // its steps only after a few thousand documents, and updates count more than
             // tokens per update here (docs/reproduction.md).
             pretrain: SftConfig {
-                steps: 1000,
+                steps: 1200,
                 batch_size: 12,
                 lr: 4e-3,
                 warmup_steps: 30,
@@ -136,7 +137,7 @@ impl RecipeConfig {
                 num_layers: 1,
                 num_heads: 2,
                 num_kv_heads: 1,
-                max_position_embeddings: 384,
+                max_position_embeddings: 512,
             },
             pretrain: SftConfig { steps: 4, batch_size: 4, warmup_steps: 1, ..Self::default().pretrain },
             ..Self::default()
@@ -246,6 +247,22 @@ pub fn prepare(dir: &Path, cfg: &RecipeConfig) -> Result<Prepared, RecipeError> 
 
 /// Makes (or reuses) the recipe's data, tokenizer and base model in `dir`.
 pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Event)) -> Result<Prepared, RecipeError> {
+    prepare_with_peers(dir, cfg, on_event, &mut || Ok(Box::new(SingleRank)))
+}
+
+/// Opens the collective the base model's pretraining runs on (rank 0 of it is this process).
+pub type Peers<'a> = dyn FnMut() -> Result<Box<dyn Collective>, RecipeError> + 'a;
+
+/// [`prepare_with`], pretraining the base model data-parallel on the collective `peers`
+/// opens (called only when the base has to be built; this process is its rank 0 and saves
+/// the model). Each other rank runs [`pretrain_peer`] on this folder once the data and the
+/// tokenizer are written, which they are before `peers` is called.
+pub fn prepare_with_peers(
+    dir: &Path,
+    cfg: &RecipeConfig,
+    on_event: &mut dyn FnMut(Event),
+    peers: &mut Peers<'_>,
+) -> Result<Prepared, RecipeError> {
     cfg.validate()?;
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| RecipeError::io(dir, e))?;
@@ -293,20 +310,8 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
         &json(&cfg.seed),
     ]);
     let report = stage(dir, "base", &base_key, &mut reused, on_event, &mut |out, on_event| {
-        let tok = TextTokenizer::from_dir(&tokenizer_dir)?;
-        let eos = tok
-            .eos_token_id()
-            .ok_or_else(|| RecipeError::Tokenizer(format!("the tokenizer has no {}", tokenizer::EOS)))?;
-        let vocab = tok.inner().get_vocab_size(true);
-        let model_cfg = cfg.model.config(vocab, eos)?;
-        let device = Default::default();
-        CpuTrainBackend::seed(&device, cfg.seed);
-        let model = CausalLm::<CpuTrainBackend>::init(&model_cfg, &device);
-        let docs: Vec<SftRecord> = data::read_jsonl(&data_dir.join("pretrain.jsonl"))?;
-        let examples = train::encode(&docs, &tok, PromptTemplate::Raw, eos, model_cfg.max_position_embeddings)?;
-        let train_cfg = SftConfig { loss_on_prompt: true, ..cfg.pretrain.clone() };
-        let (model, report) =
-            train::train(model, &examples, &train_cfg, &device, &mut |s| on_event(Event::Pretrain(s)))?;
+        let mut collective = peers()?;
+        let (model, report) = pretrain(dir, cfg, collective.as_mut(), &mut |s| on_event(Event::Pretrain(s)))?;
         model::save_hf(&model, &tokenizer_dir, out)?;
         Ok(Some(report))
     })?;
@@ -325,6 +330,41 @@ pub fn prepare_with(dir: &Path, cfg: &RecipeConfig, on_event: &mut dyn FnMut(Eve
         })?,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The base model's pretraining from `dir`'s data and tokenizer, as one rank of `collective`.
+fn pretrain(
+    dir: &Path,
+    cfg: &RecipeConfig,
+    collective: &mut dyn Collective,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<(CausalLm<CpuTrainBackend>, TrainReport), RecipeError> {
+    let tokenizer_dir = dir.join("tokenizer");
+    let tok = TextTokenizer::from_dir(&tokenizer_dir)?;
+    let eos =
+        tok.eos_token_id().ok_or_else(|| RecipeError::Tokenizer(format!("the tokenizer has no {}", tokenizer::EOS)))?;
+    let vocab = tok.inner().get_vocab_size(true);
+    let model_cfg = cfg.model.config(vocab, eos)?;
+    let device = Default::default();
+    CpuTrainBackend::seed(&device, cfg.seed);
+    let model = CausalLm::<CpuTrainBackend>::init(&model_cfg, &device);
+    let docs: Vec<SftRecord> = data::read_jsonl(&dir.join("data").join("pretrain.jsonl"))?;
+    let examples = train::encode(&docs, &tok, PromptTemplate::Raw, eos, model_cfg.max_position_embeddings)?;
+    let train_cfg = SftConfig { loss_on_prompt: true, ..cfg.pretrain.clone() };
+    train::train_ranked(model, &examples, &train_cfg, &device, collective, on_step)
+}
+
+/// A rank other than 0 of [`prepare_with_peers`]'s pretraining: trains its shard of every
+/// batch from the data and tokenizer rank 0 wrote in `dir` (with the same `cfg`), and keeps
+/// nothing; rank 0 saves the model, the same on every rank.
+pub fn pretrain_peer(
+    dir: &Path,
+    cfg: &RecipeConfig,
+    collective: &mut dyn Collective,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<TrainReport, RecipeError> {
+    cfg.validate()?;
+    Ok(pretrain(dir, cfg, collective, on_step)?.1)
 }
 
 /// SHA-256 of the files' bytes, as a JSON string.

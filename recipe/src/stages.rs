@@ -27,12 +27,19 @@ pub struct RlStage {
     pub max_new_tokens: u32,
     pub temperature: f32,
     pub lr: f64,
-    /// The learning rate of the GRPO after the cold start (R1's RL); `None`: `lr`. A
+    /// The learning rate of the GRPO after the cold start (R1's RL); `None`: `lr`. Half of
+    /// `lr` by default. A
     /// cold-started model is sharp, and the rate that moves a base model quickly knocks it
     /// off its mode: on the long_chain + solve mix, lr 2e-4 took a 51% cold start to 41% in
     /// 10 steps, 5e-5 to 55% in 30 (recipe/ablations/README.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_after_cold_start: Option<f64>,
+    /// The steps of R1's RL; `None`: `steps`. R1's RL is on the recipe's critical path (the
+    /// distillation waits for it) while R1-Zero and the student's RL run beside it, so they
+    /// could take more steps within the same wall time (at lr 2e-4, 100 R1-Zero steps did
+    /// worse than 60 once: docs/reproduction.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_after_cold_start: Option<u64>,
     pub beta: f64,
     pub micro_batch: usize,
     pub actors: u32,
@@ -67,15 +74,16 @@ pub struct DistillStage {
 impl Default for RlStage {
     fn default() -> Self {
         Self {
-            steps: 30,
+            steps: 60,
             group_size: 8,
             prompts_per_step: 8,
-            eval_every: 30,
+            eval_every: 60,
             eval_all_runs: false,
             max_new_tokens: 64,
             temperature: 1.0,
             lr: 2e-4,
-            lr_after_cold_start: None,
+            lr_after_cold_start: Some(1e-4),
+            steps_after_cold_start: None,
             beta: 0.0,
             micro_batch: 16,
             actors: 1,
@@ -84,8 +92,10 @@ impl Default for RlStage {
 }
 
 impl Default for SftStage {
+    /// The cold start: 8 steps, a short one, so that GRPO after it has somewhere to go (30
+    /// steps saturate the easy cells and GRPO then adds 2–4 points; docs/reproduction.md).
     fn default() -> Self {
-        Self { steps: 30, batch_size: 16, lr: 3e-4 }
+        Self { steps: 8, batch_size: 16, lr: 3e-4 }
     }
 }
 
@@ -94,8 +104,10 @@ impl Default for DistillStage {
         let base = ModelShape::default();
         Self {
             enabled: true,
-            prompts: 200,
-            k: 4,
+            // 3000 × 2 samples keep about 1900 verified traces: the student needs that many
+            // examples (and 1200 steps over them) to pass 25% (docs/reproduction.md).
+            prompts: 3000,
+            k: 2,
             // Half as wide, a quarter of the weights; two layers are kept, the fewest that
             // can copy a number from the question into a step.
             student: ModelShape {
@@ -103,16 +115,23 @@ impl Default for DistillStage {
                 intermediate_size: base.intermediate_size / 2,
                 ..base
             },
-            pretrain_steps: 300,
-            sft: SftStage { steps: 40, batch_size: 16, lr: 1e-3 },
+            pretrain_steps: 500,
+            sft: SftStage { steps: 1200, batch_size: 16, lr: 1e-3 },
         }
     }
 }
 
 impl RlStage {
-    /// This stage as R1's RL after the cold start runs it: `lr_after_cold_start` if set.
+    /// This stage as R1's RL after the cold start runs it: `lr_after_cold_start` and
+    /// `steps_after_cold_start` where set (its evaluations, when on, at the end).
     pub fn after_cold_start(&self) -> RlStage {
-        RlStage { lr: self.lr_after_cold_start.unwrap_or(self.lr), ..self.clone() }
+        let steps = self.steps_after_cold_start.unwrap_or(self.steps);
+        RlStage {
+            lr: self.lr_after_cold_start.unwrap_or(self.lr),
+            steps,
+            eval_every: if self.eval_every == 0 { 0 } else { self.eval_every.min(steps) },
+            ..self.clone()
+        }
     }
 
     /// The run spec of this GRPO stage from `base`, training on `train` and (when
@@ -223,10 +242,18 @@ mod tests {
             Algorithm::Grpo(g) => g.learner.optim.lr,
             Algorithm::Sft(_) => panic!("a GRPO spec"),
         };
-        assert_eq!(lr_of(&rl.after_cold_start()), rl.lr);
-        let own = RlStage { lr_after_cold_start: Some(5e-5), ..rl.clone() };
+        assert_eq!(lr_of(&rl.after_cold_start()), 1e-4, "the default: half of R1-Zero's rate");
+        assert_eq!(rl.after_cold_start().steps, rl.steps, "the default: R1-Zero's steps");
+        let unset = RlStage { lr_after_cold_start: None, steps_after_cold_start: None, ..rl.clone() };
+        assert_eq!(lr_of(&unset.after_cold_start()), rl.lr, "unset: the same rate as R1-Zero");
+        assert_eq!(unset.after_cold_start(), unset, "unset: the same stage");
+        let own = RlStage { lr_after_cold_start: Some(5e-5), steps_after_cold_start: Some(40), ..rl.clone() };
         assert_eq!(lr_of(&own.after_cold_start()), 5e-5);
-        assert_eq!(RlStage { lr: 5e-5, ..own.clone() }, own.after_cold_start(), "nothing else changes");
+        assert_eq!(
+            RlStage { lr: 5e-5, steps: 40, eval_every: 40, ..own.clone() },
+            own.after_cold_start(),
+            "nothing else changes"
+        );
         let sft = SftStage::default();
         let spec = sft.run_spec("b", p, p);
         spec.validate().unwrap();

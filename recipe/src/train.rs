@@ -21,6 +21,8 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
+use r1_learner::collective::{Collective, SingleRank};
+use r1_learner::flat::all_reduce_grads;
 use r1_learner::optim::{Optim, OptimConfig};
 use r1_learner::schedule::{Decay, ScheduleConfig};
 use r1_learner::sft::sft_loss_from_logprobs;
@@ -198,6 +200,23 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<(CausalLm<B>, TrainReport), RecipeError> {
+    train_ranked(model, data, cfg, device, &mut SingleRank, on_step)
+}
+
+/// [`train`] as one of `collective`'s data-parallel ranks. Every rank passes the same model,
+/// data and config; each step every rank builds the same batch, takes every
+/// `world_size`-th row of it from its own rank on (rows are sorted by length, so shards are
+/// alike), and the gradients, normalised by the whole batch's tokens, are summed over ranks
+/// before the same optimizer step everywhere: all ranks end with the same weights. The
+/// result depends on the number of ranks (sums in another order), never on their timing.
+pub fn train_ranked<B: AutodiffBackend>(
+    model: CausalLm<B>,
+    data: &[Example],
+    cfg: &SftConfig,
+    device: &B::Device,
+    collective: &mut dyn Collective,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<(CausalLm<B>, TrainReport), RecipeError> {
     cfg.validate()?;
     if data.is_empty() {
         return Err(RecipeError::Input("no training examples".into()));
@@ -225,29 +244,61 @@ pub fn train<B: AutodiffBackend>(
     let mut model = model;
     let mut losses = Vec::with_capacity(order.len());
     let mut tokens = 0u64;
+    let (rank, world) = (collective.rank(), collective.world_size());
+    let ring_err = |e: r1_learner::collective::CollectiveError| {
+        RecipeError::Input(format!("data-parallel training (rank {rank} of {world}): {e}"))
+    };
     for (s, rows) in order.iter().enumerate() {
-        let seqs: Vec<Vec<u32>> =
-            rows.iter().map(|&i| [data[i].prompt.as_slice(), &data[i].completion].concat()).collect();
-        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        let batch = PaddedBatch::new(&refs, 0);
-        let w = batch.len - 1;
-        let mut mask = vec![0.0f32; batch.batch * w];
-        for (r, &i) in rows.iter().enumerate() {
-            let pad = batch.pads[r];
-            let start = if cfg.loss_on_prompt { pad } else { pad + data[i].prompt.len() - 1 };
-            let end = pad + data[i].len() - 1;
-            mask[r * w + start..r * w + end].fill(1.0);
-        }
-        let n = mask.iter().filter(|&&m| m > 0.0).count();
+        // Tokens in the loss of the whole batch, every rank's rows.
+        let trained = |i: usize| if cfg.loss_on_prompt { data[i].len() - 1 } else { data[i].completion.len() };
+        let n: usize = rows.iter().map(|&i| trained(i)).sum();
         tokens += n as u64;
-        let logp = r1_model::logprobs::token_logprobs(&model, &batch, device);
-        let mask = Tensor::from_data(TensorData::new(mask, [batch.batch, w]), device);
-        let loss = sft_loss_from_logprobs(logp, mask, Some(n))?;
-        let value: f64 = loss.clone().into_data().convert::<f64>().to_vec::<f64>().expect("float loss")[0];
+        let mine: Vec<usize> = rows.iter().copied().skip(rank).step_by(world).collect();
+        let (mut value, grads) = if mine.is_empty() {
+            (0.0, GradientsParams::new())
+        } else {
+            let seqs: Vec<Vec<u32>> =
+                mine.iter().map(|&i| [data[i].prompt.as_slice(), &data[i].completion].concat()).collect();
+            let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+            let batch = PaddedBatch::new(&refs, 0);
+            let w = batch.len - 1;
+            let mut mask = vec![0.0f32; batch.batch * w];
+            for (r, &i) in mine.iter().enumerate() {
+                let pad = batch.pads[r];
+                let end = pad + data[i].len() - 1;
+                mask[r * w + end - trained(i)..r * w + end].fill(1.0);
+            }
+            let logp = r1_model::logprobs::token_logprobs(&model, &batch, device);
+            let mask = Tensor::from_data(TensorData::new(mask, [batch.batch, w]), device);
+            let loss = sft_loss_from_logprobs(logp, mask, Some(n))?;
+            let value: f64 = loss.clone().into_data().convert::<f64>().to_vec::<f64>().expect("float loss")[0];
+            (value, GradientsParams::from_grads(loss.backward(), &model))
+        };
+        if s == 0 && world > 1 {
+            // Every rank must start from rank 0's weights, or the summed gradients mean
+            // nothing. Checked after the first forward pass: weights are drawn when first
+            // read, and reading them in another order first would draw other ones.
+            let mine = fingerprint(&model);
+            let mut words = [f32::from_bits(mine as u32), f32::from_bits((mine >> 32) as u32)];
+            collective.broadcast(&mut words, 0).map_err(ring_err)?;
+            let first = words[0].to_bits() as u64 | ((words[1].to_bits() as u64) << 32);
+            if first != mine {
+                return Err(RecipeError::Input(format!(
+                    "data-parallel training: rank {rank} starts from other weights than rank 0 (fingerprint \
+                     {mine:016x}, rank 0 {first:016x}); every rank must build the model from the same config \
+                     and seed, and get rows of the first batch"
+                )));
+            }
+        }
+        let grads = all_reduce_grads::<B, CausalLm<B>>(&model, grads, collective).map_err(ring_err)?;
+        if world > 1 {
+            let mut v = [value as f32];
+            collective.all_reduce_sum(&mut v).map_err(ring_err)?;
+            value = v[0] as f64;
+        }
         if !value.is_finite() {
             return Err(RecipeError::Diverged { step: s as u64 + 1, loss: value });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let (next, stats) = optim.step(model, grads);
         model = next;
         losses.push(value);
@@ -274,6 +325,25 @@ pub fn train<B: AutodiffBackend>(
     Ok((model, report))
 }
 
+/// FNV-1a over the bits of every parameter, in the module's order: equal on two ranks
+/// exactly when they hold the same weights (short of a collision).
+pub fn fingerprint<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(module: &M) -> u64 {
+    struct Fnv(u64);
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Fnv {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let data = param.val().into_data().convert::<f32>();
+            for v in data.as_slice::<f32>().expect("f32 weights") {
+                for b in v.to_bits().to_le_bytes() {
+                    self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    module.visit(&mut h);
+    h.0
+}
+
 /// The inference copy of a trained model (no autodiff graph).
 pub fn inference<B: AutodiffBackend>(model: &CausalLm<B>) -> CausalLm<B::InnerBackend> {
     model.valid()
@@ -286,6 +356,9 @@ mod tests {
 
     use super::*;
     use crate::ModelShape;
+
+    /// Held by a test from seeding the backend to initialising its model.
+    static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Two trainings from the same seed on the same data give bit-identical steps. (Burn's own
     /// softmax, log-softmax and RMSNorm gradients went through an approximate reciprocal whose
@@ -317,6 +390,8 @@ mod tests {
         };
         let run = || {
             let device = Default::default();
+            // The seed is process-wide: no other test may seed between this and the init.
+            let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
             CpuTrainBackend::seed(&device, 3);
             let model = CausalLm::<CpuTrainBackend>::init(&cfg, &device);
             let mut steps = Vec::new();
@@ -328,6 +403,78 @@ mod tests {
             // Allocations in between move the next run's buffers.
             let _shift: Vec<Vec<f32>> = (0..attempt * 5).map(|k| vec![0.0; 3 + k]).collect();
             assert_eq!(run(), first, "run {} differs from the first", attempt + 2);
+        }
+    }
+
+    /// Two data-parallel ranks end with the same weights as each other, and, up to the order
+    /// of float sums, as one rank training every row.
+    #[test]
+    fn two_ranks_train_as_one() {
+        use r1_learner::collective::tcp::{RingConfig, TcpRing};
+        let shape = ModelShape {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_layers: 1,
+            num_heads: 4,
+            num_kv_heads: 2,
+            max_position_embeddings: 64,
+        };
+        let cfg = shape.config(67, 1).unwrap();
+        let data: Vec<Example> = (0..30u32)
+            .map(|i| Example {
+                prompt: (0..4 + i % 5).map(|j| 2 + (i * 7 + j * 11) % 65).collect(),
+                completion: (0..2 + i % 9).map(|j| 2 + (i * 19 + j * 5) % 65).chain([1]).collect(),
+            })
+            .collect();
+        // A batch of 7: the ranks get 4 and 3 rows.
+        let sft = SftConfig { steps: 6, batch_size: 7, lr: 1e-2, warmup_steps: 1, ..SftConfig::default() };
+        let probe: Vec<Vec<u32>> = vec![(2..20).collect(), (30..41).collect()];
+        // One initial model for every run: the backend's seed is process-wide and weights
+        // are drawn when first read, so ranks that initialised on their own threads would
+        // race for it (the fingerprint reads, and so draws, them all here).
+        let init = {
+            let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+            CpuTrainBackend::seed(&Default::default(), 9);
+            let m = CausalLm::<CpuTrainBackend>::init(&cfg, &Default::default());
+            fingerprint(&m);
+            m
+        };
+        let run = |collective: &mut dyn Collective| {
+            let device = Default::default();
+            let model = init.clone();
+            let mut losses = Vec::new();
+            let (model, _) =
+                train_ranked(model, &data, &sft, &device, collective, &mut |s| losses.push(s.loss)).unwrap();
+            let scores = r1_model::logprobs::score(&inference(&model), &probe, 4, &device).unwrap();
+            (losses, scores.concat())
+        };
+        let (one_loss, one) = run(&mut SingleRank);
+        let master = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    let (master, run) = (master.clone(), &run);
+                    s.spawn(move || {
+                        let mut ring = TcpRing::join(&RingConfig {
+                            rank,
+                            world_size: 2,
+                            master_addr: master,
+                            bind_addr: "127.0.0.1:0".into(),
+                            timeout: std::time::Duration::from_secs(30),
+                        })
+                        .unwrap();
+                        run(&mut ring)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        });
+        assert_eq!(results[0], results[1], "both ranks hold the same model and log the same losses");
+        for (a, b) in results[0].0.iter().zip(&one_loss) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "loss {a} vs one rank's {b}");
+        }
+        for (a, b) in results[0].1.iter().zip(&one) {
+            assert!((a - b).abs() <= 1e-4, "log-prob {a} vs one rank's {b}");
         }
     }
 
