@@ -82,7 +82,6 @@ impl UpRecipe {
             eval_every: 3,
             max_new_tokens: 24,
             micro_batch: 8,
-            steps_after_cold_start: None,
             ..r.rl
         };
         r.cold_start = SftStage { steps: 2, batch_size: 4, ..r.cold_start };
@@ -138,7 +137,7 @@ struct Row {
 pub fn run(local: &Local, recipe_file: Option<&Path>, quick: bool) -> Result<()> {
     let started = Instant::now();
     let recipe = UpRecipe::load(recipe_file, quick)?;
-    let root = recipe_root(local, quick);
+    let root = local.data_dir().join(if quick { "recipe-quick" } else { "recipe" });
     std::fs::create_dir_all(&root)?;
     std::fs::write(root.join("up-recipe.json"), serde_json::to_string_pretty(&recipe)? + "\n")?;
     // R1-Zero and the student's stages need nothing of R1's: they run in a second process
@@ -281,16 +280,15 @@ pub fn run_side(local: &Local, recipe_file: Option<&Path>, quick: bool, root: &P
     };
     // Rank 1 of the teacher's pretraining, if the main process has it to do (it says so
     // before it starts; a base that is up to date is reused without it).
-    let invite: Option<PeerInvite> = loop {
+    let invite: Option<PeerInvite> = poll(|| {
         if let Some(invite) = read_json(&root.join(PRETRAIN_PEER))? {
-            break Some(invite);
+            return Ok(Some(Some(invite)));
         }
         if root.join(TEACHER_READY).exists() {
-            break None;
+            return Ok(Some(None));
         }
-        gone()?;
-        std::thread::sleep(POLL);
-    };
+        gone().map(|()| None)
+    })?;
     if let Some(invite) = invite {
         eprintln!("== side: rank 1 of the teacher's pretraining");
         let mut ring = TcpRing::join(&peer_ring(1, invite.master))?;
@@ -322,23 +320,14 @@ pub fn run_side(local: &Local, recipe_file: Option<&Path>, quick: bool, root: &P
         student_rl = Some(RunOut { checkpoint: f.final_checkpoint(), metrics: f.metrics.clone() });
     }
     eprintln!("== side: waiting for the teacher's base model");
-    let path = root.join(TEACHER_READY);
-    let teacher: TeacherReady = loop {
-        if let Some(t) = read_json(&path)? {
-            break t;
-        }
-        gone()?;
-        std::thread::sleep(POLL);
-    };
+    let teacher: TeacherReady = poll(|| match read_json(&root.join(TEACHER_READY))? {
+        Some(t) => Ok(Some(t)),
+        None => gone().map(|()| None),
+    })?;
     eprintln!("== side: R1-Zero, GRPO from the base model");
     let zero = finished(local.run(&rl.run_spec("r1-zero", &teacher.base, &teacher.train, &teacher.eval, true))?)?;
     let result = SideResult { zero: RunOut { checkpoint: zero.final_checkpoint(), metrics: zero.metrics }, student_rl };
     write_json(&root.join(SIDE_RESULT), &result)
-}
-
-/// Where [`run`] keeps everything of the recipe.
-fn recipe_root(local: &Local, quick: bool) -> PathBuf {
-    local.data_dir().join(if quick { "recipe-quick" } else { "recipe" })
 }
 
 /// Written by the main process when the teacher's base model is ready.
@@ -392,6 +381,16 @@ const TEACHER_READY: &str = "teacher-ready.json";
 const STUDENT_READY: &str = "student-ready.json";
 const SIDE_RESULT: &str = "side.json";
 const POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Calls `step` every [`POLL`] until it gives a value (or fails).
+fn poll<T>(mut step: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    loop {
+        if let Some(v) = step()? {
+            return Ok(v);
+        }
+        std::thread::sleep(POLL);
+    }
+}
 
 /// Writes `value` as JSON through a temporary file, so a reader never sees half of it.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -455,9 +454,9 @@ impl SideLane {
     /// stops first.
     fn wait_for<T: serde::de::DeserializeOwned>(&mut self, file: &str, interrupted: &AtomicBool) -> Result<T> {
         let path = self.root.join(file);
-        loop {
+        poll(|| {
             if let Some(v) = read_json(&path)? {
-                return Ok(v);
+                return Ok(Some(v));
             }
             if interrupted.load(Ordering::Relaxed) {
                 bail!("interrupted");
@@ -465,7 +464,7 @@ impl SideLane {
             let child = self.child.as_mut().context("the side process was already waited for")?;
             if let Some(status) = child.try_wait()? {
                 if let Some(v) = read_json(&path)? {
-                    return Ok(v);
+                    return Ok(Some(v));
                 }
                 let text = std::fs::read_to_string(&self.log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
@@ -477,8 +476,8 @@ impl SideLane {
                     tail.join("\n")
                 );
             }
-            std::thread::sleep(POLL);
-        }
+            Ok(None)
+        })
     }
 
     /// Waits for the side process's result and its exit.

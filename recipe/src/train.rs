@@ -357,6 +357,26 @@ mod tests {
     use super::*;
     use crate::ModelShape;
 
+    /// A small model config (67 tokens, EOS 1) with `layers` layers, and `n` examples of
+    /// varied lengths.
+    fn toy(layers: usize, n: u32) -> (r1_model::ModelConfig, Vec<Example>) {
+        let shape = ModelShape {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_layers: layers,
+            num_heads: 4,
+            num_kv_heads: 2,
+            max_position_embeddings: 64,
+        };
+        let data = (0..n)
+            .map(|i| Example {
+                prompt: (0..5 + i % 7).map(|j| 2 + (i * 31 + j * 17) % 65).collect(),
+                completion: (0..3 + i % 11).map(|j| 2 + (i * 13 + j * 29) % 65).chain([1]).collect(),
+            })
+            .collect();
+        (shape.config(67, 1).unwrap(), data)
+    }
+
     /// Held by a test from seeding the backend to initialising its model.
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -365,21 +385,7 @@ mod tests {
     /// result depended on buffer alignment, so they did not: see `r1_model::ops`.)
     #[test]
     fn training_is_a_function_of_the_seed() {
-        let shape = ModelShape {
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            max_position_embeddings: 64,
-        };
-        let cfg = shape.config(67, 1).unwrap();
-        let data: Vec<Example> = (0..24u32)
-            .map(|i| Example {
-                prompt: (0..5 + i % 7).map(|j| 2 + (i * 31 + j * 17) % 65).collect(),
-                completion: (0..3 + i % 11).map(|j| 2 + (i * 13 + j * 29) % 65).chain([1]).collect(),
-            })
-            .collect();
+        let (cfg, data) = toy(2, 24);
         let sft = SftConfig {
             steps: 8,
             batch_size: 6,
@@ -411,21 +417,7 @@ mod tests {
     #[test]
     fn two_ranks_train_as_one() {
         use r1_learner::collective::tcp::{RingConfig, TcpRing};
-        let shape = ModelShape {
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_layers: 1,
-            num_heads: 4,
-            num_kv_heads: 2,
-            max_position_embeddings: 64,
-        };
-        let cfg = shape.config(67, 1).unwrap();
-        let data: Vec<Example> = (0..30u32)
-            .map(|i| Example {
-                prompt: (0..4 + i % 5).map(|j| 2 + (i * 7 + j * 11) % 65).collect(),
-                completion: (0..2 + i % 9).map(|j| 2 + (i * 19 + j * 5) % 65).chain([1]).collect(),
-            })
-            .collect();
+        let (cfg, data) = toy(1, 30);
         // A batch of 7: the ranks get 4 and 3 rows.
         let sft = SftConfig { steps: 6, batch_size: 7, lr: 1e-2, warmup_steps: 1, ..SftConfig::default() };
         let probe: Vec<Vec<u32>> = vec![(2..20).collect(), (30..41).collect()];
