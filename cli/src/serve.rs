@@ -404,7 +404,7 @@ pub fn serve_weights(rt: &Handle, publisher: &Publisher, listener: tokio::net::T
     let health = r1_proto::health::Health::new();
     health.serving(&["r1.v1.WeightService"]);
     rt.spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = r1_proto::incoming(listener);
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(health.service())
             .add_service(service)

@@ -309,17 +309,21 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model = self.model().valid();
         let mut old = vec![Vec::new(); rollouts.len()];
         for part in micro {
+            // As in training: a part without completion tokens has nothing to score.
+            if part.iter().all(|&i| rollouts[i].completion.is_empty()) {
+                continue;
+            }
             let width = part.iter().map(|&i| len(i)).max().unwrap_or(0);
             let seqs: Vec<Vec<u32>> =
                 part.iter().map(|&i| [rollouts[i].prompt.as_slice(), &rollouts[i].completion].concat()).collect();
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
             let batch = PaddedBatch::padded_to(&refs, 0, width);
-            let t = batch.len - 1;
+            let (last, skip) = completion_columns(&batch, part.iter().map(|&i| rollouts[i].completion.len()));
             let (logp, _) =
-                r1_model::logprobs::token_logprobs_at(&model, &batch, &self.device, self.temperature, false);
+                r1_model::logprobs::token_logprobs_tail(&model, &batch, &self.device, self.temperature, false, last);
             let values: Vec<f32> = logp.into_data().convert::<f32>().to_vec().expect("a float tensor");
             for (k, &i) in part.iter().enumerate() {
-                let start = k * t + batch.pads[k] + rollouts[i].prompt.len() - 1;
+                let start = k * last + batch.pads[k] + rollouts[i].prompt.len() - 1 - skip;
                 old[i] = values[start..start + rollouts[i].completion.len()].to_vec();
             }
         }
@@ -340,12 +344,14 @@ impl<B: AutodiffBackend> Trainer<B> {
         let seqs: Vec<Vec<u32>> = part.iter().map(|r| [r.prompt.as_slice(), &r.completion].concat()).collect();
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
         let batch = PaddedBatch::padded_to(&refs, 0, width);
-        let (b, t) = (batch.batch, batch.len - 1);
+        // Log-probs of the completion columns only (the last `t` of each left-padded row).
+        let (t, skip) = completion_columns(&batch, part.iter().map(|r| r.completion.len()));
+        let b = batch.batch;
         let mut mask = vec![0.0f32; b * t];
         let mut behaviour = vec![0.0f32; b * t];
         let mut old_host = vec![0.0f32; b * t];
         for (i, r) in part.iter().enumerate() {
-            let start = batch.pads[i] + r.prompt.len() - 1;
+            let start = batch.pads[i] + r.prompt.len() - 1 - skip;
             for (k, &lp) in r.behaviour_logp.iter().enumerate() {
                 mask[i * t + start + k] = 1.0;
                 behaviour[i * t + start + k] = lp;
@@ -356,13 +362,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let dev = &self.device;
         let host = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [b, t]), dev);
-        let (logp, entropy) = r1_model::logprobs::token_logprobs_at(model, &batch, dev, self.temperature, true);
+        let (logp, entropy) = r1_model::logprobs::token_logprobs_tail(model, &batch, dev, self.temperature, true, t);
         let entropy = entropy.expect("entropy was asked for").detach();
         let mask_t = host(mask.clone());
         let entropy_tokens = (entropy * mask_t.clone()).sum().into_scalar_f64();
         let ref_logp = match (&self.reference, self.grpo.beta > 0.0) {
             (Some(reference), true) => Some(Tensor::from_inner(
-                r1_model::logprobs::token_logprobs_at(reference, &batch, dev, self.temperature, false).0,
+                r1_model::logprobs::token_logprobs_tail(reference, &batch, dev, self.temperature, false, t).0,
             )),
             _ => None,
         };
@@ -415,13 +421,15 @@ impl<B: AutodiffBackend> Trainer<B> {
             let seqs: Vec<Vec<u32>> = rows.iter().map(|&i| [pairs[i].0.as_slice(), &pairs[i].1].concat()).collect();
             let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
             let batch = PaddedBatch::padded_to(&refs, 0, width);
-            let (b, t) = (batch.batch, batch.len - 1);
+            // The answers' columns only: the last `t` of each left-padded row.
+            let (t, skip) = completion_columns(&batch, rows.iter().map(|&i| pairs[i].1.len()));
+            let b = batch.batch;
             let mut mask = vec![0.0f32; b * t];
             for (k, &i) in rows.iter().enumerate() {
-                let start = batch.pads[k] + pairs[i].0.len() - 1;
+                let start = batch.pads[k] + pairs[i].0.len() - 1 - skip;
                 mask[k * t + start..k * t + start + pairs[i].1.len()].fill(1.0);
             }
-            let (logp, entropy) = r1_model::logprobs::token_logprobs_and_entropy(&model, &batch, &dev, true);
+            let (logp, entropy) = r1_model::logprobs::token_logprobs_tail(&model, &batch, &dev, 1.0, true, t);
             let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, t]), &dev);
             sums.entropy_tokens +=
                 (entropy.expect("entropy was asked for").detach() * mask.clone()).sum().into_scalar_f64();
@@ -527,6 +535,16 @@ fn mean_report(reports: &[StepReport], rollouts: &[Rollout]) -> StepReport {
         sequences: rollouts.len() as u64,
         optimizer_steps: reports.len() as u64,
     }
+}
+
+/// The columns of a left-padded `prompt ++ completion` batch that hold completion tokens:
+/// the last `last` of its `len − 1` next-token columns, after `skip` others. Completions end
+/// every row, so the longest one sets `last` (at least 1, so an empty part still has a
+/// column).
+fn completion_columns(batch: &PaddedBatch, completions: impl Iterator<Item = usize>) -> (usize, usize) {
+    let t = batch.len - 1;
+    let last = completions.max().unwrap_or(0).clamp(1, t);
+    (last, t - last)
 }
 
 /// The row indices rank `r` of `world` trains on.

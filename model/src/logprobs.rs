@@ -43,15 +43,39 @@ pub fn token_logprobs_at<B: Backend>(
     temperature: f32,
     entropy: bool,
 ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    token_logprobs_tail(model, batch, device, temperature, entropy, batch.len - 1)
+}
+
+/// As [`token_logprobs_at`], for the last `last` columns only (`[batch, last]`): column `j`
+/// is column `len − 1 − last + j` of the full result, the same value bit for bit.
+///
+/// Rows are padded on the left, so the completions of a batch of `prompt ++ completion`
+/// rows are its last columns: a trainer that needs log-probs of completion tokens only asks
+/// for the longest completion's worth and skips the LM head and softmax on the prompts
+/// (two thirds of a GRPO or distillation row at laptop scale).
+pub fn token_logprobs_tail<B: Backend>(
+    model: &CausalLm<B>,
+    batch: &PaddedBatch,
+    device: &B::Device,
+    temperature: f32,
+    entropy: bool,
+    last: usize,
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
     let (b, t) = (batch.batch, batch.len);
+    assert!(
+        (1..t).contains(&last),
+        "asked for the last {last} log-probs of a {t}-column batch; 1 ..= {} are there",
+        t.saturating_sub(1)
+    );
+    let skip = t - 1 - last;
     let tokens = batch.tokens::<B>(device);
     let hidden = model.forward(tokens.clone(), batch.positions(device), batch.causal_bias(device), None);
-    let hidden = hidden.narrow(1, 0, t - 1);
+    let hidden = hidden.narrow(1, skip, last);
     let mut logits = model.logits(hidden);
     if temperature != 1.0 {
         logits = logits / temperature as f64;
     }
-    let targets: Tensor<B, 3, Int> = tokens.narrow(1, 1, t - 1).reshape([b, t - 1, 1]);
+    let targets: Tensor<B, 3, Int> = tokens.narrow(1, skip + 1, last).reshape([b, last, 1]);
     log_softmax_gather(logits, targets, entropy)
 }
 

@@ -91,6 +91,41 @@ fn logprobs_match_transformers() {
     }
 }
 
+/// The trainers ask for the log-probs of the last columns only (the completions of
+/// left-padded rows): they are the full result's last columns, bit for bit, value and entropy.
+#[test]
+fn tail_logprobs_are_the_last_columns_of_the_full_ones() {
+    let dev = Default::default();
+    for name in FIXTURES {
+        let model = load(name);
+        let r = reference(name);
+        let refs: Vec<&[u32]> = r.ids.iter().map(Vec::as_slice).collect();
+        let batch = PaddedBatch::new(&refs, 0);
+        let t = batch.len - 1;
+        let host = |x: Tensor<B, 2>| x.into_data().to_vec::<f32>().unwrap();
+        for temperature in [1.0, 0.7] {
+            let (full, full_h) = logprobs::token_logprobs_at(&model, &batch, &dev, temperature, true);
+            let (full, full_h) = (host(full), host(full_h.unwrap()));
+            for last in [1, t / 2, t] {
+                let (tail, tail_h) = logprobs::token_logprobs_tail(&model, &batch, &dev, temperature, true, last);
+                let (tail, tail_h) = (host(tail), host(tail_h.unwrap()));
+                for row in 0..batch.batch {
+                    let cols = row * t + t - last..(row + 1) * t;
+                    let (got, want) = (&tail[row * last..(row + 1) * last], &full[cols.clone()]);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(got), bits(want), "{name} T {temperature} last {last} row {row}: log-probs");
+                    let got_h = &tail_h[row * last..(row + 1) * last];
+                    assert_eq!(
+                        bits(got_h),
+                        bits(&full_h[cols]),
+                        "{name} T {temperature} last {last} row {row}: entropy"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn greedy_sampling_matches_transformers_generate() {
     for name in FIXTURES {

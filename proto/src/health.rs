@@ -82,7 +82,7 @@ impl Health {
         let _guard = rt.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind)?;
         rt.spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let incoming = crate::incoming(listener);
             if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
             {
                 tracing::error!("gRPC health service stopped: {e}");

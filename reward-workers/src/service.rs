@@ -221,7 +221,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServiceError> {
     let addr = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or_default();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let incoming = r1_proto::incoming(listener);
     // `GET /metrics` (Prometheus text) on the same port as the gRPC service: the queue depth
     // there is what an autoscaler watches.
     let metrics = worker.metrics();

@@ -29,7 +29,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or_default();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let incoming = r1_proto::incoming(listener);
     let work = Work { core: runs.core.clone(), limits: runs.limits.clone(), gate: runs.gate.clone() }.into_server();
     let dashboard = crate::dashboard::router(runs.core.clone(), auth.clone());
     // grpc.health.v1 without the token (kubelet's probes carry none): the database is open
