@@ -82,6 +82,9 @@ impl UpRecipe {
             eval_every: 3,
             max_new_tokens: 24,
             micro_batch: 8,
+            // Set, not `None`: `load` round-trips the recipe through figment, where an unset
+            // option takes the full recipe's default.
+            steps_after_cold_start: Some(3),
             ..r.rl
         };
         r.cold_start = SftStage { steps: 2, batch_size: 4, ..r.cold_start };
@@ -563,8 +566,9 @@ fn cell_lengths(
             serde_json::from_str(&text).with_context(|| format!("{} is not a samples file", path.display()))?;
         let (mut tokens, mut n) = (0, 0);
         for g in &step.groups {
-            let rec = train.get(g.row).with_context(|| {
-                format!("{}: row {} is not a line of the train file ({} lines)", path.display(), g.row, train.len())
+            // Dataset rows count from 1 (the file's line number).
+            let rec = g.row.checked_sub(1).and_then(|i| train.get(i)).with_context(|| {
+                format!("{}: row {} is not a line of the train file (lines 1–{})", path.display(), g.row, train.len())
             })?;
             if (rec.family, rec.difficulty) == cell {
                 tokens += g.completions.iter().map(|c| c.tokens).sum::<u64>();
@@ -735,17 +739,70 @@ fn hard_summary(rows: &[Row], cell: (Family, u8)) -> String {
 mod tests {
     use super::*;
 
+    /// The hard cell's length curve reads each sample's train row (counted from 1, as the
+    /// dataset numbers them) and averages the completions of that cell over a window of steps.
+    #[test]
+    fn cell_lengths_follow_the_rows_of_the_cell() {
+        let rec = |family, difficulty| r1_recipe::data::TaskRecord {
+            prompt: String::new(),
+            answer: String::new(),
+            family,
+            difficulty,
+        };
+        let train = [rec(Family::LongChain, 3), rec(Family::Solve, 1), rec(Family::LongChain, 3)];
+        let cell = (Family::LongChain, 3);
+        let group = |row: usize, tokens: &[u64]| serde_json::json!({"row": row, "completions": tokens.iter().map(|t| serde_json::json!({"tokens": t})).collect::<Vec<_>>()});
+        type Case<'a> = (&'a str, Vec<(u64, Vec<serde_json::Value>)>, usize, Result<Vec<(f64, f64)>, &'a str>);
+        let cases: Vec<Case> = vec![
+            // Row 2 is the other cell: only rows 1 and 3 count.
+            (
+                "one step",
+                vec![(1, vec![group(1, &[10, 20]), group(2, &[99]), group(3, &[30])])],
+                1,
+                Ok(vec![(1.0, 20.0)]),
+            ),
+            (
+                "a window of two steps",
+                vec![(1, vec![group(1, &[10])]), (2, vec![group(3, &[30, 50])]), (3, vec![group(2, &[7])])],
+                2,
+                Ok(vec![(1.0, 10.0), (2.0, 30.0), (3.0, 40.0)]),
+            ),
+            ("the last row is a row", vec![(1, vec![group(3, &[8])])], 1, Ok(vec![(1.0, 8.0)])),
+            (
+                "row 0 does not exist",
+                vec![(1, vec![group(0, &[8])])],
+                1,
+                Err("row 0 is not a line of the train file (lines 1–3)"),
+            ),
+            ("past the end", vec![(1, vec![group(4, &[8])])], 1, Err("row 4 is not a line")),
+        ];
+        for (name, steps, window, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            for (step, groups) in &steps {
+                let text = serde_json::json!({"step": step, "groups": groups}).to_string();
+                std::fs::write(dir.path().join(format!("{step}.json")), text).unwrap();
+            }
+            match (cell_lengths(dir.path(), &train, cell, window), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{name}"),
+                (Err(e), Err(msg)) => assert!(format!("{e:#}").contains(msg), "{name}: {e:#}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+        // No samples folder (a run that kept none): no curve, no error.
+        assert_eq!(cell_lengths(Path::new("/nonexistent/samples"), &train, cell, 1).unwrap(), vec![]);
+    }
+
     #[test]
     fn recipe_config_layers_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         type Case<'a> = (&'a str, Result<(u64, u32), &'a str>);
         let cases: &[Case] = &[
-            ("", Ok((60, 8))),
+            ("", Ok((80, 8))),
             ("[rl]\nsteps = 7\ngroup_size = 4\n", Ok((7, 4))),
             ("[rl]\nstep = 7\n", Err("unknown field: found `step`")),
             ("[rl]\ngroup_size = 1\n", Err("group_size at least 2")),
             ("[distill]\npretrain_steps = 0\n", Err("pretrain_steps is 0")),
-            ("[distill]\npretrain_steps = 1\n", Ok((60, 8))),
+            ("[distill]\npretrain_steps = 1\n", Ok((80, 8))),
         ];
         for (text, want) in cases {
             let f = dir.path().join("r.toml");
@@ -765,5 +822,10 @@ mod tests {
             assert_eq!(spec.schedule.eval_every, every, "evaluate = {evaluate}");
         }
         r.cold_start.run_spec("b", p, p).validate().unwrap();
+        // `--quick` keeps every RL run short, R1's included (the full recipe gives R1 its own
+        // step count).
+        let q = UpRecipe::load(None, true).unwrap();
+        assert_eq!(q, UpRecipe::quick(), "loading keeps every knob of --quick");
+        assert_eq!((q.rl.steps, q.rl.after_cold_start().steps), (3, 3));
     }
 }

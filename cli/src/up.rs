@@ -345,6 +345,17 @@ impl Local {
             if let Some(line) = waiting.update(&status, &what, std::time::Instant::now()) {
                 bar.suspend(|| eprintln!("{line}"));
             }
+            let live =
+                matches!(pb::RunState::try_from(status.state), Ok(pb::RunState::Running | pb::RunState::Pending));
+            if !live {
+                // The coordinator rewrites `metrics.jsonl` just after the commit that ended
+                // the run (with the last evaluation in it): write it from the store now, so the
+                // last lines are shown before returning.
+                let core = self.core.clone();
+                if let Err(e) = self.rt.block_on(self.rt.spawn_blocking(move || core.write_metrics(run_id as i64)))? {
+                    tracing::warn!(run_id, "cannot write metrics.jsonl: {e}");
+                }
+            }
             let lines: Vec<String> =
                 std::fs::read_to_string(metrics).unwrap_or_default().lines().map(str::to_string).collect();
             // Lines go to stdout (JSON) or stderr (text) even when the bar is hidden.
@@ -372,8 +383,6 @@ impl Local {
                 }
             }
             printed = printed.max(lines.len());
-            let live =
-                matches!(pb::RunState::try_from(status.state), Ok(pb::RunState::Running | pb::RunState::Pending));
             let interrupted = self.interrupted.load(Ordering::Relaxed);
             if !live || interrupted || stop.load(Ordering::Relaxed) || threads.iter().any(|t| t.is_finished()) {
                 bar.finish_and_clear();
