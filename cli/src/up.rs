@@ -68,7 +68,10 @@ pub struct UpArgs {
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
-    let local = Local::start(&args.data_dir, &args.listen, args.json)?;
+    let mut local = Local::start(&args.data_dir, &args.listen, args.json)?;
+    if let Some(root) = &args.side_of {
+        local = local.with_copy_root(root)?;
+    }
     let result = match &args.config {
         Some(config) => {
             let mut spec = RunSpec::load(config)?;
@@ -114,6 +117,9 @@ pub struct Local {
     core: Arc<r1_coordinator::runs::Coordinator>,
     listen: String,
     data_dir: PathBuf,
+    /// The folder that is copied as a whole (`data_dir` itself, or a folder above it whose
+    /// files the runs' specs name): a copy of it finds its runs again ([`Local::run`]).
+    copy_root: PathBuf,
     client_cfg: ClientConfig,
     runs: pb::run_service_client::RunServiceClient<client::AuthChannel>,
     down: Option<tokio::sync::oneshot::Sender<()>>,
@@ -168,6 +174,7 @@ impl Local {
             incarnation,
             core,
             listen: listen.into(),
+            copy_root: data_dir.clone(),
             data_dir,
             client_cfg,
             runs,
@@ -180,6 +187,18 @@ impl Local {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Takes `root`, a folder above the data folder, as the one copied as a whole: the side
+    /// process of `r1ctl up` keeps its runs in `ROOT/side` and trains on files in `ROOT`, so
+    /// a copied recipe folder is recognised only from `ROOT`.
+    pub fn with_copy_root(mut self, root: &Path) -> Result<Local> {
+        let root = root.canonicalize().with_context(|| format!("cannot read the folder {}", root.display()))?;
+        if !self.data_dir.starts_with(&root) {
+            bail!("{} is not inside {}", self.data_dir.display(), root.display());
+        }
+        self.copy_root = root;
+        Ok(self)
     }
 
     /// Stops the coordinator.
@@ -208,7 +227,7 @@ impl Local {
         let client_cfg = &self.client_cfg;
         // A run of this spec made in the folder this one was copied from.
         let core = self.core.clone();
-        let (spec_c, dir) = (spec.clone(), self.data_dir.clone());
+        let (spec_c, dir) = (spec.clone(), self.copy_root.clone());
         if let Some(id) = rt.block_on(rt.spawn_blocking(move || core.adopt_moved(&spec_c, &dir)))?? {
             eprintln!(
                 "run {id} `{}` was made in another data folder (this one is a copy); its paths now point here",

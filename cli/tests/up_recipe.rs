@@ -4,7 +4,7 @@
 //! plumbing end to end, not the learning numbers (those are in docs/reproduction.md).
 //! R1-Zero and the student's runs go through a second `r1ctl up` process (the side process)
 //! with its own coordinator in `recipe-quick/side/`. A second `up --quick` on the same folder
-//! reuses every finished run, in both processes.
+//! reuses every finished run, in both processes, and so does one on a copy of the folder.
 
 use std::process::Command;
 
@@ -77,4 +77,24 @@ fn quick_recipe_runs_every_stage_and_resumes() {
     let side_log = std::fs::read_to_string(side.join("up.log")).unwrap();
     assert_eq!(side_log.matches("already completed").count(), 2, "and the side process's:\n{side_log}");
     assert!(stderr.contains("up to date, reused"), "prepared stages are reused:\n{stderr}");
+
+    // A copy of the folder, the original moved out of reach: both processes find their runs
+    // again (the side process's specs name files above its own data folder).
+    let copy = dir.path().join("copy");
+    assert!(Command::new("cp").arg("-a").arg(&data).arg(&copy).status().unwrap().success());
+    std::fs::rename(&data, dir.path().join("away")).unwrap();
+    let moved = up(&copy, free_port());
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(moved.status.success(), "up --quick in the copy failed:\n{stderr}");
+    assert!(stderr.contains("was made in another data folder"), "the main process adopts its runs:\n{stderr}");
+    let side = copy.join("recipe-quick/side");
+    let side_log = std::fs::read_to_string(side.join("up.log")).unwrap();
+    for name in ["`student-rl`", "`r1-zero`"] {
+        assert!(
+            side_log.contains(&format!("{name} was made in another data folder")),
+            "the side process adopts {name}:\n{side_log}"
+        );
+    }
+    assert_eq!(side_log.matches("already completed").count(), 2, "and trains nothing again:\n{side_log}");
+    assert_eq!(std::fs::read_dir(side.join("runs")).unwrap().count(), 2, "no new run in the side folder");
 }
