@@ -73,10 +73,11 @@ impl Default for UpRecipe {
 impl UpRecipe {
     /// A few minutes end to end: checks that every stage runs, not that it learns.
     pub fn quick() -> Self {
+        let steps = 3;
         let mut r = Self::default();
         r.prepare = RecipeConfig::tiny();
         r.rl = RlStage {
-            steps: 3,
+            steps,
             group_size: 4,
             prompts_per_step: 2,
             eval_every: 3,
@@ -84,7 +85,7 @@ impl UpRecipe {
             micro_batch: 8,
             // Set, not `None`: `load` round-trips the recipe through figment, where an unset
             // option takes the full recipe's default.
-            steps_after_cold_start: Some(3),
+            steps_after_cold_start: Some(steps),
             ..r.rl
         };
         r.cold_start = SftStage { steps: 2, batch_size: 4, ..r.cold_start };

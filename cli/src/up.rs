@@ -369,7 +369,7 @@ impl Local {
             if !live {
                 // The coordinator rewrites `metrics.jsonl` just after the commit that ended
                 // the run (with the last evaluation in it): write it from the store now, so the
-                // last lines are shown before returning.
+                // last lines are shown and the file this returns is whole.
                 let core = self.core.clone();
                 if let Err(e) = self.rt.block_on(self.rt.spawn_blocking(move || core.write_metrics(run_id as i64)))? {
                     tracing::warn!(run_id, "cannot write metrics.jsonl: {e}");

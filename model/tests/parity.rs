@@ -126,6 +126,22 @@ fn tail_logprobs_are_the_last_columns_of_the_full_ones() {
     }
 }
 
+/// The tail is 1 to `len − 1` columns: 0, or as many columns as the batch has, is refused.
+#[test]
+fn tail_logprobs_refuse_a_tail_outside_the_batch() {
+    let model = load("qwen2-tiny");
+    let batch = PaddedBatch::new(&[&[5, 17, 33, 2][..], &[7, 8]], 0);
+    for last in [0, batch.len] {
+        let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            logprobs::token_logprobs_tail(&model, &batch, &Default::default(), 1.0, false, last)
+        }));
+        let message = asked.expect_err("refused").downcast::<String>().map(|m| *m).unwrap_or_default();
+        assert!(message.contains(&format!("asked for the last {last} log-probs of a 4-column batch")), "{message}");
+    }
+    let (ok, _) = logprobs::token_logprobs_tail(&model, &batch, &Default::default(), 1.0, false, batch.len - 1);
+    assert_eq!(ok.dims(), [2, 3]);
+}
+
 #[test]
 fn greedy_sampling_matches_transformers_generate() {
     for name in FIXTURES {
